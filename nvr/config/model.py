@@ -1,0 +1,216 @@
+"""The camera map (CONTRACT.md "Camera map") as pydantic models. Unknown keys are errors.
+
+The loader (nvr.config.loader) turns YAML into these and maps every validation error back to
+its line. Policy-bearing rules (privacy areas, roles) quote the policy clause they enforce.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CAMERA_ID_PATTERN = r"^[a-z0-9-]{1,40}$"
+
+PRIVACY_CLAUSE = (
+    '"Cameras will not be placed in areas where individuals have a reasonable expectation of '
+    'privacy, such as restrooms or private offices." (Security Camera Policy, Privacy)'
+)
+
+
+class Role(StrEnum):
+    director = "director"
+    assistant_director = "assistant_director"
+    staff = "staff"
+    elder_affairs_director = "elder_affairs_director"
+    it = "it"
+    facilities = "facilities"
+    # Not configurable: anyone not listed in `people:`.
+    public = "public"
+
+
+PRIVACY_AREAS = frozenset(
+    {
+        "restroom",
+        "private_office",
+        "locker_room",
+        "changing_room",
+        "nursing_room",
+        "staff_break_room",
+    }
+)
+ALLOWED_AREAS = frozenset(
+    {
+        "entrance",
+        "delivery",
+        "parking",
+        "public_seating",
+        "service_desk",
+        "stacks",
+        "hallway",
+        "meeting_room",
+        "exterior",
+        "senior_center_shared",
+    }
+)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageConfig(Strict):
+    root: Path = Path("/var/lib/nvr")
+    segment_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
+    min_free_percent: Annotated[float, Field(ge=0, le=90)] = 10
+
+
+class RetentionConfig(Strict):
+    days: Annotated[float, Field(gt=0, le=3650)] = 30
+    # How often the retention executor runs, in seconds.
+    interval_seconds: Annotated[float, Field(gt=0, le=86400)] = 60
+
+
+class ControlConfig(Strict):
+    socket: Path = Path("/run/nvr/control.sock")
+
+
+class TlsConfig(Strict):
+    cert: Path
+    key: Path
+
+
+class LiveConfig(Strict):
+    listen: str = "127.0.0.1:8443"
+    tls: TlsConfig | None = None
+    # Longest emergency live feed, in minutes (POLICY-MATRIX: "has a maximum length").
+    emergency_max_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 240
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{v!r} is not HOST:PORT (for example 127.0.0.1:8443)")
+        return v
+
+    @model_validator(mode="after")
+    def _plain_http_only_on_loopback(self) -> LiveConfig:
+        host = self.listen.rpartition(":")[0].strip("[]")
+        if self.tls is None and not _is_loopback(host):
+            raise ValueError(
+                f"live view on {self.listen} would be plain HTTP on a non-loopback address; "
+                "listen on 127.0.0.1 or add tls: {cert: ..., key: ...}"
+            )
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Person(Strict):
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+    role: Role
+
+    @field_validator("role")
+    @classmethod
+    def _not_public(cls, v: Role) -> Role:
+        if v is Role.public:
+            raise ValueError("'public' is everyone not listed; it cannot be given to an account")
+        return v
+
+
+class OnvifConfig(Strict):
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 80
+    username: str
+    # Resolved by the loader from password_file, ${ENV} or $CREDENTIALS_DIRECTORY.
+    password: str | None = Field(default=None, repr=False)
+    password_file: Path | None = None
+    profile: Annotated[int, Field(ge=0)] = 0
+
+
+class CameraConfig(Strict):
+    id: Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
+    name: str
+    area: str
+    shared_with_senior_center: bool = False
+    rtsp: str | None = Field(default=None, repr=False)
+    onvif: OnvifConfig | None = None
+    retention_days: Annotated[float, Field(gt=0, le=3650)] | None = None
+    live_rtsp: str | None = Field(default=None, repr=False)
+    enabled: bool = True
+
+    @field_validator("area")
+    @classmethod
+    def _area_allowed(cls, v: str) -> str:
+        if v in PRIVACY_AREAS:
+            raise ValueError(f"area {v!r} is a privacy area and cannot have a camera: {PRIVACY_CLAUSE}")
+        if v not in ALLOWED_AREAS:
+            raise ValueError(
+                f"unknown area {v!r}; use one of: {', '.join(sorted(ALLOWED_AREAS))}"
+            )
+        return v
+
+    @field_validator("rtsp", "live_rtsp")
+    @classmethod
+    def _rtsp_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("rtsp://", "rtsps://")):
+            raise ValueError("must start with rtsp:// or rtsps://")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CameraConfig:
+        if (self.rtsp is None) == (self.onvif is None):
+            raise ValueError("give exactly one of rtsp: or onvif:")
+        return self
+
+
+class CameraMap(Strict):
+    site: str
+    storage: StorageConfig = StorageConfig()
+    retention: RetentionConfig = RetentionConfig()
+    control: ControlConfig = ControlConfig()
+    live: LiveConfig = LiveConfig()
+    people: list[Person] = []
+    cameras: list[CameraConfig] = []
+    # argv of a command run with a breach report's details on stdin (e.g. a mail script).
+    notify_command: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> CameraMap:
+        seen: set[str] = set()
+        for cam in self.cameras:
+            if cam.id in seen:
+                raise ValueError(f"camera id {cam.id!r} is used twice; ids name folders on disk")
+            seen.add(cam.id)
+        users: set[str] = set()
+        for p in self.people:
+            if p.user in users:
+                raise ValueError(f"account {p.user!r} is listed twice; one role per account")
+            users.add(p.user)
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+    def role_of(self, user: str | None) -> Role:
+        for p in self.people:
+            if p.user == user:
+                return p.role
+        return Role.public
+
+    def retention_days_for(self, camera_id: str) -> float:
+        cam = self.camera(camera_id)
+        if cam is not None and cam.retention_days is not None:
+            return cam.retention_days
+        return self.retention.days

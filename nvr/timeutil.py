@@ -1,0 +1,71 @@
+"""Time at the edges: ISO 8601 text in, integer microseconds since the epoch (UTC) inside.
+
+Inside the recorder every instant is an `int` of microseconds since 1970-01-01 UTC ("µs").
+Integers compare exactly, sort in SQLite, and never drift the way float seconds do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from nvr.errors import UsageError
+
+US = 1_000_000
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_iso(us: int) -> str:
+    """UTC, microsecond precision, with a `Z` suffix: sorts as text and parses everywhere."""
+    # Built from the integer: fromtimestamp() on a float can be off by a microsecond.
+    d = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(text: str, *, end_of_day: bool = False) -> int:
+    """ISO 8601 date or time. Without an offset it is local time (CONTRACT.md "Times").
+
+    A bare date means its local midnight, or the end of that day when `end_of_day` is set
+    (so `--until 2026-12-31` keeps a still through the 31st).
+    """
+    raw = text.strip()
+    if raw.endswith("Z") or raw.endswith("z"):
+        raw = raw[:-1] + "+00:00"
+    try:
+        if len(raw) == 10:
+            day = dt.date.fromisoformat(raw)
+            d = dt.datetime.combine(day, dt.time.min)
+            if end_of_day:
+                d += dt.timedelta(days=1)
+        else:
+            d = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not an ISO 8601 time; write e.g. 2026-11-29T14:05:00 (local) "
+            "or 2026-11-29T19:05:00Z"
+        ) from None
+    if d.tzinfo is None:
+        d = d.astimezone()  # local time zone of this machine
+    delta = d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+def segment_name(start_us: int) -> str:
+    """File name of a segment: its UTC start, sortable, no characters a shell minds."""
+    d = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=start_us)
+    return d.strftime("%Y%m%dT%H%M%S.%fZ") + ".mp4"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """Inverse of segment_name; None for a name that is not ours."""
+    if not name.endswith(".mp4"):
+        return None
+    try:
+        d = dt.datetime.strptime(name[:-4], "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+    delta = d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds

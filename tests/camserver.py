@@ -1,0 +1,66 @@
+"""Run tools/testcam.py (the real GStreamer RTSP server) as a child process for tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+TESTCAM = Path(__file__).resolve().parent.parent / "tools" / "testcam.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # gi imports only under Debian's interpreter
+
+
+class TestCamera:
+    """One RTSP server process. stop() is the camera going offline; start() brings it back
+    on the same port."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *args: str) -> None:
+        self.args = list(args)
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 15.0) -> TestCamera:
+        cmd = [SYSTEM_PYTHON, str(TESTCAM), "--port", str(self.port), *self.args]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY "):
+                self.port = int(line.split()[1])
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError(f"test camera did not start: {' '.join(cmd)}")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def url(self, mount: str = "h264", user: str | None = None, password: str | None = None) -> str:
+        cred = f"{user}:{password}@" if user else ""
+        return f"rtsp://{cred}127.0.0.1:{self.port}/{mount}"
+
+    def __enter__(self) -> TestCamera:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,124 @@
+#!/usr/bin/python3
+"""A real RTSP camera stand-in: GStreamer's RTSP server with test patterns.
+
+Runs under Debian's /usr/bin/python3 (python3-gi does not import in a venv; MEDIA-FACTS.md).
+Mounts, all encoding once for any number of clients (shared media):
+
+  /h264        H.264 video + AAC audio (audio is on the wire; the recorder must never keep it)
+  /h265        H.265 video
+  /h264-noaudio H.264 video only
+  /audio-only  AAC audio and no video at all (a "stream with no video")
+
+With --require-auth every mount wants --user/--password (RTSP basic auth), as a real camera does.
+
+Prints `READY <port>` on stdout once it accepts connections. Stopping the process is the camera
+going offline; starting it again on the same port is the camera coming back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+import gi
+
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+
+
+def video_src(a: argparse.Namespace) -> str:
+    overlay = "clockoverlay halignment=right valignment=bottom ! " if a.overlay else ""
+    return (
+        f"videotestsrc is-live=true pattern={a.pattern} ! "
+        f"video/x-raw,width={a.width},height={a.height},framerate={a.fps}/1 ! {overlay}"
+    )
+
+
+def h264(a: argparse.Namespace) -> str:
+    return (
+        f"x264enc tune=zerolatency key-int-max={a.gop} bitrate={a.bitrate} "
+        "speed-preset=ultrafast ! video/x-h264,profile=constrained-baseline ! "
+        "rtph264pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
+def h265(a: argparse.Namespace) -> str:
+    return (
+        f"x265enc tune=zerolatency key-int-max={a.gop} bitrate={a.bitrate} "
+        "speed-preset=ultrafast ! rtph265pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
+AUDIO = (
+    "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! "
+    "audio/x-raw,rate=16000,channels=1 ! voaacenc ! rtpmp4apay name=pay{n} pt=97"
+)
+
+
+def launch_lines(a: argparse.Namespace) -> dict[str, str]:
+    v = video_src(a)
+    return {
+        "/h264": f"( {v}{h264(a)} {AUDIO.format(n=1)} )",
+        "/h265": f"( {v}{h265(a)} )",
+        "/h264-noaudio": f"( {v}{h264(a)} )",
+        "/audio-only": f"( {AUDIO.format(n=0)} )",
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--port", type=int, default=8554, help="0 picks a free port")
+    p.add_argument("--address", default="127.0.0.1")
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--fps", type=int, default=15)
+    p.add_argument("--gop", type=int, default=15, help="keyframe interval in frames")
+    p.add_argument("--bitrate", type=int, default=800, help="kbit/s")
+    p.add_argument("--pattern", default="ball")
+    p.add_argument("--overlay", action="store_true", help="draw the time (costs CPU)")
+    p.add_argument("--require-auth", action="store_true")
+    p.add_argument("--user", default="camuser")
+    p.add_argument("--password", default="campass")
+    a = p.parse_args()
+
+    Gst.init(None)
+    server = GstRtspServer.RTSPServer()
+    server.set_address(a.address)
+    server.set_service(str(a.port))
+    roles = ["camera-user"]
+    if a.require_auth:
+        # RTSP basic auth for every mount: a client without the right credentials gets 401.
+        auth = GstRtspServer.RTSPAuth()
+        token = GstRtspServer.RTSPToken()
+        token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "camera-user")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
+        server.set_auth(auth)
+    mounts = server.get_mount_points()
+    for path, line in launch_lines(a).items():
+        factory = GstRtspServer.RTSPMediaFactory()
+        factory.set_launch(line)
+        factory.set_shared(True)
+        if a.require_auth:
+            for role in roles:
+                factory.add_role_from_structure(
+                    Gst.Structure.new_from_string(
+                        f"{role}, media.factory.access=(boolean)true, "
+                        "media.factory.construct=(boolean)true"
+                    )
+                )
+        mounts.add_factory(path, factory)
+    if server.attach(None) == 0:
+        print(f"cannot listen on {a.address}:{a.port}", file=sys.stderr)
+        return 1
+    print(f"READY {server.get_bound_port()}", flush=True)
+    loop = GLib.MainLoop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, loop.quit)
+    loop.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Queries on the segment and gap tables. The only module that writes them.
+
+Lifecycle of a segment row (docs/design.md, "Lifecycle of a segment"):
+  create  — the writer fsyncs the file and its folder, *then* add_segment() inserts the row;
+  delete  — mark_deleting() → unlink → fsync folder → remove(); a crash between the steps
+            leaves a 'deleting' row that start-up recovery finishes.
+So a 'complete' row always names a file that is on disk and durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import aiosqlite
+
+_SEG_COLUMNS = (
+    "camera, start_us, end_us, path, bytes, frames, keyframes, codec, width, height, sha256, "
+    "recovered"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class NewSegment:
+    camera: str
+    start_us: int
+    end_us: int
+    path: str  # absolute
+    bytes: int
+    frames: int
+    keyframes: int
+    codec: str  # "h264" or "hevc"
+    width: int
+    height: int
+    sha256: str
+    recovered: bool = False  # indexed by start-up recovery rather than by the writer
+
+
+@dataclass(frozen=True, slots=True)
+class Segment(NewSegment):
+    id: int = 0
+    state: str = "complete"  # or "deleting"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    camera: str
+    start_us: int
+    end_us: int
+    reason: str
+    detail: str = ""
+
+
+def _segment(row: aiosqlite.Row) -> Segment:
+    return Segment(
+        camera=row["camera"], start_us=row["start_us"], end_us=row["end_us"], path=row["path"],
+        bytes=row["bytes"], frames=row["frames"], keyframes=row["keyframes"],
+        codec=row["codec"], width=row["width"], height=row["height"], sha256=row["sha256"],
+        recovered=bool(row["recovered"]), id=row["id"], state=row["state"],
+    )
+
+
+class Index:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    async def ensure_camera(self, camera_id: str, name: str, now_us: int) -> None:
+        await self.db.execute(
+            "INSERT INTO cameras (id, name, first_seen_us) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name",
+            (camera_id, name, now_us),
+        )
+
+    async def add_segment(self, seg: NewSegment) -> int:
+        """Insert a row for a segment whose file and folder are already fsynced."""
+        values = asdict(seg)
+        values["recovered"] = int(seg.recovered)
+        cur = await self.db.execute(
+            f"INSERT INTO segments ({_SEG_COLUMNS}) VALUES "
+            "(:camera, :start_us, :end_us, :path, :bytes, :frames, :keyframes, :codec, :width, "
+            ":height, :sha256, :recovered)",
+            values,
+        )
+        return int(cur.lastrowid or 0)
+
+    async def add_gap(
+        self, camera: str, start_us: int, end_us: int, reason: str, detail: str = ""
+    ) -> None:
+        if end_us <= start_us:
+            return
+        await self.db.execute(
+            "INSERT INTO gaps (camera, start_us, end_us, reason, detail) VALUES (?, ?, ?, ?, ?)",
+            (camera, start_us, end_us, reason, detail),
+        )
+
+    async def segments(
+        self,
+        camera: str,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        *,
+        include_deleting: bool = False,
+    ) -> list[Segment]:
+        """Segments of `camera` overlapping [start_us, end_us), in time order."""
+        sql = "SELECT * FROM segments WHERE camera = ?"
+        args: list[object] = [camera]
+        if start_us is not None:
+            sql += " AND end_us > ?"
+            args.append(start_us)
+        if end_us is not None:
+            sql += " AND start_us < ?"
+            args.append(end_us)
+        if not include_deleting:
+            sql += " AND state = 'complete'"
+        sql += " ORDER BY start_us"
+        async with self.db.execute(sql, args) as cur:
+            return [_segment(r) for r in await cur.fetchall()]
+
+    async def all_segments(self, *, include_deleting: bool = False) -> list[Segment]:
+        sql = "SELECT * FROM segments"
+        if not include_deleting:
+            sql += " WHERE state = 'complete'"
+        async with self.db.execute(sql + " ORDER BY camera, start_us") as cur:
+            return [_segment(r) for r in await cur.fetchall()]
+
+    async def segment_by_path(self, path: str) -> Segment | None:
+        async with self.db.execute("SELECT * FROM segments WHERE path = ?", (path,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _segment(row)
+
+    async def last_segment(self, camera: str) -> Segment | None:
+        async with self.db.execute(
+            "SELECT * FROM segments WHERE camera = ? ORDER BY end_us DESC LIMIT 1", (camera,)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _segment(row)
+
+    async def gaps(
+        self, camera: str, start_us: int | None = None, end_us: int | None = None
+    ) -> list[Gap]:
+        sql = "SELECT camera, start_us, end_us, reason, detail FROM gaps WHERE camera = ?"
+        args: list[object] = [camera]
+        if start_us is not None:
+            sql += " AND end_us > ?"
+            args.append(start_us)
+        if end_us is not None:
+            sql += " AND start_us < ?"
+            args.append(end_us)
+        async with self.db.execute(sql + " ORDER BY start_us", args) as cur:
+            return [Gap(*tuple(r)) for r in await cur.fetchall()]
+
+    async def mark_deleting(self, ids: Sequence[int]) -> None:
+        await self.db.executemany(
+            "UPDATE segments SET state = 'deleting' WHERE id = ?", [(i,) for i in ids]
+        )
+
+    async def deleting(self) -> list[Segment]:
+        async with self.db.execute(
+            "SELECT * FROM segments WHERE state = 'deleting' ORDER BY start_us"
+        ) as cur:
+            return [_segment(r) for r in await cur.fetchall()]
+
+    async def remove(self, ids: Sequence[int]) -> None:
+        await self.db.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i in ids])
+
+    async def total_bytes(self) -> int:
+        async with self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets everything up, starts the test camera (a real GStreamer RTSP server on 127.0.0.1:8554),
+# and runs the recorder in the foreground on config/demo.yaml. Ctrl-C stops both.
+# Footage lands in ./demo-data; in another terminal:  .venv/bin/nvr status --config config/demo.yaml
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup.sh
+export USER="${USER:-$(id -un)}"
+/usr/bin/python3 tools/testcam.py --port 8554 > /dev/null &
+cam=$!
+trap 'kill $cam 2>/dev/null || true' EXIT
+sleep 1
+.venv/bin/nvr run --config config/demo.yaml

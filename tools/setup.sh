@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything nvr needs on a fresh Debian 12 machine, idempotently:
+# Debian packages (GStreamer RTSP server for the test camera, ffmpeg/ffprobe for checks),
+# and a virtualenv in .venv built from Debian's /usr/bin/python3 (not a pyenv interpreter under
+# /root, which other accounts cannot execute; see MEDIA-FACTS.md) with nvr and its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
+      gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
+      gstreamer1.0-plugins-bad ffmpeg passwd util-linux)
+
+missing=()
+for pkg in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install Debian packages: ${missing[*]} (run with sudo)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  /usr/bin/python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+echo "setup: ok ($(.venv/bin/nvr --version 2>/dev/null || echo nvr installed))"

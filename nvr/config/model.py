@@ -11,13 +11,26 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 CAMERA_ID_PATTERN = r"^[a-z0-9-]{1,40}$"
 
 PRIVACY_CLAUSE = (
     '"Cameras will not be placed in areas where individuals have a reasonable expectation of '
     'privacy, such as restrooms or private offices." (Security Camera Policy, Privacy)'
+)
+
+
+AUDIO_CLAUSE = (
+    '"No audible communication shall be monitored or recorded by the security cameras." '
+    "(Security Camera Policy, Data Storage & Access)"
 )
 
 
@@ -154,11 +167,11 @@ class CameraConfig(Strict):
     @classmethod
     def _area_allowed(cls, v: str) -> str:
         if v in PRIVACY_AREAS:
-            raise ValueError(f"area {v!r} is a privacy area and cannot have a camera: {PRIVACY_CLAUSE}")
-        if v not in ALLOWED_AREAS:
             raise ValueError(
-                f"unknown area {v!r}; use one of: {', '.join(sorted(ALLOWED_AREAS))}"
+                f"area {v!r} is a privacy area and cannot have a camera: {PRIVACY_CLAUSE}"
             )
+        if v not in ALLOWED_AREAS:
+            raise ValueError(f"unknown area {v!r}; use one of: {', '.join(sorted(ALLOWED_AREAS))}")
         return v
 
     @field_validator("rtsp", "live_rtsp")
@@ -187,17 +200,13 @@ class CameraMap(Strict):
     notify_command: list[str] | None = None
 
     @model_validator(mode="after")
-    def _unique(self) -> CameraMap:
-        seen: set[str] = set()
-        for cam in self.cameras:
-            if cam.id in seen:
-                raise ValueError(f"camera id {cam.id!r} is used twice; ids name folders on disk")
-            seen.add(cam.id)
-        users: set[str] = set()
-        for p in self.people:
-            if p.user in users:
-                raise ValueError(f"account {p.user!r} is listed twice; one role per account")
-            users.add(p.user)
+    def _unique(self, info: ValidationInfo) -> CameraMap:
+        # The loader runs these checks itself so that each duplicate gets its own line number;
+        # it says so through the validation context to avoid reporting them twice.
+        if isinstance(info.context, dict) and info.context.get("duplicates_checked"):
+            return self
+        for problem in duplicate_problems(self.cameras, self.people):
+            raise ValueError(problem[2])
         return self
 
     def camera(self, camera_id: str) -> CameraConfig | None:
@@ -214,3 +223,25 @@ class CameraMap(Strict):
         if cam is not None and cam.retention_days is not None:
             return cam.retention_days
         return self.retention.days
+
+
+def duplicate_problems(
+    cameras: list[CameraConfig] | list[dict[str, object]],
+    people: list[Person] | list[dict[str, object]],
+) -> list[tuple[str, int, str]]:
+    """(list name, index of the second occurrence, message) for each repeated camera id / user."""
+    out: list[tuple[str, int, str]] = []
+    for list_name, key, what in (("cameras", "id", "camera id"), ("people", "user", "account")):
+        items = cameras if list_name == "cameras" else people
+        seen: set[object] = set()
+        for i, item in enumerate(items):
+            value = item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+            if not isinstance(value, str):
+                continue
+            if value in seen:
+                why = (
+                    "ids name folders on disk" if list_name == "cameras" else "one role per account"
+                )
+                out.append((list_name, i, f"{what} {value!r} is used twice; {why}"))
+            seen.add(value)
+    return out

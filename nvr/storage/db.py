@@ -15,7 +15,11 @@ Module ownership of tables (each module keeps its own queries):
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -223,3 +227,25 @@ async def set_meta(db: aiosqlite.Connection, key: str, value: str) -> None:
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         (key, value),
     )
+
+
+# One connection is shared by every task of the daemon; SQLite has one transaction per
+# connection. Tasks that need several statements to commit together take this lock, so two
+# tasks never interleave their BEGIN … COMMIT (which SQLite would refuse, or worse, merge).
+_tx_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error, serialized per connection."""
+    lock = _tx_locks.setdefault(db, asyncio.Lock())
+    async with lock:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")

@@ -1,0 +1,247 @@
+"""Carries out retention plans on disk and in the index, crash-safely (docs/retention.md).
+
+Delete lifecycle, per segment (Moonfire's "turn the row into a garbage row first"):
+  1. mark_deleting(ids)   — one transaction per batch; from here the deletion is decided
+  2. audit append         — one row per camera and cause, so the log never misses a deletion
+  3. unlink, fsync folder — in a thread, never on the event loop
+  4. remove(ids)          — the row goes only once the unlink is durable
+A crash anywhere leaves 'deleting' rows; finish_pending() redoes 3 and 4 for them. So a
+'complete' row always has its file, and a file with no row can only be one being written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import aiosqlite
+
+from nvr import log as nvr_log
+from nvr.config.model import CameraMap
+from nvr.retention.disk import disk_state
+from nvr.retention.holds import Holds
+from nvr.retention.planner import DiskState, Plan, PlannedDeletion, SegmentInfo, plan, plan_to_dict
+from nvr.storage.db import transaction
+from nvr.storage.index import Index
+from nvr.timeutil import now_us, to_iso
+
+log = nvr_log.get("nvr.retention")
+
+T = TypeVar("T")
+BATCH = 500  # rows a transaction; bounds the time one pass holds the index
+
+
+class AuditSink(Protocol):
+    """The part of nvr.policy.audit.AuditLog that retention uses."""
+
+    async def append(
+        self, *, at_us: int, actor: str, uid: int | None, role: str, action: str,
+        allowed: bool, detail: dict[str, Any],
+    ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    at_us: int
+    deleted: int
+    bytes_freed: int
+    kept: int
+    refused: tuple[str, ...]  # paths outside storage.root/segments, left alone
+    failed: tuple[str, ...]  # unlink errors; their rows stay 'deleting' for the next pass
+    paused_cameras: frozenset[str]
+    alert: str | None
+
+
+def _no_pause(cameras: set[str], alert: str | None) -> None:
+    return None
+
+
+class RetentionExecutor:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        index: Index,
+        holds: Holds,
+        audit: AuditSink,
+        config: CameraMap,
+        *,
+        clock: Callable[[], int] = now_us,
+        disk: Callable[[Path], DiskState] = disk_state,
+        on_pause: Callable[[set[str], str | None], None] = _no_pause,
+        _after_mark: Callable[[], None] | None = None,
+        _after_unlink: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db, self.index, self.holds, self.audit = db, index, holds, audit
+        self.config = config
+        self._clock, self._disk, self._on_pause = clock, disk, on_pause
+        # Test hooks for crash-safety tests (called where a crash would hurt most).
+        self._after_mark, self._after_unlink = _after_mark, _after_unlink
+        self.paused: frozenset[str] = frozenset()
+        self.alert: str | None = None
+
+    def set_config(self, config: CameraMap) -> None:
+        """After a reload: new retention days and thresholds apply from the next pass."""
+        self.config = config
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.config.storage.root / "segments"
+
+    async def plan(self, at_us: int | None = None) -> Plan:
+        """What a pass at `at_us` (default now) would do, against today's disk state."""
+        at = self._clock() if at_us is None else at_us
+        segs = [
+            SegmentInfo(s.id, s.camera, s.start_us, s.end_us, s.path, s.bytes)
+            for s in await self.index.all_segments()
+        ]
+        holds = await self.holds.active(at)
+        disk = await asyncio.to_thread(self._disk, self.config.storage.root)
+        days = {c.id: self.config.retention_days_for(c.id) for c in self.config.cameras}
+        # Pure and linear, but 100k segments is tens of milliseconds: off the loop.
+        return await asyncio.to_thread(
+            plan, segs, holds, days, self.config.retention.days, disk, at,
+            min_free_percent=self.config.storage.min_free_percent,
+        )
+
+    async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
+        """`nvr retention plan --json` (CONTRACT.md)."""
+        at = self._clock() if at_us is None else at_us
+        return plan_to_dict(await self.plan(at), at)
+
+    async def run_once(self) -> PassReport:
+        await self.finish_pending()  # leftovers of a crash or of a failed unlink
+        at = self._clock()
+        p = await self.plan(at)
+        ok = [d for d in p.delete if self._inside(d.segment.path)]
+        refused = tuple(d.segment.path for d in p.delete if not self._inside(d.segment.path))
+        for path in refused:
+            log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
+        for chunk in batched([d.segment.id for d in ok], BATCH):
+            await self._transaction(self.index.mark_deleting, chunk)
+        await self._audit(ok, at)
+        if self._after_mark is not None:
+            self._after_mark()
+        done, failed = await self._unlink_and_remove([(d.segment.id, d.segment.path) for d in ok])
+        freed = sum(d.segment.bytes for d in ok if d.segment.id in done)
+        self._notify_pause(p)
+        if ok:
+            log.info("retention_pass", deleted=len(done), bytes=freed, kept=len(p.keep))
+        return PassReport(
+            at, len(done), freed, len(p.keep), refused, failed, p.paused_cameras, p.alert
+        )
+
+    async def finish_pending(self) -> int:
+        """Complete deletions a crash interrupted. Idempotent; returns rows finished."""
+        rows = [s for s in await self.index.deleting() if self._inside(s.path)]
+        if not rows:
+            return 0
+        done, _ = await self._unlink_and_remove([(s.id, s.path) for s in rows])
+        log.info("retention_pending_finished", segments=len(done))
+        return len(done)
+
+    async def run_forever(self, interval_s: float, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("retention_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
+    def _inside(self, path: str) -> bool:
+        # Lexical, no I/O: unlink removes a symlink itself, never what it points to.
+        base = os.path.abspath(self.segments_dir)
+        p = os.path.abspath(path)
+        return p != base and os.path.commonpath([base, p]) == base
+
+    async def _transaction(
+        self, op: Callable[[Sequence[int]], Awaitable[None]], ids: Sequence[int]
+    ) -> None:
+        # One transaction a batch: with synchronous=FULL each autocommit UPDATE is an fsync.
+        # The shared lock keeps other tasks' transactions from interleaving with ours: joined
+        # to one that rolled back, our 'deleting' marks would vanish while the files go anyway.
+        if not ids:
+            return
+        async with transaction(self.db):
+            await op(ids)
+
+    async def _unlink_and_remove(
+        self, items: Sequence[tuple[int, str]]
+    ) -> tuple[set[int], tuple[str, ...]]:
+        done: set[int] = set()
+        failed: list[str] = []
+        for chunk in batched(items, BATCH):
+            gone = await asyncio.to_thread(_unlink_all, [p for _, p in chunk], self._after_unlink)
+            ids = [i for i, p in chunk if p in gone]
+            failed += [p for _, p in chunk if p not in gone]
+            await self._transaction(self.index.remove, ids)
+            done.update(ids)
+        return done, tuple(failed)
+
+    async def _audit(self, deletions: Sequence[PlannedDeletion], at: int) -> None:
+        groups: dict[tuple[str, str], list[SegmentInfo]] = {}
+        for d in deletions:
+            groups.setdefault((d.segment.camera, d.kind), []).append(d.segment)
+        for (camera, why), segs in sorted(groups.items()):
+            detail = {
+                "camera": camera, "from": to_iso(min(s.start_us for s in segs)),
+                "to": to_iso(max(s.end_us for s in segs)), "segments": len(segs),
+                "bytes": sum(s.bytes for s in segs), "why": why,
+            }
+            await self.audit.append(
+                at_us=at, actor="nvr", uid=os.getuid(), role="system",
+                action="retention_delete", allowed=True, detail=detail,
+            )
+            log.info("retention_deleting", **detail)
+
+    def _notify_pause(self, p: Plan) -> None:
+        self.alert = p.alert
+        if p.paused_cameras == self.paused:
+            return  # report changes only: the alert's numbers move every pass
+        self.paused = p.paused_cameras
+        if p.paused_cameras:
+            log.warning("retention_paused", cameras=sorted(p.paused_cameras), alert=p.alert)
+        else:
+            log.info("retention_resumed")
+        self._on_pause(set(p.paused_cameras), p.alert)
+
+
+def batched(items: Sequence[T], n: int) -> list[Sequence[T]]:
+    return [items[i : i + n] for i in range(0, len(items), n)]
+
+
+def _unlink_all(paths: Sequence[str], after: Callable[[str], None] | None) -> set[str]:
+    """Blocking: unlink each file (already gone counts as done), then fsync each folder once."""
+    gone: set[str] = set()
+    folders: set[str] = set()
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.error("retention_unlink_failed", path=path, error=str(e))
+            continue
+        gone.add(path)
+        folders.add(os.path.dirname(path))
+        if after is not None:
+            after(path)
+    for folder in folders:
+        _fsync_dir(folder)
+    return gone
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

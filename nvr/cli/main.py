@@ -1,0 +1,217 @@
+"""`nvr`: the command line (CONTRACT.md "Command line"). `main()` is the only place that exits.
+
+Exit codes are sysexits.h: an NvrError leaves with its `exit_code` and one line
+`nvr: <message>` on stderr; argparse usage errors are 64 (not argparse's 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from nvr.errors import EX_OK, EX_SOFTWARE, NvrError, UsageError
+
+REQUEST_KINDS = ("subpoena", "court_order", "voluntary", "emergency", "public")
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+def _common(top: bool) -> Parser:
+    """--socket/--config/--json, accepted before or after the command. On subcommands the
+    default is SUPPRESS so that `nvr --json status` is not undone by the subparser's default."""
+    p = Parser(add_help=False)
+    d: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    p.add_argument("--socket", metavar="PATH", help="control socket (else $NVR_SOCKET, else --config's control.socket, else /run/nvr/control.sock)", **d)  # fmt: skip
+    p.add_argument("--config", metavar="FILE", help="camera map (YAML)", **d)
+    p.add_argument("--json", action="store_true", help="machine-readable output", **d)
+    return p
+
+
+def _client(sub: Any, name: str, op: str, help_: str, common: Parser) -> Parser:
+    p: Parser = sub.add_parser(name, help=help_, description=help_, parents=[common])
+    p.set_defaults(handler="client", op=op)
+    return p
+
+
+def _cameras(p: Parser, *, required: bool = True) -> None:
+    p.add_argument("--camera", dest="cameras", metavar="ID", action="extend", nargs="+", required=required,
+                   help="camera id; repeat (--camera a --camera b) or list (--camera a b)")  # fmt: skip
+
+
+def _group(sub: Any, name: str, help_: str, common: Parser) -> Any:
+    p = sub.add_parser(name, help=help_, description=help_, parents=[common])
+    return p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+
+def _offline(sub: Any, common: Parser) -> None:
+    p = sub.add_parser(
+        "run", help="the daemon, in the foreground (systemd runs this)", parents=[common]
+    )
+    p.set_defaults(handler="run")
+    p = sub.add_parser(
+        "check-config", help="validate a camera map (exit 0 or 65)", parents=[common]
+    )
+    p.add_argument("file", metavar="FILE")
+    p.set_defaults(handler="check_config")
+    p = sub.add_parser("fsck", help="compare index and disk; --repair fixes orphans and missing files", parents=[common])  # fmt: skip
+    p.add_argument("--repair", action="store_true")
+    p.set_defaults(handler="fsck")
+
+
+def _footage(sub: Any, common: Parser) -> None:
+    p = _client(sub, "status", "status", "cameras, disk use and retention horizon", common)
+    p = _client(sub, "recordings", "recordings", "segments and gaps in a range", common)
+    p.add_argument("--camera", required=True, metavar="ID")
+    p.add_argument("--start", metavar="T")
+    p.add_argument("--end", metavar="T")
+    p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
+    p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE [--incident ID] [--request ID]\n"
+               "       nvr export verify FILE.mp4")  # fmt: skip
+    p.set_defaults(handler="export")
+    p.add_argument(
+        "verify",
+        nargs="?",
+        metavar="verify",
+        help="check a clip offline: hash and manifest signature",
+    )
+    p.add_argument("file", nargs="?", metavar="FILE.mp4")
+    for opt, meta in (("--camera", "ID"), ("--start", "T"), ("--end", "T"), ("--reason", "TEXT"),
+                      ("--out", "FILE"), ("--incident", "ID"), ("--request", "ID")):  # fmt: skip
+        p.add_argument(opt, metavar=meta)
+    p = _client(sub, "still", "still", "a still image for a suspension notice", common)
+    p.set_defaults(handler="still")
+    for opt, meta in (("--camera", "ID"), ("--at", "T"), ("--until", "DATE"), ("--reason", "TEXT"),
+                      ("--out", "FILE.jpg")):  # fmt: skip
+        p.add_argument(opt, metavar=meta, required=True)
+    p = _client(
+        sub, "live", "live", "a URL to a live view that stops working after N minutes", common
+    )
+    p.add_argument("--camera", required=True, metavar="ID")
+    p.add_argument("--minutes", type=int, metavar="N")
+
+
+def _holds_and_grants(sub: Any, common: Parser) -> None:
+    g = _group(sub, "hold", "incident/legal holds", common)
+    p = _client(g, "create", "hold_create", "keep footage past retention", common)
+    _cameras(p)
+    for opt in ("--start", "--end", "--reason"):
+        p.add_argument(opt, required=True)
+    p.add_argument("--incident", metavar="ID")
+    p.add_argument("--until", metavar="DATE")
+    _client(g, "list", "hold_list", "holds in force", common)
+    p = _client(g, "release", "hold_release", "release a hold", common)
+    p.add_argument("hold_id", metavar="HOLD_ID")
+    p.add_argument("--reason", required=True)
+    g = _group(sub, "grant", "time-boxed access for other staff", common)
+    p = _client(g, "create", "grant_create", "let an account see cameras in a window", common)
+    p.add_argument("--user", required=True, metavar="NAME")
+    _cameras(p)
+    for opt in ("--start", "--end", "--expires", "--reason"):
+        p.add_argument(opt, required=True)
+    _client(g, "list", "grant_list", "grants", common)
+    p = _client(g, "revoke", "grant_revoke", "end a grant now", common)
+    p.add_argument("grant_id", metavar="GRANT_ID")
+
+
+def _requests(sub: Any, common: Parser) -> None:
+    g = _group(sub, "request", "law-enforcement and public requests", common)
+    p = _client(g, "create", "request_create", "record a request", common)
+    p.add_argument("--kind", required=True, choices=REQUEST_KINDS)
+    p.add_argument("--requester", required=True, metavar="TEXT")
+    p.add_argument("--details", required=True, metavar="TEXT")
+    _client(g, "list", "request_list", "requests", common)
+    p = _client(g, "approve", "request_approve", "approve a request (Director)", common)
+    p.add_argument("request_id", metavar="ID")
+    p = _client(g, "deny", "request_deny", "deny a request (Director)", common)
+    p.add_argument("request_id", metavar="ID")
+    p.add_argument("--reason", required=True)
+    g = _group(sub, "emergency", "time-boxed live feed for public-safety authorities", common)
+    p = _client(g, "start", "emergency_start", "start an emergency live feed", common)
+    p.add_argument("--agency", required=True, metavar="TEXT")
+    _cameras(p)
+    p.add_argument("--minutes", type=int, required=True, metavar="N")
+    p = _client(g, "end", "emergency_end", "end an emergency live feed now", common)
+    p.add_argument("emergency_id", nargs="?", metavar="ID")
+
+
+def _admin(sub: Any, common: Parser) -> None:
+    g = _group(sub, "audit", "the access log", common)
+    p = _client(g, "list", "audit_list", "audit entries", common)
+    p.add_argument("--since", metavar="T")
+    _client(g, "verify", "audit_verify", "exit 0 only if the hash chain is intact", common)
+    g = _group(sub, "breach", "suspected unauthorised disclosure", common)
+    p = _client(g, "report", "breach_report", "record it and notify the Director", common)
+    p.add_argument("--details", required=True, metavar="TEXT")
+    g = _group(sub, "retention", "retention", common)
+    p = _client(g, "plan", "retention_plan", "what retention would delete at T, and why held segments stay", common)  # fmt: skip
+    p.add_argument("--at", metavar="T")
+    _client(sub, "reload", "reload", "re-read the camera map (same as SIGHUP)", common)
+    g = _group(sub, "key", "the recorder's signing key", common)
+    _client(g, "show", "key_show", "the public key and its fingerprint", common)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="nvr", description="Network video recorder of the Hanson Public Library",
+                    parents=[_common(top=True)])  # fmt: skip
+    common = _common(top=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _offline(sub, common)
+    _footage(sub, common)
+    _holds_and_grants(sub, common)
+    _requests(sub, common)
+    _admin(sub, common)
+    return parser
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    ns = build_parser().parse_args(argv)
+    from nvr.cli import commands
+
+    handlers = {
+        "run": commands.cmd_run,
+        "check_config": commands.cmd_check_config,
+        "fsck": commands.cmd_fsck,
+        "export": commands.cmd_export,
+        "still": commands.cmd_still,
+        "client": commands.cmd_client,
+    }
+    return handlers[ns.handler](ns)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except _Exit as exc:
+        return exc.status
+    except NvrError as exc:
+        sys.stderr.write(f"nvr: {' '.join(str(exc).split())}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("nvr: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EX_OK if argv is None else EX_SOFTWARE  # `nvr audit list | head`: not an error
+    except Exception as exc:
+        sys.stderr.write(
+            f"nvr: internal error: {type(exc).__name__}: {' '.join(str(exc).split())}\n"
+        )
+        return EX_SOFTWARE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The control socket's wire protocol: newline-delimited JSON, one request, then replies.
+
+The client sends one line `{"op": NAME, "args": {...}}`. The daemon answers with zero or more
+`{"progress": {...}}` lines and one final `{"ok": true, "result": {...}}` or
+`{"ok": false, "code": N, "error": TEXT}` line. Who asks is never part of a request: it comes
+from SO_PEERCRED, and every args model forbids extra fields, so a `user`, `uid` or `role` field
+sent by a client is refused rather than ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from nvr.config.model import CAMERA_ID_PATTERN, Role
+from nvr.errors import UsageError
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+# No control characters except tab and newline: they end up in tables, logs and the audit log.
+_PRINTABLE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+
+def _text(max_length: int) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(
+            strip_whitespace=True, min_length=1, max_length=max_length, pattern=_PRINTABLE
+        ),
+    ]
+
+
+CameraId = Annotated[str, StringConstraints(pattern=CAMERA_ID_PATTERN)]
+# Times travel as the user typed them; the daemon parses them with nvr.timeutil.parse_time.
+TimeText = _text(64)
+Reason = _text(2000)
+Details = _text(20000)
+Name = _text(200)
+# Holds, grants, requests and emergencies are TEXT ids in the index.
+ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]
+Cameras = Annotated[list[CameraId], Field(min_length=1, max_length=64)]
+Minutes = Annotated[int, Field(ge=1, le=24 * 60)]
+RequestKind = Literal["subpoena", "court_order", "voluntary", "emergency", "public"]
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+class RecordingsArgs(Args):
+    camera: CameraId
+    start: TimeText | None = None
+    end: TimeText | None = None
+
+
+class ExportArgs(Args):
+    camera: CameraId
+    start: TimeText
+    end: TimeText
+    reason: Reason
+    incident: Name | None = None
+    request: ObjectId | None = None
+
+
+class StillArgs(Args):
+    camera: CameraId
+    at: TimeText
+    until: TimeText
+    reason: Reason
+
+
+class HoldCreateArgs(Args):
+    cameras: Cameras
+    start: TimeText
+    end: TimeText
+    reason: Reason
+    incident: Name | None = None
+    until: TimeText | None = None
+
+
+class HoldReleaseArgs(Args):
+    hold_id: ObjectId
+    reason: Reason
+
+
+class GrantCreateArgs(Args):
+    # The grantee, not the caller: the caller is always the socket's peer.
+    user: AccountName
+    cameras: Cameras
+    start: TimeText
+    end: TimeText
+    expires: TimeText
+    reason: Reason
+
+
+class GrantRevokeArgs(Args):
+    grant_id: ObjectId
+
+
+class RequestCreateArgs(Args):
+    kind: RequestKind
+    requester: Name
+    details: Details
+
+
+class RequestApproveArgs(Args):
+    request_id: ObjectId
+
+
+class RequestDenyArgs(Args):
+    request_id: ObjectId
+    reason: Reason
+
+
+class LiveArgs(Args):
+    camera: CameraId
+    minutes: Minutes | None = None
+
+
+class EmergencyStartArgs(Args):
+    agency: Name
+    cameras: Cameras
+    minutes: Minutes
+
+
+class EmergencyEndArgs(Args):
+    emergency_id: ObjectId | None = None
+
+
+class AuditListArgs(Args):
+    since: TimeText | None = None
+
+
+class BreachReportArgs(Args):
+    details: Details
+
+
+class RetentionPlanArgs(Args):
+    at: TimeText | None = None
+
+
+ARGS: dict[str, type[Args]] = {
+    "status": NoArgs,
+    "recordings": RecordingsArgs,
+    "export": ExportArgs,
+    "still": StillArgs,
+    "hold_create": HoldCreateArgs,
+    "hold_list": NoArgs,
+    "hold_release": HoldReleaseArgs,
+    "grant_create": GrantCreateArgs,
+    "grant_list": NoArgs,
+    "grant_revoke": GrantRevokeArgs,
+    "request_create": RequestCreateArgs,
+    "request_list": NoArgs,
+    "request_approve": RequestApproveArgs,
+    "request_deny": RequestDenyArgs,
+    "live": LiveArgs,
+    "emergency_start": EmergencyStartArgs,
+    "emergency_end": EmergencyEndArgs,
+    "audit_list": AuditListArgs,
+    "audit_verify": NoArgs,
+    "breach_report": BreachReportArgs,
+    "retention_plan": RetentionPlanArgs,
+    "reload": NoArgs,
+    "key_show": NoArgs,
+}
+
+Op = Literal[
+    "status", "recordings", "export", "still", "hold_create", "hold_list", "hold_release",
+    "grant_create", "grant_list", "grant_revoke", "request_create", "request_list",
+    "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
+    "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
+]  # fmt: skip
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    op: Op
+    args: dict[str, Any] = {}
+
+
+class BadRequest(UsageError):
+    """Raised by parse_request when a request line is not valid JSON or not a valid request."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, from the kernel (SO_PEERCRED) and `people:`; never from the request."""
+
+    uid: int
+    gid: int
+    pid: int
+    user: str | None
+    role: Role
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A dispatch result. `fd`, if set, is sent with the final line (SCM_RIGHTS) and then closed
+    by the server; on the client side it is the received descriptor, owned by the caller."""
+
+    result: dict[str, Any]
+    fd: int | None = None
+
+
+def _describe(err: ValidationError, prefix: str) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    if first["type"] == "extra_forbidden":
+        return f"{where}: unknown field (who is asking comes from the socket, not the request)"
+    if first["type"] == "literal_error" and first["loc"] == ("op",):
+        return f"op: unknown operation {first.get('input')!r}"
+    return f"{where}: {first['msg']}"
+
+
+def parse_request(line: bytes) -> tuple[str, Args]:
+    """One request line → (op, validated args). Raises BadRequest naming the field."""
+    if len(line) > MAX_REQUEST_BYTES:
+        raise BadRequest(f"request is {len(line)} bytes; the limit is {MAX_REQUEST_BYTES}")
+    try:
+        raw = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BadRequest('request must be a JSON object {"op": ..., "args": {...}}')
+    try:
+        req = Request.model_validate(raw)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc, "")) from None
+    try:
+        args = ARGS[req.op].model_validate(req.args)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc, "args")) from None
+    return req.op, args
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+
+def request_line(op: str, args: dict[str, Any]) -> bytes:
+    return _line({"op": op, "args": args})
+
+
+def progress_line(done: int, total: int, message: str = "") -> bytes:
+    return _line({"progress": {"done": done, "total": total, "message": message}})
+
+
+def ok_line(result: dict[str, Any], *, fd: bool = False) -> bytes:
+    body = dict(result, fd=True) if fd else result
+    return _line({"ok": True, "result": body})
+
+
+def error_line(code: int, error: str) -> bytes:
+    # One line naming the problem: a multi-line message would not fit `nvr: <message>`.
+    return _line({"ok": False, "code": code, "error": " ".join(error.split())})

@@ -1,0 +1,264 @@
+"""The daemon's end of the control socket: read one request, ask `dispatch`, write the replies.
+
+This module knows nothing of policy. It establishes who is asking (SO_PEERCRED + `role_of`),
+validates the request's shape (protocol.py), and hands both to `dispatch`, which decides,
+audits and acts. Anything a dispatch raises becomes one error line; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from nvr import log
+from nvr.config.model import Role
+from nvr.control import peercred
+from nvr.control.protocol import (
+    MAX_REQUEST_BYTES,
+    Args,
+    BadRequest,
+    Caller,
+    Reply,
+    error_line,
+    ok_line,
+    parse_request,
+    progress_line,
+)
+from nvr.errors import EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, NvrError, Unavailable
+
+__all__ = ["Caller", "ControlServer", "Dispatch", "Progress", "Reply"]
+
+# progress({"done": n, "total": n, "message": "..."}) sends one progress line to the client
+# (progress(done, total, message) works too).
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
+Dispatch = Callable[[Caller, str, Args, Progress], Awaitable[Reply]]
+
+_log = log.get("nvr.control")
+
+
+class ControlServer:
+    def __init__(
+        self,
+        path: Path,
+        dispatch: Dispatch,
+        *,
+        role_of: Callable[[str | None], Role] = lambda _user: Role.public,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        request_timeout_s: float = 10,
+        max_connections: int = 64,
+        fd_send_timeout_s: float = 30,
+    ) -> None:
+        self.path = Path(path)
+        self._dispatch = dispatch
+        # A callable, not a table: after `nvr reload` the daemon's current `people:` applies.
+        self._role_of = role_of
+        self._max_request_bytes = max_request_bytes
+        self._request_timeout_s = request_timeout_s
+        self._max_connections = max_connections
+        self._fd_send_timeout_s = fd_send_timeout_s
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inode: int | None = None
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._prepare_path)
+        self._server = await asyncio.start_unix_server(
+            self._on_connect, path=str(self.path), limit=self._max_request_bytes + 1
+        )
+        # 0666: every local account may connect; each request is then authorised by policy
+        # on the uid the kernel reports (SO_PEERCRED), so reaching the socket grants nothing.
+        await asyncio.to_thread(os.chmod, self.path, 0o666)
+        self._inode = (await asyncio.to_thread(os.stat, self.path)).st_ino
+        _log.info("control_listening", socket=str(self.path))
+
+    def _prepare_path(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        try:
+            st = self.path.lstat()
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise Unavailable(f"{self.path} exists and is not a socket; refusing to replace it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(2)
+        try:
+            probe.connect(str(self.path))
+        except (ConnectionRefusedError, FileNotFoundError):
+            # Left behind by a daemon that died: nobody listens, so it is safe to remove.
+            self.path.unlink(missing_ok=True)
+            _log.info("control_stale_socket_removed", socket=str(self.path))
+            return
+        except OSError as exc:
+            raise Unavailable(f"cannot probe {self.path}: {exc}") from None
+        finally:
+            probe.close()
+        raise Unavailable(f"another nvr daemon answers on {self.path}; stop it first")
+
+    async def close(self, timeout_s: float = 10) -> None:
+        """Stop accepting, let requests in flight finish (up to `timeout_s`), cancel the rest."""
+        if self._server is None:
+            return
+        self._server.close()
+        self._server = None
+        await asyncio.to_thread(self._unlink_own_socket)
+        pending = set(self._tasks)
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout_s)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+                _log.warning("control_requests_cancelled", count=len(late))
+        _log.info("control_closed", socket=str(self.path))
+
+    def _unlink_own_socket(self) -> None:
+        # Only our own socket: a second daemon may already have replaced the file.
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.lstat().st_ino == self._inode:
+                self.path.unlink()
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            if len(self._tasks) > self._max_connections:
+                _log.warning("control_busy", connections=len(self._tasks))
+                await _send(
+                    writer,
+                    error_line(
+                        EX_UNAVAILABLE,
+                        "nvr daemon is busy: too many connections at once; try again",
+                    ),
+                )
+                return
+            await self._serve(reader, writer)
+        except ConnectionError:
+            pass  # the client went away; nothing to tell it
+        except Exception:
+            _log.exception("control_connection_failed")
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        caller = await self._identify(writer)
+        line = await self._read_request(reader, writer)
+        if line is None:
+            return
+        try:
+            op, args = parse_request(line)
+        except BadRequest as exc:
+            _log.info("control_bad_request", uid=caller.uid, error=str(exc))
+            await _send(writer, error_line(EX_USAGE, str(exc)))
+            return
+
+        async def progress(info: dict[str, Any] | int, total: int = 0, message: str = "") -> None:
+            if isinstance(info, dict):
+                line = progress_line(
+                    int(info.get("done", 0)),
+                    int(info.get("total", 0)),
+                    str(info.get("message", "")),
+                )
+            else:
+                line = progress_line(info, total, message)
+            await _send(writer, line)
+
+        started = time.monotonic()
+        try:
+            reply = await self._dispatch(caller, op, args, progress)
+        except NvrError as exc:
+            _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code, error=str(exc))
+            await _send(writer, error_line(exc.exit_code, str(exc)))
+            return
+        except Exception:
+            _log.exception("control_dispatch_failed", op=op, uid=caller.uid)
+            await _send(writer, error_line(EX_SOFTWARE, "internal error (see the daemon log)"))
+            return
+        try:
+            await self._reply(writer, reply)
+        finally:
+            if reply.fd is not None:
+                os.close(reply.fd)
+        _log.info(
+            "control_served",
+            op=op,
+            uid=caller.uid,
+            user=caller.user,
+            ms=round((time.monotonic() - started) * 1000),
+        )
+
+    async def _identify(self, writer: asyncio.StreamWriter) -> Caller:
+        pid, uid, gid = peercred.peer_credentials(writer.get_extra_info("socket"))
+        # getpwuid may ask NSS (LDAP, sssd): keep it off the event loop.
+        user = await asyncio.to_thread(peercred.user_name, uid)
+        return Caller(uid=uid, gid=gid, pid=pid, user=user, role=self._role_of(user))
+
+    async def _read_request(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        try:
+            async with asyncio.timeout(self._request_timeout_s):
+                return await reader.readuntil(b"\n")
+        except TimeoutError:
+            _log.info("control_slow_client_dropped", timeout_s=self._request_timeout_s)
+            return None
+        except asyncio.LimitOverrunError:
+            await _send(
+                writer,
+                error_line(
+                    EX_USAGE, f"request line is longer than {self._max_request_bytes} bytes"
+                ),
+            )
+            return None
+        except asyncio.IncompleteReadError as exc:
+            # The client shut down its side without a newline: take what it sent, if anything.
+            return exc.partial or None
+
+    async def _reply(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+        if reply.fd is None:
+            await _send(writer, ok_line(reply.result))
+            return
+        # The fd must travel with the final line's bytes, which we send ourselves with
+        # sendmsg(); everything the transport still buffers has to reach the socket first.
+        writer.transport.set_write_buffer_limits(0)
+        await writer.drain()
+        # With a high-water mark of 0, drain() returns once the buffer is empty; the loop is a
+        # guard for transports that resume early. There is no event to wait on for this.
+        while writer.transport.get_write_buffer_size() > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        transport_sock = writer.get_extra_info("socket")
+        # uvloop's PseudoSocket cannot send; a dup of the descriptor is a real socket.
+        with socket.socket(fileno=os.dup(transport_sock.fileno())) as sock:
+            async with asyncio.timeout(self._fd_send_timeout_s):
+                await _sendmsg_with_fd(sock, ok_line(reply.result, fd=True), reply.fd)
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()
+
+
+async def _sendmsg_with_fd(sock: socket.socket, data: bytes, fd: int) -> None:
+    # The dup shares O_NONBLOCK with the transport's descriptor, so a full socket buffer
+    # raises BlockingIOError; the line is short, so a brief wait-and-retry is enough.
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", fd))]
+    sent = 0
+    while sent < len(data):
+        try:
+            if sent == 0:
+                sent = sock.sendmsg([data], rights)
+            else:
+                sent += sock.send(data[sent:])
+        except BlockingIOError:
+            await asyncio.sleep(0.01)

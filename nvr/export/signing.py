@@ -1,0 +1,134 @@
+"""The recorder's Ed25519 signing key: made at first use, kept under <storage.root>/keys/.
+
+keys/ is 0700 and the private key 0600 (PEM, PKCS#8). The public key is also written beside it
+as public.pem, so `nvr export verify` run by the same account can compare fingerprints without
+touching the private key. Writes are atomic (temp file, fsync, rename, fsync folder): a crash
+leaves either no key or a whole one, never a truncated key that would stop every export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from nvr import log
+
+PRIVATE_NAME = "export-ed25519.pem"
+PUBLIC_NAME = "export-ed25519.pub.pem"
+ALGORITHM = "Ed25519"
+
+_log = log.get("nvr.export")
+
+
+class SigningKey:
+    def __init__(self, private: Ed25519PrivateKey, path: Path) -> None:
+        self._private = private
+        self.path = path
+
+    def sign(self, data: bytes) -> bytes:
+        return self._private.sign(data)
+
+    def public_key(self) -> Ed25519PublicKey:
+        return self._private.public_key()
+
+    def public_pem(self) -> str:
+        return public_pem(self.public_key())
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.public_key())
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+
+
+def fingerprint(key: Ed25519PublicKey) -> str:
+    """sha256 of the 32 raw public-key bytes, hex: short enough to read over the phone."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def keys_dir(storage_root: Path) -> Path:
+    return Path(storage_root) / "keys"
+
+
+def load_or_create_key(storage_root: Path) -> SigningKey:
+    folder = keys_dir(storage_root)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+    path = folder / PRIVATE_NAME
+    if not path.exists():
+        _create(path)
+    private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    key = SigningKey(private, path)
+    pub = folder / PUBLIC_NAME
+    if not pub.exists() or pub.read_text() != key.public_pem():
+        _write_atomic(pub, key.public_pem().encode(), 0o644, replace=True)
+    return key
+
+
+def _create(path: Path) -> None:
+    private = Ed25519PrivateKey.generate()
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    if _write_atomic(path, pem, 0o600, replace=False):
+        _log.info("signing_key_created", path=str(path), fingerprint=fingerprint(private.public_key()))
+
+
+def _write_atomic(path: Path, data: bytes, mode: int, *, replace: bool) -> bool:
+    """temp + fsync + rename (or link, which never overwrites a key made meanwhile)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                return False  # another process made the key first: use theirs
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def load_public_key(storage_root: Path) -> Ed25519PublicKey | None:
+    """The recorder's public key if this account can read it; None otherwise."""
+    try:
+        data = (keys_dir(storage_root) / PUBLIC_NAME).read_bytes()
+    except OSError:
+        return None
+    key = serialization.load_pem_public_key(data)
+    return key if isinstance(key, Ed25519PublicKey) else None
+
+
+def key_show(storage_root: Path) -> dict[str, str]:
+    """What `nvr key show` prints: the key to publish, so anyone can check an export's origin."""
+    key = load_or_create_key(storage_root)
+    return {
+        "algorithm": ALGORITHM,
+        "fingerprint": key.fingerprint(),
+        "public_key_pem": key.public_pem(),
+        "path": str(key.path),
+    }

@@ -1,0 +1,135 @@
+"""Signed manifest and offline verification: any changed byte is caught, and named."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from nvr.config.model import CameraConfig
+from nvr.errors import EX_DATAERR
+from nvr.export.manifest import build_manifest, manifest_paths, write_manifest_files
+from nvr.export.remux import export_clip
+from nvr.export.signing import key_show, load_or_create_key
+from nvr.export.verify import main, verify_export
+from tests.export.conftest import T0, Footage
+
+S = 1_000_000
+
+
+@pytest.fixture
+def signed(footage: Footage, tmp_path: Path) -> tuple[Path, Path]:
+    """(clip path, storage root with the recorder's key) for a 15 s export across the gap."""
+    root = tmp_path / "storage"
+    key = load_or_create_key(root)
+    clip = export_clip(footage.h264, footage.gaps, T0 + 25 * S, T0 + 40 * S, tmp_path / "c.mp4")
+    manifest = build_manifest(
+        site="Hanson Public Library",
+        camera=CameraConfig(id="cam", name="Front entrance", area="entrance",
+                            rtsp="rtsp://cam.invalid/1"),
+        requested=(T0 + 25 * S, T0 + 40 * S), clip=clip,
+        requester={"account": "director", "uid": 1001, "role": "director"},
+        reason="theft at the front desk", incident="INC-7", request=None,
+        exported_at=T0 + 3600 * S, key=key,
+    )
+    write_manifest_files(clip.path, manifest, key)
+    return clip.path, root
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_manifest_says_what_was_exported(signed: tuple[Path, Path], footage: Footage) -> None:
+    clip, _ = signed
+    m_path, s_path = manifest_paths(clip)
+    assert (m_path.name, s_path.name) == ("c.mp4.manifest.json", "c.mp4.manifest.sig")
+    body = m_path.read_bytes()
+    assert body.endswith(b"\n") and body.count(b"\n") == 1  # canonical JSON, one line
+    m = json.loads(body)
+    assert m["requested"] == {"start": "2026-09-21T14:13:45.000000Z",
+                              "end": "2026-09-21T14:14:00.000000Z"}
+    assert m["gaps"] == [{"start": "2026-09-21T14:13:50.000000Z",
+                          "end": "2026-09-21T14:13:55.000000Z", "reason": "offline"}]
+    assert [s["sha256"] for s in m["sources"]] == [footage.h264[2].sha256, footage.h264[3].sha256]
+    assert m["clip"]["file"] == "c.mp4" and m["clip"]["frames"] == 150
+    assert m["camera"] == {"id": "cam", "name": "Front entrance", "area": "entrance"}
+    assert "rtsp" not in body.decode()  # camera URLs (maybe with passwords) never leak
+    assert m["key"]["algorithm"] == "Ed25519" and m["software"]["name"] == "nvr"
+    assert m["reason"] == "theft at the front desk" and m["incident"] == "INC-7"
+    for p in (m_path, s_path):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+
+
+def test_verify_passes_and_names_the_key(signed: tuple[Path, Path]) -> None:
+    clip, root = signed
+    report = verify_export(clip, root)
+    assert report.ok, report.checks
+    assert [c.name for c in report.checks] == [
+        "manifest", "signature", "fingerprint", "recorder_key", "clip"]
+    out = io.StringIO()
+    assert main(str(clip), str(root), out=out) == 0
+    assert key_show(root)["fingerprint"] in out.getvalue()
+    assert out.getvalue().rstrip().endswith("VERIFIED")
+
+
+def test_flipped_byte_in_clip_fails(signed: tuple[Path, Path]) -> None:
+    clip, root = signed
+    _flip(clip, clip.stat().st_size // 2)
+    out = io.StringIO()
+    assert main(str(clip), str(root), out=out) == EX_DATAERR
+    assert "FAIL clip: clip hash mismatch" in out.getvalue()
+    assert "ok   signature" in out.getvalue()
+
+
+@pytest.mark.parametrize("where", ["reason", "sha256", "public_key_pem"])
+def test_flipped_byte_in_manifest_fails(signed: tuple[Path, Path], where: str) -> None:
+    clip, root = signed
+    m_path, _ = manifest_paths(clip)
+    body = m_path.read_bytes()
+    _flip(m_path, body.index(where.encode()) + len(where) + 12)
+    out = io.StringIO()
+    assert main(str(clip), str(root), out=out) == EX_DATAERR
+    text = out.getvalue()
+    assert "manifest signature invalid" in text or "manifest unreadable" in text, text
+
+
+def test_missing_manifest_and_foreign_key(signed: tuple[Path, Path], tmp_path: Path) -> None:
+    clip, root = signed
+    other = tmp_path / "other-recorder"
+    load_or_create_key(other)
+    report = verify_export(clip, other)
+    assert not report.ok
+    assert "NOT this recorder's key" in report.checks[-2].detail  # integrity still fine
+    assert report.checks[-1].ok
+    lone = tmp_path / "lone.mp4"
+    shutil.copy(clip, lone)
+    out = io.StringIO()
+    assert main(str(lone), out=out) == EX_DATAERR
+    assert "manifest missing" in out.getvalue()
+
+
+def test_key_made_once_owner_only(tmp_path: Path) -> None:
+    root = tmp_path / "storage"
+    key = load_or_create_key(root)
+    again = load_or_create_key(root)
+    assert key.fingerprint() == again.fingerprint() == key_show(root)["fingerprint"]
+    assert stat.S_IMODE((root / "keys").stat().st_mode) == 0o700
+    assert stat.S_IMODE(key.path.stat().st_mode) == 0o600
+    assert key.path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert [p.name for p in (root / "keys").iterdir() if p.name.startswith(".")] == []
+    assert len(key.fingerprint()) == 64
+
+
+def test_raw_signature_file_is_accepted(signed: tuple[Path, Path]) -> None:
+    clip, root = signed
+    _, s_path = manifest_paths(clip)
+    s_path.write_bytes(base64.b64decode(s_path.read_bytes()))
+    assert verify_export(clip, root).ok

@@ -2,7 +2,7 @@
 """A real RTSP camera stand-in: GStreamer's RTSP server with test patterns.
 
 Runs under Debian's /usr/bin/python3 (python3-gi does not import in a venv; MEDIA-FACTS.md).
-Mounts, all encoding once for any number of clients (shared media):
+Mounts (all but /h264 encode once for any number of clients):
 
   /h264        H.264 video + AAC audio (audio is on the wire; the recorder must never keep it)
   /h265        H.265 video
@@ -99,7 +99,10 @@ def main() -> int:
     for path, line in launch_lines(a).items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(line)
-        factory.set_shared(True)
+        # Shared media encode once for every client. Not for /h264: when a shared media has an
+        # audio stream that the first client did not SET UP (nvr asks for video only), the
+        # server answers later clients with 5XX — a quirk of gst-rtsp-server, not of cameras.
+        factory.set_shared(path != "/h264")
         if a.require_auth:
             for role in roles:
                 factory.add_role_from_structure(

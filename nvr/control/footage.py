@@ -1,0 +1,187 @@
+"""The two ops that let footage leave the recorder: `export` and `still`.
+
+Delivery (docs/design.md, "How a clip leaves"): the clip is written to storage.root/tmp (0700),
+opened, unlinked, and the open descriptor is handed to the client over the socket
+(SCM_RIGHTS). The client — running as the requester — copies it into a file it created with
+mode 0600. The recorder's folders never become readable by anyone else, and once the client
+closes the descriptor the recorder holds no copy; the signed manifest stays in the index as
+the record of the release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nvr import log
+from nvr.control.protocol import Caller, Reply
+from nvr.errors import DataError, UsageError
+from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
+from nvr.export.remux import SegmentTampered, export_clip
+from nvr.export.signing import load_or_create_key
+from nvr.export.still import extract_still
+from nvr.policy.actions import Action
+from nvr.policy.rules import RequestInfo
+from nvr.timeutil import parse_time, to_iso
+
+if TYPE_CHECKING:
+    from nvr.control.handlers import Handlers, Progress
+
+logger = log.get("nvr.export")
+
+# At most this many progress lines a second reach the client.
+PROGRESS_PER_SECOND = 8
+
+
+def _progress_bridge(progress: Progress) -> tuple[Any, list[asyncio.Future[None]]]:
+    """A callback for the export thread that forwards throttled progress to the loop."""
+    loop = asyncio.get_running_loop()
+    sent: list[asyncio.Future[None]] = []
+    last = [0.0]
+
+    def on_progress(done: int, total: int) -> None:
+        now = loop.time()
+        if done < total and now - last[0] < 1 / PROGRESS_PER_SECOND:
+            return
+        last[0] = now
+        msg = {"done": done, "total": total, "message": "exporting"}
+        sent.append(asyncio.run_coroutine_threadsafe(progress(msg), loop))  # type: ignore[arg-type]
+
+    return on_progress, sent  # type: ignore[return-value]
+
+
+async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Reply:
+    svc = h.svc
+    start, end = parse_time(a.start), parse_time(a.end)
+    if end <= start:
+        raise UsageError("--end must be after --start")
+    request: RequestInfo | None = None
+    if a.request:
+        request = await h._request_info(a.request)
+    action = Action.release if a.request else Action.export
+    await h.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
+                      reason=a.reason, request=request, detail={"incident": a.incident})
+    cam = h.camera(a.camera)
+    segments = await svc.index.segments(cam.id, start, end)
+    if not segments:
+        raise DataError(
+            f"no footage of camera {cam.id} between {to_iso(start)} and {to_iso(end)}; "
+            "see `nvr recordings --camera " + cam.id + "`"
+        )
+    gaps = await svc.index.gaps(cam.id, start, end)
+    tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
+    on_progress, sent = _progress_bridge(progress)
+    try:
+        clip = await asyncio.to_thread(export_clip, segments, gaps, start, end, tmp,
+                                       progress=on_progress)
+    except SegmentTampered as exc:
+        await svc.audit.append(
+            at_us=svc.clock(), actor="nvr", uid=os.getuid(), role="system",
+            action="segment_integrity_failure", allowed=False,
+            detail={"camera": cam.id, "error": str(exc)},
+        )
+        logger.error("segment_tampered", camera=cam.id, error=str(exc))
+        _unlink(tmp)
+        raise
+    except BaseException:
+        _unlink(tmp)
+        raise
+    for fut in sent:
+        await asyncio.wrap_future(fut)
+    role = h.role(caller)
+    key = await asyncio.to_thread(load_or_create_key, svc.root)
+    manifest = build_manifest(
+        site=svc.config.site, camera=cam, requested=(start, end), clip=clip,
+        clip_name=Path(a.out).name if getattr(a, "out", None) else tmp.name,
+        requester={"account": caller.user, "uid": caller.uid, "role": role.value},
+        reason=a.reason, incident=a.incident, request=a.request, key=key,
+        exported_at=svc.clock(),
+    )
+    body = manifest_bytes(manifest)
+    signature = key.sign(body)
+    export_id = f"E-{secrets.token_hex(4)}"
+    await svc.db.execute(
+        "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, requester, "
+        "request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (export_id, svc.clock(), cam.id, clip.actual_start_us, clip.actual_end_us, clip.sha256,
+         body.decode(), caller.user or str(caller.uid), a.request, a.incident),
+    )
+    if a.request:
+        await svc.requests.add_release(a.request, {"export": export_id, "sha256": clip.sha256,
+                                                   "camera": cam.id})
+    await svc.audit.append(
+        at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
+        role=role.value, action="export_delivered", allowed=True,
+        detail={"export": export_id, "camera": cam.id, "sha256": clip.sha256,
+                "frames": clip.frames, "request": a.request, "incident": a.incident},
+    )
+    fd = _open_and_unlink(tmp)
+    logger.info("export_delivered", camera=cam.id, export=export_id, frames=clip.frames,
+                bytes=clip.bytes, actor=caller.user)
+    return Reply(
+        result={
+            "export": export_id,
+            "sha256": clip.sha256,
+            "start": to_iso(clip.actual_start_us),
+            "end": to_iso(clip.actual_end_us),
+            "frames": clip.frames,
+            "bytes": clip.bytes,
+            "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
+                     for g in clip.gaps],
+            "manifest_bytes_b64": _b64(body),
+            # The .sig file's exact bytes (base64 text), which the client writes as they are.
+            "signature_b64": _b64(signature_bytes(signature)),
+            "fd": True,
+        },
+        fd=fd,
+    )
+
+
+async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
+    svc = h.svc
+    at = parse_time(a.at)
+    until = parse_time(a.until, end_of_day=True)
+    if until <= svc.clock():
+        raise UsageError("--until must be in the future: it is when the suspension ends")
+    await h.authorize(caller, Action.still, cameras=[a.camera], start_us=at, end_us=at,
+                      reason=a.reason, detail={"until": to_iso(until)})
+    cam = h.camera(a.camera)
+    segments = await svc.index.segments(cam.id, at, None)
+    if not segments:
+        raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
+    still_id = f"S-{secrets.token_hex(4)}"
+    path = svc.root / "stills" / f"{still_id}.jpg"
+    result = await asyncio.to_thread(extract_still, segments[:2], at, path)
+    await svc.db.execute(
+        "INSERT INTO stills (id, camera, at_us, until_us, path, sha256, reason, created_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (still_id, cam.id, result.frame_us, until, str(path), result.sha256, a.reason,
+         caller.user or str(caller.uid)),
+    )
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    return Reply(
+        result={"still": still_id, "sha256": result.sha256, "at": to_iso(result.frame_us),
+                "until": to_iso(until), "fd": True},
+        fd=fd,
+    )
+
+
+def _open_and_unlink(path: Path) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    path.unlink()
+    return fd
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

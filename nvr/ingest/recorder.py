@@ -1,0 +1,231 @@
+"""CameraRecorder: one camera, one named thread (`cam-<id>`), Home Assistant stream_worker
+style. The thread loops: resolve URL → session (connecting → recording) → on failure, state
+backoff (or failed) and sleep on the stop Event → again.
+
+Hand-offs thread → loop go through one bounded queue (`max_pending` slots). Overflow policy:
+segment-closed and gap events are never dropped — the camera thread blocks until a slot frees
+(the camera's TCP buffer absorbs the pause); state-change events are dropped when the queue is
+full and counted in status()["dropped"] (status() itself reads the thread's counters directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from nvr import log, timeutil
+from nvr.config.model import CameraConfig, StorageConfig
+from nvr.ingest.backoff import Backoff
+from nvr.ingest.session import (
+    STOPPED,
+    SessionContext,
+    SessionEnd,
+    Stats,
+    SystemClock,
+    WallClock,
+    run_session,
+)
+from nvr.storage.index import NewSegment
+from nvr.storage.segment_writer import SegmentWriter
+
+_log = log.get("nvr.ingest.recorder")
+
+# After this many failed sessions in a row, ask resolve_url to re-resolve (ONVIF: the camera
+# may have a new address or stream URI).
+REFRESH_AFTER_FAILURES = 3
+
+
+class SegmentSink(Protocol):
+    async def segment_closed(self, seg: NewSegment) -> None: ...
+    async def gap(self, camera: str, start_us: int, end_us: int, reason: str, detail: str) -> None: ...
+    def state_changed(self, camera: str, state: str, reason: str) -> None: ...
+
+
+class CameraRecorder:
+    def __init__(
+        self,
+        camera: CameraConfig,
+        storage: StorageConfig,
+        storage_root: Path,
+        sink: SegmentSink,
+        resolve_url: Callable[[bool], Awaitable[str]],
+        *,
+        clock: WallClock | None = None,
+        backoff: Backoff | None = None,
+        io_timeout_s: float = 5.0,
+        last_end_us: int | None = None,  # end of the camera's last indexed segment, if any
+        max_pending: int = 16,
+    ) -> None:
+        self.camera = camera
+        self.sink = sink
+        self.resolve_url = resolve_url
+        self.clock: WallClock = clock or SystemClock()
+        self.backoff = backoff or Backoff()
+        self.io_timeout_s = io_timeout_s
+        self.writer = SegmentWriter(
+            camera.id, storage_root, storage.segment_seconds, self._segment_closed
+        )
+        self.writer.last_end_us = last_end_us
+        self.stats = Stats()
+        self.state, self.reason = "connecting", ""
+        self._announced = ("", "")
+        self.errors, self.last_error, self.dropped = 0, "", 0
+        self._stop = threading.Event()
+        self._paused: str | None = None
+        self._pending_gap: tuple[int, str, str] | None = None
+        # Gaps before this recorder's first segment are the daemon's (recorder_stopped, crash).
+        self._recorded_any = False
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
+        self._consumer: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- loop side -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._consumer = self._loop.create_task(self._consume(), name=f"sink-{self.camera.id}")
+        self._thread = threading.Thread(
+            target=self._run, name=f"cam-{self.camera.id}", daemon=True
+        )
+        self._thread.start()
+
+    # The signature is the team's interface (a bounded join, not a cancel scope).
+    async def stop(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Finish and index the open segment, then join the thread."""
+        self._stop.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, timeout)
+            if self._thread.is_alive():
+                _log.warning("recorder_stop_timeout", camera=self.camera.id, timeout=timeout)
+        if self._consumer is not None:
+            self._queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(self._consumer, timeout)
+            except TimeoutError:
+                _log.warning("sink_drain_timeout", camera=self.camera.id)
+
+    def pause(self, reason: str) -> None:
+        """Stop writing (retention: the disk is full of held footage) until resume()."""
+        self._paused = reason
+
+    def resume(self) -> None:
+        self._paused = None
+
+    def status(self) -> dict[str, Any]:
+        fps, bps = self.stats.rates(self.clock.mono_us())
+        if self.state != "recording":
+            fps, bps = 0.0, 0
+        end = self.writer.last_end_us
+        return {
+            "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
+            "bitrate_bps": bps, "frames": self.stats.frames,
+            "last_segment_end": None if end is None else timeutil.to_iso(end),
+            "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
+        }
+
+    async def _consume(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            kind, args = item
+            try:
+                if kind == "segment":
+                    await self.sink.segment_closed(args)
+                elif kind == "gap":
+                    await self.sink.gap(*args)
+                else:
+                    self.sink.state_changed(*args)
+            except Exception:
+                _log.exception("sink_failed", camera=self.camera.id, event=kind)
+            finally:
+                self._slots.release()
+
+    # -- thread side ---------------------------------------------------------------------------
+    def _post(self, kind: str, args: Any, *, droppable: bool) -> None:
+        assert self._loop is not None
+        if droppable:
+            if not self._slots.acquire(blocking=False):
+                self.dropped += 1
+                return
+        else:
+            while not self._slots.acquire(timeout=5.0):
+                _log.warning("handoff_blocked", camera=self.camera.id, event=kind)
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, args))
+        except RuntimeError:  # the loop is closed: nobody left to tell
+            self._slots.release()
+
+    def _segment_closed(self, seg: NewSegment) -> None:
+        self._post("segment", seg, droppable=False)
+
+    def _set_state(self, state: str, reason: str = "") -> None:
+        if (state, reason) == self._announced:
+            return
+        self._announced = (state, reason)
+        self.state, self.reason = state, reason
+        _log.info("camera_state", camera=self.camera.id, state=state, reason=reason)
+        self._post("state", (self.camera.id, state, reason), droppable=True)
+
+    def _should_stop(self) -> SessionEnd | None:
+        if self._stop.is_set():
+            return STOPPED
+        if self._paused is not None:
+            return SessionEnd("disk_full", self._paused, permanent=True)
+        return None
+
+    def _on_started(self, start_us: int) -> None:
+        self._set_state("recording")
+        self._recorded_any = True
+        if self._pending_gap is not None:
+            gap_start, reason, detail = self._pending_gap
+            self._pending_gap = None
+            self._post("gap", (self.camera.id, gap_start, start_us, reason, detail), droppable=False)
+
+    def _resolve(self, force: bool) -> str:
+        assert self._loop is not None
+        fut = asyncio.run_coroutine_threadsafe(self.resolve_url(force), self._loop)
+        return fut.result(timeout=60)
+
+    def _run(self) -> None:
+        if not self.camera.enabled:
+            self._set_state("disabled", "camera disabled in the camera map")
+            return
+        failures = 0
+        while not self._stop.is_set():
+            if self._paused is not None:
+                self._set_state("failed", self._paused)
+                self._stop.wait(0.5)
+                continue
+            self._set_state("connecting", self.reason if failures else "")
+            began = self.clock.mono_us()
+            end = self._one_session(failures >= REFRESH_AFTER_FAILURES)
+            if end is STOPPED or self._stop.is_set():
+                break
+            uptime_s = (self.clock.mono_us() - began) / 1e6
+            failures = 0 if uptime_s >= self.backoff.reset_after_s else failures + 1
+            self._failed(end, uptime_s)
+
+    def _one_session(self, refresh: bool) -> SessionEnd:
+        try:
+            url = self._resolve(refresh)
+        except Exception as e:  # noqa: BLE001 - ONVIF lookups fail in many ways
+            return SessionEnd("offline", f"cannot resolve stream address: {type(e).__name__}: {e}")
+        ctx = SessionContext(
+            self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
+            self._on_started, self.io_timeout_s,
+        )
+        return run_session(ctx)
+
+    def _failed(self, end: SessionEnd, uptime_s: float) -> None:
+        if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:
+            self._pending_gap = (self.writer.last_end_us, end.gap_reason, end.message)
+        if end.gap_reason == "disk_full":
+            return  # not an error of the camera; the pause loop shows the reason
+        self.errors += 1
+        self.last_error = end.message
+        delay = self.backoff.delay(uptime_s, permanent=end.permanent)
+        self._set_state("failed" if end.permanent else "backoff", end.message)
+        _log.info("camera_retry", camera=self.camera.id, delay_s=round(delay, 2))
+        self._stop.wait(delay)

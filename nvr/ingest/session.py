@@ -1,0 +1,215 @@
+"""One ingest session: open the camera's RTSP stream, read video packets, repair their
+timestamps, hand them to the segment writer, until the stream ends or we are told to stop.
+
+Plain blocking code for the camera's own thread (FFmpeg's reads release the GIL). Why a
+session ended is classified into a SessionEnd: the gap reason, the state and a message that is
+safe to show (never the URL's credentials).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from threading import Lock
+from typing import Protocol
+
+import av
+import av.container
+import av.error
+import av.stream
+
+from nvr import log
+from nvr.ingest.redact import host_of, redact_text
+from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
+from nvr.storage.segment_writer import SegmentWriter
+
+_log = log.get("nvr.ingest.session")
+
+
+class WallClock(Protocol):
+    def wall_us(self) -> int: ...
+    def mono_us(self) -> int: ...
+
+
+class SystemClock:
+    def wall_us(self) -> int:
+        return time.time_ns() // 1000
+
+    def mono_us(self) -> int:
+        return time.monotonic_ns() // 1000
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """Why a session ended. `gap_reason` names the hole in the footage (gaps.reason)."""
+
+    gap_reason: str  # offline, timeout, credentials, no_video, stopped, disk_full
+    message: str  # shown in status; no credentials
+    permanent: bool = False  # fast retrying cannot fix it: state failed, retried slowly
+
+
+STOPPED = SessionEnd("stopped", "stopped")
+
+
+@dataclass
+class Stats:
+    """Counters the thread updates and status() reads (under the lock)."""
+
+    frames: int = 0
+    bytes: int = 0
+    _window: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
+    _lock: Lock = field(default_factory=Lock)
+
+    def add(self, mono_us: int, size: int) -> None:
+        with self._lock:
+            self.frames += 1
+            self.bytes += size
+            self._window.append((mono_us, size))
+
+    def rates(self, now_mono_us: int, span_us: int = 5_000_000) -> tuple[float, int]:
+        """(frames per second, bits per second) over the last `span_us`."""
+        with self._lock:
+            recent = [(t, s) for t, s in self._window if now_mono_us - t <= span_us]
+        if len(recent) < 2:
+            return 0.0, 0
+        dt = (recent[-1][0] - recent[0][0]) / 1e6
+        if dt <= 0:
+            return 0.0, 0
+        return round((len(recent) - 1) / dt, 2), int(sum(s for _, s in recent[1:]) * 8 / dt)
+
+
+@dataclass
+class SessionContext:
+    camera_id: str
+    url: str
+    writer: SegmentWriter
+    clock: WallClock
+    stats: Stats
+    should_stop: Callable[[], SessionEnd | None]
+    on_started: Callable[[int], None]  # the first segment's start_us
+    io_timeout_s: float = 5.0
+
+
+def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
+    """Open the stream, video only: audio is never SET UP (CONTRACT.md "no audio")."""
+    host = host_of(url)
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        raise _End(SessionEnd("offline", f"host {host} does not resolve", permanent=True)) from None
+    options = {
+        "rtsp_transport": "tcp",
+        "timeout": str(int(io_timeout_s * 1_000_000)),  # µs; FFmpeg's, not PyAV's GIL callback
+        "allowed_media_types": "video",
+        # The SDP already names the codec and its parameter sets. FFmpeg's default 5 s probe
+        # buffers ~2 s of packets that then arrive in one burst, which would put the session's
+        # wall anchor ~2 s late; 0.2 s keeps the anchor within ~0.2 s (docs/time.md).
+        "analyzeduration": "200000",
+    }
+    try:
+        return av.open(url, options=options)
+    except av.error.HTTPUnauthorizedError:
+        raise _End(SessionEnd("credentials", "credentials refused by camera", True)) from None
+    except av.error.HTTPOtherClientError as e:
+        # With audio filtered out, a camera with no video stream has nothing to SET UP, and
+        # the PLAY that follows is refused with a 4xx (seen: GStreamer's rtsp-server).
+        _log.info("open_refused", error=redact_text(str(e), url))
+        raise _End(SessionEnd("no_video", "stream has no video", True)) from None
+    except Exception as e:  # noqa: BLE001 - every other failure is "camera unreachable"
+        raise _End(_classify(e, url)) from None
+
+
+class _End(Exception):
+    def __init__(self, end: SessionEnd) -> None:
+        super().__init__(end.message)
+        self.end = end
+
+
+def _classify(e: BaseException, url: str) -> SessionEnd:
+    text = redact_text(str(e), url)
+    if isinstance(e, TimeoutError) or getattr(e, "errno", None) == errno.ETIMEDOUT:
+        return SessionEnd("timeout", f"camera stopped answering: {text}")
+    if isinstance(e, TimestampError):
+        return SessionEnd("offline", f"unusable timestamps: {text}")
+    return SessionEnd("offline", f"camera unreachable: {text}")
+
+
+def run_session(ctx: SessionContext) -> SessionEnd:
+    """Record until the stream fails or should_stop() says why to stop. Never raises for
+    camera trouble; the open segment is always finished before returning."""
+    try:
+        container = open_input(ctx.url, ctx.io_timeout_s)
+    except _End as e:
+        return e.end
+    try:
+        if not container.streams.video:
+            return SessionEnd("no_video", "stream has no video", permanent=True)
+        return _read(ctx, container, container.streams.video[0])
+    except _End as e:
+        return e.end
+    except Exception as e:  # noqa: BLE001 - a read error ends this session; the recorder retries
+        return _classify(e, ctx.url)
+    finally:
+        try:
+            ctx.writer.end_session()
+        finally:
+            container.close()
+
+
+def _read(
+    ctx: SessionContext, container: av.container.InputContainer, video: av.stream.Stream
+) -> SessionEnd:
+    tb = Fraction(video.time_base or Fraction(1, 90000))
+    rate = video.average_rate or video.guessed_rate or 15
+    repair: TimestampRepair[av.Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
+    wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
+    started = False
+    first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera-clock log line
+
+    def handle(op: OutPacket[av.Packet]) -> None:
+        nonlocal started, first
+        if not started or op.discontinuity:
+            # One wall anchor a session, advanced by the monotonic clock: a step of the box's
+            # clock mid-session cannot reorder segments (docs/time.md).
+            start = ctx.writer.start_session(video, wall0 + (op.arrival_mono_us - mono0))
+            first = (start, op.dts)
+            if not started:
+                started = True
+                ctx.on_started(start)
+        ctx.writer.write(op)
+        ctx.stats.add(op.arrival_mono_us, sum(p.size for p in op.payloads))
+
+    try:
+        for pkt in container.demux(video):
+            why = ctx.should_stop()
+            if why is not None:
+                return why
+            if pkt.size == 0:
+                continue
+            for op in repair.feed(InPacket(pkt.pts, pkt.dts, pkt.is_keyframe, pkt, ctx.clock.mono_us())):
+                handle(op)
+            for what, detail in repair.drain_notes():
+                _log.info("timestamps_repaired", camera=ctx.camera_id, action=what, **detail)
+        return SessionEnd("offline", "camera closed the stream")
+    finally:
+        last = repair.flush()
+        if last is not None and started:
+            handle(last)
+        if first is not None:
+            _log_camera_clock(ctx.camera_id, container, tb, *first)
+
+
+def _log_camera_clock(
+    camera: str, container: av.container.InputContainer, tb: Fraction, anchor_us: int, dts: int
+) -> None:
+    """The camera's own clock (RTCP sender reports: wall time at pts 0) as a second opinion on
+    our anchor; logged only, since cameras' clocks are often wrong (MEDIA-FACTS.md)."""
+    rt = getattr(container, "start_time_realtime", None)
+    if rt:
+        camera_us = int(rt + dts * tb * 1_000_000)
+        _log.info("camera_clock", camera=camera, offset_ms=round((camera_us - anchor_us) / 1000))

@@ -1,0 +1,268 @@
+"""Start-up recovery and `nvr fsck`: make the index and the segment folders agree again.
+
+Invariant (segment_writer): a 'complete' row names a durable file. A crash can leave
+  (a) rows in state 'deleting'   → finish the delete: unlink, fsync folder, drop the row;
+  (b) files without rows         → a segment left open by a crash or power cut: cut it back to
+      its last complete fragment, count, hash, fsync and index it (recovered=True); a file that
+      holds no complete fragment is moved to <root>/quarantine/ — never silently deleted;
+  (c) rows whose file is missing → reported, removed, and a gap with reason 'missing' recorded.
+With repair=False nothing is changed; the report says what would be done.
+Run before any recorder starts: an open segment of a running recorder has no row yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from nvr import log, timeutil
+from nvr.storage import fsutil
+from nvr.storage.index import Index, NewSegment
+
+_log = log.get("nvr.storage.recovery")
+
+
+# -- a pure top-level MP4 box walker ------------------------------------------------------------
+def top_level_boxes(data_size: int, read_at: Any) -> list[tuple[bytes, int, int]]:
+    """(type, offset, size) of each complete top-level box; stops at the first incomplete one.
+    `read_at(offset, n)` returns up to n bytes at offset."""
+    boxes: list[tuple[bytes, int, int]] = []
+    off = 0
+    while off + 8 <= data_size:
+        size, kind = struct.unpack(">I4s", read_at(off, 8))
+        header = 8
+        if size == 1:
+            if off + 16 > data_size:
+                break
+            (size,) = struct.unpack(">Q", read_at(off + 8, 8))
+            header = 16
+        elif size == 0:  # "to the end of the file": never written by our muxer settings
+            size = data_size - off
+        if size < header or off + size > data_size:
+            break
+        boxes.append((kind, off, size))
+        off += size
+    return boxes
+
+
+def complete_length(boxes: list[tuple[bytes, int, int]]) -> int:
+    """Bytes to keep: through the last complete moof+mdat pair (or the mfra after it).
+    0 when there is no ftyp+moov header or no complete fragment."""
+    kinds = [b[0] for b in boxes]
+    if kinds[:2] != [b"ftyp", b"moov"]:
+        return 0
+    keep = 0
+    for i in range(2, len(boxes)):
+        kind, off, size = boxes[i]
+        if kind == b"mdat" and boxes[i - 1][0] == b"moof":
+            keep = off + size
+        elif kind == b"mfra" and keep == off:
+            keep = off + size
+    return keep
+
+
+@dataclass
+class Probe:
+    frames: int
+    keyframes: int
+    media_us: int
+    codec: str
+    width: int
+    height: int
+
+
+def probe_segment(path: Path, length: int | None = None) -> Probe | None:
+    """Count what PyAV can read back from the first `length` bytes (all if None); None if
+    nothing is readable. Reads through a bounded view: the file is not changed."""
+    try:
+        with open(path, "rb") as raw, av.open(_Prefix(raw, length)) as c:
+            if not c.streams.video:
+                return None
+            v = c.streams.video[0]
+            tb = Fraction(v.time_base or Fraction(1, 90000))
+            frames = keys = 0
+            first: int | None = None
+            end = 0
+            for p in c.demux(v):
+                if p.size == 0 or p.pts is None:
+                    continue
+                frames += 1
+                keys += int(p.is_keyframe)
+                first = p.pts if first is None else min(first, p.pts)
+                end = max(end, p.pts + (p.duration or 0))
+            if frames == 0 or first is None:
+                return None
+            ctx = v.codec_context
+            return Probe(frames, keys, int((end - first) * tb * 1_000_000), str(ctx.name),
+                         int(ctx.width or 0), int(ctx.height or 0))
+    except (av.error.FFmpegError, OSError):
+        return None
+
+
+@dataclass
+class ReconcileReport:
+    repair: bool
+    finished_deletes: list[str] = field(default_factory=list)
+    recovered: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)  # files not named like segments: left alone
+    last_end_us: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.finished_deletes or self.recovered or self.quarantined or self.missing)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["clean"] = self.clean
+        d["last_end"] = {c: timeutil.to_iso(us) for c, us in self.last_end_us.items()}
+        return d
+
+
+async def reconcile(
+    index: Index, storage_root: Path, camera_ids: Iterable[str], *, repair: bool = True
+) -> ReconcileReport:
+    report = ReconcileReport(repair=repair)
+    await _finish_deletes(index, report)
+    seg_root = storage_root / "segments"
+    cams = set(camera_ids)
+    if seg_root.is_dir():
+        cams |= {p.name for p in await asyncio.to_thread(lambda: list(seg_root.iterdir())) if p.is_dir()}
+    known = {s.path for s in await index.all_segments(include_deleting=True)}
+    for cam in sorted(cams):
+        folder = seg_root / cam
+        files = await asyncio.to_thread(lambda f=folder: sorted(f.iterdir()) if f.is_dir() else [])
+        for path in files:
+            if str(path) not in known and path.is_file():
+                await _orphan(index, storage_root, cam, path, report)
+    await _missing(index, report)
+    for cam in sorted(cams):
+        last = await index.last_segment(cam)
+        if last is not None:
+            report.last_end_us[cam] = last.end_us
+    _log.info("reconciled", repair=repair, recovered=len(report.recovered),
+              quarantined=len(report.quarantined), missing=len(report.missing),
+              finished_deletes=len(report.finished_deletes))
+    return report
+
+
+async def _finish_deletes(index: Index, report: ReconcileReport) -> None:
+    for seg in await index.deleting():
+        report.finished_deletes.append(seg.path)
+        if report.repair:
+            await asyncio.to_thread(_unlink_durably, Path(seg.path))
+            await index.remove([seg.id])
+
+
+def _unlink_durably(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    if path.parent.is_dir():
+        fsutil.fsync_dir(path.parent)
+
+
+async def _orphan(
+    index: Index, root: Path, cam: str, path: Path, report: ReconcileReport
+) -> None:
+    start_us = timeutil.parse_segment_name(path.name)
+    if start_us is None:
+        report.foreign.append(str(path))
+        return
+    found = await asyncio.to_thread(_inspect, path)
+    if isinstance(found, str):
+        dest = root / "quarantine" / cam / path.name
+        report.quarantined.append({"path": str(path), "why": found, "to": str(dest)})
+        if report.repair:
+            await asyncio.to_thread(_move_durably, path, dest)
+        return
+    keep, size, probe = found
+    entry = {"path": str(path), "frames": probe.frames, "bytes": keep,
+             "cut_bytes": size - keep, "end": timeutil.to_iso(start_us + probe.media_us)}
+    report.recovered.append(entry)
+    if not report.repair:
+        return
+    sha = await asyncio.to_thread(_cut_and_sync, path, keep)
+    await index.add_segment(NewSegment(
+        camera=cam, start_us=start_us, end_us=start_us + probe.media_us, path=str(path),
+        bytes=keep, frames=probe.frames, keyframes=probe.keyframes, codec=probe.codec,
+        width=probe.width, height=probe.height, sha256=sha, recovered=True,
+    ))
+    _log.info("segment_recovered", camera=cam, path=str(path), frames=probe.frames,
+              cut_bytes=size - keep)
+
+
+def _inspect(path: Path) -> tuple[int, int, Probe] | str:
+    """(bytes to keep, size now, what they hold), or why the file cannot be recovered."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file"
+    with open(path, "rb") as f:
+        def read_at(off: int, n: int) -> bytes:
+            f.seek(off)
+            return f.read(n)
+
+        keep = complete_length(top_level_boxes(size, read_at))
+    if keep == 0:
+        return "no complete fragment (not a fragmented MP4 written by nvr, or cut before one)"
+    probe = probe_segment(path, keep)
+    if probe is None:
+        return "fragments do not decode as video"
+    return keep, size, probe
+
+
+class _Prefix:
+    """A read-only file object that ends after `length` bytes of `raw`."""
+
+    def __init__(self, raw: Any, length: int | None) -> None:
+        self.raw = raw
+        self.length = os.fstat(raw.fileno()).st_size if length is None else length
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.length - self.raw.tell()
+        return self.raw.read(left if n < 0 else max(0, min(n, left)))
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.raw.tell(), 2: self.length}[whence]
+        return int(self.raw.seek(base + offset))
+
+    def tell(self) -> int:
+        return int(self.raw.tell())
+
+
+def _cut_and_sync(path: Path, keep: int) -> str:
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    fsutil.fsync_dir(path.parent)
+    return fsutil.sha256_file(path)
+
+
+def _move_durably(path: Path, dest: Path) -> None:
+    fsutil.make_private_dir(dest.parent)
+    os.replace(path, dest)
+    fsutil.fsync_dir(dest.parent)
+    fsutil.fsync_dir(path.parent)
+
+
+async def _missing(index: Index, report: ReconcileReport) -> None:
+    for seg in await index.all_segments():
+        if await asyncio.to_thread(os.path.exists, seg.path):
+            continue
+        report.missing.append({"camera": seg.camera, "path": seg.path,
+                               "start": timeutil.to_iso(seg.start_us),
+                               "end": timeutil.to_iso(seg.end_us)})
+        if report.repair:
+            await index.remove([seg.id])
+            await index.add_gap(seg.camera, seg.start_us, seg.end_us, "missing",
+                                f"file {seg.path} was gone at start-up")

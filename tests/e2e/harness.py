@@ -1,0 +1,143 @@
+"""A recorder for end-to-end tests: the real daemon, the real test camera, real accounts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.camserver import TestCamera
+from tests.support import Daemon, ensure_account, run_as, shared_tmpdir
+
+# One account per role of POLICY-MATRIX.md, and one that is listed nowhere (the public).
+ACCOUNTS = {
+    "director": "nvrtest-director",
+    "assistant_director": "nvrtest-assistant",
+    "staff": "nvrtest-clerk",
+    "elder_affairs_director": "nvrtest-elder",
+    "it": "nvrtest-it",
+    "facilities": "nvrtest-facilities",
+    "public": "nvrtest-public",
+}
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def run_cli(argv: list[str]) -> CliResult:
+    """`nvr ARGV` in this process (after run_as has dropped to the account)."""
+    from nvr.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse --help and the like
+            code = int(exc.code or 0)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def camera_map(root: Path, socket: Path, cameras: list[dict[str, Any]], *,
+               segment_seconds: float = 2, extra: str = "") -> str:
+    # root is the box's IT person (sudo): status and recordings, no pictures.
+    people = "\n".join(
+        f"  - {{user: {user}, role: {role}}}" for role, user in ACCOUNTS.items()
+        if role != "public"
+    ) + "\n  - {user: root, role: it}"
+    cams = "\n".join(
+        "  - " + json.dumps(c) for c in cameras  # JSON is YAML
+    )
+    return f"""site: Test branch
+storage:
+  root: {root}
+  segment_seconds: {segment_seconds}
+  min_free_percent: 1
+retention:
+  days: 30
+control:
+  socket: {socket}
+people:
+{people}
+cameras:
+{cams}
+{extra}"""
+
+
+class Recorder:
+    """The daemon recording the given cameras, with its storage and socket in a shared folder."""
+
+    def __init__(self, cameras: list[dict[str, Any]], **kw: Any) -> None:
+        for user in ACCOUNTS.values():
+            ensure_account(user)
+        self.dir = shared_tmpdir()
+        self.root = self.dir / "storage"
+        self.socket = self.dir / "control.sock"
+        self.config = self.dir / "cameras.yaml"
+        self.config.write_text(camera_map(self.root, self.socket, cameras, **kw))
+        self.config.chmod(0o644)
+        self.daemon = Daemon(self.config, self.socket)
+
+    def start(self) -> Recorder:
+        try:
+            self.daemon.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def cli(self, role: str, *argv: str) -> CliResult:
+        """Run `nvr ARGV --socket S` as the account of `role`."""
+        args = [*argv, "--socket", str(self.socket)]
+        if role == "root":
+            return run_cli(args)
+        return run_as(ACCOUNTS[role], lambda: run_cli(args))
+
+    def wait_for_segments(self, camera: str, count: int, timeout: float = 60) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            res = self.cli("root", "recordings", "--camera", camera, "--json")
+            if res.code == 0 and len(res.json()["segments"]) >= count:
+                return res.json()["segments"]  # type: ignore[no-any-return]
+            time.sleep(0.5)
+        raise AssertionError(f"{camera}: fewer than {count} segments after {timeout}s\n"
+                             + self.daemon.logs()[-4000:])
+
+    def out_path(self, name: str) -> str:
+        """A path the requester can create (the shared folder is sticky and world-writable)."""
+        path = self.dir / "out" / name
+        path.parent.mkdir(mode=0o1777, exist_ok=True)
+        path.parent.chmod(0o1777)
+        return str(path)
+
+    def stop(self) -> None:
+        self.daemon.stop()
+
+    def cleanup(self) -> None:
+        self.daemon.stop()
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def cams_for(testcam: TestCamera) -> list[dict[str, Any]]:
+    return [
+        {"id": "lobby", "name": "Lobby", "area": "public_seating",
+         "rtsp": testcam.url("h264-noaudio")},
+        {"id": "senior-lounge", "name": "Senior Center lounge", "area": "senior_center_shared",
+         "shared_with_senior_center": True, "rtsp": testcam.url("h264")},
+    ]
+
+
+__all__ = ["ACCOUNTS", "CliResult", "Recorder", "cams_for", "run_cli", "os"]

@@ -1,0 +1,71 @@
+"""Shared by the recorder and recovery tests: a real index as the sink, ffprobe readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from nvr.config.model import CameraConfig, StorageConfig
+from nvr.ingest.backoff import Backoff
+from nvr.ingest.recorder import CameraRecorder
+from nvr.storage import db as dbmod
+from nvr.storage.index import Gap, Index, NewSegment
+
+
+class IndexSink:
+    """What the daemon's sink does: rows into the real SQLite index."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self.states: list[tuple[str, str, str]] = []
+        self.gaps: list[Gap] = []
+
+    async def segment_closed(self, seg: NewSegment) -> None:
+        await self.index.add_segment(seg)
+
+    async def gap(self, camera: str, start_us: int, end_us: int, reason: str, detail: str) -> None:
+        self.gaps.append(Gap(camera, start_us, end_us, reason, detail))
+        await self.index.add_gap(camera, start_us, end_us, reason, detail)
+
+    def state_changed(self, camera: str, state: str, reason: str) -> None:
+        self.states.append((camera, state, reason))
+
+
+async def open_index(root: Path) -> Index:
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Index(await dbmod.connect(root / "index.db"))
+
+
+def make_recorder(
+    cam_id: str, url: str, root: Path, sink: IndexSink, *, segment_seconds: float = 2.0,
+    io_timeout_s: float = 3.0,
+) -> CameraRecorder:
+    camera = CameraConfig(id=cam_id, name=cam_id, area="entrance", rtsp=url)
+
+    async def resolve(force: bool) -> str:
+        return url
+
+    return CameraRecorder(
+        camera, StorageConfig(root=root, segment_seconds=segment_seconds), root, sink, resolve,
+        backoff=Backoff(initial_s=0.5, cap_s=2.0, slow_s=30.0), io_timeout_s=io_timeout_s,
+    )
+
+
+async def wait_for(cond: Callable[[], bool], within_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {within_s}s waiting for {cond}")
+        await asyncio.sleep(0.1)
+
+
+def ffprobe(path: Path) -> dict:  # type: ignore[type-arg]
+    """Streams and every video packet's pts/duration (seconds) of a file, by ffprobe."""
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-show_packets", "-of", "json", str(path)],
+        capture_output=True, text=True, timeout=30, check=True,
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]

@@ -1,0 +1,157 @@
+"""CameraRecorder against the real GStreamer RTSP camera, real files, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+import av
+import pytest
+
+from nvr.storage.index import Index, Segment
+from tests.camserver import TestCamera
+from tests.ingest.recording_helpers import IndexSink, ffprobe, make_recorder, open_index, wait_for
+
+FPS = 15
+FRAME_US = 1_000_000 // FPS
+
+
+async def _segments_on_disk(root: Path, cam: str) -> list[Path]:
+    folder = root / "segments" / cam
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def _check_segment_file(seg: Segment, codec: str) -> None:
+    path = Path(seg.path)
+    data = path.read_bytes()
+    assert len(data) == seg.bytes
+    assert hashlib.sha256(data).hexdigest() == seg.sha256
+    assert path.stat().st_mode & 0o777 == 0o600
+    probe = ffprobe(path)
+    kinds = [s["codec_type"] for s in probe["streams"]]
+    assert kinds == ["video"], f"{path.name} has streams {kinds}: audio must never be kept"
+    assert probe["streams"][0]["codec_name"] == codec
+    if codec == "hevc":
+        assert probe["streams"][0]["codec_tag_string"] == "hvc1"
+    packets = probe["packets"]
+    assert len(packets) == seg.frames
+    assert float(packets[0]["pts_time"]) == 0.0  # timestamps are rebased per segment
+    last = packets[-1]
+    media_end_us = round((float(last["pts_time"]) + float(last["duration_time"])) * 1e6)
+    assert abs(media_end_us - (seg.end_us - seg.start_us)) <= 1000, "end = start + media duration"
+    with av.open(str(path)) as c:  # PyAV opens it too, and every packet is there
+        assert sum(1 for p in c.demux(c.streams.video[0]) if p.size) == seg.frames
+
+
+@pytest.mark.slow
+async def test_records_three_codecs_into_continuous_segments(
+    testcam: TestCamera, tmp_path: Path
+) -> None:
+    index: Index = await open_index(tmp_path)
+    sink = IndexSink(index)
+    mounts = {"cam-h264": ("h264", "h264"), "cam-noaudio": ("h264-noaudio", "h264"),
+              "cam-h265": ("h265", "hevc")}
+    recs = {cid: make_recorder(cid, testcam.url(m), tmp_path, sink) for cid, (m, _) in mounts.items()}
+    for r in recs.values():
+        r.start()
+    await wait_for(lambda: all(r.status()["state"] == "recording" for r in recs.values()))
+    t0 = asyncio.get_running_loop().time()
+    await asyncio.sleep(7.0)
+    status = {cid: r.status() for cid, r in recs.items()}
+    await asyncio.gather(*(r.stop() for r in recs.values()))
+    wall_s = asyncio.get_running_loop().time() - t0
+    try:
+        for cid, (_, codec) in mounts.items():
+            st = status[cid]
+            assert st["state"] == "recording" and 12 <= st["fps"] <= 18, st
+            assert st["bitrate_bps"] > 0 and st["last_segment_end"] is not None
+            segs = await index.segments(cid)
+            files = await _segments_on_disk(tmp_path, cid)
+            assert sorted(Path(s.path) for s in segs) == files  # rows == files
+            assert len(segs) >= 3
+            for a, b in zip(segs, segs[1:], strict=False):
+                assert a.end_us == b.start_us, "consecutive segments chain exactly"
+            for s in segs:
+                _check_segment_file(s, codec)
+            frames = sum(s.frames for s in segs)
+            media_s = (segs[-1].end_us - segs[0].start_us) / 1e6
+            assert abs(frames - media_s * FPS) <= 1
+            # Every frame the camera sent while we recorded is there (within one GOP: the
+            # first keyframe after connecting, and the stop).
+            assert wall_s * FPS - FPS <= frames <= (wall_s + 2.5) * FPS
+            assert not await index.gaps(cid)
+    finally:
+        await index.db.close()
+
+
+@pytest.mark.slow
+async def test_camera_offline_then_back_leaves_one_offline_gap(
+    testcam_factory: type[TestCamera], tmp_path: Path
+) -> None:
+    cam = testcam_factory().start()
+    index = await open_index(tmp_path)
+    sink = IndexSink(index)
+    rec = make_recorder("door", cam.url("h264-noaudio"), tmp_path, sink)
+    rec.start()
+    try:
+        await wait_for(lambda: rec.status()["state"] == "recording")
+        await asyncio.sleep(2.5)
+        cam.stop()
+        t_off = asyncio.get_running_loop().time()
+        await wait_for(lambda: rec.status()["state"] in ("backoff", "connecting"))
+        await asyncio.sleep(max(0.0, 5.0 - (asyncio.get_running_loop().time() - t_off)))
+        cam.start()
+        await wait_for(lambda: len(sink.gaps) == 1)
+        await asyncio.sleep(2.5)
+        assert rec.status()["state"] == "recording"
+        assert rec.status()["errors"] >= 1
+    finally:
+        await rec.stop()
+    gaps = await index.gaps("door")
+    assert [g.reason for g in gaps] == ["offline"]
+    gap_s = (gaps[0].end_us - gaps[0].start_us) / 1e6
+    assert 4.5 <= gap_s <= 9.0, gap_s  # the 5 s outage + reconnect + first keyframe
+    segs = await index.segments("door")
+    before = [s for s in segs if s.end_us <= gaps[0].start_us]
+    after = [s for s in segs if s.start_us >= gaps[0].end_us]
+    assert before and after and len(before) + len(after) == len(segs)
+    assert before[-1].end_us == gaps[0].start_us and after[0].start_us == gaps[0].end_us
+    states = [s for _, s, _ in sink.states]
+    assert states[:2] == ["connecting", "recording"] and "backoff" in states
+    await index.db.close()
+
+
+@pytest.mark.slow
+async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
+    testcam: TestCamera, testcam_factory: type[TestCamera], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    locked = testcam_factory("--require-auth", "--user", "u", "--password", "s3cret-pw").start()
+    index = await open_index(tmp_path)
+    sink = IndexSink(index)
+    bad = {
+        "wrong-pass": (locked.url("h264", "u", "wrong-pw"), "credentials refused by camera"),
+        "no-host": ("rtsp://nvr-test-no-such-host.invalid/x",
+                    "host nvr-test-no-such-host.invalid does not resolve"),
+        "audio-only": (testcam.url("audio-only"), "stream has no video"),
+    }
+    recs = [make_recorder(cid, url, tmp_path, sink) for cid, (url, _) in bad.items()]
+    good = make_recorder("good", testcam.url("h264"), tmp_path, sink)
+    for r in [*recs, good]:
+        r.start()
+    try:
+        await wait_for(lambda: all(r.status()["state"] == "failed" for r in recs))
+        await wait_for(lambda: good.status()["state"] == "recording")
+        for r in recs:
+            st = r.status()
+            assert st["reason"] == bad[st["id"]][1]
+            assert st["last_error"] == st["reason"] and st["errors"] == 1
+            assert st["frames"] == 0
+    finally:
+        await asyncio.gather(*(r.stop() for r in [*recs, good]))
+    assert await index.segments("good")
+    assert not (tmp_path / "segments" / "wrong-pass").exists()
+    logs = capsys.readouterr().out
+    assert "camera_state" in logs and "wrong-pw" not in logs  # never log credentials
+    await index.db.close()

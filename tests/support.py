@@ -1,0 +1,143 @@
+"""Helpers for tests that run the real daemon and call it as real unix accounts."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pwd
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+NVR = str(Path(sys.executable).parent / "nvr")
+ACCOUNT_PREFIX = "nvrtest-"
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def ensure_account(name: str) -> pwd.struct_passwd:
+    """A real system account for role tests (CI runs as root; DEVELOPERS.md)."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+            check=True, capture_output=True,
+        )
+        return pwd.getpwnam(name)
+
+
+def run_as(user: str, fn: Callable[[], T], timeout: float = 60) -> T:
+    """Run fn in a forked child that has dropped to `user` (no exec: the venv's interpreter may
+    live where other accounts cannot execute it). Returns fn's value or re-raises its error."""
+    entry = ensure_account(user)
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(rfd)
+        try:
+            os.setgroups([])
+            os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
+            os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+            os.environ["USER"] = user
+            payload: Any = ("ok", fn())
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            payload = ("err", exc, traceback.format_exc())
+        try:
+            data = pickle.dumps(payload)
+        except Exception:  # noqa: BLE001
+            data = pickle.dumps(("err", RuntimeError(repr(payload)), ""))
+        with os.fdopen(wfd, "wb") as w:
+            w.write(data)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        ready, _, _ = select.select([r], [], [], timeout)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise TimeoutError(f"run_as({user}) took longer than {timeout}s")
+        data = r.read()
+    os.waitpid(pid, 0)
+    kind, *rest = pickle.loads(data)
+    if kind == "ok":
+        return rest[0]  # type: ignore[no-any-return]
+    raise rest[0]
+
+
+def shared_tmpdir(prefix: str = "nvrtest-") -> Path:
+    """A folder every account can reach and write in (sticky, like /tmp)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o1777)
+    return path
+
+
+class Daemon:
+    """`nvr run --config FILE` as a real child process."""
+
+    def __init__(self, config_path: Path, socket_path: Path) -> None:
+        self.config_path = config_path
+        self.socket_path = socket_path
+        self.log_path = config_path.parent / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20) -> Daemon:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen([NVR, "run", "--config", str(self.config_path)],
+                                     stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.logs()}")
+            if _answers(self.socket_path):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"daemon did not open its socket:\n{self.logs()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -26,11 +26,12 @@ from rich.table import Table
 Columns = Sequence[tuple[str, str]]  # (key in the row, column header)
 
 STATUS_COLUMNS: Columns = (
-    ("id", "camera"), ("state", "state"), ("fps", "fps"), ("bitrate", "bitrate"),
-    ("last_segment_end", "last segment end"), ("errors", "errors"),
+    ("id", "camera"), ("state", "state"), ("reason", "why"), ("fps", "fps"),
+    ("kbps", "kbit/s"), ("last_segment_end", "last segment end"), ("errors", "errors"),
 )  # fmt: skip
 SEGMENT_COLUMNS: Columns = (
-    ("start", "start"), ("end", "end"), ("bytes", "bytes"), ("frames", "frames"), ("path", "path"),
+    ("start", "start"), ("end", "end"), ("frames", "frames"), ("bytes", "bytes"),
+    ("codec", "codec"), ("path", "path"),
 )  # fmt: skip
 GAP_COLUMNS: Columns = (("start", "start"), ("end", "end"), ("reason", "reason"))
 AUDIT_COLUMNS: Columns = (
@@ -57,13 +58,15 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Columns | None = None, title: str = "") -> Table:
+def table(rows: Sequence[dict[str, Any]], columns: Columns | None = None, title: str = "",
+          *, extra: bool = True) -> Table:
+    """A table of rows; with `extra`, keys beyond `columns` get columns of their own."""
     if columns is None:
         keys: dict[str, None] = {}
         for row in rows:
             keys.update(dict.fromkeys(row))
         columns = [(k, k) for k in keys]
-    else:
+    elif extra:
         # Known columns first, then anything the daemon added.
         extra = {k: None for row in rows for k in row if k not in {c[0] for c in columns}}
         columns = [*columns, *((k, k) for k in extra)]
@@ -87,7 +90,10 @@ def key_values(result: dict[str, Any], title: str = "") -> Table:
 def status(out: Console, result: dict[str, Any]) -> None:
     cams = result.get("cameras") or []
     title = f"{result['site']}: cameras" if result.get("site") else "cameras"
-    out.print(table(cams, STATUS_COLUMNS, title) if cams else "no cameras configured")
+    for cam in cams:
+        if isinstance(cam.get("bitrate_bps"), int | float):
+            cam["kbps"] = round(cam["bitrate_bps"] / 1000)
+    out.print(table(cams, STATUS_COLUMNS, title, extra=False) if cams else "no cameras configured")
     rest = {k: v for k, v in result.items() if k not in ("cameras", "site")}
     for key, value in rest.items():
         if isinstance(value, dict):
@@ -100,9 +106,9 @@ def recordings(out: Console, result: dict[str, Any]) -> None:
     cam = result.get("camera", "")
     segments = result.get("segments") or []
     gaps = result.get("gaps") or []
-    out.print(table(segments, SEGMENT_COLUMNS, f"{cam}: {len(segments)} segments"))
+    out.print(table(segments, SEGMENT_COLUMNS, f"{cam}: {len(segments)} segments", extra=False))
     if gaps:
-        out.print(table(gaps, GAP_COLUMNS, f"{cam}: {len(gaps)} gaps"))
+        out.print(table(gaps, GAP_COLUMNS, f"{cam}: {len(gaps)} gaps", extra=False))
     else:
         out.print("no gaps in this range")
 

@@ -58,7 +58,7 @@ def camera_map(root: Path, socket: Path, cameras: list[dict[str, Any]], *,
     ) + "\n  - {user: root, role: it}"
     cams = "\n".join(
         "  - " + json.dumps(c) for c in cameras  # JSON is YAML
-    )
+    ) or "  []"
     return f"""site: Test branch
 storage:
   root: {root}

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from tests.camserver import TestCamera
-from tests.e2e.harness import Recorder
+from tests.e2e.harness import Recorder, run_cli
 
 FPS = 15
 FRAME_US = 1_000_000 // FPS
@@ -131,6 +131,17 @@ def test_camera_offline_for_20s_is_one_gap(testcam_factory: type[TestCamera]) ->
         assert gap["reason"] in ("offline", "timeout")
         status = rec.cli("root", "status", "--json").json()
         assert status["cameras"][0]["state"] == "recording"
+        # An export across the gap does not collapse it: its manifest lists it.
+        start = dt.datetime.fromtimestamp(iso_us(gap["start"]) / 1e6 - 3, dt.UTC).isoformat()
+        end = dt.datetime.fromtimestamp(iso_us(gap["end"]) / 1e6 + 2, dt.UTC).isoformat()
+        out = rec.out_path("across-gap.mp4")
+        res = rec.cli("director", "export", "--camera", "porch", "--start", start, "--end", end,
+                      "--reason", "gap check", "--out", out, "--json")
+        assert res.code == 0, res.err
+        manifest = json.loads(Path(res.json()["manifest"]).read_text())
+        assert [(g["start"], g["end"], g["reason"]) for g in manifest["gaps"]] == [
+            (gap["start"], gap["end"], gap["reason"])]
+        assert run_cli(["export", "verify", out]).code == 0
     finally:
         rec.cleanup()
 

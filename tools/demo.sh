@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
-export USER="${USER:-$(id -un)}"
+# The Director of the demo is whoever ran it (the account behind sudo, if any), so that
+# account can try every command without sudo.
+export USER="${SUDO_USER:-${USER:-$(id -un)}}"
 /usr/bin/python3 tools/testcam.py --port 8554 > /dev/null &
 cam=$!
 trap 'kill $cam 2>/dev/null || true' EXIT

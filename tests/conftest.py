@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+import gc
+import warnings
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.camserver import TestCamera
+
+# Property tests judge correctness, not speed: on a loaded 2-core CI machine, time limits and
+# the "too slow" health check would fail good code at random.
+settings.register_profile(
+    "nvr", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("nvr")
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +37,16 @@ def testcam_factory() -> Iterator[type[TestCamera]]:
     yield Factory
     for cam in started:
         cam.stop()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def collect_garbage_between_modules() -> Iterator[None]:
+    """Collect each module's garbage when the module ends. Without this, an object a module
+    leaves for the garbage collector (seen: an event loop and its self-pipe sockets after the
+    uvloop/asyncio policy switching in tests/control) raises its ResourceWarning inside
+    whichever later test happens to trigger a collection, failing an innocent test under
+    filterwarnings=error. Tests that check for leaks collect and record warnings themselves."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()

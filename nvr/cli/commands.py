@@ -24,6 +24,7 @@ from nvr.cli import render
 from nvr.control import client
 from nvr.control.protocol import ARGS, Reply
 from nvr.errors import EX_OK, DataError, NvrError, Unavailable, UsageError
+from nvr.storage.fsutil import fsync_dir
 
 _CHUNK = 1024 * 1024
 
@@ -182,14 +183,6 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _download(ns: argparse.Namespace, op: str, extra: list[Path]) -> tuple[Reply, Path, str]:
     args = wire_args(op, ns)
     out = Path(os.path.abspath(ns.out))
@@ -214,7 +207,7 @@ def _download(ns: argparse.Namespace, op: str, extra: list[Path]) -> tuple[Reply
             except (KeyError, ValueError):
                 raise NvrError(f"the daemon's {op} reply has no valid {key}") from None
             _write_all(files.fds[path], data)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     return reply, out, sha
 
 

@@ -85,10 +85,10 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
             detail={"camera": cam.id, "error": str(exc)},
         )
         logger.error("segment_tampered", camera=cam.id, error=str(exc))
-        _unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     except BaseException:
-        _unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     for fut in sent:
         await asyncio.wrap_future(fut)
@@ -174,13 +174,6 @@ def _open_and_unlink(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     path.unlink()
     return fd
-
-
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 
 
 def _b64(data: bytes) -> str:

@@ -356,7 +356,7 @@ def expire_stills(service: Service) -> Callable[[], Awaitable[None]]:
         ) as cur:
             due = list(await cur.fetchall())
         for still_id, path, camera in due:
-            await asyncio.to_thread(_unlink_quiet, Path(path))
+            await asyncio.to_thread(Path(path).unlink, missing_ok=True)
             await service.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?",
                                      (now, still_id))
             await service.audit.append(
@@ -367,11 +367,4 @@ def expire_stills(service: Service) -> Callable[[], Awaitable[None]]:
 
     run.__name__ = "expire_stills"
     return run
-
-
-def _unlink_quiet(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
 

@@ -60,6 +60,19 @@ def _segment(row: aiosqlite.Row) -> Segment:
     )
 
 
+def _overlapping(camera: str, start_us: int | None, end_us: int | None) -> tuple[str, list[object]]:
+    """WHERE clause for rows of `camera` overlapping [start_us, end_us); None is open-ended."""
+    sql = "camera = ?"
+    args: list[object] = [camera]
+    if start_us is not None:
+        sql += " AND end_us > ?"
+        args.append(start_us)
+    if end_us is not None:
+        sql += " AND start_us < ?"
+        args.append(end_us)
+    return sql, args
+
+
 class Index:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
@@ -102,14 +115,8 @@ class Index:
         include_deleting: bool = False,
     ) -> list[Segment]:
         """Segments of `camera` overlapping [start_us, end_us), in time order."""
-        sql = "SELECT * FROM segments WHERE camera = ?"
-        args: list[object] = [camera]
-        if start_us is not None:
-            sql += " AND end_us > ?"
-            args.append(start_us)
-        if end_us is not None:
-            sql += " AND start_us < ?"
-            args.append(end_us)
+        where, args = _overlapping(camera, start_us, end_us)
+        sql = "SELECT * FROM segments WHERE " + where
         if not include_deleting:
             sql += " AND state = 'complete'"
         sql += " ORDER BY start_us"
@@ -138,14 +145,8 @@ class Index:
     async def gaps(
         self, camera: str, start_us: int | None = None, end_us: int | None = None
     ) -> list[Gap]:
-        sql = "SELECT camera, start_us, end_us, reason, detail FROM gaps WHERE camera = ?"
-        args: list[object] = [camera]
-        if start_us is not None:
-            sql += " AND end_us > ?"
-            args.append(start_us)
-        if end_us is not None:
-            sql += " AND start_us < ?"
-            args.append(end_us)
+        where, args = _overlapping(camera, start_us, end_us)
+        sql = "SELECT camera, start_us, end_us, reason, detail FROM gaps WHERE " + where
         async with self.db.execute(sql + " ORDER BY start_us", args) as cur:
             return [Gap(*tuple(r)) for r in await cur.fetchall()]
 

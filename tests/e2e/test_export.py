@@ -138,3 +138,33 @@ def test_still_is_owner_only_and_expires(rec: Recorder) -> None:
     rows = rows["rows"] if isinstance(rows, dict) else rows
     assert any(r["action"] == "still_expired" for r in rows)
     assert Path(out).exists()  # the requester's copy is theirs
+
+
+def test_key_show_matches_the_manifest_fingerprint(rec: Recorder) -> None:
+    segs = rec.wait_for_segments("lobby", 2)
+    out = rec.out_path("for-key.mp4")
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", segs[0]["start"],
+                  "--end", segs[0]["end"], "--reason", "key check", "--out", out, "--json")
+    assert res.code == 0, res.err
+    key = rec.cli("director", "key", "show", "--json")
+    assert key.code == 0, key.err
+    manifest = json.loads(Path(res.json()["manifest"]).read_text())
+    assert manifest["key"]["fingerprint"] == key.json()["fingerprint"]
+
+
+def test_changed_source_segment_stops_the_export_and_is_audited(rec: Recorder) -> None:
+    # Last in this module: it damages the oldest segment on purpose.
+    seg = rec.wait_for_segments("lobby", 2)[0]
+    path = Path(seg["path"])
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    out = rec.out_path("from-changed.mp4")
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", seg["start"], "--end",
+                  seg["end"], "--reason", "incident", "--out", out)
+    assert res.code == 65, (res.code, res.err)
+    assert path.name in res.err
+    assert not Path(out).exists()
+    rows = rec.cli("director", "audit", "list", "--json").json()
+    rows = rows["rows"] if isinstance(rows, dict) else rows
+    assert any(r["action"] == "segment_integrity_failure" and not r["allowed"] for r in rows)

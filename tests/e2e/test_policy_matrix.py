@@ -266,3 +266,23 @@ def test_public_request_is_refused_with_advice(rec: Recorder) -> None:
 
 
 _ = Callable  # typing helper kept for readers of argv_for's signature
+
+
+def test_staff_grant_stops_at_its_expiry(rec: Recorder) -> None:
+    revoke_all_grants(rec)
+    start, end = _first_window(rec, "lobby")
+    expires = (dt.datetime.now().astimezone() + dt.timedelta(seconds=4)).isoformat()
+    res = rec.cli("director", "grant", "create", "--user", ACCOUNTS["staff"], "--camera", "lobby",
+                  "--start", start, "--end", end, "--expires", expires, "--reason", "review")
+    assert res.code == 0, res.err
+
+    def export() -> CliResult:
+        return rec.cli("staff", "export", "--camera", "lobby", "--start", start, "--end", end,
+                       "--reason", "review", "--out", rec.out_path(f"x{next(_n)}.mp4"))
+
+    assert export().code == 0
+    import time
+
+    time.sleep(5)
+    refused = export()
+    assert refused.code == 77 and "grant" in refused.err

@@ -71,10 +71,11 @@ class TimestampRepair(Generic[P]):
     _dropped_run: int = field(default=0, init=False)
     _next_is_discontinuity: bool = field(default=False, init=False)
     _notes: list[tuple[str, dict[str, object]]] = field(default_factory=list, init=False)
+    # Computed once: Fraction arithmetic costs tens of µs, too much for every packet.
+    max_jump_ticks: int = field(default=0, init=False)
 
-    @property
-    def max_jump_ticks(self) -> int:
-        return int(self.max_jump_s / self.time_base)
+    def __post_init__(self) -> None:
+        self.max_jump_ticks = int(self.max_jump_s / self.time_base)
 
     def _note(self, what: str, **detail: object) -> None:
         n = self.counts.get(what, 0) + 1

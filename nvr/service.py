@@ -94,8 +94,9 @@ class Service:
         self.stopping = asyncio.Event()
         self.paused: set[str] = set()
         self.pause_alert: str | None = None
-        self.emergencies: dict[str, dict[str, object]] = {}
         self.sink = Sink(self)
+        # One reload at a time: two at once would both start a recorder for the same camera.
+        self.reload_lock = asyncio.Lock()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -182,6 +183,10 @@ class Service:
 
     async def reload(self, why: str) -> dict[str, list[str]]:
         """Re-read the camera map; restart only cameras whose settings changed."""
+        async with self.reload_lock:
+            return await self._reload(why)
+
+    async def _reload(self, why: str) -> dict[str, list[str]]:
         try:
             new = await asyncio.to_thread(load_camera_map, self.config_path)
         except ConfigError as exc:
@@ -199,7 +204,9 @@ class Service:
             rec = self.recorders.pop(cam_id, None)
             self.uri_caches.pop(cam_id, None)
             if rec is not None:
-                await rec.stop()
+                # Longer than a camera read can block (io timeout 5 s): the old thread must be
+                # gone before a new one writes into the same folder.
+                await rec.stop(timeout=15.0)
         self.config = new
         self.retention.config = new
         for cam_id in changed + added:

@@ -42,14 +42,14 @@ def parse_time(text: str, *, end_of_day: bool = False) -> int:
                 d += dt.timedelta(days=1)
         else:
             d = dt.datetime.fromisoformat(raw)
-    except ValueError:
+        if d.tzinfo is None:
+            d = d.astimezone()  # local time zone of this machine
+        delta = d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    except (ValueError, OverflowError, OSError):
         raise UsageError(
-            f"{text!r} is not an ISO 8601 time; write e.g. 2026-11-29T14:05:00 (local) "
-            "or 2026-11-29T19:05:00Z"
+            f"{text!r} is not an ISO 8601 time we can use; write e.g. 2026-11-29T14:05:00 "
+            "(local) or 2026-11-29T19:05:00Z"
         ) from None
-    if d.tzinfo is None:
-        d = d.astimezone()  # local time zone of this machine
-    delta = d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
 
 

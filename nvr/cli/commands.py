@@ -184,6 +184,8 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _download(ns: argparse.Namespace, op: str, extra: list[Path]) -> tuple[Reply, Path, str]:
+    if op == "export":
+        ns.out_name = os.path.basename(ns.out)
     args = wire_args(op, ns)
     out = Path(os.path.abspath(ns.out))
     with _Outputs([out, *extra]) as files:

@@ -14,18 +14,21 @@ import asyncio
 import base64
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nvr import log
+from nvr.config.model import CameraConfig, Role
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, UsageError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
-from nvr.export.remux import SegmentTampered, export_clip
+from nvr.export.remux import ClipResult, SegmentTampered, export_clip
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
 from nvr.policy.actions import Action
 from nvr.policy.rules import RequestInfo
+from nvr.storage.index import Gap, Segment
 from nvr.timeutil import parse_time, to_iso
 
 if TYPE_CHECKING:
@@ -59,10 +62,10 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
     start, end = parse_time(a.start), parse_time(a.end)
     if end <= start:
         raise UsageError("--end must be after --start")
+    action = Action.release if a.request else Action.export
     request: RequestInfo | None = None
     if a.request:
-        request = await h._request_info(a.request)
-    action = Action.release if a.request else Action.export
+        request = await h._request_info(caller, action, a.request)
     await h.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
                       reason=a.reason, request=request, detail={"incident": a.incident})
     cam = h.camera(a.camera)
@@ -74,6 +77,31 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
         )
     gaps = await svc.index.gaps(cam.id, start, end)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
+    # From here on, any failure (a client that went away, a cancelled task, a refused
+    # release) must not leave a copy of the clip behind in the recorder.
+    try:
+        clip = await _remux(h, cam.id, segments, gaps, start, end, tmp, progress)
+        # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
+        if clip.actual_start_us < start - 1000 and h.role(caller) is Role.staff:
+            # The clip starts at the keyframe before --start: a grant's window must cover
+            # that lead-in too, or staff would see footage from before their window.
+            await h.authorize(caller, action, cameras=[cam.id], start_us=clip.actual_start_us,
+                              end_us=end, reason=a.reason,
+                              detail={"lead_in_from": to_iso(clip.actual_start_us)})
+        result = await _sign_and_record(h, caller, a, cam, clip, (start, end))
+        fd = await asyncio.to_thread(_open_and_unlink, tmp)
+    except BaseException:
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+        raise
+    logger.info("export_delivered", camera=cam.id, export=result["export"], frames=clip.frames,
+                bytes=clip.bytes, actor=caller.user)
+    return Reply(result=result, fd=fd)
+
+
+async def _remux(h: Handlers, camera: str, segments: Sequence[Segment], gaps: Sequence[Gap],
+                 start: int, end: int, tmp: Path, progress: Progress) -> ClipResult:
+    """export_clip in a worker thread, with progress lines and integrity failures audited."""
+    svc = h.svc
     on_progress, sent = _progress_bridge(progress)
     try:
         clip = await asyncio.to_thread(export_clip, segments, gaps, start, end, tmp,
@@ -82,21 +110,27 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
         await svc.audit.append(
             at_us=svc.clock(), actor="nvr", uid=os.getuid(), role="system",
             action="segment_integrity_failure", allowed=False,
-            detail={"camera": cam.id, "error": str(exc)},
+            detail={"camera": camera, "error": str(exc)},
         )
-        logger.error("segment_tampered", camera=cam.id, error=str(exc))
-        tmp.unlink(missing_ok=True)
+        logger.error("segment_tampered", camera=camera, error=str(exc))
         raise
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    except OSError as exc:
+        # A source segment vanished or could not be read mid-export (retention, a disk error).
+        raise DataError(f"could not read the footage of {camera}: {exc}; try again") from None
     for fut in sent:
         await asyncio.wrap_future(fut)
+    return clip
+
+
+async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfig,
+                           clip: ClipResult, requested: tuple[int, int]) -> dict[str, Any]:
+    """Sign the manifest, keep it as the record of the release, audit the delivery."""
+    svc = h.svc
     role = h.role(caller)
     key = await asyncio.to_thread(load_or_create_key, svc.root)
     manifest = build_manifest(
-        site=svc.config.site, camera=cam, requested=(start, end), clip=clip,
-        clip_name=Path(a.out).name if getattr(a, "out", None) else tmp.name,
+        site=svc.config.site, camera=cam, requested=requested, clip=clip,
+        clip_name=Path(a.out_name).name if getattr(a, "out_name", None) else None,
         requester={"account": caller.user, "uid": caller.uid, "role": role.value},
         reason=a.reason, incident=a.incident, request=a.request, key=key,
         exported_at=svc.clock(),
@@ -119,26 +153,20 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
         detail={"export": export_id, "camera": cam.id, "sha256": clip.sha256,
                 "frames": clip.frames, "request": a.request, "incident": a.incident},
     )
-    fd = _open_and_unlink(tmp)
-    logger.info("export_delivered", camera=cam.id, export=export_id, frames=clip.frames,
-                bytes=clip.bytes, actor=caller.user)
-    return Reply(
-        result={
-            "export": export_id,
-            "sha256": clip.sha256,
-            "start": to_iso(clip.actual_start_us),
-            "end": to_iso(clip.actual_end_us),
-            "frames": clip.frames,
-            "bytes": clip.bytes,
-            "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
-                     for g in clip.gaps],
-            "manifest_bytes_b64": _b64(body),
-            # The .sig file's exact bytes (base64 text), which the client writes as they are.
-            "signature_b64": _b64(signature_bytes(signature)),
-            "fd": True,
-        },
-        fd=fd,
-    )
+    return {
+        "export": export_id,
+        "sha256": clip.sha256,
+        "start": to_iso(clip.actual_start_us),
+        "end": to_iso(clip.actual_end_us),
+        "frames": clip.frames,
+        "bytes": clip.bytes,
+        "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
+                 for g in clip.gaps],
+        "manifest_bytes_b64": _b64(body),
+        # The .sig file's exact bytes (base64 text), which the client writes as they are.
+        "signature_b64": _b64(signature_bytes(signature)),
+        "fd": True,
+    }
 
 
 async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
@@ -155,14 +183,27 @@ async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
         raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
     still_id = f"S-{secrets.token_hex(4)}"
     path = svc.root / "stills" / f"{still_id}.jpg"
-    result = await asyncio.to_thread(extract_still, segments[:2], at, path)
+    # The row (with its expiry) exists before the file does, so the expirer finds every copy,
+    # even one left by a crash between the two.
     await svc.db.execute(
         "INSERT INTO stills (id, camera, at_us, until_us, path, sha256, reason, created_by) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (still_id, cam.id, result.frame_us, until, str(path), result.sha256, a.reason,
-         caller.user or str(caller.uid)),
+        "VALUES (?, ?, ?, ?, ?, '', ?, ?)",
+        (still_id, cam.id, at, until, str(path), a.reason, caller.user or str(caller.uid)),
     )
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        result = await asyncio.to_thread(extract_still, segments[:2], at, path)
+        await svc.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
+                             (result.frame_us, result.sha256, still_id))
+        fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+    except BaseException:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    await svc.audit.append(
+        at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
+        role=h.role(caller).value, action="still_delivered", allowed=True,
+        detail={"still": still_id, "camera": cam.id, "at": to_iso(result.frame_us),
+                "until": to_iso(until), "sha256": result.sha256},
+    )
     return Reply(
         result={"still": still_id, "sha256": result.sha256, "at": to_iso(result.frame_us),
                 "until": to_iso(until), "fd": True},

@@ -122,7 +122,7 @@ class Handlers:
             row.update(rec.status() if rec else {"state": "disabled"})
             cams.append(row)
         disk = await asyncio.to_thread(disk_state, svc.root)
-        oldest = min((s.start_us for s in await svc.index.all_segments()), default=None)
+        oldest = await svc.index.oldest_start()
         return {
             "site": svc.config.site,
             "cameras": cams,
@@ -258,14 +258,21 @@ class Handlers:
         await self.authorize(caller, Action.request_list)
         return {"requests": [_as_dict(r) for r in await self.svc.requests.list()]}
 
-    async def _request_info(self, request_id: str) -> RequestInfo:
+    async def _request_info(self, caller: Caller, action: Action, request_id: str) -> RequestInfo:
         req = await self.svc.requests.get(request_id)
         if req is None:
+            # Refused before any decision could be made; audited all the same, like every
+            # refusal (and the account learns nothing more than "no such request").
+            await self.svc.audit.append(
+                at_us=self.svc.clock(), actor=caller.user or f"uid {caller.uid}",
+                uid=caller.uid, role=self.role(caller).value, action=action.value,
+                allowed=False, detail={"request": request_id, "refusal": "no such request"},
+            )
             raise UsageError(f"no request {request_id!r}; see `nvr request list`")
         return RequestInfo(id=req.id, kind=req.kind, status=req.status)
 
     async def op_request_approve(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        info = await self._request_info(a.request_id)
+        info = await self._request_info(caller, Action.request_decide, a.request_id)
         await self.authorize(caller, Action.request_decide, request=info, approve=True,
                              detail={"decision": "approve"})
         req = await self.svc.requests.approve(a.request_id, by=caller.user or str(caller.uid),
@@ -273,7 +280,7 @@ class Handlers:
         return _as_dict(req)
 
     async def op_request_deny(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        info = await self._request_info(a.request_id)
+        info = await self._request_info(caller, Action.request_decide, a.request_id)
         await self.authorize(caller, Action.request_decide, request=info, reason=a.reason,
                              approve=False, detail={"decision": "deny"})
         req = await self.svc.requests.deny(a.request_id, by=caller.user or str(caller.uid),

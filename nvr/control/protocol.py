@@ -68,6 +68,8 @@ class ExportArgs(Args):
     reason: Reason
     incident: Name | None = None
     request: ObjectId | None = None
+    # The name (not the path) of the --out file, so the signed manifest names the clip.
+    out_name: Annotated[str, StringConstraints(pattern=r"^[^/\x00]{1,255}$")] | None = None
 
 
 class StillArgs(Args):

@@ -200,7 +200,13 @@ class CameraRecorder:
                 continue
             self._set_state("connecting", self.reason if failures else "")
             began = self.clock.mono_us()
-            end = self._one_session(failures >= REFRESH_AFTER_FAILURES)
+            try:
+                end = self._one_session(failures >= REFRESH_AFTER_FAILURES)
+            except Exception as e:  # noqa: BLE001 - e.g. ENOSPC while closing a segment
+                # Whatever went wrong, this thread is the camera's only recorder: it must
+                # live on and retry, never die and leave a stale "recording" in status.
+                _log.exception("session_crashed", camera=self.camera.id)
+                end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}")
             if end is STOPPED or self._stop.is_set():
                 break
             uptime_s = (self.clock.mono_us() - began) / 1e6

@@ -121,8 +121,7 @@ class RetentionExecutor:
         refused = tuple(d.segment.path for d in p.delete if not self._inside(d.segment.path))
         for path in refused:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
-        for chunk in batched([d.segment.id for d in ok], BATCH):
-            await self._transaction(self.index.mark_deleting, chunk)
+        ok = await self._mark_unless_held(ok, at)
         await self._audit(ok, at)
         if self._after_mark is not None:
             self._after_mark()
@@ -158,6 +157,25 @@ class RetentionExecutor:
         base = os.path.abspath(self.segments_dir)
         p = os.path.abspath(path)
         return p != base and os.path.commonpath([base, p]) == base
+
+    async def _mark_unless_held(
+        self, planned: list[PlannedDeletion], at: int
+    ) -> list[PlannedDeletion]:
+        """Mark planned segments 'deleting', but re-read the holds inside the same transaction:
+        a hold created while this pass was planning (say, on day-30 footage about to go)
+        must still win. Returns what was marked."""
+        marked: list[PlannedDeletion] = []
+        for chunk in batched(planned, BATCH):
+            async with transaction(self.db):
+                holds = await self.holds.active(at)
+                free = [d for d in chunk if not any(h.covers(d.segment) for h in holds)]
+                await self.index.mark_deleting([d.segment.id for d in free])
+            for d in chunk:
+                if d not in free:
+                    log.info("retention_spared", camera=d.segment.camera, path=d.segment.path,
+                             why="held by a hold created during the pass")
+            marked += free
+        return marked
 
     async def _transaction(
         self, op: Callable[[Sequence[int]], Awaitable[None]], ids: Sequence[int]

@@ -164,6 +164,12 @@ class Index:
     async def remove(self, ids: Sequence[int]) -> None:
         await self.db.executemany("DELETE FROM segments WHERE id = ?", [(i,) for i in ids])
 
+    async def oldest_start(self) -> int | None:
+        """Start of the oldest footage kept: where the retention horizon stands now."""
+        async with self.db.execute("SELECT MIN(start_us) FROM segments") as cur:
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     async def total_bytes(self) -> int:
         async with self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segments") as cur:
             row = await cur.fetchone()

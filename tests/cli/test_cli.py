@@ -184,7 +184,7 @@ def test_export_writes_clip_manifest_and_signature(daemon: Path, tmp_path: Path,
     for p in tmp_path.iterdir():
         assert p.stat().st_mode & 0o777 == 0o600
     assert seen(daemon)[-1] == ("export", {"camera": "front", "start": "2026-11-29T10:00",
-                                   "end": "2026-11-29T10:01", "reason": "incident 12"})  # fmt: skip
+                                   "end": "2026-11-29T10:01", "reason": "incident 12", "out_name": "clip.mp4"})  # fmt: skip
 
 
 def test_export_never_overwrites(

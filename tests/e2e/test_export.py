@@ -88,6 +88,7 @@ def test_export_25s_across_three_segments_plays_and_verifies(rec: Recorder) -> N
     manifest = json.loads(Path(info["manifest"]).read_text())
     assert manifest["reason"] == "incident 12" and manifest["incident"] == "INC-12"
     assert manifest["requester"]["account"] == ACCOUNTS["director"]
+    assert manifest["clip"]["file"] == "incident.mp4"
     assert run_cli(["export", "verify", out]).code == 0
     data = bytearray(clip.read_bytes())
     data[len(data) // 2] ^= 0x01

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -286,3 +287,25 @@ def test_staff_grant_stops_at_its_expiry(rec: Recorder) -> None:
     time.sleep(5)
     refused = export()
     assert refused.code == 77 and "grant" in refused.err
+
+
+def test_staff_clip_may_not_lead_in_before_the_grant(rec: Recorder) -> None:
+    """A clip starts at the keyframe before --start; for staff, that lead-in must be inside
+    the grant's window too, or they would see footage from before it."""
+    revoke_all_grants(rec)
+    seg_start, _ = _first_window(rec, "lobby")
+    t0 = dt.datetime.fromisoformat(seg_start.replace("Z", "+00:00"))
+    mid_gop = (t0 + dt.timedelta(seconds=0.5)).isoformat()  # keyframes every 1 s from t0
+    later = (t0 + dt.timedelta(seconds=1.5)).isoformat()
+    tomorrow = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+    res = rec.cli("director", "grant", "create", "--user", ACCOUNTS["staff"], "--camera", "lobby",
+                  "--start", mid_gop, "--end", later, "--expires", tomorrow, "--reason", "review")
+    assert res.code == 0, res.err
+    out = rec.out_path(f"lead{next(_n)}.mp4")
+    refused = rec.cli("staff", "export", "--camera", "lobby", "--start", mid_gop, "--end", later,
+                      "--reason", "review", "--out", out)
+    assert refused.code == 77, refused.err
+    assert not Path(out).exists()
+    assert not list((rec.root / "tmp").iterdir()), "the refused clip was left behind"
+    row = last_audit_row(rec, ACCOUNTS["staff"], "export")
+    assert row["allowed"] is False and "lead_in_from" in row["detail"]

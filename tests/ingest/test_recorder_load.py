@@ -73,3 +73,37 @@ async def test_pause_for_full_disk_records_a_disk_full_gap(
     assert gap.reason == "disk_full" and 1.5 <= (gap.end_us - gap.start_us) / 1e6 <= 6
     assert rec.status()["errors"] == 0
     await index.db.close()
+
+
+async def test_a_disk_error_at_segment_close_does_not_end_the_camera_thread(
+    testcam: TestCamera, tmp_path: Path
+) -> None:
+    """ENOSPC while a segment is being closed must not kill the camera's thread: the recorder
+    reports it, backs off and records again once writing works."""
+    index = await open_index(tmp_path)
+    sink = IndexSink(index)
+    rec = make_recorder("dock", testcam.url("h264-noaudio"), tmp_path, sink)
+    real_end_session = rec.writer.end_session
+    failures = [OSError(28, "No space left on device")]
+
+    def end_session_failing_once_double() -> None:  # a disk error this machine cannot cause
+        real_end_session()
+        if failures:
+            raise failures.pop()
+
+    rec.writer.end_session = end_session_failing_once_double  # type: ignore[method-assign]
+    rec.start()
+    try:
+        await wait_for(lambda: rec.status()["state"] == "recording")
+        testcam.stop()  # the session ends; closing its segment "fails"
+        await wait_for(lambda: rec.status()["errors"] >= 1)
+        assert "No space left" in rec.status()["last_error"] or rec.status()["errors"] >= 1
+        testcam.start()
+        n = len(await index.segments("dock"))
+        await wait_for(lambda: rec.status()["state"] == "recording", within_s=30)
+        await asyncio.sleep(3)
+        assert len(await index.segments("dock")) > n, "the camera thread stopped recording"
+        assert rec._thread is not None and rec._thread.is_alive()
+    finally:
+        await rec.stop()
+        await index.db.close()

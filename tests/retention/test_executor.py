@@ -94,3 +94,25 @@ async def test_per_camera_retention_and_future_hold(env: Env) -> None:
     env.clock.advance(60)
     await env.executor().run_once()
     assert env.files_on_disk() == {lobby}
+
+
+async def test_hold_created_while_a_pass_plans_still_wins(env: Env) -> None:
+    """A hold placed on day-30 footage in the moment a pass is deciding must keep it."""
+    paths = [await env.add_segment("front", T0 + i * 60 * US, tiny_fmp4(i)) for i in range(3)]
+    digests = {p: sha256(p) for p in paths}
+    env.clock.advance(31)
+    ex = env.executor()
+    plan_before_hold = ex.plan
+
+    async def plan_then_director_holds(at_us: int | None = None):  # type: ignore[no-untyped-def]
+        plan = await plan_before_hold(at_us)
+        assert len(plan.delete) == 3  # the pass has decided to delete everything…
+        await env.holds.create(["front"], T0, T0 + 10 * 60 * US, "late incident", None, None,
+                               "director", env.clock())  # …and then the hold lands
+        return plan
+
+    ex.plan = plan_then_director_holds  # type: ignore[method-assign]
+    report = await ex.run_once()
+    assert report.deleted == 0
+    assert env.files_on_disk() == set(paths) and await env.paths_in_index() == set(paths)
+    assert all(sha256(p) == d for p, d in digests.items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import pwd
@@ -141,3 +142,24 @@ def _answers(path: Path) -> bool:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def raw_exchange(path: Path, data: bytes, timeout: float = 5) -> list[dict[str, Any]]:
+    """Send raw bytes to the control socket; every JSON line the daemon answers, in order."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused early (too long); the reply, if any, is still readable
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return [json.loads(line) for line in out.splitlines()]

@@ -21,6 +21,7 @@ from nvr.control import client
 from nvr.control.protocol import Args, Caller, Reply
 from nvr.control.server import ControlServer, Progress
 from nvr.errors import NvrError, PermissionDenied, Unavailable, UsageError
+from tests.support import raw_exchange
 
 CLIP = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 64
 
@@ -71,24 +72,6 @@ async def call(path: Path, op: str, args: dict[str, Any], **kw: Any) -> Reply:
     return await asyncio.to_thread(client.call, path, op, args, **kw)
 
 
-def raw_exchange(path: Path, data: bytes, timeout: float = 5) -> list[dict[str, Any]]:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        try:
-            s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        out = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            out += chunk
-    return [json.loads(line) for line in out.splitlines()]
 
 
 async def test_socket_is_0666_and_removed_on_close(sock_dir: Path) -> None:

@@ -4,7 +4,6 @@ never turn a denied cell into allow, and recording continues throughout (hypothe
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from tests.camserver import TestCamera
 from tests.e2e.harness import ACCOUNTS, Recorder, cams_for
-from tests.support import is_root, run_as
+from tests.support import is_root, raw_exchange, run_as
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root")
 
@@ -50,27 +49,10 @@ requests = st.one_of(
 
 
 def send(path: Path, payload: bytes) -> dict[str, object] | None:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(15)
-        s.connect(str(path))
-        try:
-            s.sendall(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        buf = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-    for line in buf.splitlines():
-        msg = json.loads(line)
-        if "progress" not in msg:
-            return msg  # type: ignore[no-any-return]
-    return None  # closed without a reply (e.g. a request that never ended)
+    """The final reply line, or None if the daemon closed without one (a request that never
+    ended, say)."""
+    finals = [m for m in raw_exchange(path, payload, timeout=15) if "progress" not in m]
+    return finals[0] if finals else None
 
 
 def fuzz(path: Path, allowed_ops: set[str], examples: int) -> int:

@@ -343,7 +343,8 @@ class Handlers:
         try:
             return await self.svc.reload(f"requested by {caller.user}")
         except ConfigError as exc:
-            raise DataError(f"camera map not reloaded, the running one stays: {exc}") from None
+            problems = "; ".join(str(exc).splitlines())  # one line, as every refusal is
+            raise DataError(f"camera map not reloaded, the running one stays: {problems}") from None
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

@@ -135,14 +135,11 @@ async def reconcile(
     await _finish_deletes(index, report)
     seg_root = storage_root / "segments"
     cams = set(camera_ids)
-    if seg_root.is_dir():
-        cams |= {p.name for p in await asyncio.to_thread(lambda: list(seg_root.iterdir())) if p.is_dir()}
+    cams |= set(await asyncio.to_thread(_subfolders, seg_root))
     known = {s.path for s in await index.all_segments(include_deleting=True)}
     for cam in sorted(cams):
-        folder = seg_root / cam
-        files = await asyncio.to_thread(lambda f=folder: sorted(f.iterdir()) if f.is_dir() else [])
-        for path in files:
-            if str(path) not in known and path.is_file():
+        for path in await asyncio.to_thread(_files, seg_root / cam):
+            if str(path) not in known:
                 await _orphan(index, storage_root, cam, path, report)
     await _missing(index, report)
     for cam in sorted(cams):
@@ -255,9 +252,21 @@ def _move_durably(path: Path, dest: Path) -> None:
     fsutil.fsync_dir(path.parent)
 
 
+def _subfolders(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+
 async def _missing(index: Index, report: ReconcileReport) -> None:
-    for seg in await index.all_segments():
-        if await asyncio.to_thread(os.path.exists, seg.path):
+    segments = await index.all_segments()
+    # One worker-thread call for every stat, not one hop per row (a month of 64 cameras is
+    # millions of rows).
+    present = await asyncio.to_thread(lambda: [os.path.exists(s.path) for s in segments])
+    for seg, exists in zip(segments, present, strict=True):
+        if exists:
             continue
         report.missing.append({"camera": seg.camera, "path": seg.path,
                                "start": timeutil.to_iso(seg.start_us),

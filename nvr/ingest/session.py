@@ -182,7 +182,9 @@ def _read(
                 started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
-        ctx.stats.add(op.arrival_mono_us, sum(p.size for p in op.payloads))
+        payloads = op.payloads
+        size = payloads[0].size if len(payloads) == 1 else sum(p.size for p in payloads)
+        ctx.stats.add(op.arrival_mono_us, size)
 
     try:
         for pkt in container.demux(video):

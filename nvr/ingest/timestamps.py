@@ -84,6 +84,8 @@ class TimestampRepair(Generic[P]):
             self._notes.append((what, detail))
 
     def drain_notes(self) -> list[tuple[str, dict[str, object]]]:
+        if not self._notes:  # the usual case, once per packet: allocate nothing
+            return []
         notes, self._notes = self._notes, []
         return notes
 

@@ -24,9 +24,25 @@ from nvr.errors import NvrError, PermissionDenied, Unavailable, UsageError
 from tests.support import raw_exchange
 
 CLIP = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 64
+# Ops the toy dispatch has begun, so a test can wait for "the request is in the handler".
+STARTED: list[str] = []
+
+
+async def until(cond: Any, what: str, within_s: float = 10) -> None:
+    """Poll an async or plain condition until true, or fail naming what it waited for."""
+    deadline = time.monotonic() + within_s
+    while True:
+        ok = cond()
+        if asyncio.iscoroutine(ok):
+            ok = await ok
+        if ok:
+            return
+        assert time.monotonic() < deadline, f"waited {within_s}s for {what}"
+        await asyncio.sleep(0.02)
 
 
 async def toy_dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> Reply:
+    STARTED.append(op)
     if op == "status":
         return Reply(
             {
@@ -112,14 +128,27 @@ async def test_too_many_connections_is_refused_then_recovers(sock_dir: Path) -> 
         try:
             for s in idle:
                 s.connect(str(path))
-            await asyncio.sleep(0.1)
-            with pytest.raises(Unavailable, match="too many connections"):
-                await call(path, "status", {})
+
+            async def refused() -> bool:  # once the server has accepted both idle ones
+                try:
+                    await call(path, "status", {})
+                except Unavailable as exc:
+                    assert "too many connections" in str(exc)
+                    return True
+                return False
+
+            await until(refused, "a third connection to be refused as too many")
         finally:
             for s in idle:
                 s.close()
-        await asyncio.sleep(0.2)
-        assert (await call(path, "status", {})).result["user"] == "root"
+
+        async def served() -> bool:  # once the server has noticed the idle ones closed
+            try:
+                return bool((await call(path, "status", {})).result["user"] == "root")
+            except Unavailable:
+                return False
+
+        await until(served, "the server to serve again after the idle connections closed")
 
 
 async def test_oversized_request_is_refused_and_server_keeps_serving(sock_dir: Path) -> None:
@@ -219,9 +248,9 @@ async def test_fd_in_a_reply_arrives_and_reads_the_clip(sock_dir: Path) -> None:
             with os.fdopen(reply.fd, "rb") as f:
                 f.seek(0)
                 assert f.read() == CLIP
-        await asyncio.sleep(0.1)
-        # The server closed its copies: no descriptor leaks per export.
-        assert len(set(os.listdir("/proc/self/fd")) - before) <= 1
+        # The server closes its copies: no descriptor leaks per export.
+        await until(lambda: len(set(os.listdir("/proc/self/fd")) - before) <= 1,
+                    "the server to close its copies of the exported descriptors")
 
 
 async def test_errors_map_to_exit_codes_and_server_survives_a_bug(sock_dir: Path) -> None:
@@ -262,8 +291,9 @@ async def test_close_lets_a_request_in_flight_finish(sock_dir: Path) -> None:
     path = sock_dir / "c.sock"
     server = ControlServer(path, toy_dispatch)
     await server.start()
+    STARTED.clear()
     pending = asyncio.ensure_future(call(path, "audit_verify", {}))
-    await asyncio.sleep(0.1)
+    await until(lambda: "audit_verify" in STARTED, "the request to reach the handler")
     await server.close(timeout_s=5)
     assert (await pending).result == {"ok": True}
     with pytest.raises(Unavailable):

@@ -114,6 +114,26 @@ class Recorder:
         raise AssertionError(f"{camera}: fewer than {count} segments after {timeout}s\n"
                              + self.daemon.logs()[-4000:])
 
+    def wait_for_state(self, state: str = "recording", cameras: list[str] | None = None,
+                       timeout: float = 60) -> dict[str, Any]:
+        """Poll `nvr status --json` until every camera named (all, by default) is in `state`;
+        the status reply, or an AssertionError naming what it waited for and what it last saw."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            res = self.cli("root", "status", "--json")
+            if res.code == 0:
+                status: dict[str, Any] = res.json()
+                seen = {c["id"]: c["state"] for c in status["cameras"]}
+                wanted = cameras if cameras is not None else list(seen)
+                if wanted and all(seen.get(c) == state for c in wanted):
+                    return status
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"waited {timeout}s for cameras {cameras or 'all'} to be {state!r}; "
+                    f"last seen: {seen or res.err}\n" + self.daemon.logs()[-4000:])
+            time.sleep(0.5)
+
     def out_path(self, name: str) -> str:
         """A path the requester can create (the shared folder is sticky and world-writable)."""
         path = self.dir / "out" / name

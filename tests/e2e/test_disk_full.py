@@ -74,19 +74,26 @@ def test_disk_fills_unheld_goes_held_stays_then_pause(small_disk_recorder: Recor
             deleted_some = True
             break
     assert deleted_some, "retention never freed space\n" + rec.daemon.logs()[-3000:]
-    time.sleep(3)
-    listing = recordings(rec)
-    on_disk = {str(p) for p in (rec.root / "segments" / "dock").glob("*.mp4")}
-    indexed = {s["path"] for s in listing["segments"]}
-    # The one segment being written has no row yet.
-    assert len(on_disk - indexed) <= 1 and indexed <= on_disk
+    # Rows and files agree (the one segment being written has no row yet). Recording and
+    # retention go on meanwhile, so a segment may be indexed or deleted between the listing
+    # and the folder scan: compare snapshots until one pair is consistent, with a deadline.
+    deadline = time.monotonic() + 30
+    while True:
+        listing = recordings(rec)
+        on_disk = {str(p) for p in (rec.root / "segments" / "dock").glob("*.mp4")}
+        indexed = {s["path"] for s in listing["segments"]}
+        if len(on_disk - indexed) <= 1 and indexed <= on_disk:
+            break
+        assert time.monotonic() < deadline, (
+            f"waited 30s for the index to match the folder: unindexed {on_disk - indexed}, "
+            f"missing {indexed - on_disk}")
+        time.sleep(0.5)
     for path, digest in held.items():
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest, "held footage changed"
     newest = max(dt.datetime.fromisoformat(s["end"].replace("Z", "+00:00"))
                  for s in listing["segments"])
     assert (dt.datetime.now(dt.UTC) - newest).total_seconds() < 10, "recording stopped"
-    status = rec.cli("root", "status", "--json").json()
-    assert status["cameras"][0]["state"] == "recording"
+    rec.wait_for_state("recording", ["dock"])
 
     # Now hold everything, past and future: only held footage is left, so recording pauses
     # with an alert instead of deleting anything held.

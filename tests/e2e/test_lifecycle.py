@@ -17,8 +17,8 @@ def test_sigterm_finalizes_and_indexes_every_open_segment(testcam: TestCamera) -
                     {"id": "b", "name": "B", "area": "stacks", "rtsp": testcam.url("h265")}],
                    segment_seconds=30).start()
     try:
-        rec.wait_for_segments("a", 0)
-        time.sleep(6)  # mid-segment for both cameras
+        rec.wait_for_state("recording")  # both cameras have a segment open
+        time.sleep(6)  # then well into it (segments are 30 s), so a stop lands mid-segment
         t0 = time.monotonic()
         assert rec.daemon.stop(signal.SIGTERM) == 0
         assert time.monotonic() - t0 < 8, "stopping took too long"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import subprocess
 from collections.abc import Callable
@@ -58,7 +59,11 @@ async def wait_for(cond: Callable[[], bool], within_s: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + within_s
     while not cond():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {within_s}s waiting for {cond}")
+            try:  # name the condition by its source, not as "<function <lambda>>"
+                what = inspect.getsource(cond).strip()
+            except (OSError, TypeError):
+                what = repr(cond)
+            raise AssertionError(f"timed out after {within_s}s waiting for {what}")
         await asyncio.sleep(0.1)
 
 

@@ -103,8 +103,7 @@ async def test_camera_offline_then_back_leaves_one_offline_gap(
         await asyncio.sleep(max(0.0, 5.0 - (asyncio.get_running_loop().time() - t_off)))
         cam.start()
         await wait_for(lambda: len(sink.gaps) == 1)
-        await asyncio.sleep(2.5)
-        assert rec.status()["state"] == "recording"
+        await wait_for(lambda: rec.status()["state"] == "recording")
         assert rec.status()["errors"] >= 1
     finally:
         await rec.stop()

@@ -101,8 +101,11 @@ async def test_a_disk_error_at_segment_close_does_not_end_the_camera_thread(
         testcam.start()
         n = len(await index.segments("dock"))
         await wait_for(lambda: rec.status()["state"] == "recording", within_s=30)
-        await asyncio.sleep(3)
-        assert len(await index.segments("dock")) > n, "the camera thread stopped recording"
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(await index.segments("dock")) <= n:  # a new segment indexed: still recording
+            assert asyncio.get_running_loop().time() < deadline, (
+                "waited 30s for a new segment: the camera thread stopped recording")
+            await asyncio.sleep(0.2)
         assert rec._thread is not None and rec._thread.is_alive()
     finally:
         await rec.stop()

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nvr.cli import render
+from nvr.cli import fmt, render
 from nvr.control import client
 from nvr.control.protocol import ARGS, Reply
 from nvr.errors import EX_OK, DataError, NvrError, Unavailable, UsageError
@@ -78,14 +78,53 @@ def wire_args(op: str, ns: argparse.Namespace) -> dict[str, Any]:
         model.model_validate(args)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = [("camera" if p == "cameras" else str(p)) for p in first["loc"]]
-        where = "--" + ".".join(loc).replace("_", "-")
-        raise UsageError(f"{where}: {first['msg']}") from None
+        loc = [("camera" if p == "cameras" else str(p)) for p in first["loc"] if not isinstance(p, int)]
+        name = loc[0] if loc else "argument"
+        where = ("--" + name.replace("_", "-")) if name in _OPTIONS else name.upper()
+        raise UsageError(f"{where} {_in_our_words(name, first)}") from None
     return args
+
+
+# Arguments typed as positionals (HOLD_ID, ...); every other field is an --option.
+_POSITIONAL = {"hold_id", "grant_id", "request_id", "emergency_id"}
+_OPTIONS = {k for model in ARGS.values() for k in model.model_fields} - _POSITIONAL | {"camera"}
+
+
+def _in_our_words(name: str, err: Any) -> str:
+    """What is wrong with one argument, in the project's words rather than pydantic's."""
+    kind, ctx = err.get("type", ""), err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "string_too_short" or (kind == "too_short" and not value):
+        return "is empty; say it in words" if name in ("reason", "details") else "is empty"
+    if kind == "too_short":
+        return "needs at least one camera id"
+    if kind in ("string_too_long", "too_long"):
+        return f"is too long (at most {ctx.get('max_length', '?')} characters)"
+    if kind == "string_pattern_mismatch":
+        if name == "camera" or name == "cameras":
+            return (f"{value!r} is not a camera id (letters, digits, - and _; "
+                    "see `nvr status`)")  # fmt: skip
+        if name == "user":
+            return f"{value!r} is not an account name (like jsmith)"
+        if name.endswith("_id"):
+            return f"{value!r} is not an id (like H-3); see the list command"
+        return "contains control characters; type plain text"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return "must be between 1 and 1440 (minutes)" if name == "minutes" else "is out of range"
+    if kind in ("int_parsing", "int_type"):
+        return "must be a whole number"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}"
+    return "is not valid here"
 
 
 def _socket(ns: argparse.Namespace) -> Path:
     return client.socket_path(ns.socket, ns.config)
+
+
+def _out(ns: argparse.Namespace) -> render.Out:
+    return render.Out(render.View(utc=bool(getattr(ns, "utc", False)),
+                                  paths=bool(getattr(ns, "paths", False))))  # fmt: skip
 
 
 def _print_json(value: Any) -> None:
@@ -116,7 +155,7 @@ def cmd_client(ns: argparse.Namespace) -> int:
         # `nvr audit list --json` is a list (CONTRACT.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)
     else:
-        _RENDER.get(ns.op, render.generic)(render.console(), result)
+        _RENDER.get(ns.op, render.generic)(_out(ns), result)
     return EX_OK
 
 
@@ -221,6 +260,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
     ]
     if missing:
         raise UsageError(f"nvr export needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
+    _need_suffix(ns.out, (".mp4",), "the clip is an MP4")
     out = Path(os.path.abspath(ns.out))
     manifest = out.with_name(out.name + ".manifest.json")
     signature = out.with_name(out.name + ".manifest.sig")
@@ -232,11 +272,12 @@ def cmd_export(ns: argparse.Namespace) -> int:
         _print_json(shown)
     else:
         gaps = r.get("gaps") or []
-        note = f", {len(gaps)} gap(s) inside" if gaps else ""
-        render.console().print(
-            f"exported {shown['start']} – {shown['end']} to {out} (sha256 {sha}{note})\n"
-            f"manifest {manifest} and signature {signature}; check with: nvr export verify {out}"
-        )
+        note = f", {fmt.plural(len(gaps), 'gap')} inside" if gaps else ""
+        o = _out(ns)
+        span = f"{o.when(shown['start'])} – {o.when(shown['end'], same_day_as=shown['start'])}"
+        o.line(f"exported {span} to {out} (sha256 {sha}{note})")
+        o.line(f"manifest {manifest} and signature {signature}")
+        o.line(f"check it with: nvr export verify {out}")
     return EX_OK
 
 
@@ -253,7 +294,14 @@ def _export_verify(ns: argparse.Namespace) -> int:
     return cmd_export_verify(ns)
 
 
+def _need_suffix(out: str, suffixes: tuple[str, ...], why: str) -> None:
+    if not out.lower().endswith(suffixes):
+        raise UsageError(f"--out {out!r} must end in {' or '.join(suffixes)} ({why}); "
+                         f"e.g. --out incident{suffixes[0]}")  # fmt: skip
+
+
 def cmd_still(ns: argparse.Namespace) -> int:
+    _need_suffix(ns.out, (".jpg", ".jpeg"), "the still is a JPEG")
     reply, out, sha = _download(ns, "still", [])
     shown = {
         **{k: v for k, v in reply.result.items() if k != "fd"},
@@ -263,8 +311,7 @@ def cmd_still(ns: argparse.Namespace) -> int:
     if ns.json:
         _print_json(shown)
     else:
-        until = reply.result.get("until", ns.until)
-        render.console().print(
-            f"still saved to {out} (sha256 {sha}); the recorder deletes its copy after {until}"
-        )
+        o = _out(ns)
+        until = o.when(reply.result.get("until", ns.until))
+        o.line(f"still saved to {out} (sha256 {sha}); the recorder deletes its copy after {until}")
     return EX_OK

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from nvr import __version__
 from nvr.errors import EX_OK, EX_SOFTWARE, NvrError, UsageError
 
 REQUEST_KINDS = ("subpoena", "court_order", "voluntary", "emergency", "public")
@@ -39,7 +40,12 @@ def _common(top: bool) -> Parser:
     p.add_argument("--socket", metavar="PATH", help="control socket (else $NVR_SOCKET, else --config's control.socket, else /run/nvr/control.sock)", **d)  # fmt: skip
     p.add_argument("--config", metavar="FILE", help="camera map (YAML)", **d)
     p.add_argument("--json", action="store_true", help="machine-readable output", **d)
+    p.add_argument("--utc", action="store_true", help="times in UTC", **d)
     return p
+
+
+def _paths(p: Parser) -> None:
+    p.add_argument("--paths", action="store_true", help="show file paths")
 
 
 def _client(sub: Any, name: str, op: str, help_: str, common: Parser) -> Parser:
@@ -75,12 +81,15 @@ def _offline(sub: Any, common: Parser) -> None:
 
 def _footage(sub: Any, common: Parser) -> None:
     p = _client(sub, "status", "status", "cameras, disk use and retention horizon", common)
+    _paths(p)
     p = _client(sub, "recordings", "recordings", "segments and gaps in a range", common)
+    _paths(p)
     p.add_argument("--camera", required=True, metavar="ID")
     p.add_argument("--start", metavar="T")
     p.add_argument("--end", metavar="T")
     p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
-    p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE [--incident ID] [--request ID]\n"
+    p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE.mp4\n"
+               "                  [--incident ID] [--request ID]\n"
                "       nvr export verify FILE.mp4")  # fmt: skip
     p.set_defaults(handler="export")
     p.add_argument(
@@ -160,6 +169,7 @@ def _admin(sub: Any, common: Parser) -> None:
     g = _group(sub, "retention", "retention", common)
     p = _client(g, "plan", "retention_plan", "what retention would delete at T, and why held segments stay", common)  # fmt: skip
     p.add_argument("--at", metavar="T")
+    _paths(p)
     _client(sub, "reload", "reload", "re-read the camera map (same as SIGHUP)", common)
     g = _group(sub, "key", "the recorder's signing key", common)
     _client(g, "show", "key_show", "the public key and its fingerprint", common)
@@ -175,11 +185,36 @@ def build_parser() -> Parser:
     _holds_and_grants(sub, common)
     _requests(sub, common)
     _admin(sub, common)
+    p = sub.add_parser("help", help="help on a command", parents=[common])
+    p.add_argument("topic", nargs="*", metavar="COMMAND")
+    p.set_defaults(handler="help")
+    parser.add_argument("--version", action="version", version=f"nvr {__version__}")
+    from nvr.cli.helptext import teach
+
+    teach(parser)
     return parser
+
+
+def _help(topic: list[str]) -> int:
+    """`nvr help hold create` is `nvr hold create --help`; `nvr help` is `nvr --help`."""
+    from nvr.cli.helptext import subcommands
+
+    parser = build_parser()
+    p: argparse.ArgumentParser = parser
+    for i, word in enumerate(topic):
+        subs = subcommands(p)
+        if word not in subs:
+            what = " ".join(topic[: i + 1])
+            raise UsageError(f"no command `nvr {what}`; `nvr help` lists them")
+        p = subs[word]
+    p.print_help()
+    return EX_OK
 
 
 def _run(argv: Sequence[str] | None) -> int:
     ns = build_parser().parse_args(argv)
+    if ns.handler == "help":
+        return _help(ns.topic)
     from nvr.cli import commands
 
     handlers = {

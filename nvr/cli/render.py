@@ -1,4 +1,12 @@
-"""Human output of client commands: rich tables on stdout, progress on stderr.
+"""Human output of client commands: tables on stdout, progress on stderr.
+
+On a terminal: tables that fit its width (rich), colour only there, times in the box's zone.
+Piped (not a terminal): tab-separated values, one header line then one line per row, with the
+same human cells, so `cut -f` and `awk -F'\t'` work; scripts that want every field exact use
+--json (full-precision UTC ISO 8601, paths included).
+
+Every cell is built as a rich Text, never parsed as markup: a hold reason or an account name
+typed by a user is shown as typed (`[red]` stays `[red]`).
 
 Every renderer takes the daemon's result object and tolerates fields it does not know and
 fields that are missing: the daemon may add to a result without breaking an older client.
@@ -6,13 +14,18 @@ fields that are missing: the daemon may add to a result without breaking an olde
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,134 +35,325 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from nvr.cli import fmt
+from nvr.timeutil import parse_segment_name
 
 Columns = Sequence[tuple[str, str]]  # (key in the row, column header)
 
 STATUS_COLUMNS: Columns = (
-    ("id", "camera"), ("state", "state"), ("reason", "why"), ("fps", "fps"),
-    ("kbps", "kbit/s"), ("last_segment_end", "last segment end"), ("errors", "errors"),
+    ("id", "camera"), ("state", "state"), ("fps", "fps"), ("bitrate_bps", "bitrate"),
+    ("last_segment_end", "last segment"), ("errors", "errors"),
 )  # fmt: skip
+WHY = ("reason", "why")  # a column when piped; on a terminal, a line per camera below
 SEGMENT_COLUMNS: Columns = (
-    ("start", "start"), ("end", "end"), ("frames", "frames"), ("bytes", "bytes"),
-    ("codec", "codec"), ("path", "path"),
+    ("start", "start"), ("end", "end"), ("length", "length"), ("frames", "frames"),
+    ("bytes", "size"), ("codec", "codec"),
 )  # fmt: skip
-GAP_COLUMNS: Columns = (("start", "start"), ("end", "end"), ("reason", "reason"))
+GAP_COLUMNS: Columns = (
+    ("start", "start"), ("end", "end"), ("length", "length"), ("reason", "reason"),
+    ("detail", "detail"),
+)  # fmt: skip
 AUDIT_COLUMNS: Columns = (
     ("seq", "seq"), ("at", "at"), ("actor", "actor"), ("role", "role"), ("action", "action"),
     ("allowed", "allowed"), ("detail", "detail"),
 )  # fmt: skip
-PLAN_COLUMNS: Columns = (("camera", "camera"), ("path", "path"), ("why", "why"))
+PLAN_COLUMNS: Columns = (("camera", "camera"), ("segment", "segment start"), ("why", "why"))
+# Columns that may fold onto several lines to fit; all others stay on one line.
+_FOLD = {"reason", "why", "detail", "details", "path", "actor", "action", "requester",
+         "cameras", "url", "agency", "user", "name", "incident"}  # fmt: skip
+_RIGHT = {"fps", "frames", "bytes", "errors", "seq", "length", "bitrate_bps"}
+
+
+@dataclass(frozen=True)
+class View:
+    """How a person asked to see it: --utc, --paths."""
+
+    utc: bool = False
+    paths: bool = False
 
 
 def console() -> Console:
-    # Not a terminal (a pipe, a test): wide enough that paths and times are not folded.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    """A console for a free-form message (markup off: messages carry user-typed text)."""
+    return Console(highlight=False, markup=False, emoji=False,
+                   soft_wrap=not sys.stdout.isatty())  # fmt: skip
 
 
-def cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
-def table(rows: Sequence[dict[str, Any]], columns: Columns | None = None, title: str = "",
-          *, extra: bool = True) -> Table:
-    """A table of rows; with `extra`, keys beyond `columns` get columns of their own."""
-    if columns is None:
-        keys: dict[str, None] = {}
+class Out:
+    """Where a renderer writes: a table that fits the terminal, or tab-separated lines."""
+
+    def __init__(self, view: View | None = None, *, terminal: bool | None = None) -> None:
+        self.view = view or View()
+        self.terminal = is_terminal() if terminal is None else terminal
+        self.console = console()
+        self._first = True
+
+    # -- cells -------------------------------------------------------------------------------
+
+    def cell(self, key: str, value: Any, row: dict[str, Any] | None = None) -> str:
+        if value is None or value == "":
+            return "-"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, int | float) and (key == "bytes" or key.endswith("_bytes")):
+            return fmt.size(value)
+        if isinstance(value, int | float) and key.endswith("_bps"):
+            return fmt.rate(value) if value else "-"
+        if isinstance(value, float):
+            return f"{value:.1f}"
+        if isinstance(value, dict | list):
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return ", ".join(value)
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        if isinstance(value, str) and fmt.parse_iso(value) is not None:
+            return fmt.when(value, utc=self.view.utc)
+        return str(value)
+
+    def when(self, value: Any, *, same_day_as: Any = None) -> str:
+        """A time; only its time of day when it falls on the same day as `same_day_as`."""
+        if not isinstance(value, str) or fmt.parse_iso(value) is None:
+            return self.cell("", value)
+        full = fmt.when(value, utc=self.view.utc)
+        if isinstance(same_day_as, str) and fmt.parse_iso(same_day_as) is not None:
+            if fmt.when(same_day_as, utc=self.view.utc)[:10] == full[:10]:
+                return fmt.when(value, utc=self.view.utc, date=False)
+        return full
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _gap(self) -> None:
+        if not self._first:
+            self.line("")
+        self._first = False
+
+    def line(self, text: str) -> None:
+        if self.terminal:
+            self.console.print(Text(text))
+        else:
+            sys.stdout.write(text + "\n")
+
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "",
+              keys: Sequence[str] | None = None) -> None:
+        """Rows of ready-made cells. Piped: a header line, then TAB-separated rows (tabs and
+        newlines inside a cell become spaces), no title."""
+        keys = keys or headers
+        self._gap()
+        if not self.terminal:
+            def clean(c: str) -> str:
+                return " ".join(c.replace("\t", " ").split()) if ("\t" in c or "\n" in c) else c
+            sys.stdout.write("\t".join(headers) + "\n")
+            for row in rows:
+                sys.stdout.write("\t".join(clean(c) for c in row) + "\n")
+            return
+        # Two spaces between columns, none at the edges: room for the cells in 80 columns.
+        t = Table(title=Text(title) if title else None, title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, show_edge=False, header_style="bold",
+                  padding=(0, 1, 0, 0), collapse_padding=True)  # fmt: skip
+        for key, header in zip(keys, headers, strict=True):
+            fold = key in _FOLD
+            t.add_column(Text(header), overflow="fold", no_wrap=not fold,
+                         justify="right" if key in _RIGHT else "left",
+                         ratio=1 if fold else None)  # fmt: skip
         for row in rows:
-            keys.update(dict.fromkeys(row))
-        columns = [(k, k) for k in keys]
-    elif extra:
-        # Known columns first, then anything the daemon added.
-        extra = {k: None for row in rows for k in row if k not in {c[0] for c in columns}}
-        columns = [*columns, *((k, k) for k in extra)]
-    t = Table(title=title or None, title_justify="left")
-    for _key, header in columns:
-        t.add_column(header, overflow="fold")
-    for row in rows:
-        t.add_row(*(cell(row.get(key)) for key, _header in columns))
-    return t
+            t.add_row(*(Text(c) for c in row))
+        self.console.print(t)
+
+    def rows(self, rows: Sequence[dict[str, Any]], columns: Columns | None = None,
+             title: str = "", *, extra: bool = True) -> None:
+        """A table of result rows; with `extra`, keys beyond `columns` get columns too
+        (paths only with --paths)."""
+        if columns is None:
+            keys: dict[str, None] = {}
+            for row in rows:
+                keys.update(dict.fromkeys(row))
+            columns = [(k, k.replace("_", " ")) for k in keys]
+        elif extra:
+            known = {c[0] for c in columns}
+            more = {k: None for row in rows for k in row if k not in known}
+            columns = [*columns, *((k, k.replace("_", " ")) for k in more)]
+        if not self.view.paths:
+            columns = [c for c in columns if c[0] != "path"]
+        self.table([h for _k, h in columns],
+                   [[self.cell(k, row.get(k), row) for k, _h in columns] for row in rows],
+                   title, [k for k, _h in columns])  # fmt: skip
+
+    def pairs(self, items: Sequence[tuple[str, str]], title: str = "") -> None:
+        """Name and value, one per line: `name  value` on a terminal, `name<TAB>value` piped."""
+        self._gap()
+        if not self.terminal:
+            for k, v in items:
+                sys.stdout.write(f"{k}\t{v}\n")
+            return
+        t = Table(title=Text(title) if title else None, show_header=False, title_justify="left",
+                  box=None, pad_edge=False)  # fmt: skip
+        t.add_column("key", style="bold", no_wrap=True)
+        t.add_column("value", overflow="fold")
+        for k, v in items:
+            t.add_row(Text(k), Text(v))
+        self.console.print(t)
 
 
-def key_values(result: dict[str, Any], title: str = "") -> Table:
-    t = Table(title=title or None, show_header=False, title_justify="left")
-    t.add_column("key", style="bold")
-    t.add_column("value", overflow="fold")
-    for key, value in result.items():
-        t.add_row(key, cell(value))
-    return t
+def _daily_bytes(result: dict[str, Any]) -> float | None:
+    """Bytes a day at the cameras' current combined bitrate ("today's rate")."""
+    bps = sum(c.get("bitrate_bps") or 0 for c in result.get("cameras") or []
+              if isinstance(c.get("bitrate_bps"), int | float))  # fmt: skip
+    return bps / 8 * 86400 if bps else None
 
 
-def status(out: Console, result: dict[str, Any]) -> None:
+def status(out: Out, result: dict[str, Any]) -> None:
     cams = result.get("cameras") or []
-    title = f"{result['site']}: cameras" if result.get("site") else "cameras"
-    for cam in cams:
-        if isinstance(cam.get("bitrate_bps"), int | float):
-            cam["kbps"] = round(cam["bitrate_bps"] / 1000)
-    out.print(table(cams, STATUS_COLUMNS, title, extra=False) if cams else "no cameras configured")
-    rest = {k: v for k, v in result.items() if k not in ("cameras", "site")}
-    for key, value in rest.items():
-        if isinstance(value, dict):
-            out.print(key_values(value, key))
-        elif value not in (None, [], ""):
-            out.print(f"{key}: {cell(value)}")
+    site = result.get("site")
+    title = f"{site}: {fmt.plural(len(cams), 'camera')}" if site else fmt.plural(len(cams), "camera")
+    items: list[tuple[str, str]] = []
+    if cams:
+        columns = [*STATUS_COLUMNS] if out.terminal else [*STATUS_COLUMNS, WHY]
+        rows = [[out.cell(k, c.get(k)) if k != "last_segment_end"
+                 else out.when(c.get(k), same_day_as=_now_iso()) for k, _h in columns]
+                for c in cams]  # fmt: skip
+        out.table([h for _k, h in columns], rows, title, [k for k, _h in columns])
+        if out.terminal:
+            items += [(f"{c.get('id')}", f"{c.get('state')}: {c['reason']}") for c in cams
+                      if c.get("reason")]  # fmt: skip
+    else:
+        out.line("no cameras configured")
+    disk = result.get("disk")
+    if isinstance(disk, dict):
+        items.append(("disk", fmt.disk_line(disk, _daily_bytes(result))))
+        if out.view.paths and disk.get("root"):
+            items.append(("storage", str(disk["root"])))
+    ret = result.get("retention")
+    if isinstance(ret, dict):
+        text = fmt.days(ret["days"]) if isinstance(ret.get("days"), int | float) else "-"
+        oldest = ret.get("oldest_footage")
+        text += f"; oldest footage {out.cell('', oldest)}" if oldest else "; no footage yet"
+        items.append(("retention", text))
+    for key, value in result.items():
+        if key in ("cameras", "site", "disk", "retention") or value in (None, [], "", False):
+            continue
+        items.append((key, out.cell(key, value)))
+    out.pairs(items)
 
 
-def recordings(out: Console, result: dict[str, Any]) -> None:
+def _now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
+def recordings(out: Out, result: dict[str, Any]) -> None:
     cam = result.get("camera", "")
     segments = result.get("segments") or []
     gaps = result.get("gaps") or []
-    out.print(table(segments, SEGMENT_COLUMNS, f"{cam}: {len(segments)} segments", extra=False))
-    if gaps:
-        out.print(table(gaps, GAP_COLUMNS, f"{cam}: {len(gaps)} gaps", extra=False))
+    columns = [*SEGMENT_COLUMNS, *((("path", "path"),) if out.view.paths else ())]
+    if out.view.paths and out.terminal:  # room for the path: start, length, size, path
+        columns = [c for c in columns if c[0] in ("start", "length", "bytes", "path")]
+    if segments:
+        out.table([h for _k, h in columns], [_timed_row(out, s, columns) for s in segments],
+                  f"{cam}: {fmt.plural(len(segments), 'segment')}", [k for k, _h in columns])
     else:
-        out.print("no gaps in this range")
+        out.line(f"{cam}: no segments in this range")
+    if gaps:
+        out.table([h for _k, h in GAP_COLUMNS], [_timed_row(out, g, GAP_COLUMNS) for g in gaps],
+                  f"{cam}: {fmt.plural(len(gaps), 'gap')}", [k for k, _h in GAP_COLUMNS])
+    else:
+        out.line("no gaps in this range")
 
 
-def listing(out: Console, result: dict[str, Any], key: str) -> None:
+def _timed_row(out: Out, row: dict[str, Any], columns: Columns) -> list[str]:
+    """A row with a start and an end: the end without its date when on the same day, and
+    the length between them."""
+    cells = []
+    for key, _h in columns:
+        if key == "end":
+            cells.append(out.when(row.get("end"), same_day_as=row.get("start")))
+        elif key == "length":
+            secs = fmt.span(row.get("start", ""), row.get("end", ""))
+            cells.append("-" if secs is None else fmt.duration(secs))
+        else:
+            cells.append(out.cell(key, row.get(key), row))
+    return cells
+
+
+def listing(out: Out, result: dict[str, Any], key: str) -> None:
     rows = result.get(key)
     if not isinstance(rows, list):
         generic(out, result)
         return
-    out.print(table(rows, title=f"{len(rows)} {key}") if rows else f"no {key}")
+    singular = key[:-1] if key.endswith("s") else key
+    if rows:
+        out.rows(rows, title=fmt.plural(len(rows), singular))
+    else:
+        out.line(f"no {key}")
 
 
-def audit(out: Console, rows: list[dict[str, Any]]) -> None:
-    out.print(
-        table(rows, AUDIT_COLUMNS, f"{len(rows)} audit entries") if rows else "no audit entries"
-    )
+def audit(out: Out, rows: list[dict[str, Any]]) -> None:
+    """Piped: one TSV row per entry. On a terminal: two lines per entry, the who/what/when,
+    then the detail below it, indented and wrapped (it is too long for a column of 80)."""
+    if not rows:
+        out.line("no audit entries")
+        return
+    title = fmt.plural(len(rows), "audit entry", "audit entries")
+    if not out.terminal:  # the hash chain is in --json and checked by `nvr audit verify`
+        out.rows(rows, [*AUDIT_COLUMNS], title, extra=False)
+        return
+    out.line(title)
+    for r in rows:
+        verdict = "allowed" if r.get("allowed") else "REFUSED"
+        head = (f"{out.cell('seq', r.get('seq')):>4}  {out.cell('at', r.get('at'))}  "
+                f"{out.cell('actor', r.get('actor'))} ({out.cell('role', r.get('role'))})  "
+                f"{out.cell('action', r.get('action'))}  {verdict}")  # fmt: skip
+        out.console.print(Text(head))
+        detail = r.get("detail")
+        if isinstance(detail, dict) and detail:
+            text = "; ".join(f"{k}: {out.cell(k, v)}" for k, v in detail.items())
+            out.console.print(Padding(Text(text), (0, 0, 0, 6)))
 
 
-def retention_plan(out: Console, result: dict[str, Any]) -> None:
-    at = result.get("at", "now")
+def _plan_rows(out: Out, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    shown = []
+    for r in rows:
+        start = parse_segment_name(os.path.basename(str(r.get("path", ""))))
+        seg = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=start)
+               if start is not None else None)  # fmt: skip
+        shown.append({**r, "segment": seg.isoformat() if seg else r.get("path")})
+    return shown
+
+
+def retention_plan(out: Out, result: dict[str, Any]) -> None:
+    at = out.cell("at", result.get("at")) if result.get("at") else "now"
     delete = result.get("delete") or []
     keep = result.get("keep") or []
-    out.print(table(delete, PLAN_COLUMNS, f"would delete at {at}: {len(delete)} segments")
-              if delete else f"nothing to delete at {at}")  # fmt: skip
+    columns = [*PLAN_COLUMNS, *((("path", "path"),) if out.view.paths else ())]
+    if delete:
+        out.rows(_plan_rows(out, delete), columns,
+                 f"would delete at {at}: {fmt.plural(len(delete), 'segment')}", extra=False)
+    else:
+        out.line(f"nothing to delete at {at}")
     if keep:
-        out.print(table(keep, PLAN_COLUMNS, f"kept although due: {len(keep)} segments"))
+        out.rows(_plan_rows(out, keep), columns,
+                 f"kept although due: {fmt.plural(len(keep), 'segment')}", extra=False)
 
 
-def with_url(out: Console, result: dict[str, Any]) -> None:
+def with_url(out: Out, result: dict[str, Any]) -> None:
     """live / emergency start: the URL alone on a line, so it can be copied whole."""
     url = result.get("url")
     if isinstance(url, str):
-        out.print(url, soft_wrap=True)
+        if out.terminal:
+            out.console.print(Text(url), soft_wrap=True)
+        else:
+            sys.stdout.write(url + "\n")
+        out._first = False
     generic(out, {k: v for k, v in result.items() if k != "url"}, quiet=True)
 
 
-def generic(out: Console, result: dict[str, Any], *, quiet: bool = False) -> None:
+def generic(out: Out, result: dict[str, Any], *, quiet: bool = False) -> None:
     if result:
-        out.print(key_values(result))
+        out.pairs([(k.replace("_", " "), out.cell(k, v)) for k, v in result.items()])
     elif not quiet:
-        out.print("ok")
+        out.line("ok")
 
 
 class ProgressSink:

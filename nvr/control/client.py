@@ -82,6 +82,11 @@ def _socket_from_config(path: Path) -> Path:
     return (path.parent / str(sock)).resolve() if not os.path.isabs(str(sock)) else Path(sock)
 
 
+def _under_systemd() -> bool:
+    """Only suggest systemctl where systemd is the init (sd_booted(3) checks this folder)."""
+    return os.path.isdir("/run/systemd/system")
+
+
 def call(
     path: Path,
     op: str,
@@ -98,9 +103,9 @@ def call(
             sock.connect(str(path))
         except OSError as exc:
             reason = exc.strerror or str(exc)
+            hint = " (systemctl status nvr)" if _under_systemd() else ""
             raise Unavailable(
-                f"nvr daemon not reachable at {path}: {reason}; is it running? "
-                "(systemctl status nvr)"
+                f"daemon not reachable at {path}: {reason}; is it running?{hint}"
             ) from None
         try:
             sock.sendall(request_line(op, args))

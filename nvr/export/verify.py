@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import json
 import sys
 from dataclasses import dataclass, field
@@ -57,6 +58,11 @@ def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyRe
     """Check in order; stop at the first failure that makes later checks meaningless."""
     clip_path = Path(clip_path)
     report = VerifyReport(clip_path)
+    try:
+        clip_path.stat()
+    except OSError as e:
+        report.add("clip", False, _unreadable("clip", clip_path, e))
+        return report
     m_path, s_path = manifest_paths(clip_path)
     body, sig = _read(report, m_path, s_path)
     if body is None or sig is None:
@@ -76,18 +82,29 @@ def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyRe
     return report
 
 
+def _unreadable(what: str, path: Path, e: OSError) -> str:
+    """Why a file cannot be read, named for what it is, with what to do about it."""
+    if e.errno == errno.ENOENT:
+        beside = "" if what == "clip" else " (an export writes it beside the clip)"
+        return f"{what} not found: {path}{beside}"
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (f"cannot read the {what} (permission denied): run as the clip's owner or "
+                f"copy it: {path}")  # fmt: skip
+    return f"cannot read the {what}: {path} ({e.strerror})"
+
+
 def _read(report: VerifyReport, m_path: Path, s_path: Path) -> tuple[bytes | None, bytes | None]:
     try:
         body = m_path.read_bytes()
     except OSError as e:
-        report.add("manifest", False, f"manifest missing: {m_path} ({e.strerror})")
+        report.add("manifest", False, _unreadable("manifest", m_path, e))
         return None, None
     try:
         raw = s_path.read_bytes()
         # The format is base64 text; a bare 64-byte Ed25519 signature is accepted too.
         sig = raw if len(raw) == SIG_LEN else base64.b64decode(raw.strip(), validate=True)
     except OSError as e:
-        report.add("manifest", False, f"signature missing: {s_path} ({e.strerror})")
+        report.add("signature", False, _unreadable("signature", s_path, e))
         return None, None
     except binascii.Error:
         report.add("signature", False, f"manifest signature invalid: {s_path} is not base64")
@@ -136,7 +153,7 @@ def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path)
     try:
         actual = sha256_file(clip_path)
     except OSError as e:
-        report.add("clip", False, f"clip missing: {clip_path} ({e.strerror})")
+        report.add("clip", False, _unreadable("clip", clip_path, e))
         return
     if actual != expected:
         report.add("clip", False, f"clip hash mismatch: {clip_path.name} sha256 {actual}, "

@@ -85,8 +85,10 @@ def test_unreachable_daemon_exits_69_with_one_line(tmp_path: Path) -> None:
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 69
     assert proc.stderr.count("\n") == 1
-    assert proc.stderr.startswith(f"nvr: nvr daemon not reachable at {tmp_path / 'gone.sock'}")
+    # The name once (nvr: daemon …), and systemctl only suggested where systemd runs.
+    assert proc.stderr.startswith(f"nvr: daemon not reachable at {tmp_path / 'gone.sock'}")
     assert "is it running?" in proc.stderr
+    assert ("systemctl" in proc.stderr) == Path("/run/systemd/system").is_dir()
 
 
 def test_socket_precedence(tmp_path: Path) -> None:
@@ -113,9 +115,9 @@ def test_nvr_socket_env_reaches_the_daemon(daemon: Path, monkeypatch: pytest.Mon
 def test_status_table_and_json(daemon: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--socket", str(daemon), "status"]) == 0
     out = capsys.readouterr().out
-    assert "front" in out and "recording" in out and "free_percent" in out
+    assert "front" in out and "recording" in out and "252 GB free of 500 GB" in out
     assert main(["--json", "--socket", str(daemon), "status"]) == 0
-    assert json.loads(capsys.readouterr().out)["disk"] == {"free_percent": 50.0}
+    assert json.loads(capsys.readouterr().out)["disk"]["free_bytes"] == 252_000_000_000
 
 
 def test_client_commands_send_their_ops(daemon: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +148,9 @@ def test_client_commands_send_their_ops(daemon: Path, capsys: pytest.CaptureFixt
     for argv, expected in cmds:
         assert main([*s, *argv, "--json"]) == 0, argv
         assert seen(daemon)[-1] == expected
-        assert json.loads(capsys.readouterr().out) == {"op": expected[0]}
+        if expected[0] not in ("recordings", "retention_plan"):  # the toy answers those fully
+            assert json.loads(capsys.readouterr().out) == {"op": expected[0]}
+        capsys.readouterr()
 
 
 def test_audit_list_json_is_a_list(daemon: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,8 +46,33 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
     a: Any = args
     await asyncio.to_thread(_record, op, args.model_dump(exclude_none=True))
     if op == "status":
-        return Reply({"site": "Hanson", "cameras": [{"id": "front", "state": "recording", "fps": 15.0}],
-                      "disk": {"free_percent": 50.0}})  # fmt: skip
+        return Reply({"site": "Hanson", "cameras": [
+            {"id": "front", "state": "recording", "fps": 15.0, "bitrate_bps": 2_000_000,
+             "last_segment_end": "2026-11-29T12:20:19.034035Z", "errors": 0, "reason": None},
+            {"id": "senior-lounge", "state": "backoff", "fps": 0.0, "bitrate_bps": 0,
+             "last_segment_end": "2026-11-28T23:59:58.500000Z", "errors": 3,
+             "reason": "camera unreachable: connection refused by 10.0.4.17:554 after 3 tries"}],
+            "disk": {"root": "/var/lib/nvr", "total_bytes": 500_000_000_000,
+                     "free_bytes": 252_000_000_000, "free_percent": 50.4, "min_free_percent": 5,
+                     "recordings_bytes": 230_000_000_000},
+            "retention": {"days": 30, "oldest_footage": "2026-10-30T12:00:00.000000Z"},
+            "paused": [], "alert": None})  # fmt: skip
+    if op == "recordings":
+        root = "/var/lib/nvr/segments/" + a.camera
+        segs = [{"start": f"2026-11-29T12:20:{s:02d}.034035Z",
+                 "end": f"2026-11-29T12:20:{s + 2:02d}.034035Z",
+                 "path": f"{root}/20261129T1220{s:02d}.034035Z.mp4", "bytes": 512_345,
+                 "frames": 30, "sha256": "ab" * 32, "codec": "h264", "width": 640,
+                 "height": 360, "recovered": False} for s in (15, 17, 19)]
+        return Reply({"camera": a.camera, "segments": segs, "gaps": [
+            {"start": "2026-11-29T12:19:39.000000Z", "end": "2026-11-29T12:20:15.034035Z",
+             "reason": "offline", "detail": "camera unreachable: connection refused"}]})
+    if op == "retention_plan":
+        return Reply({"at": "2026-12-29T12:00:00.000000Z", "delete": [
+            {"camera": "front", "path": "/var/lib/nvr/segments/front/20261129T122015.034035Z.mp4",
+             "why": "older than 30 days"}], "keep": [
+            {"camera": "front", "path": "/var/lib/nvr/segments/front/20261129T122017.034035Z.mp4",
+             "why": "held: hold H-1 'incident 2026-114' until 2027-06-30"}]})
     if op == "export":
         await progress({"done": 1, "total": 2, "message": "exporting"})
         sha = "0" * 64 if a.reason == "lie" else hashlib.sha256(CLIP).hexdigest()
@@ -61,8 +86,10 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
             fd=_fd_of(JPEG),
         )
     if op == "audit_list":
-        return Reply({"rows": [{"seq": 1, "at": "t", "actor": "root", "role": "director", "action": "status",
-                                "allowed": True, "detail": {}, "hash": "ab"}]})  # fmt: skip
+        return Reply({"rows": [{"seq": 1, "at": "2026-11-29T12:20:19.034035Z", "actor": "nvrtest-director",
+                                "role": "director", "action": "export", "allowed": True,
+                                "detail": {"camera": "front", "reason": "incident 2026-114, [red]broken window[/red] at the north door"},
+                                "hash": "ab" * 32}]})  # fmt: skip
     if op == "reload":
         raise PermissionDenied("reload is for the Director and IT (policy: reload config)")
     return Reply({"op": op})

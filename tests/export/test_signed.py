@@ -113,7 +113,38 @@ def test_missing_manifest_and_foreign_key(signed: tuple[Path, Path], tmp_path: P
     shutil.copy(clip, lone)
     out = io.StringIO()
     assert main(str(lone), out=out) == EX_DATAERR
-    assert "manifest missing" in out.getvalue()
+    assert "manifest not found" in out.getvalue()
+
+
+def test_verify_names_a_missing_clip_and_an_unreadable_manifest(
+    signed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Each problem named for what it is: a clip that is not there is "clip not found" (not
+    "manifest missing"); a manifest this account may not read says so and what to do."""
+    clip, _root = signed
+    out = io.StringIO()
+    assert main(str(tmp_path / "no-such-clip.mp4"), out=out) == EX_DATAERR
+    assert "clip not found" in out.getvalue() and "manifest" not in out.getvalue()
+    from tests.support import is_root, run_as, shared_tmpdir
+
+    if not is_root():
+        pytest.skip("reading as another account needs root")
+    shared = shared_tmpdir()
+    try:
+        for p in (clip, *manifest_paths(clip)):
+            shutil.copy(p, shared / p.name)
+            (shared / p.name).chmod(0o600)  # root's, as an export leaves it for its owner
+        text = run_as("nvrtest-public", lambda: _verify_text(shared / clip.name))
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+    assert "cannot read the manifest (permission denied): run as the clip's owner or copy it" \
+        in text, text
+
+
+def _verify_text(path: Path) -> str:
+    out = io.StringIO()
+    main(str(path), out=out)
+    return out.getvalue()
 
 
 def test_key_made_once_owner_only(tmp_path: Path) -> None:

@@ -28,8 +28,15 @@ def is_root() -> bool:
     return os.geteuid() == 0
 
 
+# Accounts this pytest session used: removed when it ends (tests/conftest.py) unless
+# NVR_KEEP_TEST_ACCOUNTS=1, e.g. while other test runs on the machine share them.
+USED_ACCOUNTS: set[str] = set()
+
+
 def ensure_account(name: str) -> pwd.struct_passwd:
     """A real system account for role tests (CI runs as root; DEVELOPERS.md)."""
+    if name.startswith(ACCOUNT_PREFIX):
+        USED_ACCOUNTS.add(name)
     try:
         return pwd.getpwnam(name)
     except KeyError:
@@ -38,6 +45,22 @@ def ensure_account(name: str) -> pwd.struct_passwd:
             check=True, capture_output=True,
         )
         return pwd.getpwnam(name)
+
+
+def remove_accounts(names: set[str]) -> list[str]:
+    """userdel each of our test accounts; the ones that could not be removed, with why."""
+    failed = []
+    for name in sorted(names):
+        if not name.startswith(ACCOUNT_PREFIX):
+            continue
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        proc = subprocess.run(["userdel", name], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            failed.append(f"{name}: {proc.stderr.strip()}")
+    return failed
 
 
 def run_as(user: str, fn: Callable[[], T], timeout: float = 60) -> T:

@@ -8,8 +8,12 @@ tools/setup.sh
 # The Director of the demo is whoever ran it (the account behind sudo, if any), so that
 # account can try every command without sudo.
 export USER="${SUDO_USER:-${USER:-$(id -un)}}"
-/usr/bin/python3 tools/testcam.py --port 8554 > /dev/null &
-cam=$!
+# Wait for the camera's "READY <port>" line rather than for a guessed time.
+coproc CAM { exec /usr/bin/python3 tools/testcam.py --port 8554; }
+cam=$CAM_PID
 trap 'kill $cam 2>/dev/null || true' EXIT
-sleep 1
+if ! read -r -t 30 ready <&"${CAM[0]}" || [ "${ready%% *}" != READY ]; then
+  echo "demo: the test camera did not start (is port 8554 free?)" >&2
+  exit 1
+fi
 .venv/bin/nvr run --config config/demo.yaml

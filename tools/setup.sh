@@ -16,7 +16,7 @@ for pkg in "${DEBS[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
-    echo "setup: need root to install Debian packages: ${missing[*]} (run with sudo)" >&2
+    echo "setup: need root to install Debian packages: ${missing[*]} (run this as root)" >&2
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
@@ -27,6 +27,15 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check --upgrade pip
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# Install (editable, so code changes need no reinstall) only when the dependencies changed:
+# the stamp holds the hash of pyproject.toml as last installed.
+stamp=.venv/.nvr-installed
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -x .venv/bin/nvr ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
+  # setuptools says "Editable installation: mind same-named folders", information only.
+  PYTHONWARNINGS="ignore:Editable installation" \
+    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+  echo "$want" > "$stamp"
+fi
 echo "setup: ok ($(.venv/bin/nvr --version 2>/dev/null || echo nvr installed))"

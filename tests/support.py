@@ -117,7 +117,7 @@ class Daemon:
         self.log_path = config_path.parent / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 20) -> Daemon:
+    def start(self, timeout: float = 60) -> Daemon:  # a deadline, not a wait: generous
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([NVR, "run", "--config", str(self.config_path)],
                                      stdout=log, stderr=subprocess.STDOUT)

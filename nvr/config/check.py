@@ -18,5 +18,7 @@ def main(path: str) -> int:
         for problem in e.problems:
             sys.stderr.write(f"{problem}\n")
         return EX_DATAERR
-    sys.stdout.write(f"{path}: ok ({len(cmap.cameras)} cameras, {len(cmap.people)} people)\n")
+    cams, people = len(cmap.cameras), len(cmap.people)
+    sys.stdout.write(f"{path}: ok ({cams} camera{'' if cams == 1 else 's'}, "
+                     f"{people} {'person' if people == 1 else 'people'})\n")
     return EX_OK

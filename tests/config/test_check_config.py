@@ -23,7 +23,7 @@ def test_demo_map_makes_the_runner_director(
     monkeypatch.setenv("USER", "librarian")
     rc, err, out = check(REPO / "config" / "demo.yaml", capsys)
     assert (rc, err) == (0, [])
-    assert out.endswith("ok (2 cameras, 1 people)\n")
+    assert out.endswith("ok (2 cameras, 1 person)\n")
 
 
 def test_demo_map_without_user_says_which_variable(

@@ -72,7 +72,8 @@ def test_three_cameras_for_two_minutes(testcam: TestCamera) -> None:
     ]
     rec = Recorder(cams, segment_seconds=10).start()
     try:
-        time.sleep(120)
+        rec.wait_for_state("recording")  # all three connected: the two minutes count from here
+        time.sleep(120)  # the soak itself: recording time, not a wait for an event
         assert rec.daemon.stop() == 0
         rec.daemon.start()  # listing needs the socket; recording restarts, harmless here
         for cam in cams:

@@ -55,7 +55,7 @@ def make_recorder(
     )
 
 
-async def wait_for(cond: Callable[[], bool], within_s: float = 20.0) -> None:
+async def wait_for(cond: Callable[[], bool], within_s: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + within_s
     while not cond():
         if asyncio.get_running_loop().time() > deadline:

@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from nvr.timeutil import to_iso
 from tests.camserver import TestCamera
 from tests.ingest.recording_helpers import IndexSink, make_recorder, open_index, wait_for
 
 
-async def _max_lag_ms(seconds: float) -> float:
-    """A task that sleeps 10 ms in a loop; the worst overshoot is the loop's lag."""
-    worst = 0.0
+async def _lags_ms(seconds: float) -> list[float]:
+    """A task that sleeps 10 ms in a loop; each overshoot is the loop's lag at that moment."""
+    lags = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t = time.monotonic()
         await asyncio.sleep(0.010)
-        worst = max(worst, time.monotonic() - t - 0.010)
-    return worst * 1000
+        lags.append((time.monotonic() - t - 0.010) * 1000)
+    return lags
 
 
 @pytest.mark.slow
@@ -37,11 +38,14 @@ async def test_event_loop_lag_with_eight_cameras(testcam: TestCamera, tmp_path: 
         r.start()
     try:
         await wait_for(lambda: all(r.status()["state"] == "recording" for r in recs))
-        lag_ms = await _max_lag_ms(5.0)
+        lags = await _lags_ms(5.0)
     finally:
         await asyncio.gather(*(r.stop() for r in recs))
-    print(f"max event-loop lag with 8 cameras: {lag_ms:.1f} ms")
-    assert lag_ms < 100, lag_ms
+    slow = [round(x) for x in lags if x >= 100]
+    print(f"max event-loop lag with 8 cameras: {max(lags):.1f} ms; >= 100 ms: {slow}")
+    # Work on the loop would lag it at every segment rotation (8 cameras x 5 s = 40 times);
+    # a loaded machine's scheduler may pause this process once or twice. Allow the latter.
+    assert len(slow) <= 2 and max(lags) < 1000, slow
     for i in range(8):  # and they all recorded, rotating every second or so
         assert len(await index.segments(f"cam{i}")) >= 3
     await index.db.close()
@@ -61,7 +65,15 @@ async def test_pause_for_full_disk_records_a_disk_full_gap(
         rec.pause("disk full of held footage")
         await wait_for(lambda: rec.status()["state"] == "failed")
         assert rec.status()["reason"] == "disk full of held footage"
-        n = len(await index.segments("hall"))
+        # The segment closed by the pause reaches the index through the loop, after the state
+        # changed: wait for its row (the writer's last end) before counting.
+        last = rec.status()["last_segment_end"]
+        deadline = asyncio.get_running_loop().time() + 30
+        while not (segs := await index.segments("hall")) or to_iso(segs[-1].end_us) != last:
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"waited 30s for the segment ending {last} to be indexed")
+            await asyncio.sleep(0.1)
+        n = len(segs)
         await asyncio.sleep(1.5)
         assert len(await index.segments("hall")) == n  # nothing written while paused
         rec.resume()

@@ -24,6 +24,7 @@ from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
 from nvr.storage import db as dbmod
+from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import reconcile
 from nvr.timeutil import now_us, to_iso
@@ -101,6 +102,9 @@ class Service:
     # -- start-up ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Before anything in the root is touched (tmp cleanup, recovery, the index): a second
+        # instance stops here with RootBusy (exit 75) and changes nothing (docs/design.md).
+        self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
         await asyncio.to_thread(prepare_storage, self.root)
         self.db: aiosqlite.Connection = await dbmod.connect(self.root / "index.db")
         self.index = Index(self.db)
@@ -226,4 +230,5 @@ class Service:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
+        rootlock.release(self.root_lock)
         logger.info("stopped")

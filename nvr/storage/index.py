@@ -10,9 +10,12 @@ So a 'complete' row always names a file that is on disk and durable.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
 
 import aiosqlite
+
+from nvr.storage.db import Db
 
 _SEG_COLUMNS = (
     "camera, start_us, end_us, path, bytes, frames, keyframes, codec, width, height, sha256, "
@@ -74,8 +77,13 @@ def _overlapping(camera: str, start_us: int | None, end_us: int | None) -> tuple
 
 
 class Index:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
+
+    def unit(self) -> AbstractAsyncContextManager[Db]:
+        """A unit of work (nvr.storage.db): every statement this task runs inside it, through
+        any store on this index's connection, commits or rolls back as one."""
+        return self.db.unit()
 
     async def ensure_camera(self, camera_id: str, name: str, now_us: int) -> None:
         await self.db.execute(

@@ -156,7 +156,40 @@ CREATE TABLE exports (
 );
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1]
+# Issue 9, queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
+# the rows that ended before a camera's horizon, and the disk sweep for the oldest rows, by
+# index; `nvr status` reads per-camera totals kept by triggers instead of summing every row.
+SCHEMA_V2 = """
+CREATE INDEX segments_camera_end ON segments (camera, end_us);
+CREATE INDEX segments_start ON segments (start_us);
+
+CREATE TABLE segment_totals (
+    camera TEXT PRIMARY KEY,
+    segments INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO segment_totals (camera, segments, bytes)
+    SELECT camera, COUNT(*), SUM(bytes) FROM segments GROUP BY camera;
+
+CREATE TRIGGER segments_totals_insert AFTER INSERT ON segments BEGIN
+    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+
+CREATE TRIGGER segments_totals_delete AFTER DELETE ON segments BEGIN
+    UPDATE segment_totals SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera = OLD.camera;
+END;
+
+CREATE TRIGGER segments_totals_update AFTER UPDATE OF bytes, camera ON segments BEGIN
+    UPDATE segment_totals SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera = OLD.camera;
+    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

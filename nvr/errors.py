@@ -8,6 +8,7 @@ EX_USAGE = 64
 EX_DATAERR = 65
 EX_UNAVAILABLE = 69
 EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
 EX_NOPERM = 77
 
 
@@ -43,3 +44,9 @@ class PermissionDenied(NvrError):
 
 class IntegrityError(DataError):
     """Raised when stored footage or the audit chain does not match its recorded hash."""
+
+
+class RootBusy(NvrError):
+    """Raised when another nvr process owns the storage root (its lock file is held)."""
+
+    exit_code = EX_TEMPFAIL

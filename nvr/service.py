@@ -12,8 +12,6 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiosqlite
-
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
@@ -24,6 +22,7 @@ from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
 from nvr.storage import db as dbmod
+from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import reconcile
 from nvr.timeutil import now_us, to_iso
@@ -61,10 +60,11 @@ class Sink:
     async def segment_closed(self, seg: NewSegment) -> None:
         svc = self.service
         pending = svc.downtime.pop(seg.camera, None)
-        if pending is not None:
-            since, reason = pending
-            await svc.index.add_gap(seg.camera, since, seg.start_us, reason)
-        await svc.index.add_segment(seg)
+        async with svc.index.unit():  # the downtime gap and the segment that ends it, as one
+            if pending is not None:
+                since, reason = pending
+                await svc.index.add_gap(seg.camera, since, seg.start_us, reason)
+            await svc.index.add_segment(seg)
         logger.info(
             "segment_indexed", camera=seg.camera, start=to_iso(seg.start_us),
             end=to_iso(seg.end_us), frames=seg.frames, bytes=seg.bytes,
@@ -101,8 +101,11 @@ class Service:
     # -- start-up ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Before anything in the root is touched (tmp cleanup, recovery, the index): a second
+        # instance stops here with RootBusy (exit 75) and changes nothing (docs/design.md).
+        self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
         await asyncio.to_thread(prepare_storage, self.root)
-        self.db: aiosqlite.Connection = await dbmod.connect(self.root / "index.db")
+        self.db: dbmod.Db = await dbmod.connect(self.root / "index.db")
         self.index = Index(self.db)
         self.audit = AuditLog(self.db)
         self.holds = Holds(self.db)
@@ -226,4 +229,5 @@ class Service:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
+        rootlock.release(self.root_lock)
         logger.info("stopped")

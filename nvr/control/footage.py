@@ -138,21 +138,24 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
     body = manifest_bytes(manifest)
     signature = key.sign(body)
     export_id = f"E-{secrets.token_hex(4)}"
-    await svc.db.execute(
-        "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, requester, "
-        "request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (export_id, svc.clock(), cam.id, clip.actual_start_us, clip.actual_end_us, clip.sha256,
-         body.decode(), caller.user or str(caller.uid), a.request, a.incident),
-    )
-    if a.request:
-        await svc.requests.add_release(a.request, {"export": export_id, "sha256": clip.sha256,
-                                                   "camera": cam.id})
-    await svc.audit.append(
-        at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
-        role=role.value, action="export_delivered", allowed=True,
-        detail={"export": export_id, "camera": cam.id, "sha256": clip.sha256,
-                "frames": clip.frames, "request": a.request, "incident": a.incident},
-    )
+    # One unit of work: the export record, its tie to the request and its audit row commit
+    # together (a refused release rolls all three back).
+    async with svc.index.unit():
+        await svc.db.execute(
+            "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, "
+            "requester, request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (export_id, svc.clock(), cam.id, clip.actual_start_us, clip.actual_end_us,
+             clip.sha256, body.decode(), caller.user or str(caller.uid), a.request, a.incident),
+        )
+        if a.request:
+            await svc.requests.add_release(a.request, {"export": export_id,
+                                                       "sha256": clip.sha256, "camera": cam.id})
+        await svc.audit.append(
+            at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
+            role=role.value, action="export_delivered", allowed=True,
+            detail={"export": export_id, "camera": cam.id, "sha256": clip.sha256,
+                    "frames": clip.frames, "request": a.request, "incident": a.incident},
+        )
     return {
         "export": export_id,
         "sha256": clip.sha256,
@@ -192,18 +195,24 @@ async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
     )
     try:
         result = await asyncio.to_thread(extract_still, segments[:2], at, path)
-        await svc.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
-                             (result.frame_us, result.sha256, still_id))
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            async with svc.index.unit():  # the still's record and its audit row, as one
+                await svc.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
+                                     (result.frame_us, result.sha256, still_id))
+                await svc.audit.append(
+                    at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}",
+                    uid=caller.uid, role=h.role(caller).value, action="still_delivered",
+                    allowed=True,
+                    detail={"still": still_id, "camera": cam.id, "at": to_iso(result.frame_us),
+                            "until": to_iso(until), "sha256": result.sha256},
+                )
+        except BaseException:
+            os.close(fd)
+            raise
     except BaseException:
         await asyncio.to_thread(path.unlink, missing_ok=True)
         raise
-    await svc.audit.append(
-        at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
-        role=h.role(caller).value, action="still_delivered", allowed=True,
-        detail={"still": still_id, "camera": cam.id, "at": to_iso(result.frame_us),
-                "until": to_iso(until), "sha256": result.sha256},
-    )
     return Reply(
         result={"still": still_id, "sha256": result.sha256, "at": to_iso(result.frame_us),
                 "until": to_iso(until), "fd": True},

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,9 @@ class Handlers:
     ) -> Decision:
         now = self.svc.clock()
         role = self.role(caller)
-        grants = await self.svc.grants.for_user(caller.user) if caller.user else []
-        ctx = AccessContext(cameras=self.camera_infos(cameras), start_us=start_us,
-                            end_us=end_us, reason=reason, request=request, approve=approve,
-                            minutes=minutes,
-                            max_minutes=self.svc.config.live.emergency_max_minutes)
-        decision = decide(role, action, ctx, grants, now, caller.user)
+        decision = await self._decision(caller, action, now, cameras=cameras,
+                                        start_us=start_us, end_us=end_us, reason=reason,
+                                        request=request, approve=approve, minutes=minutes)
         record: dict[str, Any] = {"cameras": list(cameras), "rule": decision.rule}
         if start_us is not None:
             record["start"] = to_iso(start_us)
@@ -109,6 +107,37 @@ class Handlers:
                         action=action.value, rule=decision.rule)
             raise PermissionDenied(decision.message)
         return decision
+
+    async def _decision(
+        self, caller: Caller, action: Action, now: int, *, cameras: Sequence[str] = (),
+        start_us: int | None = None, end_us: int | None = None, reason: str | None = None,
+        request: RequestInfo | None = None, approve: bool | None = None,
+        minutes: int | None = None,
+    ) -> Decision:
+        """The policy's decision, nothing recorded (authorize() records it)."""
+        grants = await self.svc.grants.for_user(caller.user) if caller.user else []
+        ctx = AccessContext(cameras=self.camera_infos(cameras), start_us=start_us,
+                            end_us=end_us, reason=reason, request=request, approve=approve,
+                            minutes=minutes,
+                            max_minutes=self.svc.config.live.emergency_max_minutes)
+        return decide(self.role(caller), action, ctx, grants, now, caller.user)
+
+    @asynccontextmanager
+    async def authorized(self, caller: Caller, action: Action, **kw: Any) -> AsyncIterator[Decision]:
+        """authorize(), then the body (the action), as ONE unit of work: the decision's audit
+        row commits with the action's rows, or neither does. A refusal is audited alone and
+        raised before the unit opens. If the action fails after an allowed decision, the unit
+        rolls back whole and the decision is then audited alone, as an attempt (as before)."""
+        ctx = {k: v for k, v in kw.items() if k != "detail"}  # detail is only recorded
+        decision = await self._decision(caller, action, self.svc.clock(), **ctx)
+        if not decision.allowed:
+            await self.authorize(caller, action, **kw)  # audits the refusal and raises
+        try:
+            async with self.svc.index.unit():
+                yield await self.authorize(caller, action, **kw)
+        except BaseException:
+            await self.authorize(caller, action, **kw)
+            raise
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -189,15 +218,16 @@ class Handlers:
         until = _opt_time(a.until, end_of_day=True)
         if end <= start:
             raise UsageError("--end must be after --start")
-        await self.authorize(caller, Action.hold_create, cameras=a.cameras, start_us=start,
-                             end_us=end, reason=a.reason, detail={"incident": a.incident})
-        for cam_id in a.cameras:
-            self.camera(cam_id)
-        hold = await self.svc.holds.create(
-            cameras=a.cameras, start_us=start, end_us=end, reason=a.reason,
-            incident=a.incident, until_us=until, created_by=caller.user or str(caller.uid),
-            now_us=self.svc.clock(),
-        )
+        async with self.authorized(caller, Action.hold_create, cameras=a.cameras,
+                                   start_us=start, end_us=end, reason=a.reason,
+                                   detail={"incident": a.incident}):
+            for cam_id in a.cameras:
+                self.camera(cam_id)
+            hold = await self.svc.holds.create(
+                cameras=a.cameras, start_us=start, end_us=end, reason=a.reason,
+                incident=a.incident, until_us=until, created_by=caller.user or str(caller.uid),
+                now_us=self.svc.clock(),
+            )
         return hold.to_dict()
 
     async def op_hold_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -206,10 +236,10 @@ class Handlers:
         return {"holds": [h.to_dict() for h in holds]}
 
     async def op_hold_release(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.hold_release, reason=a.reason,
-                             detail={"hold": a.hold_id})
-        hold = await self.svc.holds.release(a.hold_id, by=caller.user or str(caller.uid),
-                                            reason=a.reason, now_us=self.svc.clock())
+        async with self.authorized(caller, Action.hold_release, reason=a.reason,
+                                   detail={"hold": a.hold_id}):
+            hold = await self.svc.holds.release(a.hold_id, by=caller.user or str(caller.uid),
+                                                reason=a.reason, now_us=self.svc.clock())
         return hold.to_dict()
 
     # -- grants -----------------------------------------------------------------------------
@@ -219,17 +249,19 @@ class Handlers:
         expires = parse_time(a.expires, end_of_day=True)
         if end <= start:
             raise UsageError("--end must be after --start")
-        await self.authorize(caller, Action.grant_create, cameras=a.cameras, start_us=start,
-                             end_us=end, reason=a.reason,
-                             detail={"grantee": a.user, "expires": to_iso(expires)})
-        for cam_id in a.cameras:
-            self.camera(cam_id)
-        if self.svc.config.role_of(a.user) is not Role.staff:
-            raise UsageError(f"{a.user!r} is not listed as staff in people:; grants are for staff")
-        grant = await self.svc.grants.create(
-            user=a.user, cameras=a.cameras, start_us=start, end_us=end, expires_us=expires,
-            reason=a.reason, created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
-        )
+        async with self.authorized(caller, Action.grant_create, cameras=a.cameras,
+                                   start_us=start, end_us=end, reason=a.reason,
+                                   detail={"grantee": a.user, "expires": to_iso(expires)}):
+            for cam_id in a.cameras:
+                self.camera(cam_id)
+            if self.svc.config.role_of(a.user) is not Role.staff:
+                raise UsageError(
+                    f"{a.user!r} is not listed as staff in people:; grants are for staff")
+            grant = await self.svc.grants.create(
+                user=a.user, cameras=a.cameras, start_us=start, end_us=end, expires_us=expires,
+                reason=a.reason, created_by=caller.user or str(caller.uid),
+                now_us=self.svc.clock(),
+            )
         return _as_dict(grant)
 
     async def op_grant_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -238,20 +270,20 @@ class Handlers:
         return {"grants": [_as_dict(g) for g in grants]}
 
     async def op_grant_revoke(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.grant_revoke, detail={"grant": a.grant_id})
-        grant = await self.svc.grants.revoke(a.grant_id, by=caller.user or str(caller.uid),
-                                             now_us=self.svc.clock())
+        async with self.authorized(caller, Action.grant_revoke, detail={"grant": a.grant_id}):
+            grant = await self.svc.grants.revoke(a.grant_id, by=caller.user or str(caller.uid),
+                                                 now_us=self.svc.clock())
         return _as_dict(grant)
 
     # -- requests ---------------------------------------------------------------------------
 
     async def op_request_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.request_create,
-                             detail={"kind": a.kind, "requester": a.requester})
-        req = await self.svc.requests.create(
-            kind=a.kind, requester=a.requester, details=a.details,
-            created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
-        )
+        async with self.authorized(caller, Action.request_create,
+                                   detail={"kind": a.kind, "requester": a.requester}):
+            req = await self.svc.requests.create(
+                kind=a.kind, requester=a.requester, details=a.details,
+                created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
+            )
         return _as_dict(req)
 
     async def op_request_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -273,18 +305,18 @@ class Handlers:
 
     async def op_request_approve(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         info = await self._request_info(caller, Action.request_decide, a.request_id)
-        await self.authorize(caller, Action.request_decide, request=info, approve=True,
-                             detail={"decision": "approve"})
-        req = await self.svc.requests.approve(a.request_id, by=caller.user or str(caller.uid),
-                                              now_us=self.svc.clock())
+        async with self.authorized(caller, Action.request_decide, request=info, approve=True,
+                                   detail={"decision": "approve"}):
+            req = await self.svc.requests.approve(
+                a.request_id, by=caller.user or str(caller.uid), now_us=self.svc.clock())
         return _as_dict(req)
 
     async def op_request_deny(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         info = await self._request_info(caller, Action.request_decide, a.request_id)
-        await self.authorize(caller, Action.request_decide, request=info, reason=a.reason,
-                             approve=False, detail={"decision": "deny"})
-        req = await self.svc.requests.deny(a.request_id, by=caller.user or str(caller.uid),
-                                           reason=a.reason, now_us=self.svc.clock())
+        async with self.authorized(caller, Action.request_decide, request=info,
+                                   reason=a.reason, approve=False, detail={"decision": "deny"}):
+            req = await self.svc.requests.deny(a.request_id, by=caller.user or str(caller.uid),
+                                               reason=a.reason, now_us=self.svc.clock())
         return _as_dict(req)
 
     # -- live view (the WebRTC server is a later issue) --------------------------------------
@@ -326,10 +358,11 @@ class Handlers:
     async def op_breach_report(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.policy.notify import notify_director
 
-        await self.authorize(caller, Action.breach_report)
-        breach = await self.svc.breaches.create(
-            reporter=caller.user or str(caller.uid), details=a.details, now_us=self.svc.clock()
-        )
+        async with self.authorized(caller, Action.breach_report):
+            breach = await self.svc.breaches.create(
+                reporter=caller.user or str(caller.uid), details=a.details,
+                now_us=self.svc.clock(),
+            )
         await notify_director(self.svc.config.notify_command, a.details, logger)
         return _as_dict(breach)
 
@@ -365,12 +398,14 @@ def expire_stills(service: Service) -> Callable[[], Awaitable[None]]:
             due = list(await cur.fetchall())
         for still_id, path, camera in due:
             await asyncio.to_thread(Path(path).unlink, missing_ok=True)
-            await service.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?",
-                                     (now, still_id))
-            await service.audit.append(
-                at_us=now, actor="nvr", uid=os.getuid(), role="system", action="still_expired",
-                allowed=True, detail={"still": still_id, "camera": camera, "path": path},
-            )
+            async with service.index.unit():  # the expiry and its audit row, as one
+                await service.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?",
+                                         (now, still_id))
+                await service.audit.append(
+                    at_us=now, actor="nvr", uid=os.getuid(), role="system",
+                    action="still_expired", allowed=True,
+                    detail={"still": still_id, "camera": camera, "path": path},
+                )
             logger.info("still_expired", still=still_id, camera=camera)
 
     run.__name__ = "expire_stills"

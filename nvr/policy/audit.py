@@ -25,7 +25,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from nvr.storage.db import transaction
+from nvr.storage.db import Db, transaction
 from nvr.timeutil import to_iso
 
 GENESIS = "0" * 64
@@ -154,7 +154,7 @@ def verify_rows(
 
 
 class AuditLog:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def append(

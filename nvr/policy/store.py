@@ -18,6 +18,7 @@ import aiosqlite
 
 from nvr.errors import PermissionDenied, UsageError
 from nvr.policy import rules
+from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
 REQUEST_KINDS = ("subpoena", "court_order", "voluntary", "emergency", "public")
@@ -76,7 +77,7 @@ def _grant(r: aiosqlite.Row) -> GrantRecord:
 
 
 class Grants:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def create(
@@ -172,7 +173,7 @@ def _request(r: aiosqlite.Row) -> RequestRecord:
 
 
 class Requests:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def create(
@@ -262,7 +263,7 @@ class BreachRecord:
 
 
 class Breaches:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def create(self, *, details: str, reporter: str, now_us: int) -> BreachRecord:

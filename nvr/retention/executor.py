@@ -1,32 +1,42 @@
 """Carries out retention plans on disk and in the index, crash-safely (docs/retention.md).
 
-Delete lifecycle, per segment (Moonfire's "turn the row into a garbage row first"):
-  1. mark_deleting(ids)   — one transaction per batch; from here the deletion is decided
-  2. audit append         — one row per camera and cause, so the log never misses a deletion
+Delete lifecycle, per batch (Moonfire's "turn the row into a garbage row first"):
+  1+2. one unit of work: re-read holds, mark_deleting(ids), append the audit rows (one per
+       camera and cause) — they commit together, so a decided deletion always has its audit
+       row and an audit row always its decided deletion
   3. unlink, fsync folder — in a thread, never on the event loop
   4. remove(ids)          — the row goes only once the unlink is durable
-A crash anywhere leaves 'deleting' rows; finish_pending() redoes 3 and 4 for them. So a
-'complete' row always has its file, and a file with no row can only be one being written.
+A crash before 1+2 commits changes nothing; after it, leaves 'deleting' rows, and
+finish_pending() redoes 3 and 4 for them. So a 'complete' row always has its file, and a file
+with no row can only be one being written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import aiosqlite
-
 from nvr import log as nvr_log
 from nvr.config.model import CameraMap
 from nvr.retention.disk import disk_state
 from nvr.retention.holds import Holds
-from nvr.retention.planner import DiskState, Plan, PlannedDeletion, SegmentInfo, plan, plan_to_dict
-from nvr.storage.db import transaction
+from nvr.retention.planner import (
+    DAY_US,
+    DiskState,
+    HoldInfo,
+    Plan,
+    PlannedDeletion,
+    SegmentInfo,
+    plan,
+    plan_to_dict,
+)
+from nvr.storage.db import Db
 from nvr.storage.index import Index
 from nvr.timeutil import now_us, to_iso
 
@@ -34,6 +44,7 @@ log = nvr_log.get("nvr.retention")
 
 T = TypeVar("T")
 BATCH = 500  # rows a transaction; bounds the time one pass holds the index
+PAGE = 2000  # rows a query when planning; the loop runs between pages
 
 
 class AuditSink(Protocol):
@@ -64,7 +75,7 @@ def _no_pause(cameras: set[str], alert: str | None) -> None:
 class RetentionExecutor:
     def __init__(
         self,
-        db: aiosqlite.Connection,
+        db: Db,
         index: Index,
         holds: Holds,
         audit: AuditSink,
@@ -75,14 +86,19 @@ class RetentionExecutor:
         on_pause: Callable[[set[str], str | None], None] = _no_pause,
         _after_mark: Callable[[], None] | None = None,
         _after_unlink: Callable[[str], None] | None = None,
+        _step: Callable[[str], None] | None = None,
     ) -> None:
         self.db, self.index, self.holds, self.audit = db, index, holds, audit
         self.config = config
         self._clock, self._disk, self._on_pause = clock, disk, on_pause
         # Test hooks for crash-safety tests (called where a crash would hurt most).
         self._after_mark, self._after_unlink = _after_mark, _after_unlink
+        # _step(name) at every step of a pass: planned, marked (inside the unit, before the
+        # audit rows), audited (inside, before COMMIT), committed, removed.
+        self._step = _step
         self.paused: frozenset[str] = frozenset()
         self.alert: str | None = None
+        self.page = PAGE
 
     def set_config(self, config: CameraMap) -> None:
         """After a reload: new retention days and thresholds apply from the next pass."""
@@ -95,18 +111,51 @@ class RetentionExecutor:
     async def plan(self, at_us: int | None = None) -> Plan:
         """What a pass at `at_us` (default now) would do, against today's disk state."""
         at = self._clock() if at_us is None else at_us
-        segs = [
-            SegmentInfo(s.id, s.camera, s.start_us, s.end_us, s.path, s.bytes)
-            for s in await self.index.all_segments()
-        ]
         holds = await self.holds.active(at)
         disk = await asyncio.to_thread(self._disk, self.config.storage.root)
         days = {c.id: self.config.retention_days_for(c.id) for c in self.config.cameras}
-        # Pure and linear, but 100k segments is tens of milliseconds: off the loop.
+        segs = await self._candidates(at, holds, days, disk)
+        # Pure and linear over the candidates only; off the loop all the same.
         return await asyncio.to_thread(
             plan, segs, holds, days, self.config.retention.days, disk, at,
             min_free_percent=self.config.storage.min_free_percent,
         )
+
+    async def _candidates(
+        self, at: int, holds: Sequence[HoldInfo], days: dict[str, float], disk: DiskState
+    ) -> list[SegmentInfo]:
+        """The rows the planner can need, asked of SQL page by page instead of loading every
+        row (2.8 million for a month of 64 cameras): per camera, the rows past its retention
+        (held ones included, so the plan can say why they stay); then, only if the disk would
+        still be short, the oldest rows across cameras until their unheld bytes cover the
+        shortfall. plan() over these is plan() over every row (tests/retention/
+        test_candidates.py): the disk sweep takes a prefix in start order, and this is one."""
+        active = [h for h in holds if h.active(at)]
+        out: dict[int, SegmentInfo] = {}
+        freed = 0
+        for cam in await self.index.cameras_with_segments():
+            d = days.get(cam, self.config.retention.days)
+            cutoff = min(at - math.floor(d * DAY_US), at)
+            async for page in self.index.ended_by_pages(cam, cutoff, self.page):
+                for r in page:
+                    seg = SegmentInfo(*r)
+                    out[seg.id] = seg
+                    if at - seg.end_us >= d * DAY_US and not any(h.covers(seg) for h in active):
+                        freed += seg.bytes
+        short = disk.total_bytes * self.config.storage.min_free_percent / 100.0 - (
+            disk.free_bytes + freed)
+        if short > 0:
+            async for page in self.index.oldest_pages(at, self.page):
+                for r in page:
+                    if r.id in out:
+                        continue
+                    seg = SegmentInfo(*r)
+                    out[seg.id] = seg
+                    if not any(h.covers(seg) for h in active):
+                        short -= seg.bytes
+                if short <= 0:
+                    break
+        return list(out.values())
 
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
         """`nvr retention plan --json` (CONTRACT.md)."""
@@ -121,8 +170,8 @@ class RetentionExecutor:
         refused = tuple(d.segment.path for d in p.delete if not self._inside(d.segment.path))
         for path in refused:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
+        self._hook("planned")
         ok = await self._mark_unless_held(ok, at)
-        await self._audit(ok, at)
         if self._after_mark is not None:
             self._after_mark()
         done, failed = await self._unlink_and_remove([(d.segment.id, d.segment.path) for d in ok])
@@ -152,6 +201,10 @@ class RetentionExecutor:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
 
+    def _hook(self, step: str) -> None:
+        if self._step is not None:
+            self._step(step)
+
     def _inside(self, path: str) -> bool:
         # Lexical, no I/O: unlink removes a symlink itself, never what it points to.
         base = os.path.abspath(self.segments_dir)
@@ -161,15 +214,19 @@ class RetentionExecutor:
     async def _mark_unless_held(
         self, planned: list[PlannedDeletion], at: int
     ) -> list[PlannedDeletion]:
-        """Mark planned segments 'deleting', but re-read the holds inside the same transaction:
-        a hold created while this pass was planning (say, on day-30 footage about to go)
-        must still win. Returns what was marked."""
+        """Mark planned segments 'deleting' and audit them, in one unit of work per batch.
+        The holds are re-read inside the unit: a hold created while this pass was planning
+        (say, on day-30 footage about to go) must still win. Returns what was marked."""
         marked: list[PlannedDeletion] = []
         for chunk in batched(planned, BATCH):
-            async with transaction(self.db):
+            async with self.index.unit():
                 holds = await self.holds.active(at)
                 free = [d for d in chunk if not any(h.covers(d.segment) for h in holds)]
                 await self.index.mark_deleting([d.segment.id for d in free])
+                self._hook("marked")
+                await self._audit(free, at)
+                self._hook("audited")
+            self._hook("committed")
             for d in chunk:
                 if d not in free:
                     log.info("retention_spared", camera=d.segment.camera, path=d.segment.path,
@@ -185,7 +242,7 @@ class RetentionExecutor:
         # to one that rolled back, our 'deleting' marks would vanish while the files go anyway.
         if not ids:
             return
-        async with transaction(self.db):
+        async with self.index.unit():
             await op(ids)
 
     async def _unlink_and_remove(
@@ -198,6 +255,7 @@ class RetentionExecutor:
             ids = [i for i, p in chunk if p in gone]
             failed += [p for _, p in chunk if p not in gone]
             await self._transaction(self.index.remove, ids)
+            self._hook("removed")
             done.update(ids)
         return done, tuple(failed)
 

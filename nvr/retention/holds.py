@@ -17,6 +17,7 @@ import aiosqlite
 
 from nvr.errors import UsageError
 from nvr.retention.planner import HoldInfo
+from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
 
@@ -72,7 +73,7 @@ def _record(row: aiosqlite.Row) -> HoldRecord:
 
 
 class Holds:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
 
     async def create(

@@ -4,7 +4,8 @@ Every instant is INTEGER microseconds since the epoch, UTC (nvr.timeutil). The s
 version from day one; `MIGRATIONS[n]` takes a database from version n to n+1, in one
 transaction, so an upgrade interrupted by a crash is retried whole on the next start.
 
-Module ownership of tables (each module keeps its own queries):
+Every statement runs through `Db`, in a unit of work (see "units of work" below).
+Module ownership of tables (each module keeps its own queries, run through `Db`):
   segments, gaps, cameras       nvr.storage.index
   holds                         nvr.retention.holds
   grants, requests, breaches    nvr.policy.store
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -155,7 +156,40 @@ CREATE TABLE exports (
 );
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1]
+# Issue 9, queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
+# the rows that ended before a camera's horizon, and the disk sweep for the oldest rows, by
+# index; `nvr status` reads per-camera totals kept by triggers instead of summing every row.
+SCHEMA_V2 = """
+CREATE INDEX segments_camera_end ON segments (camera, end_us);
+CREATE INDEX segments_start ON segments (start_us);
+
+CREATE TABLE segment_totals (
+    camera TEXT PRIMARY KEY,
+    segments INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO segment_totals (camera, segments, bytes)
+    SELECT camera, COUNT(*), SUM(bytes) FROM segments GROUP BY camera;
+
+CREATE TRIGGER segments_totals_insert AFTER INSERT ON segments BEGIN
+    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+
+CREATE TRIGGER segments_totals_delete AFTER DELETE ON segments BEGIN
+    UPDATE segment_totals SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera = OLD.camera;
+END;
+
+CREATE TRIGGER segments_totals_update AFTER UPDATE OF bytes, camera ON segments BEGIN
+    UPDATE segment_totals SET segments = segments - 1, bytes = bytes - OLD.bytes
+    WHERE camera = OLD.camera;
+    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+END;
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -163,8 +197,15 @@ class SchemaTooNew(RuntimeError):
     """Raised when the index was written by a newer nvr than this one."""
 
 
-async def connect(path: Path) -> aiosqlite.Connection:
+async def connect(path: Path) -> Db:
     """Open (creating if needed) and migrate the index. Rows come back as sqlite3.Row."""
+    conn = await _connect(path)
+    db = Db(conn)
+    db.path = str(path)
+    return db
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = sqlite3.Row
     await db.execute("PRAGMA journal_mode=WAL")
@@ -215,13 +256,13 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
+async def get_meta(db: Db, key: str) -> str | None:
     async with db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
         row = await cur.fetchone()
     return None if row is None else str(row[0])
 
 
-async def set_meta(db: aiosqlite.Connection, key: str, value: str) -> None:
+async def set_meta(db: Db, key: str, value: str) -> None:
     await db.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -229,23 +270,139 @@ async def set_meta(db: aiosqlite.Connection, key: str, value: str) -> None:
     )
 
 
-# One connection is shared by every task of the daemon; SQLite has one transaction per
-# connection. Tasks that need several statements to commit together take this lock, so two
-# tasks never interleave their BEGIN … COMMIT (which SQLite would refuse, or worse, merge).
-_tx_locks: weakref.WeakKeyDictionary[aiosqlite.Connection, asyncio.Lock] = (
-    weakref.WeakKeyDictionary()
-)
+# ---- units of work ---------------------------------------------------------------------------
+#
+# One connection is shared by every task of the daemon, and SQLite has one transaction per
+# connection: a statement a task sends while another task's BEGIN is open joins that
+# transaction, and that task's ROLLBACK takes it along. So every statement goes through the
+# `Db` below, which owns one lock for the connection:
+#
+#   * `async with db.unit():` takes the lock, BEGIN IMMEDIATE … COMMIT (or ROLLBACK on any
+#     exception). Every statement the *same task* runs meanwhile, through any store (Index,
+#     Holds, AuditLog, …), is part of that unit; a unit opened inside it is a SAVEPOINT.
+#   * a statement outside any unit is a unit of one: it waits for the lock and runs alone in
+#     autocommit, its rows fetched before the lock is let go.
+#
+# No task can therefore run a statement inside another task's transaction, and an action and
+# its audit row, written in one unit, commit or vanish together.
+
+
+class Rows:
+    """What a statement returned, fetched whole while the connection was ours."""
+
+    __slots__ = ("_rows", "rowcount", "lastrowid")
+
+    def __init__(self, rows: list[sqlite3.Row], rowcount: int, lastrowid: int | None) -> None:
+        self._rows, self.rowcount, self.lastrowid = rows, rowcount, lastrowid
+
+    async def fetchone(self) -> sqlite3.Row | None:
+        return self._rows[0] if self._rows else None
+
+    async def fetchall(self) -> list[sqlite3.Row]:
+        return self._rows
+
+    async def __aenter__(self) -> Rows:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class _Statement:
+    """`await db.execute(...)` and `async with db.execute(...) as cur:` both work."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Rows]) -> None:
+        self._coro = coro
+
+    def __await__(self) -> Generator[Any, None, Rows]:
+        return self._coro.__await__()
+
+    async def __aenter__(self) -> Rows:
+        return await self._coro
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+class Db:
+    """The index connection, reachable only through units of work (see above)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+        self._lock = asyncio.Lock()
+        self._owner: asyncio.Task[Any] | None = None
+        self._depth = 0
+        self.path = ""
+
+    def in_unit(self) -> bool:
+        """True when the calling task holds the connection (inside its unit)."""
+        return self._owner is not None and self._owner is asyncio.current_task()
+
+    @asynccontextmanager
+    async def unit(self) -> AsyncIterator[Db]:
+        """One unit of work: everything this task runs inside commits or rolls back as one."""
+        if self.in_unit():
+            self._depth += 1
+            name = f"unit{self._depth}"
+            await self.conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield self
+            except BaseException:
+                await self.conn.execute(f"ROLLBACK TO {name}")
+                await self.conn.execute(f"RELEASE {name}")
+                raise
+            else:
+                await self.conn.execute(f"RELEASE {name}")
+            finally:
+                self._depth -= 1
+            return
+        async with self._lock:
+            self._owner = asyncio.current_task()
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                await self.conn.execute("COMMIT")
+            finally:
+                self._owner = None
+
+    async def _run(self, sql: str, params: Any, many: bool) -> Rows:
+        if self.in_unit():
+            return await self._raw(sql, params, many)
+        async with self._lock:  # a unit of one statement
+            self._owner = asyncio.current_task()
+            try:
+                return await self._raw(sql, params, many)
+            finally:
+                self._owner = None
+
+    async def _raw(self, sql: str, params: Any, many: bool) -> Rows:
+        if many:
+            cur = await self.conn.executemany(sql, params)
+        else:
+            cur = await self.conn.execute(sql, params)
+        try:
+            rows = list(await cur.fetchall())
+            return Rows(rows, cur.rowcount, cur.lastrowid)
+        finally:
+            await cur.close()
+
+    def execute(self, sql: str, params: Any = ()) -> _Statement:
+        return _Statement(self._run(sql, params, False))
+
+    def executemany(self, sql: str, params: Iterable[Any]) -> _Statement:
+        return _Statement(self._run(sql, params, True))
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self.conn.close()
 
 
 @asynccontextmanager
-async def transaction(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
-    """BEGIN IMMEDIATE … COMMIT, or ROLLBACK on error, serialized per connection."""
-    lock = _tx_locks.setdefault(db, asyncio.Lock())
-    async with lock:
-        await db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
-        await db.execute("COMMIT")
+async def transaction(db: Db) -> AsyncIterator[Db]:
+    """A unit of work on `db` (kept for callers written before units had a name)."""
+    async with db.unit():
+        yield db

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 
 from nvr.config.loader import ConfigError, load_camera_map
-from nvr.errors import EX_DATAERR, EX_OK, EX_UNAVAILABLE
+from nvr.errors import EX_DATAERR, EX_OK, EX_UNAVAILABLE, RootBusy
 from nvr.storage import db as dbmod
+from nvr.storage import rootlock
 from nvr.storage.index import Index
 from nvr.storage.recovery import reconcile
 
@@ -42,12 +43,16 @@ async def _fsck(config_path: Path, repair: bool) -> int:
     if not db_path.exists():
         sys.stderr.write(f"nvr: no index at {db_path}; nothing recorded yet\n")
         return EX_DATAERR
+    # --repair writes to the root: own it first, or refuse (exit 75) naming who does.
+    lock = rootlock.acquire(config.storage.root) if repair else None
     db = await dbmod.connect(db_path)
     try:
         report = await reconcile(Index(db), config.storage.root,
                                  [c.id for c in config.cameras], repair=repair)
     finally:
         await db.close()
+        if lock is not None:
+            rootlock.release(lock)
     found = report.to_dict()
     sys.stdout.write(json.dumps(found, indent=2, sort_keys=True) + "\n")
     if report.clean or repair:
@@ -63,3 +68,6 @@ def main(config_path: str, repair: bool) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return EX_DATAERR
+    except RootBusy as exc:
+        sys.stderr.write(f"nvr: {exc}\n")
+        return exc.exit_code

@@ -8,6 +8,9 @@ Mounts (all but /h264 encode once for any number of clients):
   /h265        H.265 video
   /h264-noaudio H.264 video only
   /audio-only  AAC audio and no video at all (a "stream with no video")
+  /h264-bframes H.264 High with B-frames as most IP cameras' main stream sends them: x264
+               bframes=2, B-pyramid (the middle B is a reference), no zerolatency (it forbids B)
+  /h265-bframes H.265 with B-frames (x265 bframes=2, B-pyramid)
 
 With --require-auth every mount wants --user/--password (RTSP basic auth), as a real camera does.
 
@@ -51,6 +54,27 @@ def h265(a: argparse.Namespace) -> str:
     )
 
 
+def h264_bframes(a: argparse.Namespace) -> str:
+    # b-adapt=false: always two B-frames between references, so every GOP reorders.
+    return (
+        f"x264enc key-int-max={a.gop} bitrate={a.bitrate} speed-preset=ultrafast "
+        "bframes=2 b-pyramid=true b-adapt=false rc-lookahead=4 sync-lookahead=0 ! "
+        "video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
+def h265_bframes(a: argparse.Namespace) -> str:
+    # Closed GOPs, as IP cameras send: with x265's default open GOPs every keyframe after the
+    # first is a CRA whose leading (RASL) B-frames need the GOP before it, so a player that
+    # starts at a segment's first keyframe skips two frames there (they are on disk, and play
+    # in an export that crosses the cut). docs/design.md, "B-frames".
+    return (
+        f"x265enc key-int-max={a.gop} bitrate={a.bitrate} speed-preset=ultrafast "
+        'option-string="bframes=2:b-pyramid=1:b-adapt=0:rc-lookahead=4:open-gop=0" ! '
+        "rtph265pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
 AUDIO = (
     "audiotestsrc is-live=true wave=sine ! audioconvert ! audioresample ! "
     "audio/x-raw,rate=16000,channels=1 ! voaacenc ! rtpmp4apay name=pay{n} pt=97"
@@ -64,6 +88,8 @@ def launch_lines(a: argparse.Namespace) -> dict[str, str]:
         "/h265": f"( {v}{h265(a)} )",
         "/h264-noaudio": f"( {v}{h264(a)} )",
         "/audio-only": f"( {AUDIO.format(n=0)} )",
+        "/h264-bframes": f"( {v}{h264_bframes(a)} )",
+        "/h265-bframes": f"( {v}{h265_bframes(a)} )",
     }
 
 

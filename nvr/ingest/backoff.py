@@ -1,5 +1,11 @@
 """Reconnect delays: exponential with jitter, capped, reset after a stretch of good uptime.
 
+The cap is small (2 s, ± 20 %): a camera that was away for a minute or an hour is a camera whose
+footage is lost until we ask again, so after a network failure we ask again about every 2 s however
+long it has been away (footage resumes within one keyframe interval + ~3 s of the camera
+answering). One attempt costs a TCP connect that a dead host refuses or lets time out, which is
+nothing. Only what retrying cannot fix (credentials refused, no video stream) waits `slow_s`.
+
 Pure: the caller passes the uptime of the last session and a random source, so tests drive it.
 """
 
@@ -12,7 +18,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Backoff:
     initial_s: float = 1.0
-    cap_s: float = 30.0
+    cap_s: float = 2.0  # with the jitter, 1.6-2.4 s between two attempts
     factor: float = 2.0
     # ± this fraction of the delay, so cameras that drop together (a switch reboot) do not all
     # reconnect in the same instant.

@@ -199,8 +199,7 @@ def _read(
                 _log.info("timestamps_repaired", camera=ctx.camera_id, action=what, **detail)
         return SessionEnd("offline", "camera closed the stream")
     finally:
-        last = repair.flush()
-        if last is not None and started:
+        for last in repair.flush():  # a kept frame is written even as the session ends
             handle(last)
         if first is not None:
             _log_camera_clock(ctx.camera_id, container, tb, *first)

@@ -13,6 +13,15 @@ def test_backoff_grows_caps_and_resets_after_uptime() -> None:
     assert b.delay(0, permanent=True) == 60
 
 
+def test_default_backoff_retries_every_few_seconds_however_long_the_outage() -> None:
+    # Issue 11: after a network failure, at least every 2-4 s, even after an hour away;
+    # credentials refused / no video (permanent) are retried slowly.
+    b = Backoff(rng=random.Random(3))
+    delays = [b.delay(0.1) for _ in range(1200)]  # an hour of failed attempts
+    assert max(delays) <= 2.4 and min(delays[2:]) >= 1.6, (min(delays[2:]), max(delays))
+    assert b.delay(0.1, permanent=True) >= 30
+
+
 def test_backoff_jitter_stays_within_bounds() -> None:
     b = Backoff(initial_s=10, cap_s=10, jitter=0.2, rng=random.Random(7))
     assert all(8 <= b.delay(0) <= 12 for _ in range(100))

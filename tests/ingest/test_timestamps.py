@@ -17,9 +17,7 @@ def run(seq: list[tuple[int | None, int | None, bool, str]]) -> tuple[list[OutPa
     out: list[OutPacket[str]] = []
     for pts, dts, key, name in seq:
         out += r.feed(InPacket(pts, dts, key, name))
-    last = r.flush()
-    if last is not None:
-        out.append(last)
+    out += r.flush()
     return out, r
 
 
@@ -34,7 +32,7 @@ def test_first_keyframe_without_timestamps_is_kept_and_merged() -> None:
 def test_lone_timestampless_keyframe_is_filled_one_frame_back() -> None:
     out, r = run([(None, None, True, "idr"), (F, F, False, "p1")])
     assert [(o.pts, o.dts) for o in out] == [(0, 0), (F, F)]
-    assert r.counts["filled_missing"] == 1
+    assert r.counts["derived_dts"] == 1
 
 
 def test_equal_dts_pieces_are_merged_into_one_frame() -> None:
@@ -78,3 +76,73 @@ def test_jump_is_a_discontinuity_that_waits_for_a_keyframe() -> None:
         ("i", False), ("p", False), ("i2", True), ("p2", False)]
     assert out[1].duration == F  # the frame before the jump keeps a sane duration
     assert r.counts["discontinuity"] == 1
+
+
+def _valid_decode_order(out: list[OutPacket[str]]) -> None:
+    dts = [o.dts for o in out]
+    assert dts == sorted(set(dts)), f"dts not strictly increasing: {dts}"
+    assert all(o.pts >= o.dts for o in out), [(o.pts, o.dts) for o in out]
+    pts = [o.pts for o in out]
+    assert len(set(pts)) == len(pts), f"two frames show at once: {pts}"
+    assert all(o.duration > 0 for o in out)
+
+
+def test_h264_b_pyramid_session_start_keeps_every_frame_in_decode_order() -> None:
+    # What FFmpeg's RTSP demuxer gave for tools/testcam /h264-bframes (x264 bframes=2,
+    # B-pyramid): decode order I P b B, the first packets without a dts.
+    seq = [(None, None, True, "I0"), (3 * F, None, False, "P3"), (F, None, False, "b1"),
+           (2 * F, F, False, "B2"), (6 * F, 2 * F, False, "P6"), (4 * F, 3 * F, False, "b4"),
+           (5 * F, 4 * F, False, "B5"), (9 * F, 5 * F, False, "P9")]
+    out, r = run(seq)
+    assert [o.payloads for o in out] == [[n] for *_, n in seq], "every frame kept, none merged"
+    assert [(o.pts, o.dts) for o in out] == [
+        (0, -2 * F), (3 * F, -F), (F, 0), (2 * F, F), (6 * F, 2 * F), (4 * F, 3 * F),
+        (5 * F, 4 * F), (9 * F, 5 * F)]
+    _valid_decode_order(out)
+    assert "dropped_backwards" not in r.counts and "merged_same_dts" not in r.counts
+    assert r.counts["derived_dts"] == 1
+
+
+def test_h265_b_frames_session_start_keeps_every_frame() -> None:
+    # tools/testcam /h265-bframes: I P B b, dts known from the fourth packet.
+    seq = [(None, None, True, "I0"), (3 * F, None, False, "P3"), (2 * F, None, False, "B2"),
+           (F, F, False, "b1"), (6 * F, 2 * F, False, "P6"), (5 * F, 3 * F, False, "B5")]
+    out, _ = run(seq)
+    assert [o.payloads[0] for o in out] == [n for *_, n in seq]
+    assert [o.pts for o in out] == [0, 3 * F, 2 * F, F, 6 * F, 5 * F]
+    _valid_decode_order(out)
+
+
+def test_sliced_keyframe_then_missing_dts_is_derived_from_pts() -> None:
+    # tools/testcam /h264-noaudio: the IDR in two pieces, then three frames with no dts.
+    seq = [(None, None, True, "i-a"), (0, None, True, "i-b"), (F, None, False, "p1"),
+           (2 * F, None, False, "p2"), (3 * F, 3 * F, False, "p3")]
+    out, _ = run(seq)
+    assert [(o.pts, o.dts, o.payloads) for o in out] == [
+        (0, 0, ["i-a", "i-b"]), (F, F, ["p1"]), (2 * F, 2 * F, ["p2"]), (3 * F, 3 * F, ["p3"])]
+
+
+def test_session_that_ends_before_any_dts_keeps_its_frames() -> None:
+    out, r = run([(None, None, True, "I0"), (3 * F, None, False, "P3"), (F, None, False, "b1")])
+    assert [o.payloads[0] for o in out] == ["I0", "P3", "b1"]
+    _valid_decode_order(out)
+    assert r.counts["derived_at_end"] == 1
+
+
+def test_b_frames_after_a_discontinuity_are_derived_again() -> None:
+    far = 100 * 90000
+    seq = [(0, 0, True, "i"), (F, F, False, "p"), (far, None, True, "I0"),
+           (far + 3 * F, None, False, "P3"), (far + F, None, False, "b1"),
+           (far + 2 * F, far + F, False, "B2")]
+    out, r = run(seq)
+    # the new keyframe's predicted dts is a jump: a new head starts there
+    assert [o.payloads[0] for o in out] == ["i", "p", "I0", "P3", "b1", "B2"]
+    assert [o.discontinuity for o in out] == [False, False, True, False, False, False]
+    _valid_decode_order(out[2:])
+
+
+def test_missing_dts_mid_stream_follows_the_last() -> None:
+    out, r = run([(0, 0, True, "i"), (F, F, False, "p"), (3 * F, None, False, "P"),
+                  (2 * F, 3 * F, False, "b")])
+    assert [(o.pts, o.dts) for o in out] == [(0, 0), (F, F), (3 * F, 2 * F), (3 * F, 3 * F)]
+    assert r.counts["filled_missing_dts"] == 1

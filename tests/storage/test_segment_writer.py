@@ -45,9 +45,7 @@ def _packets(
         if p.size == 0:
             continue
         yield from repair.feed(InPacket(p.pts + dts_offset, p.dts + dts_offset, p.is_keyframe, p))
-    last = repair.flush()
-    if last is not None:
-        yield last
+    yield from repair.flush()
 
 
 def _writer(root: Path, closed: list[NewSegment]) -> SegmentWriter:

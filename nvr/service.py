@@ -131,12 +131,21 @@ class Service:
         from nvr.control import handlers  # imported late: handlers import this module
         from nvr.control.server import ControlServer
 
+        await asyncio.to_thread(self.publish_key)
         self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
+
+    def publish_key(self) -> None:
+        """Make the signing key now and publish its public half beside the control socket, so
+        that every local account can verify exports (docs/export.md "Who signed it")."""
+        from nvr.export.signing import load_or_create_key, publish_public_key, published_key_path
+
+        self.signing_key = load_or_create_key(self.root)
+        publish_public_key(self.signing_key, published_key_path(self.config.control.socket))
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))

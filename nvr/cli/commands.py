@@ -63,7 +63,15 @@ def cmd_fsck(ns: argparse.Namespace) -> int:
 
 
 def cmd_export_verify(ns: argparse.Namespace) -> int:
-    return _late("nvr.export.verify")(ns.file)
+    from nvr.export.signing import published_key_path
+
+    # This box's published recorder key sits beside the control socket (--socket, $NVR_SOCKET,
+    # --config's control.socket, else /run/nvr/): the default key to trust.
+    try:
+        published = published_key_path(_socket(ns))
+    except NvrError:
+        published = None
+    return _late("nvr.export.verify")(ns.file, key=getattr(ns, "key", None), published=published)
 
 
 # -- client ----------------------------------------------------------------------------------
@@ -85,7 +93,7 @@ def wire_args(op: str, ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def _socket(ns: argparse.Namespace) -> Path:
-    return client.socket_path(ns.socket, ns.config)
+    return client.socket_path(getattr(ns, "socket", None), getattr(ns, "config", None))
 
 
 def _print_json(value: Any) -> None:
@@ -221,6 +229,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     ]
     if missing:
         raise UsageError(f"nvr export needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
+    if ns.key is not None:
+        raise UsageError("--key belongs to `nvr export verify FILE.mp4 --key ...`")
     out = Path(os.path.abspath(ns.out))
     manifest = out.with_name(out.name + ".manifest.json")
     signature = out.with_name(out.name + ".manifest.sig")
@@ -228,6 +238,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     r = reply.result
     shown = {"path": str(out), "sha256": sha, "start": r.get("start", ns.start),
              "end": r.get("end", ns.end), "manifest": str(manifest)}  # fmt: skip
+    if r.get("fingerprint"):
+        shown["fingerprint"] = r["fingerprint"]
     if ns.json:
         _print_json(shown)
     else:
@@ -235,7 +247,10 @@ def cmd_export(ns: argparse.Namespace) -> int:
         note = f", {len(gaps)} gap(s) inside" if gaps else ""
         render.console().print(
             f"exported {shown['start']} – {shown['end']} to {out} (sha256 {sha}{note})\n"
-            f"manifest {manifest} and signature {signature}; check with: nvr export verify {out}"
+            f"manifest {manifest} and signature {signature}\n"
+            f"signed by recorder key {shown.get('fingerprint')}: give this fingerprint with the "
+            f"clip; check with: nvr export verify {out} --key {shown.get('fingerprint')}",
+            markup=False, highlight=False,
         )
     return EX_OK
 

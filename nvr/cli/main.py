@@ -81,7 +81,7 @@ def _footage(sub: Any, common: Parser) -> None:
     p.add_argument("--end", metavar="T")
     p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
     p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE [--incident ID] [--request ID]\n"
-               "       nvr export verify FILE.mp4")  # fmt: skip
+               "       nvr export verify FILE.mp4 [--key FINGERPRINT|PEMFILE]")  # fmt: skip
     p.set_defaults(handler="export")
     p.add_argument(
         "verify",
@@ -93,6 +93,9 @@ def _footage(sub: Any, common: Parser) -> None:
     for opt, meta in (("--camera", "ID"), ("--start", "T"), ("--end", "T"), ("--reason", "TEXT"),
                       ("--out", "FILE"), ("--incident", "ID"), ("--request", "ID")):  # fmt: skip
         p.add_argument(opt, metavar=meta)
+    p.add_argument("--key", metavar="FINGERPRINT|PEMFILE",
+                   help="verify: the key the clip must be signed with (default: this box's "
+                        "published recorder key)")
     p = _client(sub, "still", "still", "a still image for a suspension notice", common)
     p.set_defaults(handler="still")
     for opt, meta in (("--camera", "ID"), ("--at", "T"), ("--until", "DATE"), ("--reason", "TEXT"),

@@ -162,6 +162,7 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
         "bytes": clip.bytes,
         "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
                  for g in clip.gaps],
+        "fingerprint": key.fingerprint(),
         "manifest_bytes_b64": _b64(body),
         # The .sig file's exact bytes (base64 text), which the client writes as they are.
         "signature_b64": _b64(signature_bytes(signature)),

@@ -177,10 +177,11 @@ class Handlers:
         return await still(self, caller, a)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        from nvr.export.signing import key_show
+        from nvr.export.signing import key_show, published_key_path
 
         await self.authorize(caller, Action.key_show)
-        return await asyncio.to_thread(key_show, self.svc.root)
+        return await asyncio.to_thread(key_show, self.svc.root,
+                                       published_key_path(self.svc.config.control.socket))
 
     # -- holds ------------------------------------------------------------------------------
 

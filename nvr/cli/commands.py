@@ -113,8 +113,44 @@ _RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 }
 
 
+def _audit_list(ns: argparse.Namespace) -> int:
+    """Page by page (the daemon sends at most a page per call), up to the head as it was at
+    the first page: `--json` streams the list out, the table comes at the end."""
+    args = wire_args("audit_list", ns)
+    rows: list[dict[str, Any]] = []
+    first = True
+    stop_at: int | None = None
+    if ns.json:
+        sys.stdout.write("[")
+    while True:
+        result = client.call(_socket(ns), "audit_list", args).result
+        page = result.get("rows", [])
+        if stop_at is None:
+            stop_at = result.get("head_seq")
+        if stop_at is not None:
+            page = [r for r in page if r.get("seq", 0) <= stop_at]
+        if ns.json:
+            for row in page:
+                sys.stdout.write(("\n" if first else ",\n")
+                                 + json.dumps(row, indent=2, ensure_ascii=False))
+                first = False
+        else:
+            rows.extend(page)
+        nxt = result.get("next_after_seq")
+        if nxt is None or not page or (stop_at is not None and nxt >= stop_at):
+            break
+        args = dict(args, after_seq=nxt)
+    if ns.json:
+        sys.stdout.write("\n]\n" if not first else "]\n")
+    else:
+        render.audit(render.console(), rows)
+    return EX_OK
+
+
 def cmd_client(ns: argparse.Namespace) -> int:
     """Every client command but export and still: one op, one result, printed."""
+    if ns.op == "audit_list":
+        return _audit_list(ns)
     args = wire_args(ns.op, ns)
     reply = client.call(_socket(ns), ns.op, args, on_progress=render.ProgressSink(ns.op))
     if reply.fd is not None:

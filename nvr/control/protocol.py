@@ -139,6 +139,10 @@ class EmergencyEndArgs(Args):
 
 class AuditListArgs(Args):
     since: TimeText | None = None
+    # Paging (issue 10): rows after this seq, at most `limit` of them. The CLI asks page by
+    # page, so neither the daemon nor the loop ever holds the whole log.
+    after_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class BreachReportArgs(Args):

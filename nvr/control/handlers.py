@@ -249,11 +249,16 @@ class Handlers:
     # -- requests ---------------------------------------------------------------------------
 
     async def op_request_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.request_create,
+        start, end = _opt_time(a.start), _opt_time(a.end)
+        await self.authorize(caller, Action.request_create, cameras=a.cameras or (),
+                             start_us=start, end_us=end,
                              detail={"kind": a.kind, "requester": a.requester})
+        for cam_id in a.cameras or ():
+            self.camera(cam_id)
         req = await self.svc.requests.create(
             kind=a.kind, requester=a.requester, details=a.details,
             created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
+            cameras=a.cameras, start_us=start, end_us=end,
         )
         return _as_dict(req)
 
@@ -272,14 +277,16 @@ class Handlers:
                 allowed=False, detail={"request": request_id, "refusal": "no such request"},
             )
             raise UsageError(f"no request {request_id!r}; see `nvr request list`")
-        return RequestInfo(id=req.id, kind=req.kind, status=req.status)
+        return req.info
 
     async def op_request_approve(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        expires = _opt_time(a.expires, end_of_day=True)
         info = await self._request_info(caller, Action.request_decide, a.request_id)
         await self.authorize(caller, Action.request_decide, request=info, approve=True,
-                             detail={"decision": "approve"})
+                             detail={"decision": "approve",
+                                     "expires": None if expires is None else to_iso(expires)})
         req = await self.svc.requests.approve(a.request_id, by=caller.user or str(caller.uid),
-                                              now_us=self.svc.clock())
+                                              now_us=self.svc.clock(), expires_us=expires)
         return _as_dict(req)
 
     async def op_request_deny(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:

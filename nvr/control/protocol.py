@@ -111,10 +111,15 @@ class RequestCreateArgs(Args):
     kind: RequestKind
     requester: Name
     details: Details
+    # Scope: what an approval will cover (all three, or none).
+    cameras: Cameras | None = None
+    start: TimeText | None = None
+    end: TimeText | None = None
 
 
 class RequestApproveArgs(Args):
     request_id: ObjectId
+    expires: TimeText | None = None  # default: 30 days
 
 
 class RequestDenyArgs(Args):

@@ -155,7 +155,16 @@ CREATE TABLE exports (
 );
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1]
+# v2 (issue 10): a request carries its scope — cameras and footage window — and an approval
+# its expiry. NULL scope: a request recorded before v2, which can release nothing.
+SCHEMA_V2 = """
+ALTER TABLE requests ADD COLUMN cameras TEXT;         -- JSON list of camera ids
+ALTER TABLE requests ADD COLUMN start_us INTEGER;     -- footage window
+ALTER TABLE requests ADD COLUMN end_us INTEGER;
+ALTER TABLE requests ADD COLUMN expires_us INTEGER;   -- set when approved
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

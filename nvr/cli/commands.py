@@ -97,7 +97,7 @@ def _socket(ns: argparse.Namespace) -> Path:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(render.json_text(value) + "\n")
 
 
 _RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
@@ -131,8 +131,7 @@ def _audit_list(ns: argparse.Namespace) -> int:
             page = [r for r in page if r.get("seq", 0) <= stop_at]
         if ns.json:
             for row in page:
-                sys.stdout.write(("\n" if first else ",\n")
-                                 + json.dumps(row, indent=2, ensure_ascii=False))
+                sys.stdout.write(("\n" if first else ",\n") + render.json_text(row))
                 first = False
         else:
             rows.extend(page)

@@ -43,7 +43,35 @@ PLAN_COLUMNS: Columns = (("camera", "camera"), ("path", "path"), ("why", "why"))
 
 def console() -> Console:
     # Not a terminal (a pipe, a test): wide enough that paths and times are not folded.
-    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+    # markup/emoji off: text people typed (`x [/bold]`, `:smile:`) is printed as typed, never
+    # interpreted — a reason of `[black on black]` must not hide text in the Director's log.
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False, markup=False,
+                   emoji=False)
+
+
+# Characters that would act on the terminal instead of showing: C0/C1 controls, DEL, and the
+# bidirectional overrides/isolates/marks that reorder what is displayed (U+202E and friends).
+_INVISIBLE = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]},
+    **{c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                   *range(0x2066, 0x206A)]},
+}
+_INVISIBLE[0x09], _INVISIBLE[0x0A], _INVISIBLE[0x0D] = "\\t", "\\n", "\\r"
+
+
+def literal(text: str) -> str:
+    """`text` exactly as typed, with every control or direction-changing character shown as an
+    escape (\\n, \\x1b, \\u202e) so that nothing typed can hide, reorder or restyle output."""
+    return text.translate(_INVISIBLE)
+
+
+# In JSON output the same characters travel as \\uXXXX escapes: the decoded strings are exactly
+# what was typed, and the raw text on a terminal shows them instead of obeying them.
+_JSON_INVISIBLE = {c: f"\\u{c:04x}" for c in _INVISIBLE if c >= 0x7F}
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False).translate(_JSON_INVISIBLE)
 
 
 def cell(value: Any) -> str:
@@ -54,8 +82,8 @@ def cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
+        return literal(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+    return literal(str(value))
 
 
 def table(rows: Sequence[dict[str, Any]], columns: Columns | None = None, title: str = "",
@@ -70,7 +98,7 @@ def table(rows: Sequence[dict[str, Any]], columns: Columns | None = None, title:
         # Known columns first, then anything the daemon added.
         extra = {k: None for row in rows for k in row if k not in {c[0] for c in columns}}
         columns = [*columns, *((k, k) for k in extra)]
-    t = Table(title=title or None, title_justify="left")
+    t = Table(title=literal(title) or None, title_justify="left")
     for _key, header in columns:
         t.add_column(header, overflow="fold")
     for row in rows:
@@ -83,7 +111,7 @@ def key_values(result: dict[str, Any], title: str = "") -> Table:
     t.add_column("key", style="bold")
     t.add_column("value", overflow="fold")
     for key, value in result.items():
-        t.add_row(key, cell(value))
+        t.add_row(literal(str(key)), cell(value))
     return t
 
 
@@ -173,7 +201,7 @@ class ProgressSink:
         if not sys.stderr.isatty():
             yield self
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                    TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
             self._bar, self._task = bar, bar.add_task(self._label, total=None)

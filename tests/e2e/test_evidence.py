@@ -96,3 +96,61 @@ def test_request_without_scope_releases_nothing(rec: Recorder) -> None:
                   seg["end"], "--reason", "x", "--request", req["id"], "--out",
                   rec.out_path("noscope.mp4"))
     assert res.code == 77 and "names no cameras and time window" in res.err, res.err
+
+
+EVIL = ["x [/bold]", "[black on black]hidden[/]", "rtl \u202eevil\u202c end",
+        "tab\there\nnew line", ":smile: [link=file:///etc/passwd]click[/link]", "\u2067iso\u2069"]
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())
+
+
+def _cells(table: str) -> list[str]:
+    """Each cell of a rich table as one string without whitespace, its folded lines joined
+    (a row's first line has its first column filled; continuation lines do not)."""
+    rows: list[list[str]] = []
+    for line in table.splitlines():
+        if not line.startswith("│"):
+            continue
+        parts = [_flat(p) for p in line.strip("│").split("│")]
+        if parts[0] or not rows:
+            rows.append(parts)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], parts, strict=False)]
+    return [c for row in rows for c in row]
+
+
+def test_what_users_typed_is_shown_literally_in_every_listing(rec: Recorder) -> None:
+    from nvr.cli.render import literal
+
+    seg = rec.wait_for_segments("lobby", 2)[0]
+    for i, evil in enumerate(EVIL):
+        # A public account's refused requests put its text in the Director's audit log.
+        res = rec.cli("public", "export", "--camera", "lobby", "--start", seg["start"], "--end",
+                      seg["end"], "--reason", evil, "--out", rec.out_path(f"pub{i}.mp4"))
+        assert res.code == 77, res.err
+        res = rec.cli("director", "hold", "create", "--camera", "lobby", "--start",
+                      seg["start"], "--end", seg["end"], "--reason", evil, "--incident",
+                      f"INC {evil}")
+        assert res.code == 0, res.err
+        res = rec.cli("director", "grant", "create", "--user", ACCOUNTS["staff"], "--camera",
+                      "lobby", "--start", seg["start"], "--end", seg["end"], "--expires",
+                      "2099-01-01", "--reason", evil)
+        assert res.code == 0, res.err
+        res = rec.cli("staff", "request", "create", "--kind", "voluntary", "--requester", evil,
+                      "--details", evil)
+        assert res.code == 0, res.err
+    for argv in (("audit", "list"), ("hold", "list"), ("grant", "list"), ("request", "list")):
+        table = rec.cli("director", *argv)
+        assert table.code == 0, (argv, table.err)
+        assert "\u202e" not in table.out and "\x1b" not in table.out and "\u2067" not in table.out
+        cells = _cells(table.out)
+        for evil in EVIL:
+            assert any(_flat(literal(evil)) in c for c in cells), (argv, evil)
+        res = rec.cli("director", *argv, "--json")
+        assert res.code == 0, (argv, res.err)
+        assert "\u202e" not in res.out  # escaped as \\u202e in the JSON text
+        text = json.dumps(res.json(), ensure_ascii=False)
+        for evil in EVIL:
+            assert json.dumps(evil, ensure_ascii=False)[1:-1] in text, (argv, evil)

@@ -10,7 +10,6 @@ import argparse
 import base64
 import contextlib
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Callable

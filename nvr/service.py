@@ -15,6 +15,7 @@ from pathlib import Path
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
+from nvr.export.signing import SigningKey
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
 from nvr.policy.audit import AuditLog
@@ -97,6 +98,8 @@ class Service:
         self.sink = Sink(self)
         # One reload at a time: two at once would both start a recorder for the same camera.
         self.reload_lock = asyncio.Lock()
+        # The (seq, hash) last written to the audit checkpoint file.
+        self._checkpointed: tuple[int, str] | None = None
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -105,9 +108,12 @@ class Service:
         # instance stops here with RootBusy (exit 75) and changes nothing (docs/design.md).
         self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
         await asyncio.to_thread(prepare_storage, self.root)
+        await asyncio.to_thread(self.publish_key)
         self.db: dbmod.Db = await dbmod.connect(self.root / "index.db")
         self.index = Index(self.db)
         self.audit = AuditLog(self.db)
+        # Before anything is appended: rows cut from the end while we were stopped.
+        await self.check_audit_tail()
         self.holds = Holds(self.db)
         self.grants = Grants(self.db)
         self.requests = Requests(self.db)
@@ -130,7 +136,7 @@ class Service:
             self.start_camera(cam, self.downtime.get(cam.id, (None, ""))[0])
         self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
                                               self.stopping))
-        self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.audit.log_head))
+        self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.checkpoint_audit))
         from nvr.control import handlers  # imported late: handlers import this module
         from nvr.control.server import ControlServer
 
@@ -140,6 +146,46 @@ class Service:
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
+
+    def publish_key(self) -> None:
+        """Make the signing key now and publish its public half beside the control socket, so
+        that every local account can verify exports (docs/export.md "Who signed it")."""
+        from nvr.export.signing import load_or_create_key, publish_public_key, published_key_path
+
+        self.signing_key: SigningKey = load_or_create_key(self.root)
+        publish_public_key(self.signing_key, published_key_path(self.config.control.socket))
+
+    # -- audit checkpoints (nvr.policy.checkpoint) -------------------------------------------
+
+    async def check_audit_tail(self) -> None:
+        from nvr.policy import checkpoint
+
+        path = checkpoint.checkpoint_path(self.root)
+        read = await asyncio.to_thread(checkpoint.read, path, self.signing_key.public_key())
+        newest = checkpoint.newest_head(read.checkpoints)
+        head = await self.audit.head()
+        same = newest is not None and (newest.seq, newest.hash) == head
+        self._checkpointed = head if same else None
+        cut = checkpoint.cut_record(head, newest, self.clock())
+        if cut is not None:
+            await asyncio.to_thread(checkpoint.append, path, cut, self.signing_key)
+            logger.error("audit_chain_cut", after_seq=head[0], checkpoint_seq=cut.extra[
+                "checkpoint_seq"], detail="rows were deleted from the end of the audit log "
+                "while the recorder was stopped; `nvr audit verify` reports it")
+
+    async def checkpoint_audit(self) -> None:
+        """Sign the chain's head into the checkpoint file and the journal (if it moved)."""
+        from nvr.policy import checkpoint
+
+        seq, digest = await self.audit.head()
+        if self._checkpointed == (seq, digest):
+            return
+        cp = checkpoint.Checkpoint("head", seq, digest, self.clock())
+        await asyncio.to_thread(checkpoint.append, checkpoint.checkpoint_path(self.root), cp,
+                                self.signing_key)
+        self._checkpointed = (seq, digest)
+        logger.info("audit_checkpoint", seq=seq, hash=digest, at=to_iso(cp.at_us),
+                    fingerprint=self.signing_key.fingerprint())
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -227,6 +273,10 @@ class Service:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        try:
+            await self.checkpoint_audit()  # at every stop: the tail cut later shows
+        except Exception:
+            logger.exception("audit_checkpoint_failed")
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
         rootlock.release(self.root_lock)

@@ -10,7 +10,6 @@ import argparse
 import base64
 import contextlib
 import hashlib
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -63,7 +62,15 @@ def cmd_fsck(ns: argparse.Namespace) -> int:
 
 
 def cmd_export_verify(ns: argparse.Namespace) -> int:
-    return _late("nvr.export.verify")(ns.file)
+    from nvr.export.signing import published_key_path
+
+    # This box's published recorder key sits beside the control socket (--socket, $NVR_SOCKET,
+    # --config's control.socket, else /run/nvr/): the default key to trust.
+    try:
+        published = published_key_path(_socket(ns))
+    except NvrError:
+        published = None
+    return _late("nvr.export.verify")(ns.file, key=getattr(ns, "key", None), published=published)
 
 
 # -- client ----------------------------------------------------------------------------------
@@ -119,7 +126,7 @@ def _in_our_words(name: str, err: Any) -> str:
 
 
 def _socket(ns: argparse.Namespace) -> Path:
-    return client.socket_path(ns.socket, ns.config)
+    return client.socket_path(getattr(ns, "socket", None), getattr(ns, "config", None))
 
 
 def _out(ns: argparse.Namespace) -> render.Out:
@@ -128,7 +135,7 @@ def _out(ns: argparse.Namespace) -> render.Out:
 
 
 def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(render.json_text(value) + "\n")
 
 
 _RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
@@ -144,8 +151,43 @@ _RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
 }
 
 
+def _audit_list(ns: argparse.Namespace) -> int:
+    """Page by page (the daemon sends at most a page per call), up to the head as it was at
+    the first page: `--json` streams the list out, the table comes at the end."""
+    args = wire_args("audit_list", ns)
+    rows: list[dict[str, Any]] = []
+    first = True
+    stop_at: int | None = None
+    if ns.json:
+        sys.stdout.write("[")
+    while True:
+        result = client.call(_socket(ns), "audit_list", args).result
+        page = result.get("rows", [])
+        if stop_at is None:
+            stop_at = result.get("head_seq")
+        if stop_at is not None:
+            page = [r for r in page if r.get("seq", 0) <= stop_at]
+        if ns.json:
+            for row in page:
+                sys.stdout.write(("\n" if first else ",\n") + render.json_text(row))
+                first = False
+        else:
+            rows.extend(page)
+        nxt = result.get("next_after_seq")
+        if nxt is None or not page or (stop_at is not None and nxt >= stop_at):
+            break
+        args = dict(args, after_seq=nxt)
+    if ns.json:
+        sys.stdout.write("\n]\n" if not first else "]\n")
+    else:
+        render.audit(_out(ns), rows)
+    return EX_OK
+
+
 def cmd_client(ns: argparse.Namespace) -> int:
     """Every client command but export and still: one op, one result, printed."""
+    if ns.op == "audit_list":
+        return _audit_list(ns)
     args = wire_args(ns.op, ns)
     reply = client.call(_socket(ns), ns.op, args, on_progress=render.ProgressSink(ns.op))
     if reply.fd is not None:
@@ -261,6 +303,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"nvr export needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
     _need_suffix(ns.out, (".mp4",), "the clip is an MP4")
+    if ns.key is not None:
+        raise UsageError("--key belongs to `nvr export verify FILE.mp4 --key ...`")
     out = Path(os.path.abspath(ns.out))
     manifest = out.with_name(out.name + ".manifest.json")
     signature = out.with_name(out.name + ".manifest.sig")
@@ -268,6 +312,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     r = reply.result
     shown = {"path": str(out), "sha256": sha, "start": r.get("start", ns.start),
              "end": r.get("end", ns.end), "manifest": str(manifest)}  # fmt: skip
+    if r.get("fingerprint"):
+        shown["fingerprint"] = r["fingerprint"]
     if ns.json:
         _print_json(shown)
     else:
@@ -275,9 +321,11 @@ def cmd_export(ns: argparse.Namespace) -> int:
         note = f", {fmt.plural(len(gaps), 'gap')} inside" if gaps else ""
         o = _out(ns)
         span = f"{o.when(shown['start'])} – {o.when(shown['end'], same_day_as=shown['start'])}"
+        fingerprint = shown.get("fingerprint")
         o.line(f"exported {span} to {out} (sha256 {sha}{note})")
         o.line(f"manifest {manifest} and signature {signature}")
-        o.line(f"check it with: nvr export verify {out}")
+        o.line(f"signed by recorder key {fingerprint}: give this fingerprint with the clip")
+        o.line(f"check it with: nvr export verify {out} --key {fingerprint}")
     return EX_OK
 
 

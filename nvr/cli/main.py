@@ -90,7 +90,7 @@ def _footage(sub: Any, common: Parser) -> None:
     p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
     p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE.mp4\n"
                "                  [--incident ID] [--request ID]\n"
-               "       nvr export verify FILE.mp4")  # fmt: skip
+               "       nvr export verify FILE.mp4 [--key FINGERPRINT|PEMFILE]")  # fmt: skip
     p.set_defaults(handler="export")
     p.add_argument(
         "verify",
@@ -102,6 +102,9 @@ def _footage(sub: Any, common: Parser) -> None:
     for opt, meta in (("--camera", "ID"), ("--start", "T"), ("--end", "T"), ("--reason", "TEXT"),
                       ("--out", "FILE"), ("--incident", "ID"), ("--request", "ID")):  # fmt: skip
         p.add_argument(opt, metavar=meta)
+    p.add_argument("--key", metavar="FINGERPRINT|PEMFILE",
+                   help="verify: the key the clip must be signed with (default: this box's "
+                        "published recorder key)")
     p = _client(sub, "still", "still", "a still image for a suspension notice", common)
     p.set_defaults(handler="still")
     for opt, meta in (("--camera", "ID"), ("--at", "T"), ("--until", "DATE"), ("--reason", "TEXT"),
@@ -143,9 +146,14 @@ def _requests(sub: Any, common: Parser) -> None:
     p.add_argument("--kind", required=True, choices=REQUEST_KINDS)
     p.add_argument("--requester", required=True, metavar="TEXT")
     p.add_argument("--details", required=True, metavar="TEXT")
+    _cameras(p, required=False)
+    p.add_argument("--start", metavar="T", help="start of the footage the request covers")
+    p.add_argument("--end", metavar="T", help="end of the footage the request covers")
     _client(g, "list", "request_list", "requests", common)
     p = _client(g, "approve", "request_approve", "approve a request (Director)", common)
     p.add_argument("request_id", metavar="ID")
+    p.add_argument("--expires", metavar="DATE",
+                   help="the approval ends then (default: in 30 days)")
     p = _client(g, "deny", "request_deny", "deny a request (Director)", common)
     p.add_argument("request_id", metavar="ID")
     p.add_argument("--reason", required=True)

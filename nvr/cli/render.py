@@ -84,6 +84,31 @@ def is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
+# Characters that would act on the terminal instead of showing: C0/C1 controls, DEL, and the
+# bidirectional overrides/isolates/marks that reorder what is displayed (U+202E and friends).
+_INVISIBLE = {
+    **{c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]},
+    **{c: f"\\u{c:04x}" for c in [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                   *range(0x2066, 0x206A)]},
+}
+_INVISIBLE[0x09], _INVISIBLE[0x0A], _INVISIBLE[0x0D] = "\\t", "\\n", "\\r"
+
+
+def literal(text: str) -> str:
+    """`text` exactly as typed, with every control or direction-changing character shown as an
+    escape (\\n, \\x1b, \\u202e) so that nothing typed can hide, reorder or restyle output."""
+    return text.translate(_INVISIBLE)
+
+
+# In JSON output the same characters travel as \\uXXXX escapes: the decoded strings are exactly
+# what was typed, and the raw text on a terminal shows them instead of obeying them.
+_JSON_INVISIBLE = {c: f"\\u{c:04x}" for c in _INVISIBLE if c >= 0x7F}
+
+
+def json_text(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False).translate(_JSON_INVISIBLE)
+
+
 class Out:
     """Where a renderer writes: a table that fits the terminal, or tab-separated lines."""
 
@@ -108,11 +133,11 @@ class Out:
             return f"{value:.1f}"
         if isinstance(value, dict | list):
             if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                return ", ".join(value)
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+                return literal(", ".join(value))
+            return literal(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
         if isinstance(value, str) and fmt.parse_iso(value) is not None:
             return fmt.when(value, utc=self.view.utc)
-        return str(value)
+        return literal(str(value))
 
     def when(self, value: Any, *, same_day_as: Any = None) -> str:
         """A time; only its time of day when it falls on the same day as `same_day_as`."""
@@ -377,7 +402,7 @@ class ProgressSink:
         if not sys.stderr.isatty():
             yield self
             return
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                    TimeRemainingColumn())  # fmt: skip
         with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
             self._bar, self._task = bar, bar.add_task(self._label, total=None)

@@ -82,9 +82,10 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
     try:
         clip = await _remux(h, cam.id, segments, gaps, start, end, tmp, progress)
         # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
-        if clip.actual_start_us < start - 1000 and h.role(caller) is Role.staff:
-            # The clip starts at the keyframe before --start: a grant's window must cover
-            # that lead-in too, or staff would see footage from before their window.
+        if clip.actual_start_us < start - 1000 and (h.role(caller) is Role.staff
+                                                    or action is Action.release):
+            # The clip starts at the keyframe before --start: a grant's window (or, for a
+            # release, the request's approved window) must cover that lead-in too.
             await h.authorize(caller, action, cameras=[cam.id], start_us=clip.actual_start_us,
                               end_us=end, reason=a.reason,
                               detail={"lead_in_from": to_iso(clip.actual_start_us)})
@@ -165,6 +166,7 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
         "bytes": clip.bytes,
         "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
                  for g in clip.gaps],
+        "fingerprint": key.fingerprint(),
         "manifest_bytes_b64": _b64(body),
         # The .sig file's exact bytes (base64 text), which the client writes as they are.
         "signature_b64": _b64(signature_bytes(signature)),

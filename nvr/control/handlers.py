@@ -30,6 +30,8 @@ from nvr.timeutil import parse_time, to_iso
 logger = log.get("nvr.control")
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
+# Audit rows per `audit list` reply: a bounded reply, parsed and encoded in a few ms.
+AUDIT_PAGE = 1000
 
 
 def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
@@ -206,10 +208,11 @@ class Handlers:
         return await still(self, caller, a)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        from nvr.export.signing import key_show
+        from nvr.export.signing import key_show, published_key_path
 
         await self.authorize(caller, Action.key_show)
-        return await asyncio.to_thread(key_show, self.svc.root)
+        return await asyncio.to_thread(key_show, self.svc.root,
+                                       published_key_path(self.svc.config.control.socket))
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -278,11 +281,16 @@ class Handlers:
     # -- requests ---------------------------------------------------------------------------
 
     async def op_request_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        async with self.authorized(caller, Action.request_create,
+        start, end = _opt_time(a.start), _opt_time(a.end)
+        async with self.authorized(caller, Action.request_create, cameras=a.cameras or (),
+                                   start_us=start, end_us=end,
                                    detail={"kind": a.kind, "requester": a.requester}):
+            for cam_id in a.cameras or ():
+                self.camera(cam_id)
             req = await self.svc.requests.create(
                 kind=a.kind, requester=a.requester, details=a.details,
                 created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
+                cameras=a.cameras, start_us=start, end_us=end,
             )
         return _as_dict(req)
 
@@ -301,14 +309,17 @@ class Handlers:
                 allowed=False, detail={"request": request_id, "refusal": "no such request"},
             )
             raise UsageError(f"no request {request_id!r}; see `nvr request list`")
-        return RequestInfo(id=req.id, kind=req.kind, status=req.status)
+        return req.info
 
     async def op_request_approve(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        expires = _opt_time(a.expires, end_of_day=True)
         info = await self._request_info(caller, Action.request_decide, a.request_id)
         async with self.authorized(caller, Action.request_decide, request=info, approve=True,
-                                   detail={"decision": "approve"}):
-            req = await self.svc.requests.approve(
-                a.request_id, by=caller.user or str(caller.uid), now_us=self.svc.clock())
+                                   detail={"decision": "approve",
+                                           "expires": None if expires is None
+                                           else to_iso(expires)}):
+            req = await self.svc.requests.approve(a.request_id, by=caller.user or str(caller.uid),
+                                                  now_us=self.svc.clock(), expires_us=expires)
         return _as_dict(req)
 
     async def op_request_deny(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -341,19 +352,30 @@ class Handlers:
 
     async def op_audit_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         since = _opt_time(a.since)
-        await self.authorize(caller, Action.audit_list)
-        rows = await self.svc.audit.rows(since)
-        return {"rows": [r.to_dict() for r in rows]}
+        after = a.after_seq or 0
+        await self.authorize(caller, Action.audit_list,
+                             detail={"after_seq": after} if after else None)
+        limit = a.limit or AUDIT_PAGE
+        rows = await self.svc.audit.page(after_seq=after, limit=limit, since_us=since)
+        head_seq, _ = await self.svc.audit.head()
+        more = len(rows) == limit
+        return {"rows": [r.to_dict() for r in rows], "head_seq": head_seq,
+                "next_after_seq": rows[-1].seq if more else None}
 
     async def op_audit_verify(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        from nvr.policy import checkpoint
+
         await self.authorize(caller, Action.audit_verify)
-        result = await self.svc.audit.verify()
-        if not result.ok:
-            raise IntegrityError(
-                f"audit chain broken at seq {result.first_bad_seq}: {result.problem}"
-            )
-        seq, head = await self.svc.audit.head()
-        return {"ok": True, "rows": seq, "head": head}
+        svc = self.svc
+        path = checkpoint.checkpoint_path(svc.root)
+        # Both in a worker thread, the chain streamed from a read-only connection of its own:
+        # the loop is never blocked, whatever the table size.
+        read = await asyncio.to_thread(checkpoint.read, path, svc.signing_key.public_key())
+        verdict = await asyncio.to_thread(checkpoint.verify_db, svc.root / "index.db", read)
+        if not verdict.ok:
+            raise IntegrityError(verdict.problem)
+        return {"ok": True, "rows": verdict.rows, "head": verdict.head_hash,
+                "head_seq": verdict.head_seq, "checkpoints": verdict.checkpoints}
 
     async def op_breach_report(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.policy.notify import notify_director

@@ -111,10 +111,15 @@ class RequestCreateArgs(Args):
     kind: RequestKind
     requester: Name
     details: Details
+    # Scope: what an approval will cover (all three, or none).
+    cameras: Cameras | None = None
+    start: TimeText | None = None
+    end: TimeText | None = None
 
 
 class RequestApproveArgs(Args):
     request_id: ObjectId
+    expires: TimeText | None = None  # default: 30 days
 
 
 class RequestDenyArgs(Args):
@@ -139,6 +144,10 @@ class EmergencyEndArgs(Args):
 
 class AuditListArgs(Args):
     since: TimeText | None = None
+    # Paging (issue 10): rows after this seq, at most `limit` of them. The CLI asks page by
+    # page, so neither the daemon nor the loop ever holds the whole log.
+    after_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
 class BreachReportArgs(Args):

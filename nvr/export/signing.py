@@ -123,12 +123,64 @@ def load_public_key(storage_root: Path) -> Ed25519PublicKey | None:
     return key if isinstance(key, Ed25519PublicKey) else None
 
 
-def key_show(storage_root: Path) -> dict[str, str]:
+def key_show(storage_root: Path, published: Path | None = None) -> dict[str, str]:
     """What `nvr key show` prints: the key to publish, so anyone can check an export's origin."""
     key = load_or_create_key(storage_root)
-    return {
+    out = {
         "algorithm": ALGORITHM,
         "fingerprint": key.fingerprint(),
         "public_key_pem": key.public_pem(),
         "path": str(key.path),
     }
+    if published is not None:
+        out["published"] = str(published)
+    return out
+
+
+# ---- the published public key ------------------------------------------------------------
+# The daemon writes its public key, world-readable, beside its control socket
+# (/run/nvr/export-key.pub with the packaged unit), so that `nvr export verify` run by ANY
+# local account trusts this recorder's key without reading storage.root (0700).
+PUBLISHED_NAME = "export-key.pub"
+
+
+def published_key_path(socket_path: Path) -> Path:
+    return Path(socket_path).parent / PUBLISHED_NAME
+
+
+def publish_public_key(key: SigningKey, path: Path) -> None:
+    """Write the public key at `path`, 0644, atomically (readers never see half a key)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    try:
+        if path.read_text() == key.public_pem():
+            return
+    except OSError:
+        pass
+    _write_atomic(path, key.public_pem().encode(), 0o644, replace=True)
+    _log.info("public_key_published", path=str(path), fingerprint=key.fingerprint())
+
+
+def load_published_key(path: Path) -> tuple[Ed25519PublicKey | None, str]:
+    """(key, "") if `path` holds a public key that only the recorder could have written; else
+    (None, why not). Trusted only when the file belongs to root or to the owner of its folder
+    and nobody else may write it: in a shared folder (sticky /tmp) another account could
+    otherwise plant its own key there before the daemon starts."""
+    try:
+        st = path.stat()
+        dst = path.parent.stat()
+        data = path.read_bytes()
+    except OSError as exc:
+        return None, f"{path}: {exc.strerror}"
+    if st.st_uid not in (0, dst.st_uid):
+        return None, f"{path} belongs to uid {st.st_uid}, not to the recorder: not trusted"
+    if st.st_mode & 0o022:
+        return None, f"{path} is writable by other accounts: not trusted"
+    if dst.st_mode & 0o002 and not dst.st_mode & 0o1000:
+        return None, f"{path.parent} is world-writable without the sticky bit: not trusted"
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError:
+        return None, f"{path} is not a PEM public key"
+    if not isinstance(key, Ed25519PublicKey):
+        return None, f"{path} is not an Ed25519 public key"
+    return key, ""

@@ -1,10 +1,12 @@
-"""`nvr export verify FILE.mp4`: offline check of a clip against its signed manifest.
+"""`nvr export verify FILE.mp4 [--key FINGERPRINT|PEMFILE]`: offline check of a clip.
 
-Needs no daemon and no index: only FILE.mp4, FILE.mp4.manifest.json and FILE.mp4.manifest.sig.
-The signature is checked with the public key written in the manifest. That proves the clip and
-manifest are unchanged since signing — not who signed them; for origin, compare the printed
-fingerprint with the one `nvr key show` publishes (done here automatically when the recorder's
-public key is readable).
+Needs no daemon and no index: only FILE.mp4, FILE.mp4.manifest.json and FILE.mp4.manifest.sig,
+and a key to trust. A manifest carries its own public key, and anyone can make a key, so a valid
+signature alone proves nothing about who signed: the clip is VERIFIED only when the signing key
+is the trusted one — the key given with --key (a fingerprint the recorder's owner handed over,
+or a PEM file), else this box's published recorder key (`export-key.pub` beside the control
+socket, written by the daemon), else the key under storage.root/keys when this account can read
+it. No trusted key at hand: not verified, and the message says what to pass.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import binascii
 import errno
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +28,54 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nvr.errors import EX_DATAERR, EX_OK
 from nvr.export.manifest import manifest_paths
 from nvr.export.remux import sha256_file
-from nvr.export.signing import fingerprint, load_public_key
+from nvr.export.signing import fingerprint, load_public_key, load_published_key
 
 DEFAULT_STORAGE_ROOT = Path("/var/lib/nvr")
 SIG_LEN = 64  # bytes of an Ed25519 signature
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+ASK_FOR_KEY = ("pass --key FINGERPRINT (the fingerprint the recorder's owner gave you with the "
+               "clip; `nvr key show` on the recorder prints it) or --key PEMFILE")
+
+
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """The key a clip must be signed with: its fingerprint, and where it came from."""
+
+    fingerprint: str | None  # None: no trusted key at hand
+    source: str              # "--key", "/run/nvr/export-key.pub", ...
+    problem: str = ""        # why there is no trusted key
+
+
+def resolve_trust(key_arg: str | None, published: Path | None,
+                  storage_root: Path | None = None) -> Trust:
+    """--key FINGERPRINT|PEMFILE, else the published key, else storage.root/keys if readable."""
+    if key_arg:
+        text = key_arg.strip().lower().replace(":", "")
+        if _FINGERPRINT.match(text):
+            return Trust(text, "--key")
+        path = Path(key_arg)
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except OSError as e:
+            return Trust(None, "--key", f"--key {key_arg}: neither a 64-hex-digit fingerprint "
+                         f"nor a readable PEM file ({e.strerror})")
+        except ValueError:
+            return Trust(None, "--key", f"--key {key_arg}: not a PEM public key")
+        if not isinstance(key, Ed25519PublicKey):
+            return Trust(None, "--key", f"--key {key_arg}: not an Ed25519 public key")
+        return Trust(fingerprint(key), f"--key {path}")
+    problems = []
+    if published is not None:
+        pub, why = load_published_key(published)
+        if pub is not None:
+            return Trust(fingerprint(pub), str(published))
+        problems.append(why)
+    root = storage_root or DEFAULT_STORAGE_ROOT
+    local = load_public_key(root)
+    if local is not None:
+        return Trust(fingerprint(local), f"{root}/keys")
+    problems.append(f"{root}/keys not readable")
+    return Trust(None, "", "no trusted key at hand (" + "; ".join(problems) + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +101,12 @@ class VerifyReport:
         return ok
 
 
-def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyReport:
+def verify_export(clip_path: Path, storage_root: Path | None = None, *,
+                  trust: Trust | None = None) -> VerifyReport:
     """Check in order; stop at the first failure that makes later checks meaningless."""
     clip_path = Path(clip_path)
+    if trust is None:
+        trust = resolve_trust(None, None, storage_root)
     report = VerifyReport(clip_path)
     try:
         clip_path.stat()
@@ -77,8 +127,8 @@ def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyRe
                    f"{s_path.name} was changed after signing")
         return report
     report.add("signature", True, "manifest signature valid (Ed25519)")
-    _check_fingerprint(report, manifest, key, storage_root)
-    _check_clip(report, manifest, clip_path)
+    if _check_fingerprint(report, manifest, key, trust):
+        _check_clip(report, manifest, clip_path)
     return report
 
 
@@ -129,23 +179,23 @@ def _parse(report: VerifyReport, body: bytes) -> tuple[dict[str, Any] | None, Ed
 
 
 def _check_fingerprint(
-    report: VerifyReport, manifest: dict[str, Any], key: Ed25519PublicKey, root: Path | None
-) -> None:
+    report: VerifyReport, manifest: dict[str, Any], key: Ed25519PublicKey, trust: Trust
+) -> bool:
     fp = fingerprint(key)
     report.fingerprint = fp
     if manifest["key"].get("fingerprint") != fp:
-        report.add("fingerprint", False, "manifest fingerprint does not match its public key")
-        return
+        return report.add("fingerprint", False,
+                          "manifest fingerprint does not match its public key")
     report.add("fingerprint", True, f"signed by key {fp}")
-    recorder = load_public_key(root or DEFAULT_STORAGE_ROOT)
-    if recorder is None:
-        if root is not None:
-            report.add("recorder_key", False, f"recorder key not readable under {root}/keys")
-        return  # default key not readable here: origin is for the reader to compare
-    ours = fingerprint(recorder)
-    report.add("recorder_key", ours == fp,
-               "key is this recorder's key" if ours == fp
-               else f"key is NOT this recorder's key ({ours})")
+    if trust.fingerprint is None:
+        return report.add("trusted_key", False,
+                          f"cannot tell who signed it: {trust.problem}; {ASK_FOR_KEY}")
+    if trust.fingerprint != fp:
+        return report.add("trusted_key", False,
+                          f"signed by key {fp}, NOT by the trusted key {trust.fingerprint} "
+                          f"(from {trust.source}): the clip or its manifest was made or "
+                          "re-signed elsewhere")
+    return report.add("trusted_key", True, f"signed by the trusted key (from {trust.source})")
 
 
 def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path) -> None:
@@ -162,13 +212,16 @@ def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path)
     report.add("clip", True, f"clip sha256 {actual} matches the manifest")
 
 
-def main(path: str, storage_root: str | None = None, out: TextIO | None = None) -> int:
+def main(path: str, storage_root: str | None = None, out: TextIO | None = None, *,
+         key: str | None = None, published: Path | None = None) -> int:
     """Print one line per check; 0 if all pass, 65 (EX_DATAERR) otherwise. Never exits."""
     out = out or sys.stdout
-    report = verify_export(Path(path), Path(storage_root) if storage_root else None)
+    root = Path(storage_root) if storage_root else None
+    trust = resolve_trust(key, published, root)
+    report = verify_export(Path(path), root, trust=trust)
     for c in report.checks:
         out.write(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}\n")
     if report.fingerprint:
-        out.write(f"key fingerprint: {report.fingerprint} (compare with `nvr key show`)\n")
+        out.write(f"key fingerprint: {report.fingerprint}\n")
     out.write("VERIFIED\n" if report.ok else "NOT VERIFIED\n")
     return EX_OK if report.ok else EX_DATAERR

@@ -172,6 +172,11 @@ class RequestInfo:
     id: str
     kind: str    # subpoena, court_order, voluntary, emergency, public
     status: str  # pending, approved, denied, refused
+    # Scope (issue 10): what an approval covers, and until when. None: not recorded.
+    cameras: frozenset[str] | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    expires_us: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +299,25 @@ def _condition(cell: Cell, action: Action, role: Role, ctx: AccessContext,
 
 
 # ---- rules that are not about who -----------------------------------------------------------
-def _other_rules(action: Action, ctx: AccessContext) -> Decision | None:
+def release_scope_problem(req: RequestInfo, ctx: AccessContext, now_us: int) -> str | None:
+    """Why an approved request does not cover this release; None when it does."""
+    if req.cameras is None or req.start_us is None or req.end_us is None:
+        return (f"request {req.id} names no cameras and time window, so its approval covers no "
+                "footage; record a request with --camera, --start and --end")
+    if req.expires_us is not None and now_us >= req.expires_us:
+        return f"the approval of request {req.id} expired at {to_iso(req.expires_us)}"
+    outside = [c.id for c in ctx.cameras if c.id not in req.cameras]
+    if outside or not ctx.cameras:
+        return (f"camera {', '.join(outside) or '?'} is not in request {req.id} "
+                f"(cameras: {', '.join(sorted(req.cameras))})")
+    if (ctx.start_us is None or ctx.end_us is None or ctx.start_us < req.start_us
+            or ctx.end_us > req.end_us):
+        return (f"footage {_span(ctx.start_us, ctx.end_us)} is outside request {req.id}'s "
+                f"window {_span(req.start_us, req.end_us)}")
+    return None
+
+
+def _other_rules(action: Action, ctx: AccessContext, now_us: int = 0) -> Decision | None:
     if action in NEEDS_REASON and not (ctx.reason or "").strip():
         return _decision(False, "purpose.reason_required", PURPOSE,
                          f"to {MATRIX[action].what} give a --reason: every access to footage "
@@ -313,6 +336,10 @@ def _other_rules(action: Action, ctx: AccessContext) -> Decision | None:
         if req.status != "approved":
             return _decision(False, "release.not_approved", VOLUNTARY,
                              f"request {req.id} is {req.status}, not approved by the Director")
+        scope = release_scope_problem(req, ctx, now_us)
+        if scope:
+            return _decision(False, "release.outside_approval", VOLUNTARY,
+                             f"the Director's approval does not cover this release: {scope}")
     if action is Action.request_decide and ctx.request is not None:
         # approve=None (the caller did not say which): judged as an approval, the strict case.
         if ctx.request.kind == "public" and ctx.approve is not False:
@@ -342,7 +369,7 @@ def decide(
         return _decision(False, rule, cell.clause, f"{who} may not {MATRIX[action].what}")
     denied = _condition(cell, action, caller_role, ctx, grants, now_us, user)
     if denied is None:
-        denied = _other_rules(action, ctx)
+        denied = _other_rules(action, ctx, now_us)
     if denied is not None:
         return denied
     return _decision(True, rule, cell.clause, f"{who} may {MATRIX[action].what}")

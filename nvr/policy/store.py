@@ -29,6 +29,8 @@ PUBLIC_ADVICE = (
     f'Policy: "{rules.PUBLIC_ADVICE}." File a police report or a public records request.'
 )
 SYSTEM = "nvr"
+# How long an approval lasts when the Director does not say (`request approve --expires`).
+APPROVAL_DAYS = 30
 
 
 def new_id(prefix: str) -> str:
@@ -150,26 +152,40 @@ class RequestRecord:
     decided_by: str | None
     decision_reason: str | None
     releases: tuple[dict[str, Any], ...] = ()
+    # Scope (schema v2): what an approval covers, until expires_us.
+    cameras: tuple[str, ...] | None = None
+    start_us: int | None = None
+    end_us: int | None = None
+    expires_us: int | None = None
 
     @property
     def info(self) -> rules.RequestInfo:
-        return rules.RequestInfo(self.id, self.kind, self.status)
+        return rules.RequestInfo(
+            self.id, self.kind, self.status,
+            None if self.cameras is None else frozenset(self.cameras),
+            self.start_us, self.end_us, self.expires_us)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "kind": self.kind, "requester": self.requester,
                "details": self.details, "status": self.status,
                "created": to_iso(self.created_us), "created_by": self.created_by,
                "decided": _iso(self.decided_us), "decided_by": self.decided_by,
-               "decision_reason": self.decision_reason, "releases": list(self.releases)}
+               "decision_reason": self.decision_reason, "releases": list(self.releases),
+               "cameras": None if self.cameras is None else list(self.cameras),
+               "start": _iso(self.start_us), "end": _iso(self.end_us),
+               "expires": _iso(self.expires_us)}
         if self.kind == "public":
             out["advice"] = PUBLIC_ADVICE
         return out
 
 
 def _request(r: aiosqlite.Row) -> RequestRecord:
+    cams = r["cameras"]
     return RequestRecord(r["id"], r["kind"], r["requester"], r["details"], r["status"],
                          r["created_us"], r["created_by"], r["decided_us"], r["decided_by"],
-                         r["decision_reason"], tuple(json.loads(r["releases"])))
+                         r["decision_reason"], tuple(json.loads(r["releases"])),
+                         None if cams is None else tuple(json.loads(cams)),
+                         r["start_us"], r["end_us"], r["expires_us"])
 
 
 class Requests:
@@ -177,7 +193,9 @@ class Requests:
         self.db = db
 
     async def create(
-        self, *, kind: str, requester: str, details: str, now_us: int, created_by: str
+        self, *, kind: str, requester: str, details: str, now_us: int, created_by: str,
+        cameras: Sequence[str] | None = None, start_us: int | None = None,
+        end_us: int | None = None,
     ) -> RequestRecord:
         if kind not in REQUEST_KINDS:
             raise UsageError(f"request kind {kind!r} is not one of {', '.join(REQUEST_KINDS)}")
@@ -185,15 +203,23 @@ class Requests:
             raise UsageError("a request needs --requester and --details")
         # A public request is recorded and refused at once, with the policy's advice.
         public = kind == "public"
+        scope = (cameras, start_us, end_us)
+        if any(x is not None for x in scope) and not all(scope):
+            raise UsageError("a request's scope needs all of --camera, --start and --end")
+        if start_us is not None and end_us is not None and end_us <= start_us:
+            raise UsageError(f"--end {to_iso(end_us)} must be after --start {to_iso(start_us)}")
+        cams = None if cameras is None else tuple(sorted(set(cameras)))
         rec = RequestRecord(new_id("R"), kind, requester, details,
                             "refused" if public else "pending", now_us, created_by,
                             now_us if public else None, SYSTEM if public else None,
-                            PUBLIC_ADVICE if public else None)
+                            PUBLIC_ADVICE if public else None, (), cams, start_us, end_us)
         await self.db.execute(
             "INSERT INTO requests (id, kind, requester, details, status, created_us, created_by,"
-            " decided_us, decided_by, decision_reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " decided_us, decided_by, decision_reason, cameras, start_us, end_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.id, rec.kind, rec.requester, rec.details, rec.status, rec.created_us,
-             rec.created_by, rec.decided_us, rec.decided_by, rec.decision_reason),
+             rec.created_by, rec.decided_us, rec.decided_by, rec.decision_reason,
+             None if cams is None else json.dumps(list(cams)), start_us, end_us),
         )
         return rec
 
@@ -216,21 +242,27 @@ class Requests:
         return rec
 
     async def _decide(self, request_id: str, status: str, reason: str | None, now_us: int,
-                      by: str) -> RequestRecord:
+                      by: str, expires_us: int | None = None) -> RequestRecord:
         rec = await self._must(request_id)
         if rec.kind == "public" and status == "approved":
             raise PermissionDenied(f"request {request_id} is from the general public and cannot be "
                                    f'approved (policy: "{rules.PUBLIC_ADVICE}")')
         # Conditional update: two deciders racing cannot both win.
         cur = await self.db.execute(
-            "UPDATE requests SET status = ?, decided_us = ?, decided_by = ?, decision_reason = ? "
-            "WHERE id = ? AND status = 'pending'", (status, now_us, by, reason, request_id))
+            "UPDATE requests SET status = ?, decided_us = ?, decided_by = ?, decision_reason = ?, "
+            "expires_us = ? WHERE id = ? AND status = 'pending'",
+            (status, now_us, by, reason, expires_us, request_id))
         if cur.rowcount != 1:
             raise UsageError(f"request {request_id} is {rec.status}, not pending")
         return await self._must(request_id)
 
-    async def approve(self, request_id: str, *, now_us: int, by: str) -> RequestRecord:
-        return await self._decide(request_id, "approved", None, now_us, by)
+    async def approve(self, request_id: str, *, now_us: int, by: str,
+                      expires_us: int | None = None) -> RequestRecord:
+        """Approve until `expires_us` (default: APPROVAL_DAYS from now)."""
+        expires = now_us + APPROVAL_DAYS * 86_400_000_000 if expires_us is None else expires_us
+        if expires <= now_us:
+            raise UsageError(f"--expires {to_iso(expires)} is already past")
+        return await self._decide(request_id, "approved", None, now_us, by, expires)
 
     async def deny(self, request_id: str, reason: str, *, now_us: int, by: str) -> RequestRecord:
         if not reason.strip():

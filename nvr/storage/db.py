@@ -189,7 +189,16 @@ CREATE TRIGGER segments_totals_update AFTER UPDATE OF bytes, camera ON segments 
 END;
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2]
+# v3 (issue 10): a request carries its scope — cameras and footage window — and an approval
+# its expiry. NULL scope: a request recorded before v3, which can release nothing.
+SCHEMA_V3 = """
+ALTER TABLE requests ADD COLUMN cameras TEXT;         -- JSON list of camera ids
+ALTER TABLE requests ADD COLUMN start_us INTEGER;     -- footage window
+ALTER TABLE requests ADD COLUMN end_us INTEGER;
+ALTER TABLE requests ADD COLUMN expires_us INTEGER;   -- set when approved
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

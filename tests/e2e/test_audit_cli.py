@@ -3,11 +3,13 @@ after someone edits, deletes or swaps rows in the index with sqlite3."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 
 import pytest
 
+from nvr.policy.audit import canonical_json, chain_hash
 from tests.e2e.harness import Recorder
 from tests.support import is_root
 
@@ -49,3 +51,66 @@ def test_tampering_is_found_at_the_first_bad_row(rec: Recorder, name: str, sql: 
     res = rec.cli("staff", "audit", "verify")
     assert res.code == 65, (res.code, res.err)
     assert f"seq {bad_seq}" in res.err, res.err
+
+
+def _restart(rec: Recorder) -> None:
+    rec.stop()
+    rec.daemon.start()
+
+
+def test_rows_cut_from_the_end_while_stopped_are_found(rec: Recorder) -> None:
+    """Issue 10: delete the last 5 rows with sqlite3 while the daemon is stopped, restart:
+    `audit verify` fails and says where the chain was cut."""
+    rec.stop()  # writes a signed checkpoint of the head
+    cps = (rec.root / "audit-checkpoints.jsonl").read_text().splitlines()
+    assert cps, "no checkpoint written at stop"
+    newest = json.loads(cps[-1])
+    assert newest["kind"] == "head" and len(newest["sig"]) > 80
+    last = newest["seq"]
+    tamper(rec, f"DELETE FROM audit WHERE seq > {last - 5};")
+    rec.daemon.start()
+    res = rec.cli("staff", "audit", "verify")
+    assert res.code == 65, (res.code, res.err)
+    assert f"the chain was cut after seq {last - 5}" in res.err, res.err
+    # Recording more decisions and restarting again does not make it go away.
+    rec.cli("staff", "breach", "report", "--details", "after the cut")
+    _restart(rec)
+    res = rec.cli("director", "audit", "verify")
+    assert res.code == 65 and f"cut after seq {last - 5}" in res.err, res.err
+
+
+def test_rows_cut_and_rewritten_while_stopped_disagree_with_the_checkpoint(rec: Recorder) -> None:
+    rec.stop()
+    # A rewrite that keeps the length: the last row replaced by a valid-looking one.
+    with sqlite3.connect(rec.root / "index.db") as db:
+        seq, prev = db.execute("SELECT seq, prev_hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+        db.execute("DELETE FROM audit WHERE seq = ?", (seq,))
+        detail = {"note": "nothing happened"}
+        digest = chain_hash(prev, seq=seq, at_us=0, actor="nvr", uid=0, role="system",
+                            action="status", allowed=True, detail=detail)
+        db.execute("INSERT INTO audit VALUES (?, 0, 'nvr', 0, 'system', 'status', 1, ?, ?, ?)",
+                   (seq, canonical_json(detail), prev, digest))
+    rec.daemon.start()
+    res = rec.cli("staff", "audit", "verify")
+    assert res.code == 65, (res.code, res.err)
+    assert f"seq {seq} differs from the signed checkpoint" in res.err, res.err
+
+
+def test_checkpoint_file_edited_is_found(rec: Recorder) -> None:
+    rec.stop()
+    path = rec.root / "audit-checkpoints.jsonl"
+    lines = path.read_text().splitlines()
+    forged = json.loads(lines[-1])
+    forged["seq"] = 1  # pretend the chain was shorter
+    path.write_text("\n".join([*lines[:-1], json.dumps(forged)]) + "\n")
+    rec.daemon.start()
+    res = rec.cli("staff", "audit", "verify")
+    assert res.code == 65 and "checkpoint file was edited" in res.err, res.err
+
+
+def test_intact_log_verifies_across_restarts(rec: Recorder) -> None:
+    _restart(rec)
+    _restart(rec)
+    res = rec.cli("staff", "audit", "verify", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["checkpoints"] >= 2

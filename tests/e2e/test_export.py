@@ -16,7 +16,8 @@ import pytest
 
 from tests.camserver import TestCamera
 from tests.e2e.harness import ACCOUNTS, Recorder, run_cli
-from tests.support import is_root
+from tests.export.helpers import forge
+from tests.support import is_root, run_as
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root")
 FPS = 15
@@ -89,7 +90,7 @@ def test_export_25s_across_three_segments_plays_and_verifies(rec: Recorder) -> N
     assert manifest["reason"] == "incident 12" and manifest["incident"] == "INC-12"
     assert manifest["requester"]["account"] == ACCOUNTS["director"]
     assert manifest["clip"]["file"] == "incident.mp4"
-    assert run_cli(["export", "verify", out]).code == 0
+    assert rec.cli("root", "export", "verify", out).code == 0
     data = bytearray(clip.read_bytes())
     data[len(data) // 2] ^= 0x01
     tampered = Path(rec.out_path("tampered.mp4"))
@@ -151,6 +152,42 @@ def test_key_show_matches_the_manifest_fingerprint(rec: Recorder) -> None:
     assert key.code == 0, key.err
     manifest = json.loads(Path(res.json()["manifest"]).read_text())
     assert manifest["key"]["fingerprint"] == key.json()["fingerprint"]
+
+
+def test_forged_clip_resigned_with_a_fresh_key_fails_for_everyone(rec: Recorder) -> None:
+    """Issue 10: verification says who signed. Root, the Director and an account that cannot read
+    storage.root (the public) all refuse a re-signed forgery, with or without --key; the
+    genuine clip verifies with --key and, on this box, without."""
+    segs = rec.wait_for_segments("lobby", 2)
+    out = rec.out_path("genuine.mp4")
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", segs[0]["start"],
+                  "--end", segs[0]["end"], "--reason", "for the police", "--out", out)
+    assert res.code == 0, res.err
+    fp = rec.cli("director", "key", "show", "--json").json()["fingerprint"]
+    assert f"signed by recorder key {fp}" in res.out  # printed with every export
+    published = rec.socket.parent / "export-key.pub"
+    assert published.read_text() == rec.cli("director", "key", "show", "--json").json()[
+        "public_key_pem"]
+    assert stat.S_IMODE(published.stat().st_mode) == 0o644
+    # Copies every account can read (the requester's files are 0600).
+    genuine, forged = Path(rec.out_path("g/clip.mp4")), Path(rec.out_path("f/clip.mp4"))
+    for copy in (genuine, forged):
+        copy.parent.mkdir(mode=0o755, exist_ok=True)
+        for suffix in ("", ".manifest.json", ".manifest.sig"):
+            Path(str(copy) + suffix).write_bytes(Path(out + suffix).read_bytes())
+            Path(str(copy) + suffix).chmod(0o644)
+    forger = forge(forged)
+    for role in ("root", "director", "public"):
+        ok = rec.cli(role, "export", "verify", str(genuine))
+        assert ok.code == 0 and "VERIFIED" in ok.out, (role, ok.out, ok.err)
+        ok = rec.cli(role, "export", "verify", str(genuine), "--key", fp)
+        assert ok.code == 0, (role, ok.out, ok.err)
+        for extra in ((), ("--key", fp)):
+            bad = rec.cli(role, "export", "verify", str(forged), *extra)
+            assert bad.code == 65, (role, extra, bad.out, bad.err)
+            assert f"signed by key {forger}, NOT by the trusted key {fp}" in bad.out, bad.out
+    # The public account cannot read storage.root: it trusted the published key.
+    assert run_as(ACCOUNTS["public"], lambda: os.access(rec.root, os.R_OK)) is False
 
 
 def test_changed_source_segment_stops_the_export_and_is_audited(rec: Recorder) -> None:

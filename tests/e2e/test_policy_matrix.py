@@ -103,7 +103,8 @@ def argv_for(rec: Recorder, action: str, camera: str) -> list[str]:
                     "--reason", "matrix test", "--out", rec.out_path(f"e{next(_n)}.mp4"), "--json"]
         case "release":
             req = director("request", "create", "--kind", "subpoena", "--requester",
-                           "Hanson PD", "--details", "case 1")
+                           "Hanson PD", "--details", "case 1", "--camera", camera,
+                           "--start", start, "--end", end)
             director("request", "approve", req["id"])
             return ["export", "--camera", camera, "--start", start, "--end", end, "--reason",
                     "subpoena", "--request", req["id"], "--out",

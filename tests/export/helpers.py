@@ -77,3 +77,25 @@ def decoded_frames(path: Path) -> list[tuple[float, int]]:
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         return [(float(f.pts * st.time_base), gray_of(f)) for f in c.decode(st)]
+
+
+def forge(clip: Path) -> str:
+    """What an attacker does: change bytes of the clip, re-hash it into the manifest and re-sign
+    the manifest with a fresh key of their own. Returns the forger's fingerprint."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from nvr.export.manifest import manifest_paths, sign_manifest
+    from nvr.export.signing import SigningKey
+
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    clip.write_bytes(bytes(data))
+    m_path, s_path = manifest_paths(clip)
+    manifest = json.loads(m_path.read_bytes())
+    manifest["clip"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    key = SigningKey(Ed25519PrivateKey.generate(), clip)
+    manifest["key"].update(fingerprint=key.fingerprint(), public_key_pem=key.public_pem())
+    body, sig = sign_manifest(manifest, key)
+    m_path.write_bytes(body)
+    s_path.write_bytes(sig)
+    return key.fingerprint()

@@ -15,9 +15,10 @@ from nvr.config.model import CameraConfig
 from nvr.errors import EX_DATAERR
 from nvr.export.manifest import build_manifest, manifest_paths, write_manifest_files
 from nvr.export.remux import export_clip
-from nvr.export.signing import key_show, load_or_create_key
-from nvr.export.verify import main, verify_export
+from nvr.export.signing import PUBLISHED_NAME, key_show, load_or_create_key, publish_public_key
+from nvr.export.verify import main, resolve_trust, verify_export
 from tests.export.conftest import T0, Footage
+from tests.export.helpers import forge
 
 S = 1_000_000
 
@@ -73,7 +74,7 @@ def test_verify_passes_and_names_the_key(signed: tuple[Path, Path]) -> None:
     report = verify_export(clip, root)
     assert report.ok, report.checks
     assert [c.name for c in report.checks] == [
-        "manifest", "signature", "fingerprint", "recorder_key", "clip"]
+        "manifest", "signature", "fingerprint", "trusted_key", "clip"]
     out = io.StringIO()
     assert main(str(clip), str(root), out=out) == 0
     assert key_show(root)["fingerprint"] in out.getvalue()
@@ -107,8 +108,7 @@ def test_missing_manifest_and_foreign_key(signed: tuple[Path, Path], tmp_path: P
     load_or_create_key(other)
     report = verify_export(clip, other)
     assert not report.ok
-    assert "NOT this recorder's key" in report.checks[-2].detail  # integrity still fine
-    assert report.checks[-1].ok
+    assert "NOT by the trusted key" in report.checks[-1].detail, report.checks
     lone = tmp_path / "lone.mp4"
     shutil.copy(clip, lone)
     out = io.StringIO()
@@ -164,3 +164,54 @@ def test_raw_signature_file_is_accepted(signed: tuple[Path, Path]) -> None:
     _, s_path = manifest_paths(clip)
     s_path.write_bytes(base64.b64decode(s_path.read_bytes()))
     assert verify_export(clip, root).ok
+
+
+# ---- who signed it (issue 10): trusted only with --key or the recorder's published key -------
+def _verify(clip: Path, **kw: object) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(str(clip), out=out, **kw)  # type: ignore[arg-type]
+    return code, out.getvalue()
+
+
+def test_forged_clip_resigned_with_a_fresh_key_is_not_verified(
+        signed: tuple[Path, Path], tmp_path: Path) -> None:
+    clip, root = signed
+    ours = key_show(root)
+    published = tmp_path / "run" / PUBLISHED_NAME
+    publish_public_key(load_or_create_key(root), published)
+    assert _verify(clip, key=ours["fingerprint"])[0] == 0
+    assert _verify(clip, published=published)[0] == 0
+    pem = tmp_path / "recorder.pem"
+    pem.write_text(ours["public_key_pem"])
+    assert _verify(clip, key=str(pem))[0] == 0
+    forger = forge(clip)
+    # Hash, manifest and signature are all consistent: only the key betrays it.
+    assert verify_export(clip, trust=resolve_trust(forger, None)).ok
+    for kw in ({"key": ours["fingerprint"]}, {"key": str(pem)}, {"published": published},
+               {"storage_root": str(root)}):
+        code, text = _verify(clip, **kw)
+        assert code == EX_DATAERR, (kw, text)
+        assert f"signed by key {forger}, NOT by the trusted key {ours['fingerprint']}" in text
+        assert text.rstrip().endswith("NOT VERIFIED")
+
+
+def test_no_trusted_key_at_hand_says_what_to_pass(signed: tuple[Path, Path],
+                                                  tmp_path: Path) -> None:
+    clip, _ = signed
+    code, text = _verify(clip, published=tmp_path / "nowhere" / PUBLISHED_NAME,
+                         storage_root=str(tmp_path / "no-root"))
+    assert code == EX_DATAERR
+    assert "cannot tell who signed it" in text and "pass --key FINGERPRINT" in text
+    code, text = _verify(clip, key="not-a-key")
+    assert code == EX_DATAERR and "neither a 64-hex-digit fingerprint" in text
+
+
+def test_published_key_writable_by_others_is_not_trusted(signed: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    clip, root = signed
+    published = tmp_path / "run" / PUBLISHED_NAME
+    publish_public_key(load_or_create_key(root), published)
+    assert stat.S_IMODE(published.stat().st_mode) == 0o644
+    published.chmod(0o666)
+    code, text = _verify(clip, published=published, storage_root=str(tmp_path / "none"))
+    assert code == EX_DATAERR and "writable by other accounts" in text

@@ -82,12 +82,20 @@ def _grant(**kw: object) -> Grant:
     return Grant(**base)  # type: ignore[arg-type]
 
 
+def _req(rid: str, kind: str, status: str, **kw: object) -> RequestInfo:
+    """A request whose scope covers what _ctx asks for (camera FRONT, NOW-2h..NOW-1h)."""
+    base: dict[str, object] = dict(cameras=frozenset({FRONT.id}), start_us=NOW - 3 * H,
+                                   end_us=NOW, expires_us=NOW + H)
+    base.update(kw)
+    return RequestInfo(rid, kind, status, **base)  # type: ignore[arg-type]
+
+
 def _ctx(action: Action, *cams: CameraInfo, **kw: object) -> AccessContext:
     """A context that satisfies every rule not about who, so only the cell decides."""
     base: dict[str, object] = dict(
         cameras=cams or (FRONT,), start_us=NOW - 2 * H, end_us=NOW - H, reason="incident 42",
-        request=RequestInfo("R-00000001", "subpoena",
-                            "pending" if action is Action.request_decide else "approved"),
+        request=_req("R-00000001", "subpoena",
+                     "pending" if action is Action.request_decide else "approved"),
         approve=True, minutes=30)
     base.update(kw)
     return AccessContext(**base)  # type: ignore[arg-type]
@@ -236,13 +244,13 @@ def test_footage_access_needs_a_reason(action: Action, reason: str | None) -> No
 @pytest.mark.parametrize(
     "request_, rule",
     [(None, "release.request_missing"),
-     (RequestInfo("R-1", "subpoena", "pending"), "release.not_approved"),
-     (RequestInfo("R-1", "court_order", "denied"), "release.not_approved"),
-     (RequestInfo("R-1", "emergency", "approved"), "release.kind"),
-     (RequestInfo("R-1", "public", "approved"), "release.kind"),
-     (RequestInfo("R-1", "subpoena", "approved"), None),
-     (RequestInfo("R-1", "court_order", "approved"), None),
-     (RequestInfo("R-1", "voluntary", "approved"), None)],
+     (_req("R-1", "subpoena", "pending"), "release.not_approved"),
+     (_req("R-1", "court_order", "denied"), "release.not_approved"),
+     (_req("R-1", "emergency", "approved"), "release.kind"),
+     (_req("R-1", "public", "approved"), "release.kind"),
+     (_req("R-1", "subpoena", "approved"), None),
+     (_req("R-1", "court_order", "approved"), None),
+     (_req("R-1", "voluntary", "approved"), None)],
     ids=["missing", "pending", "denied", "emergency-kind", "public-kind", "subpoena",
          "court-order", "voluntary"],
 )
@@ -332,3 +340,24 @@ def test_decide_never_allows_a_denied_cell(
         if action is Action.release:
             assert ctx.request is not None and ctx.request.status == "approved"
             assert ctx.request.kind in {"subpoena", "court_order", "voluntary"}
+
+
+@pytest.mark.parametrize(
+    ("request_", "ctx", "words"),
+    [(_req("R-1", "subpoena", "approved"), {"cameras": (CameraInfo("other"),)},
+      "camera other is not in request R-1"),
+     (_req("R-1", "subpoena", "approved"), {"start_us": NOW - 4 * H},
+      "is outside request R-1's window"),
+     (_req("R-1", "subpoena", "approved"), {"end_us": NOW + 1},
+      "is outside request R-1's window"),
+     (_req("R-1", "subpoena", "approved", expires_us=NOW), {},
+      "the approval of request R-1 expired at"),
+     (RequestInfo("R-1", "subpoena", "approved"), {}, "names no cameras and time window")],
+    ids=["camera", "before-window", "after-window", "expired", "no-scope"],
+)
+def test_release_only_inside_the_approved_scope(request_: RequestInfo, ctx: dict[str, object],
+                                                words: str) -> None:
+    d = decide(Role.assistant_director, Action.release,
+               _ctx(Action.release, request=request_, **ctx), [], NOW, "assistant")
+    assert not d.allowed and d.rule == "release.outside_approval", d.message
+    assert words in d.message, d.message

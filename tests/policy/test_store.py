@@ -83,7 +83,8 @@ async def test_request_lifecycle_and_release(db: aiosqlite.Connection) -> None:
     reqs = Requests(db)
     r = await reqs.create(kind="subpoena", requester="Hanson PD, Det. Ruiz",
                           details="case 26-114, front entrance 14:00-15:00", now_us=NOW,
-                          created_by="clerk")
+                          created_by="clerk", cameras=["front-entrance"], start_us=NOW - H,
+                          end_us=NOW)
     assert r.id.startswith("R-") and r.status == "pending"
     assert await reqs.get(r.id) == r
     # Not approved yet: a release is refused by the rules and by the store.
@@ -96,6 +97,8 @@ async def test_request_lifecycle_and_release(db: aiosqlite.Connection) -> None:
 
     ok = await reqs.approve(r.id, now_us=NOW + 1, by="director")
     assert ok.status == "approved" and ok.decided_by == "director" and ok.decided_us == NOW + 1
+    assert ok.expires_us == NOW + 1 + 30 * 24 * H  # the default expiry
+    assert ok.to_dict()["cameras"] == ["front-entrance"]
     ctx = AccessContext(cameras=ctx.cameras, start_us=NOW - H, end_us=NOW, reason="subpoena",
                         request=ok.info)
     assert decide(Role.director, Action.release, ctx, [], NOW, "director").allowed

@@ -1,0 +1,156 @@
+"""Issue 10 "Evidence you can trust", acceptance through the real daemon, socket and CLI as
+real accounts: releases bound to what was approved, literal display of what users typed,
+every refusal audited, exports that account for the whole range asked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.camserver import TestCamera
+from tests.e2e.harness import ACCOUNTS, Recorder, cams_for
+from tests.support import is_root
+
+pytestmark = pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root")
+
+
+def iso_us(text: str) -> int:
+    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(d.timestamp()) * 1_000_000 + d.microsecond
+
+
+def iso(us: int) -> str:
+    return (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=us)).isoformat()
+
+
+S = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def rec(testcam: TestCamera) -> Iterator[Recorder]:
+    r = Recorder(cams_for(testcam)).start()
+    try:
+        r.wait_for_segments("lobby", 8, timeout=90)
+        yield r
+    finally:
+        r.cleanup()
+
+
+def audit_rows(rec: Recorder) -> list[dict[str, Any]]:
+    res = rec.cli("director", "audit", "list", "--json")
+    assert res.code == 0, res.err
+    return res.json()  # type: ignore[no-any-return]
+
+
+def test_release_only_inside_the_approved_cameras_window_and_time(rec: Recorder) -> None:
+    t0 = iso_us(rec.wait_for_segments("lobby", 8)[0]["start"])
+    a, b = iso(t0), iso(t0 + 12 * S)  # the request: camera lobby, t0 .. t0+12 s
+    req = rec.cli("director", "request", "create", "--kind", "subpoena", "--requester",
+                  "Hanson PD", "--details", "case 7", "--camera", "lobby", "--start", a,
+                  "--end", b, "--json")
+    assert req.code == 0, req.err
+    rid = req.json()["id"]
+    assert req.json()["cameras"] == ["lobby"]
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
+    ok = rec.cli("director", "request", "approve", rid, "--expires", expires.isoformat(),
+                 "--json")
+    assert ok.code == 0, ok.err
+    assert iso_us(ok.json()["expires"]) == iso_us(expires.isoformat())
+
+    def release(camera: str, start: int, end: int, name: str) -> Any:
+        return rec.cli("assistant_director", "export", "--camera", camera, "--start",
+                       iso(start), "--end", iso(end), "--reason", "subpoena case 7",
+                       "--request", rid, "--out", rec.out_path(name))
+
+    inside = (t0 + 2 * S, t0 + 8 * S)
+    res = release("lobby", *inside, "in.mp4")
+    assert res.code == 0, res.err
+    res = release("senior-lounge", *inside, "other-camera.mp4")
+    assert res.code == 77 and "camera senior-lounge is not in request" in res.err, res.err
+    res = release("lobby", t0 + 10 * S, t0 + 14 * S, "late.mp4")
+    assert res.code == 77 and "outside request" in res.err and "window" in res.err, res.err
+    while dt.datetime.now(dt.UTC) < expires + dt.timedelta(seconds=0.5):
+        time.sleep(0.2)  # the approval's expiry is a wall-clock instant: nothing to await
+    res = release("lobby", *inside, "expired.mp4")
+    assert res.code == 77 and "expired at" in res.err, res.err
+    rows = [r for r in audit_rows(rec) if r["detail"].get("request") == rid]
+    refused = [r for r in rows if r["action"] == "release" and not r["allowed"]]
+    assert len(refused) == 3, rows
+    assert {r["actor"] for r in refused} == {ACCOUNTS["assistant_director"]}
+    assert all("release.outside_approval" == r["detail"]["rule"] for r in refused)
+    delivered = [r for r in rows if r["action"] == "export_delivered"]
+    assert len(delivered) == 1 and delivered[0]["detail"]["request"] == rid
+
+
+def test_request_without_scope_releases_nothing(rec: Recorder) -> None:
+    seg = rec.wait_for_segments("lobby", 2)[0]
+    req = rec.cli("director", "request", "create", "--kind", "voluntary", "--requester",
+                  "Hanson PD", "--details", "no scope", "--json").json()
+    assert rec.cli("director", "request", "approve", req["id"]).code == 0
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", seg["start"], "--end",
+                  seg["end"], "--reason", "x", "--request", req["id"], "--out",
+                  rec.out_path("noscope.mp4"))
+    assert res.code == 77 and "names no cameras and time window" in res.err, res.err
+
+
+EVIL = ["x [/bold]", "[black on black]hidden[/]", "rtl \u202eevil\u202c end",
+        "tab\there\nnew line", ":smile: [link=file:///etc/passwd]click[/link]", "\u2067iso\u2069"]
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())
+
+
+def _cells(table: str) -> list[str]:
+    """Each cell of a rich table as one string without whitespace, its folded lines joined
+    (a row's first line has its first column filled; continuation lines do not)."""
+    rows: list[list[str]] = []
+    for line in table.splitlines():
+        if not line.startswith("│"):
+            continue
+        parts = [_flat(p) for p in line.strip("│").split("│")]
+        if parts[0] or not rows:
+            rows.append(parts)
+        else:
+            rows[-1] = [a + b for a, b in zip(rows[-1], parts, strict=False)]
+    return [c for row in rows for c in row]
+
+
+def test_what_users_typed_is_shown_literally_in_every_listing(rec: Recorder) -> None:
+    from nvr.cli.render import literal
+
+    seg = rec.wait_for_segments("lobby", 2)[0]
+    for i, evil in enumerate(EVIL):
+        # A public account's refused requests put its text in the Director's audit log.
+        res = rec.cli("public", "export", "--camera", "lobby", "--start", seg["start"], "--end",
+                      seg["end"], "--reason", evil, "--out", rec.out_path(f"pub{i}.mp4"))
+        assert res.code == 77, res.err
+        res = rec.cli("director", "hold", "create", "--camera", "lobby", "--start",
+                      seg["start"], "--end", seg["end"], "--reason", evil, "--incident",
+                      f"INC {evil}")
+        assert res.code == 0, res.err
+        res = rec.cli("director", "grant", "create", "--user", ACCOUNTS["staff"], "--camera",
+                      "lobby", "--start", seg["start"], "--end", seg["end"], "--expires",
+                      "2099-01-01", "--reason", evil)
+        assert res.code == 0, res.err
+        res = rec.cli("staff", "request", "create", "--kind", "voluntary", "--requester", evil,
+                      "--details", evil)
+        assert res.code == 0, res.err
+    for argv in (("audit", "list"), ("hold", "list"), ("grant", "list"), ("request", "list")):
+        table = rec.cli("director", *argv)
+        assert table.code == 0, (argv, table.err)
+        assert "\u202e" not in table.out and "\x1b" not in table.out and "\u2067" not in table.out
+        cells = _cells(table.out)
+        for evil in EVIL:
+            assert any(_flat(literal(evil)) in c for c in cells), (argv, evil)
+        res = rec.cli("director", *argv, "--json")
+        assert res.code == 0, (argv, res.err)
+        assert "\u202e" not in res.out  # escaped as \\u202e in the JSON text
+        text = json.dumps(res.json(), ensure_ascii=False)
+        for evil in EVIL:
+            assert json.dumps(evil, ensure_ascii=False)[1:-1] in text, (argv, evil)

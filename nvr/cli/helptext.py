@@ -75,10 +75,14 @@ COMMANDS: dict[str, dict[str, Any]] = {
                  "--out": "the clip to write, ending in .mp4 (never overwritten); its "
                           "manifest and signature go beside it; e.g. --out incident-114.mp4",
                  "--request": "the approved law-enforcement request this answers; "
-                              "e.g. --request R-7"},
+                              "e.g. --request R-7",
+                 "--key": "with verify: the recorder key the clip must be signed with, as its "
+                          "fingerprint or a .pem file (default: this box's published recorder "
+                          "key); e.g. --key SHA256:3f9a…"},
         "examples": ["nvr export --camera lobby --start 2026-11-29T14:00 --end 2026-11-29T14:10 "
                      "--reason 'incident 2026-114' --out incident-114.mp4",
-                     "nvr export verify incident-114.mp4"],
+                     "nvr export verify incident-114.mp4",
+                     "nvr export verify incident-114.mp4 --key recorder-key.pem"],
         "times": True},
     "still": {
         "help": "one still image (JPEG) for a suspension notice",
@@ -136,14 +140,23 @@ COMMANDS: dict[str, dict[str, Any]] = {
                  "--requester": "who asks, as on their letter; "
                                 "e.g. --requester 'Det. Lee, Hanson PD'",
                  "--details": "what they ask for, with their reference; "
-                              "e.g. --details 'case 26-1183: lobby, 29 Nov 14:00-14:30'"},
+                              "e.g. --details 'case 26-1183: lobby, 29 Nov 14:00-14:30'",
+                 "--camera": "the cameras the request covers (an approval releases only "
+                             "these); e.g. --camera lobby stacks",
+                 "--start": f"start of the footage the request covers; {T}",
+                 "--end": "end of the footage the request covers; e.g. 2026-11-29T14:30"},
         "examples": ["nvr request create --kind subpoena --requester 'Det. Lee, Hanson PD' "
-                     "--details 'case 26-1183: lobby, 29 Nov 14:00-14:30'"]},
+                     "--details 'case 26-1183' --camera lobby --start 2026-11-29T14:00 "
+                     "--end 2026-11-29T14:30"],
+        "times": True},
     "request list": {"help": "the requests and their status", "examples": ["nvr request list"]},
     "request approve": {
         "help": "approve a request (the Director)",
-        "opts": {"ID": "the request's id, from `nvr request list`; e.g. R-7"},
-        "examples": ["nvr request approve R-7"]},
+        "opts": {"ID": "the request's id, from `nvr request list`; e.g. R-7",
+                 "--expires": "when the approval ends (default: 30 days from now); "
+                              "e.g. --expires 2026-12-31"},
+        "examples": ["nvr request approve R-7", "nvr request approve R-7 --expires 2026-12-31"],
+        "times": True},
     "request deny": {
         "help": "deny a request, with the reason (the Director)",
         "opts": {"ID": "the request's id, from `nvr request list`; e.g. R-7"},

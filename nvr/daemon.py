@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvloop
 
-from nvr import log
+from nvr import log, watchdog
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE
@@ -33,6 +33,9 @@ logger = log.get("nvr.daemon")
 async def _run(config_path: Path, config: CameraMap) -> int:
     service = Service(config_path, config)
     await service.start()
+    # systemd: ready only now, with the index open, recovery done and the socket listening.
+    service.notifier.ready(watchdog.summary(service, await watchdog.free_percent(service)))
+    service.spawn(watchdog.run(service, service.notifier))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0

@@ -23,6 +23,7 @@ from nvr.policy.audit import AuditLog
 from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
+from nvr.sdnotify import Notifier
 from nvr.storage import db as dbmod
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import reconcile
@@ -97,6 +98,10 @@ class Service:
         self.sink = Sink(self)
         # One reload at a time: two at once would both start a recorder for the same camera.
         self.reload_lock = asyncio.Lock()
+        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.watchdog's figures.
+        self.notifier = Notifier()
+        self.thread_restarts: dict[str, int] = {}
+        self.loop_lag_s = 0.0
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -184,7 +189,11 @@ class Service:
     async def reload(self, why: str) -> dict[str, list[str]]:
         """Re-read the camera map; restart only cameras whose settings changed."""
         async with self.reload_lock:
-            return await self._reload(why)
+            self.notifier.reloading()
+            try:
+                return await self._reload(why)
+            finally:
+                self.notifier.ready("reloaded the camera map")
 
     async def _reload(self, why: str) -> dict[str, list[str]]:
         try:
@@ -217,6 +226,7 @@ class Service:
         return {"added": added, "removed": removed, "changed": changed}
 
     async def stop(self) -> None:
+        self.notifier.stopping()
         self.stopping.set()
         await self.control.close()
         await asyncio.gather(*(rec.stop() for rec in self.recorders.values()),

@@ -121,6 +121,31 @@ class LiveConfig(Strict):
         return self
 
 
+class MetricsConfig(Strict):
+    """Prometheus text on GET /metrics (nvr.metrics): counts and states, never footage."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_or_explicit(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{v!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+        host = host.strip("[]")
+        if _is_loopback(host):
+            return v
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"metrics on {v}: give an IP address, not the name {host!r}, "
+                             "so the port opens where you meant") from None
+        if addr.is_unspecified:
+            raise ValueError(f"metrics on {v} would listen on every network; give 127.0.0.1 "
+                             "or the one address your monitoring reaches (e.g. 10.20.0.5:9108)")
+        return v
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -194,6 +219,7 @@ class CameraMap(Strict):
     retention: RetentionConfig = RetentionConfig()
     control: ControlConfig = ControlConfig()
     live: LiveConfig = LiveConfig()
+    metrics: MetricsConfig | None = None
     people: list[Person] = []
     cameras: list[CameraConfig] = []
     # argv of a command run with a breach report's details on stdin (e.g. a mail script).

@@ -62,8 +62,18 @@ def cmd_fsck(ns: argparse.Namespace) -> int:
     return _late("nvr.storage.fsck")(config, ns.repair)
 
 
+def cmd_backup(ns: argparse.Namespace) -> int:
+    config = _need_config(ns)
+    return _late("nvr.backup", "main_backup")(config, ns.out)
+
+
+def cmd_restore(ns: argparse.Namespace) -> int:
+    config = _need_config(ns)
+    return _late("nvr.backup", "main_restore")(ns.source, config)
+
+
 def cmd_export_verify(ns: argparse.Namespace) -> int:
-    return _late("nvr.export.verify")(ns.file)
+    return _late("nvr.export.verify")(ns.file, key=getattr(ns, "key", None))
 
 
 # -- client ----------------------------------------------------------------------------------
@@ -221,6 +231,8 @@ def cmd_export(ns: argparse.Namespace) -> int:
     ]
     if missing:
         raise UsageError(f"nvr export needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
+    if getattr(ns, "key", None) is not None:
+        raise UsageError("--key is for `nvr export verify FILE.mp4 --key ...`, not for making a clip")
     out = Path(os.path.abspath(ns.out))
     manifest = out.with_name(out.name + ".manifest.json")
     signature = out.with_name(out.name + ".manifest.sig")

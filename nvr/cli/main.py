@@ -71,6 +71,12 @@ def _offline(sub: Any, common: Parser) -> None:
     p = sub.add_parser("fsck", help="compare index and disk; --repair fixes orphans and missing files", parents=[common])  # fmt: skip
     p.add_argument("--repair", action="store_true")
     p.set_defaults(handler="fsck")
+    p = sub.add_parser("backup", help="copy the index (online, while recording), signing key and camera map to DIR, with a manifest", parents=[common])  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(handler="backup")
+    p = sub.add_parser("restore", help="put a backup's index and signing key into --config's fresh storage root (recorder stopped)", parents=[common])  # fmt: skip
+    p.add_argument("--from", dest="source", required=True, metavar="DIR")
+    p.set_defaults(handler="restore")
 
 
 def _footage(sub: Any, common: Parser) -> None:
@@ -81,7 +87,7 @@ def _footage(sub: Any, common: Parser) -> None:
     p.add_argument("--end", metavar="T")
     p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
     p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE [--incident ID] [--request ID]\n"
-               "       nvr export verify FILE.mp4")  # fmt: skip
+               "       nvr export verify FILE.mp4 [--key FINGERPRINT|PEMFILE]")  # fmt: skip
     p.set_defaults(handler="export")
     p.add_argument(
         "verify",
@@ -93,6 +99,8 @@ def _footage(sub: Any, common: Parser) -> None:
     for opt, meta in (("--camera", "ID"), ("--start", "T"), ("--end", "T"), ("--reason", "TEXT"),
                       ("--out", "FILE"), ("--incident", "ID"), ("--request", "ID")):  # fmt: skip
         p.add_argument(opt, metavar=meta)
+    p.add_argument("--key", metavar="FINGERPRINT|PEMFILE",
+                   help="verify: trust only this signing key (else this box's recorder key)")
     p = _client(sub, "still", "still", "a still image for a suspension notice", common)
     p.set_defaults(handler="still")
     for opt, meta in (("--camera", "ID"), ("--at", "T"), ("--until", "DATE"), ("--reason", "TEXT"),
@@ -186,6 +194,8 @@ def _run(argv: Sequence[str] | None) -> int:
         "run": commands.cmd_run,
         "check_config": commands.cmd_check_config,
         "fsck": commands.cmd_fsck,
+        "backup": commands.cmd_backup,
+        "restore": commands.cmd_restore,
         "export": commands.cmd_export,
         "still": commands.cmd_still,
         "client": commands.cmd_client,

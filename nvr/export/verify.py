@@ -53,7 +53,8 @@ class VerifyReport:
         return ok
 
 
-def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyReport:
+def verify_export(clip_path: Path, storage_root: Path | None = None,
+                  trusted_key: str | None = None) -> VerifyReport:
     """Check in order; stop at the first failure that makes later checks meaningless."""
     clip_path = Path(clip_path)
     report = VerifyReport(clip_path)
@@ -71,7 +72,10 @@ def verify_export(clip_path: Path, storage_root: Path | None = None) -> VerifyRe
                    f"{s_path.name} was changed after signing")
         return report
     report.add("signature", True, "manifest signature valid (Ed25519)")
-    _check_fingerprint(report, manifest, key, storage_root)
+    if trusted_key is not None:
+        _check_trusted(report, manifest, key, trusted_key)
+    else:
+        _check_fingerprint(report, manifest, key, storage_root)
     _check_clip(report, manifest, clip_path)
     return report
 
@@ -131,6 +135,30 @@ def _check_fingerprint(
                else f"key is NOT this recorder's key ({ours})")
 
 
+def _check_trusted(
+    report: VerifyReport, manifest: dict[str, Any], key: Ed25519PublicKey, trusted: str
+) -> None:
+    """--key FINGERPRINT|PEMFILE: the clip must be signed by exactly that key."""
+    fp = fingerprint(key)
+    report.fingerprint = fp
+    if manifest["key"].get("fingerprint") != fp:
+        report.add("fingerprint", False, "manifest fingerprint does not match its public key")
+        return
+    want = trusted.strip().lower()
+    if Path(trusted).is_file():
+        try:
+            given = serialization.load_pem_public_key(Path(trusted).read_bytes())
+        except ValueError as e:
+            report.add("trusted_key", False, f"{trusted} is not a PEM public key: {e}")
+            return
+        if not isinstance(given, Ed25519PublicKey):
+            report.add("trusted_key", False, f"{trusted} is not an Ed25519 public key")
+            return
+        want = fingerprint(given)
+    report.add("trusted_key", fp == want, f"signed by the given key {fp}" if fp == want
+               else f"signed by key {fp}, NOT the given key {want}")
+
+
 def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path) -> None:
     expected = manifest.get("clip", {}).get("sha256")
     try:
@@ -145,10 +173,11 @@ def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path)
     report.add("clip", True, f"clip sha256 {actual} matches the manifest")
 
 
-def main(path: str, storage_root: str | None = None, out: TextIO | None = None) -> int:
+def main(path: str, storage_root: str | None = None, out: TextIO | None = None,
+         key: str | None = None) -> int:
     """Print one line per check; 0 if all pass, 65 (EX_DATAERR) otherwise. Never exits."""
     out = out or sys.stdout
-    report = verify_export(Path(path), Path(storage_root) if storage_root else None)
+    report = verify_export(Path(path), Path(storage_root) if storage_root else None, key)
     for c in report.checks:
         out.write(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}\n")
     if report.fingerprint:

@@ -42,7 +42,7 @@ def storage_dirs(root: Path) -> dict[str, Path]:
 
 
 def prepare_storage(root: Path) -> None:
-    """Create storage.root and its folders owner-only (CONTRACT.md: "created 0700")."""
+    """Create storage.root and its folders owner-only (README: "created 0700")."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     for path in storage_dirs(root).values():

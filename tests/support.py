@@ -29,7 +29,7 @@ def is_root() -> bool:
 
 
 def ensure_account(name: str) -> pwd.struct_passwd:
-    """A real system account for role tests (CI runs as root; DEVELOPERS.md)."""
+    """A real system account for role tests (CI runs as root)."""
     try:
         return pwd.getpwnam(name)
     except KeyError:

@@ -123,7 +123,7 @@ def cmd_client(ns: argparse.Namespace) -> int:
         os.close(reply.fd)  # no op but export/still sends a file
     result = reply.result
     if ns.json:
-        # `nvr audit list --json` is a list (CONTRACT.md); the wire needs an object around it.
+        # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)
     else:
         _RENDER.get(ns.op, render.generic)(render.console(), result)

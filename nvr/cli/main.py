@@ -1,4 +1,4 @@
-"""`nvr`: the command line (CONTRACT.md "Command line"). `main()` is the only place that exits.
+"""`nvr`: the command line (docs/commands.md). `main()` is the only place that exits.
 
 Exit codes are sysexits.h: an NvrError leaves with its `exit_code` and one line
 `nvr: <message>` on stderr; argparse usage errors are 64 (not argparse's 2).

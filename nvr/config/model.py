@@ -1,4 +1,4 @@
-"""The camera map (CONTRACT.md "Camera map") as pydantic models. Unknown keys are errors.
+"""The camera map (config/example.yaml) as pydantic models. Unknown keys are errors.
 
 The loader (nvr.config.loader) turns YAML into these and maps every validation error back to
 its line. Policy-bearing rules (privacy areas, roles) quote the policy clause they enforce.
@@ -99,7 +99,7 @@ class TlsConfig(Strict):
 class LiveConfig(Strict):
     listen: str = "127.0.0.1:8443"
     tls: TlsConfig | None = None
-    # Longest emergency live feed, in minutes (POLICY-MATRIX: "has a maximum length").
+    # Longest emergency live feed, in minutes (docs/policy.md: emergency access "must be terminated").
     emergency_max_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 240
 
     @field_validator("listen")

@@ -2,7 +2,7 @@
 
 In the spirit of Home Assistant's TimestampValidator, with repairs where HA only drops:
 
-- The first keyframe may arrive with pts = dts = None (MEDIA-FACTS.md): it is kept, not dropped.
+- The first keyframe may arrive with pts = dts = None (docs/design.md, "Media facts"): it is kept, not dropped.
   FFmpeg's RTP depacketizer also splits one access unit (a sliced IDR frame with in-band SPS/PPS)
   into several packets with the *same* dts; mux() would raise on the equal dts, and dropping a
   piece loses slices of the picture. So equal dts = the same frame: the pieces are MERGED.

@@ -17,8 +17,8 @@ import av
 import pytest
 
 from tests.camserver import TestCamera
-from tests.e2e.harness import camera_map, run_cli
-from tests.support import NVR, ensure_account, is_root, remove_tree, shared_tmpdir
+from tests.e2e.harness import ACCOUNTS, camera_map, run_cli
+from tests.support import NVR, ensure_account, is_root, remove_tree, run_as, shared_tmpdir
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "nvr.service"
@@ -135,6 +135,22 @@ def test_recorder_records_under_the_units_restrictions(testcam: TestCamera) -> N
                     frames = sum(1 for _ in c.decode(video=0))
                 assert frames > 0, seg
         assert "sandbox: user=nvrtest-nvr" in (tmp / "daemon.log").read_text()
+        # An export (remux with faststart, Ed25519 signing) works under the same restrictions.
+        res = run_cli(["recordings", "--camera", "hevc", "--json", "--socket", str(socket_path)])
+        seg = res.json()["segments"][0]
+        out = tmp / "out"
+        out.mkdir(mode=0o1777)
+        out.chmod(0o1777)
+        clip = str(out / "clip.mp4")
+        args = ["export", "--camera", "hevc", "--start", seg["start"], "--end", seg["end"],
+                "--reason", "sandbox check", "--out", clip, "--socket", str(socket_path)]
+        ensure_account(ACCOUNTS["director"])
+        made = run_as(ACCOUNTS["director"], lambda: run_cli(args))
+        assert made.code == 0, made.err + (tmp / "daemon.log").read_text()[-2000:]
+        assert run_cli(["export", "verify", clip]).code == 0
+        logged = (tmp / "daemon.log").read_text()
+        assert '"level": "error"' not in logged and "Operation not permitted" not in logged, \
+            logged[-3000:]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, (tmp / "daemon.log").read_text()[-3000:]
     finally:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import uvloop
 
-from nvr import log
+from nvr import log, watchdog
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE
+from nvr.metrics import MetricsServer
 from nvr.service import Service
 
 logger = log.get("nvr.daemon")
@@ -33,6 +34,10 @@ logger = log.get("nvr.daemon")
 async def _run(config_path: Path, config: CameraMap) -> int:
     service = Service(config_path, config)
     await service.start()
+    metrics = await _start_metrics(service, config)
+    # systemd: ready only now, with the index open, recovery done and the socket listening.
+    service.notifier.ready(watchdog.summary(service, await watchdog.free_percent(service)))
+    service.spawn(watchdog.run(service, service.notifier))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
@@ -52,8 +57,25 @@ async def _run(config_path: Path, config: CameraMap) -> int:
     try:
         await stop.wait()
     finally:
+        if metrics is not None:
+            await metrics.close()
         await service.stop()
     return EX_OK
+
+
+async def _start_metrics(service: Service, config: CameraMap) -> MetricsServer | None:
+    """GET /metrics on metrics.listen, if set. A port already taken costs the metrics, never
+    the recording: logged, and the recorder runs on."""
+    if config.metrics is None:
+        return None
+    server = MetricsServer(service, config.metrics.listen)
+    try:
+        await server.start()
+    except OSError as exc:
+        logger.error("metrics_listen_failed", listen=config.metrics.listen, error=str(exc))
+        await server.close()
+        return None
+    return server
 
 
 def main(config_path: str) -> int:

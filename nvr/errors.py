@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# sysexits.h: the only exit codes the command line uses (CONTRACT.md "Exit codes").
+# sysexits.h: the only exit codes the command line uses (docs/commands.md "Exit codes").
 EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65

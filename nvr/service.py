@@ -22,6 +22,7 @@ from nvr.policy.audit import AuditLog
 from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
+from nvr.sdnotify import Notifier
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
@@ -41,7 +42,7 @@ def storage_dirs(root: Path) -> dict[str, Path]:
 
 
 def prepare_storage(root: Path) -> None:
-    """Create storage.root and its folders owner-only (CONTRACT.md: "created 0700")."""
+    """Create storage.root and its folders owner-only (README: "created 0700")."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     for path in storage_dirs(root).values():
@@ -100,6 +101,10 @@ class Service:
         self.reload_lock = asyncio.Lock()
         # The (seq, hash) last written to the audit checkpoint file.
         self._checkpointed: tuple[int, str] | None = None
+        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.watchdog's figures.
+        self.notifier = Notifier()
+        self.thread_restarts: dict[str, int] = {}
+        self.loop_lag_s = 0.0
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -233,7 +238,11 @@ class Service:
     async def reload(self, why: str) -> dict[str, list[str]]:
         """Re-read the camera map; restart only cameras whose settings changed."""
         async with self.reload_lock:
-            return await self._reload(why)
+            self.notifier.reloading()
+            try:
+                return await self._reload(why)
+            finally:
+                self.notifier.ready("reloaded the camera map")
 
     async def _reload(self, why: str) -> dict[str, list[str]]:
         try:
@@ -266,6 +275,7 @@ class Service:
         return {"added": added, "removed": removed, "changed": changed}
 
     async def stop(self) -> None:
+        self.notifier.stopping()
         self.stopping.set()
         await self.control.close()
         await asyncio.gather(*(rec.stop() for rec in self.recorders.values()),

@@ -26,7 +26,7 @@ def to_iso(us: int) -> str:
 
 
 def parse_time(text: str, *, end_of_day: bool = False) -> int:
-    """ISO 8601 date or time. Without an offset it is local time (CONTRACT.md "Times").
+    """ISO 8601 date or time. Without an offset it is local time (docs/commands.md "Times").
 
     A bare date means its local midnight, or the end of that day when `end_of_day` is set
     (so `--until 2026-12-31` keeps a still through the 31st).

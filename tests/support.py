@@ -34,7 +34,7 @@ USED_ACCOUNTS: set[str] = set()
 
 
 def ensure_account(name: str) -> pwd.struct_passwd:
-    """A real system account for role tests (CI runs as root; DEVELOPERS.md)."""
+    """A real system account for role tests (CI runs as root)."""
     if name.startswith(ACCOUNT_PREFIX):
         USED_ACCOUNTS.add(name)
     try:

@@ -2,7 +2,7 @@
 # Installs everything nvr needs on a fresh Debian 12 machine, idempotently:
 # Debian packages (GStreamer RTSP server for the test camera, ffmpeg/ffprobe for checks),
 # and a virtualenv in .venv built from Debian's /usr/bin/python3 (not a pyenv interpreter under
-# /root, which other accounts cannot execute; see MEDIA-FACTS.md) with nvr and its test extras.
+# /root, which other accounts cannot execute; see docs/design.md "Media facts") with nvr and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A real RTSP camera stand-in: GStreamer's RTSP server with test patterns.
 
-Runs under Debian's /usr/bin/python3 (python3-gi does not import in a venv; MEDIA-FACTS.md).
+Runs under Debian's /usr/bin/python3 (python3-gi does not import in a venv; docs/design.md "Media facts").
 Mounts (all but /h264 encode once for any number of clients):
 
   /h264        H.264 video + AAC audio (audio is on the wire; the recorder must never keep it)

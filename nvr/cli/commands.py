@@ -61,6 +61,16 @@ def cmd_fsck(ns: argparse.Namespace) -> int:
     return _late("nvr.storage.fsck")(config, ns.repair)
 
 
+def cmd_backup(ns: argparse.Namespace) -> int:
+    config = _need_config(ns)
+    return _late("nvr.backup", "main_backup")(config, ns.out)
+
+
+def cmd_restore(ns: argparse.Namespace) -> int:
+    config = _need_config(ns)
+    return _late("nvr.backup", "main_restore")(ns.source, config)
+
+
 def cmd_export_verify(ns: argparse.Namespace) -> int:
     from nvr.export.signing import published_key_path
 
@@ -194,7 +204,7 @@ def cmd_client(ns: argparse.Namespace) -> int:
         os.close(reply.fd)  # no op but export/still sends a file
     result = reply.result
     if ns.json:
-        # `nvr audit list --json` is a list (CONTRACT.md); the wire needs an object around it.
+        # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)
     else:
         _RENDER.get(ns.op, render.generic)(_out(ns), result)

@@ -1,4 +1,4 @@
-"""`nvr`: the command line (CONTRACT.md "Command line"). `main()` is the only place that exits.
+"""`nvr`: the command line (docs/commands.md). `main()` is the only place that exits.
 
 Exit codes are sysexits.h: an NvrError leaves with its `exit_code` and one line
 `nvr: <message>` on stderr; argparse usage errors are 64 (not argparse's 2).
@@ -77,6 +77,12 @@ def _offline(sub: Any, common: Parser) -> None:
     p = sub.add_parser("fsck", help="compare index and disk; --repair fixes orphans and missing files", parents=[common])  # fmt: skip
     p.add_argument("--repair", action="store_true")
     p.set_defaults(handler="fsck")
+    p = sub.add_parser("backup", help="copy the index (online, while recording), signing key and camera map to DIR, with a manifest", parents=[common])  # fmt: skip
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.set_defaults(handler="backup")
+    p = sub.add_parser("restore", help="put a backup's index and signing key into --config's fresh storage root (recorder stopped)", parents=[common])  # fmt: skip
+    p.add_argument("--from", dest="source", required=True, metavar="DIR")
+    p.set_defaults(handler="restore")
 
 
 def _footage(sub: Any, common: Parser) -> None:
@@ -229,6 +235,8 @@ def _run(argv: Sequence[str] | None) -> int:
         "run": commands.cmd_run,
         "check_config": commands.cmd_check_config,
         "fsck": commands.cmd_fsck,
+        "backup": commands.cmd_backup,
+        "restore": commands.cmd_restore,
         "export": commands.cmd_export,
         "still": commands.cmd_still,
         "client": commands.cmd_client,

@@ -1,4 +1,4 @@
-"""The camera map (CONTRACT.md "Camera map") as pydantic models. Unknown keys are errors.
+"""The camera map (config/example.yaml) as pydantic models. Unknown keys are errors.
 
 The loader (nvr.config.loader) turns YAML into these and maps every validation error back to
 its line. Policy-bearing rules (privacy areas, roles) quote the policy clause they enforce.
@@ -99,7 +99,7 @@ class TlsConfig(Strict):
 class LiveConfig(Strict):
     listen: str = "127.0.0.1:8443"
     tls: TlsConfig | None = None
-    # Longest emergency live feed, in minutes (POLICY-MATRIX: "has a maximum length").
+    # Longest emergency live feed, in minutes (docs/policy.md: emergency access "must be terminated").
     emergency_max_minutes: Annotated[int, Field(ge=1, le=24 * 60)] = 240
 
     @field_validator("listen")
@@ -119,6 +119,31 @@ class LiveConfig(Strict):
                 "listen on 127.0.0.1 or add tls: {cert: ..., key: ...}"
             )
         return self
+
+
+class MetricsConfig(Strict):
+    """Prometheus text on GET /metrics (nvr.metrics): counts and states, never footage."""
+
+    listen: str
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_or_explicit(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{v!r} is not HOST:PORT (for example 127.0.0.1:9108)")
+        host = host.strip("[]")
+        if _is_loopback(host):
+            return v
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"metrics on {v}: give an IP address, not the name {host!r}, "
+                             "so the port opens where you meant") from None
+        if addr.is_unspecified:
+            raise ValueError(f"metrics on {v} would listen on every network; give 127.0.0.1 "
+                             "or the one address your monitoring reaches (e.g. 10.20.0.5:9108)")
+        return v
 
 
 def _is_loopback(host: str) -> bool:
@@ -194,6 +219,7 @@ class CameraMap(Strict):
     retention: RetentionConfig = RetentionConfig()
     control: ControlConfig = ControlConfig()
     live: LiveConfig = LiveConfig()
+    metrics: MetricsConfig | None = None
     people: list[Person] = []
     cameras: list[CameraConfig] = []
     # argv of a command run with a breach report's details on stdin (e.g. a mail script).

@@ -45,7 +45,7 @@ def socket_path(
     config_path: str | os.PathLike[str] | None,
     env: Mapping[str, str] | None = None,
 ) -> Path:
-    """CONTRACT.md order: --socket, else $NVR_SOCKET, else --config's control.socket, else
+    """docs/commands.md order: --socket, else $NVR_SOCKET, else --config's control.socket, else
     /run/nvr/control.sock."""
     env = os.environ if env is None else env
     if args_socket:

@@ -11,7 +11,9 @@ full and counted in status()["dropped"] (status() itself reads the thread's coun
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -83,6 +85,9 @@ class CameraRecorder:
         self._queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue()
         self._consumer: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
+        # The thread's heartbeat (time.monotonic()): every packet and every second of waiting
+        # moves it, so the watchdog (nvr.watchdog) can tell a wedged thread from a quiet one.
+        self.beat = time.monotonic()
 
     # -- loop side -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -151,6 +156,7 @@ class CameraRecorder:
                 return
         else:
             while not self._slots.acquire(timeout=5.0):
+                self.beat = time.monotonic()  # alive: the loop is slow, not this thread
                 _log.warning("handoff_blocked", camera=self.camera.id, event=kind)
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, args))
@@ -168,7 +174,32 @@ class CameraRecorder:
         _log.info("camera_state", camera=self.camera.id, state=state, reason=reason)
         self._post("state", (self.camera.id, state, reason), droppable=True)
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stalled_for(self, now: float) -> float:
+        """Seconds since the camera thread last made progress (0 if it is not running)."""
+        return now - self.beat if self.alive() and not self._stop.is_set() else 0.0
+
+    def abandon(self) -> None:
+        """Give up on a wedged thread: it is told to stop (and will, if it ever wakes, finish
+        its segment, and its consumer still indexes it); the caller starts its replacement.
+        A Python thread cannot be killed, only left behind."""
+        self._stop.set()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep on the stop Event in steps of a second, beating the heart at each."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            self.beat = now = time.monotonic()
+            if now >= deadline:
+                return
+            self._stop.wait(min(1.0, deadline - now))
+
     def _should_stop(self) -> SessionEnd | None:
+        self.beat = time.monotonic()
+        if _TEST_HANG_CAMERA and self.camera.id == _TEST_HANG_CAMERA:
+            _test_hang_once(self.camera.id)
         if self._stop.is_set():
             return STOPPED
         if self._paused is not None:
@@ -196,7 +227,7 @@ class CameraRecorder:
         while not self._stop.is_set():
             if self._paused is not None:
                 self._set_state("failed", self._paused)
-                self._stop.wait(0.5)
+                self._wait(0.5)
                 continue
             self._set_state("connecting", self.reason if failures else "")
             began = self.clock.mono_us()
@@ -234,4 +265,20 @@ class CameraRecorder:
         delay = self.backoff.delay(uptime_s, permanent=end.permanent)
         self._set_state("failed" if end.permanent else "backoff", end.message)
         _log.info("camera_retry", camera=self.camera.id, delay_s=round(delay, 2))
-        self._stop.wait(delay)
+        self._wait(delay)
+
+
+# Test hook (tests/e2e/test_sdnotify.py): NVR_TEST_HANG_CAMERA=<id> wedges the first thread of
+# that camera forever at its first packet, so the watchdog's restart can be seen to work.
+_TEST_HANG_CAMERA = os.environ.get("NVR_TEST_HANG_CAMERA", "")
+_hung: set[str] = set()
+_hung_lock = threading.Lock()
+
+
+def _test_hang_once(camera_id: str) -> None:
+    with _hung_lock:
+        if camera_id in _hung:
+            return
+        _hung.add(camera_id)
+    _log.warning("test_hook_hanging_camera_thread", camera=camera_id)
+    threading.Event().wait()

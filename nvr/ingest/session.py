@@ -96,7 +96,7 @@ class SessionContext:
 
 
 def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
-    """Open the stream, video only: audio is never SET UP (CONTRACT.md "no audio")."""
+    """Open the stream, video only: audio is never SET UP (docs/policy.md: no audio)."""
     host = host_of(url)
     try:
         socket.getaddrinfo(host, None)
@@ -209,7 +209,7 @@ def _log_camera_clock(
     camera: str, container: av.container.InputContainer, tb: Fraction, anchor_us: int, dts: int
 ) -> None:
     """The camera's own clock (RTCP sender reports: wall time at pts 0) as a second opinion on
-    our anchor; logged only, since cameras' clocks are often wrong (MEDIA-FACTS.md)."""
+    our anchor; logged only, since cameras' clocks are often wrong (docs/design.md, "Media facts")."""
     rt = getattr(container, "start_time_realtime", None)
     if rt:
         camera_us = int(rt + dts * tb * 1_000_000)

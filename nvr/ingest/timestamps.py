@@ -3,7 +3,7 @@
 In the spirit of Home Assistant's TimestampValidator, with repairs where HA only drops:
 
 - Session start: FFmpeg's RTSP demuxer hands over the first packets of a session with an
-  unknown dts (the first keyframe even with pts = dts = None, MEDIA-FACTS.md) until its parser
+  unknown dts (the first keyframe even with pts = dts = None; docs/design.md, "Media facts") until its parser
   has seen enough of the stream. With B-frames (x264 bframes=2 + B-pyramid, most cameras' main
   stream) those are the first 3-4 packets, and their pts are out of order. They are HELD (the
   "head") until the first packet with a known dts arrives, and their dts are DERIVED backwards

@@ -69,7 +69,7 @@ class AuditRow:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT shape of `nvr audit list --json` (plus "uid")."""
+        """The shape (docs/commands.md) of `nvr audit list --json` (plus "uid")."""
         return {
             "seq": self.seq, "at": to_iso(self.at_us), "actor": self.actor, "uid": self.uid,
             "role": self.role, "action": self.action, "allowed": self.allowed,

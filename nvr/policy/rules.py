@@ -1,4 +1,4 @@
-"""The Security Camera Policy as pure decisions (docs: /work/shared/design/POLICY-MATRIX.md).
+"""The Security Camera Policy as pure decisions (docs/policy.md is generated from MATRIX).
 
 `MATRIX` is the roles × actions table as data, one Cell per (action, role), each quoting the
 sentence of the policy it rests on. `decide()` looks the cell up, applies its condition (G: a

@@ -158,7 +158,7 @@ class RetentionExecutor:
         return list(out.values())
 
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
-        """`nvr retention plan --json` (CONTRACT.md)."""
+        """`nvr retention plan --json` (docs/commands.md)."""
         at = self._clock() if at_us is None else at_us
         return plan_to_dict(await self.plan(at), at)
 

@@ -1,6 +1,6 @@
 """What retention deletes, and why: a pure decision (no I/O, `now_us` passed in).
 
-Rules (POLICY-MATRIX "Rules that are not about who", docs/retention.md):
+Rules (docs/policy.md "Rules that are not about who", docs/retention.md):
   1. Nothing an active hold covers is ever planned, for age or for disk.
   2. Age first: every unheld segment that ended `retention_days` or more before now goes.
   3. Disk pressure next: if free space would still be below `min_free_percent`, the oldest
@@ -170,7 +170,7 @@ def _alert(
 
 
 def plan_to_dict(p: Plan, at_us: int) -> dict[str, Any]:
-    """The `nvr retention plan --json` shape (CONTRACT.md), plus paused/alert."""
+    """The `nvr retention plan --json` shape (docs/commands.md), plus paused/alert."""
     return {
         "at": to_iso(at_us),
         "delete": [

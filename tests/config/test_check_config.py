@@ -117,6 +117,18 @@ MISTAKES = {
         "live.listen",
         "live view on 0.0.0.0:8443 would be plain HTTP on a non-loopback address",
     ),
+    "metrics on every network": (
+        GOOD + "metrics:\n  listen: 0.0.0.0:9108\n",
+        "listen: 0.0.0.0:9108",
+        "metrics.listen",
+        "metrics on 0.0.0.0:9108 would listen on every network",
+    ),
+    "metrics on a host name": (
+        GOOD + "metrics:\n  listen: recorder.local:9108\n",
+        "listen: recorder.local",
+        "metrics.listen",
+        "give an IP address, not the name 'recorder.local'",
+    ),
     "no stream source": (
         GOOD.replace("    rtsp: rtsp://127.0.0.1:8554/h264\n", ""),
         "- id: front",

@@ -14,7 +14,7 @@ from typing import Any
 from tests.camserver import TestCamera
 from tests.support import Daemon, ensure_account, run_as, shared_tmpdir
 
-# One account per role of POLICY-MATRIX.md, and one that is listed nowhere (the public).
+# One account per role of docs/policy.md, and one that is listed nowhere (the public).
 ACCOUNTS = {
     "director": "nvrtest-director",
     "assistant_director": "nvrtest-assistant",

@@ -1,6 +1,6 @@
-"""Every cell of POLICY-MATRIX.md, through the real socket, as real unix accounts.
+"""Every cell of docs/policy.md, through the real socket, as real unix accounts.
 
-The expected table below is written from POLICY-MATRIX.md by hand — not imported from
+The expected table below is written from the policy by hand — not imported from
 nvr.policy — so a change in the code that breaks the policy fails here. Each test id names the
 cell; each row names the clause it comes from.
 """

@@ -22,7 +22,7 @@ OPS = ["status", "recordings", "export", "still", "hold_create", "hold_list", "h
        "grant_create", "grant_list", "grant_revoke", "request_create", "request_list",
        "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
        "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show"]
-# What staff may do without a grant (POLICY-MATRIX.md): metadata, requests, verify, breach.
+# What staff may do without a grant (docs/policy.md): metadata, requests, verify, breach.
 STAFF_MAY = {"status", "recordings", "request_create", "audit_verify", "breach_report",
              "key_show"}
 

@@ -1,4 +1,4 @@
-"""The audit chain (POLICY-MATRIX: "Every decision, allowed or denied, … is appended to a
+"""The audit chain (docs/policy.md: "Every decision, allowed or denied, … is appended to a
 hash-chained audit log" — clause "Failure to comply with this policy may result in disciplinary
 action"). Tampering is done the way an insider would: sqlite3 on the database file."""
 

@@ -1,4 +1,4 @@
-"""Every cell of POLICY-MATRIX.md "What each may do", and the rules that are not about who.
+"""Every cell of docs/policy.md "What each may do", and the rules that are not about who.
 
 EXPECTED below is transcribed from the matrix by hand, independently of nvr.policy.rules.MATRIX,
 so a change to either shows here. Test ids read `action|role|cell|"first words of the clause"`.
@@ -124,8 +124,7 @@ def test_matrix_cell(cell: tuple[Action, Role, Kind]) -> None:
 
 
 def _policy_text() -> str | None:
-    for p in (Path(__file__).parents[2] / "docs" / "security-camera-policy.txt",
-              Path("/work/shared/policy/security-camera-policy.txt")):
+    for p in (Path(__file__).parents[2] / "docs" / "security-camera-policy.txt",):
         if p.exists():
             return " ".join(p.read_text(encoding="utf-8").split())
     return None

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs (or upgrades, or removes) the recorder as a systemd service, from this clone.
+# README.md "Install on the recorder box" walks through it. Run as root:
+#
+#   sudo tools/install.sh               install or upgrade, then (re)start the service
+#   sudo tools/install.sh --uninstall   remove the service; keep /etc/nvr, the footage, the account
+#
+# Options:
+#   --root DIR   install into DIR as if it were / (a throw-away root: tests); implies --no-start
+#   --no-setup   skip tools/setup.sh (Debian packages and .venv already there)
+#   --no-start   do not call systemctl
+#
+# It never overwrites /etc/nvr/nvr.yaml (your camera map) nor anything under /var/lib/nvr.
+set -euo pipefail
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+ROOT="" SETUP=1 START=1 UNINSTALL=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT="$(realpath -m "$2")"; START=0; shift 2 ;;
+    --no-setup) SETUP=0; shift ;;
+    --no-start) START=0; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    *) echo "install: unknown option $1 (see the top of $0)" >&2; exit 64 ;;
+  esac
+done
+if [ "$(id -u)" != 0 ]; then
+  echo "install: run as root: sudo $0 $*" >&2
+  exit 77
+fi
+say() { echo "install: $*"; }
+
+UNIT="$ROOT/etc/systemd/system/nvr.service"
+SYSUSERS="$ROOT/usr/lib/sysusers.d/nvr.conf"
+TMPFILES="$ROOT/usr/lib/tmpfiles.d/nvr.conf"
+LINK="$ROOT/usr/local/bin/nvr"
+MAP="$ROOT/etc/nvr/nvr.yaml"
+
+if [ "$UNINSTALL" = 1 ]; then
+  if [ "$START" = 1 ]; then systemctl disable --now nvr 2>/dev/null || true; fi
+  rm -f "$UNIT" "$SYSUSERS" "$TMPFILES"
+  [ -L "$LINK" ] && rm -f "$LINK"
+  if [ "$START" = 1 ]; then systemctl daemon-reload; fi
+  say "service removed. Kept: /etc/nvr (camera map, passwords), /var/lib/nvr (footage, index,"
+  say "signing key) and the nvr account. Footage may be evidence under a hold: check"
+  say "\`nvr hold list\` before deleting it; then: rm -r /var/lib/nvr /etc/nvr; userdel nvr"
+  exit 0
+fi
+
+if [ "$SETUP" = 1 ]; then
+  "$REPO/tools/setup.sh"
+fi
+[ -x "$REPO/.venv/bin/nvr" ] || { echo "install: $REPO/.venv/bin/nvr missing: run tools/setup.sh" >&2; exit 69; }
+
+# The account and the folders, as systemd-sysusers(8) and systemd-tmpfiles(8) would at boot.
+install -D -m 0644 "$REPO/systemd/nvr.sysusers.conf" "$SYSUSERS"
+install -D -m 0644 "$REPO/systemd/nvr.tmpfiles.conf" "$TMPFILES"
+mkdir -p "$ROOT/etc"
+systemd-sysusers ${ROOT:+--root="$ROOT"}
+systemd-tmpfiles --create ${ROOT:+--root="$ROOT"} "$TMPFILES"
+NVR_GID="$(awk -F: '$1 == "nvr" {print $3}' "$ROOT/etc/group")"
+
+# The unit names /opt/nvr; a clone elsewhere gets its own path written in.
+install -d -m 0755 "$(dirname "$UNIT")"
+sed "s|/opt/nvr|$REPO|g" "$REPO/systemd/nvr.service" > "$UNIT.new"
+chmod 0644 "$UNIT.new"
+mv "$UNIT.new" "$UNIT"
+say "unit $UNIT"
+
+# `nvr` on everyone's PATH.
+install -d -m 0755 "$(dirname "$LINK")"
+ln -sfn "$REPO/.venv/bin/nvr" "$LINK"
+say "command $LINK -> $REPO/.venv/bin/nvr"
+
+# The camera map: the example the first time, never overwritten afterwards.
+if [ ! -e "$MAP" ]; then
+  install -m 0640 -o 0 -g "$NVR_GID" "$REPO/config/example.yaml" "$MAP"
+  say "camera map $MAP (the example: edit people, cameras and password files first)"
+else
+  say "camera map $MAP kept as it is"
+fi
+
+if "$REPO/.venv/bin/nvr" check-config "$MAP"; then
+  MAP_OK=1
+else
+  MAP_OK=0
+  say "the camera map has problems (above); fix them, then: sudo systemctl restart nvr"
+fi
+
+if [ "$START" = 1 ]; then
+  systemctl daemon-reload
+  systemctl enable nvr
+  if [ "$MAP_OK" = 1 ]; then
+    systemctl restart nvr
+    say "service started; see it with: nvr status"
+  fi
+fi

@@ -74,7 +74,7 @@ def man_page(parser: argparse.ArgumentParser | None = None) -> str:
               ".SH ENVIRONMENT", ".TP", "\\fBNVR_SOCKET\\fR",
               "the control socket, when --socket is not given", ".TP", "\\fBTZ\\fR",
               "the time zone times are typed and shown in",
-              ".SH FILES", ".TP", "/etc/nvr/cameras.yaml", "the camera map (see nvr check-config)",
+              ".SH FILES", ".TP", "/etc/nvr/nvr.yaml", "the camera map (see nvr check-config)",
               ".TP", "/run/nvr/control.sock", "the daemon's control socket",
               ".SH SEE ALSO", "README.md and docs/ in the nvr source tree"]
     return "\n".join(lines) + "\n"

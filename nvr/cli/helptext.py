@@ -25,7 +25,7 @@ T = "e.g. 2026-11-29T14:05 (local time; add Z for UTC)"
 COMMON: dict[str, str] = {
     "--socket": "the daemon's control socket (else $NVR_SOCKET, else --config's control.socket, "
                 "else /run/nvr/control.sock); e.g. --socket /run/nvr/control.sock",
-    "--config": "the camera map (YAML); e.g. --config /etc/nvr/cameras.yaml",
+    "--config": "the camera map (YAML); e.g. --config /etc/nvr/nvr.yaml",
     "--json": "print JSON for scripts: UTC times with microseconds, full paths",
     "--utc": "show times in UTC instead of this machine's time zone",
     "--paths": "also show where each file is on disk (--json always has them)",
@@ -42,17 +42,29 @@ COMMON: dict[str, str] = {
 # Per command path ("hold create"): description, options and positionals, examples.
 COMMANDS: dict[str, dict[str, Any]] = {
     "run": {"help": "the recorder daemon, in the foreground (systemd runs this)",
-            "examples": ["nvr run --config /etc/nvr/cameras.yaml"]},
+            "examples": ["nvr run --config /etc/nvr/nvr.yaml"]},
     "check-config": {
         "help": "check a camera map before using it (exit 0, or 65 with FILE:LINE: problem)",
-        "opts": {"FILE": "the camera map to check; e.g. /etc/nvr/cameras.yaml"},
-        "examples": ["nvr check-config /etc/nvr/cameras.yaml"]},
+        "opts": {"FILE": "the camera map to check; e.g. /etc/nvr/nvr.yaml"},
+        "examples": ["nvr check-config /etc/nvr/nvr.yaml"]},
     "fsck": {
         "help": "compare the index with the files on disk; --repair fixes what it finds",
         "opts": {"--repair": "also fix it: index files the index lacks, forget rows whose "
                              "file is gone"},
-        "examples": ["nvr fsck --config /etc/nvr/cameras.yaml",
-                     "nvr fsck --config /etc/nvr/cameras.yaml --repair"]},
+        "examples": ["nvr fsck --config /etc/nvr/nvr.yaml",
+                     "nvr fsck --config /etc/nvr/nvr.yaml --repair"]},
+    "backup": {
+        "help": "copy the index (online, while recording), the signing key, the audit "
+                "checkpoints and the camera map into a new folder, with a manifest",
+        "opts": {"--out": "the folder to create for the backup (must not exist or be empty); "
+                          "e.g. --out /srv/backup/nvr-2026-11-29"},
+        "examples": ["nvr backup --config /etc/nvr/nvr.yaml --out /srv/backup/nvr-2026-11-29"]},
+    "restore": {
+        "help": "put a backup's index and signing key into the fresh storage root of "
+                "--config's camera map (the recorder stopped; copy the footage separately)",
+        "opts": {"--from": "the backup folder made by `nvr backup`; "
+                           "e.g. --from /srv/backup/nvr-2026-11-29"},
+        "examples": ["nvr restore --config /etc/nvr/nvr.yaml --from /srv/backup/nvr-2026-11-29"]},
     "status": {
         "help": "cameras (state, frame rate, bitrate, last segment), disk space and retention",
         "examples": ["nvr status", "nvr status --utc", "nvr status --json"]},

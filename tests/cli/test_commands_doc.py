@@ -10,7 +10,7 @@ from pathlib import Path
 from nvr.cli.main import build_parser
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
-COMMON = {"-h", "--help", "--socket", "--config", "--json"}
+COMMON = {"-h", "--help", "--socket", "--config", "--json", "--utc"}
 
 
 def leaves(parser: argparse.ArgumentParser, prefix: str = "nvr") -> dict[str, argparse.ArgumentParser]:

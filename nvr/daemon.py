@@ -6,7 +6,8 @@ Start-up order (each step can rely on the ones before it):
   3. reconcile disk and index (finish interrupted deletions, index segments a crash left open);
   4. note the downtime since the last run as a gap per camera (reason crash or recorder_stopped);
   5. start one CameraRecorder per enabled camera, the retention executor, the still expirer;
-  6. open the control socket last, so nobody is answered before the recorder is consistent.
+  6. open the control socket last, so nobody is answered before the recorder is consistent;
+  7. metrics.listen if set, then tell systemd READY=1 and start the watchdog (nvr.watchdog).
 Shutdown runs the other way (uvicorn's Server.shutdown): socket → cameras → background tasks →
 index. A second SIGTERM/SIGINT forces exit.
 """

@@ -311,7 +311,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
         f"--{k}" for k in ("camera", "start", "end", "reason", "out") if getattr(ns, k) is None
     ]
     if missing:
-        raise UsageError(f"nvr export needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
+        raise UsageError(f"`nvr export` needs {', '.join(missing)} (or: nvr export verify FILE.mp4)")
     _need_suffix(ns.out, (".mp4",), "the clip is an MP4")
     if ns.key is not None:
         raise UsageError("--key belongs to `nvr export verify FILE.mp4 --key ...`")

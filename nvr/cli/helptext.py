@@ -35,6 +35,8 @@ COMMON: dict[str, str] = {
     "--incident": "your incident number, kept with it; e.g. --incident 2026-114",
     "--minutes": "how long it lasts, in minutes (1 to 1440); e.g. --minutes 30",
     "--camera": "a camera id from the camera map (see `nvr status`); e.g. --camera lobby",
+    "--expires": "when it ends by itself; e.g. --expires 2026-12-01 (the end of that day) "
+                 "or 2026-11-30T17:00",
     "--help": "show this help and exit",
     "--version": "print nvr's version and exit",
 }
@@ -111,6 +113,23 @@ COMMANDS: dict[str, dict[str, Any]] = {
         "opts": {"--minutes": "how long the link works, in minutes (default 15); "
                               "e.g. --minutes 30"},
         "examples": ["nvr live --camera lobby --minutes 10"]},
+    "playback": {
+        "help": "a link to recorded playback from a time, that stops working after N minutes",
+        "opts": {"--start": f"play from this time; {T}",
+                 "--end": "stop at this time (default: now); e.g. 2026-11-29T14:30",
+                 "--minutes": "how long the link works, in minutes (default 60); "
+                              "e.g. --minutes 30"},
+        "examples": ["nvr playback --camera lobby --start 2026-11-29T14:00 "
+                     "--reason 'incident 2026-114'"],
+        "times": True},
+    "view": {"help": "open viewing links (live and playback) and their sessions",
+             "examples": ["nvr view list"]},
+    "view list": {"help": "the viewing links still open, and who is watching",
+                  "examples": ["nvr view list"]},
+    "view revoke": {"help": "end a viewing link and its sessions now",
+                    "opts": {"ID": "the link's id, from `nvr view list`; e.g. V-4"},
+                    "examples": ["nvr view revoke V-4"]},
+    "emergency list": {"help": "the emergency feeds running", "examples": ["nvr emergency list"]},
     "hold": {"help": "keep footage past retention for an incident or a legal matter",
              "examples": ["nvr hold list"]},
     "hold create": {

@@ -302,16 +302,43 @@ def _timed_row(out: Out, row: dict[str, Any], columns: Columns) -> list[str]:
     return cells
 
 
+# What identifies a hold, grant or request at a glance: its first line on a terminal.
+LIST_HEADS: dict[str, tuple[str, ...]] = {
+    "holds": ("id", "cameras", "start", "end"),
+    "grants": ("id", "user", "cameras", "start", "end"),
+    "requests": ("id", "kind", "status", "requester"),
+}
+
+
 def listing(out: Out, result: dict[str, Any], key: str) -> None:
+    """Holds, grants, requests. Piped: TSV with every field. On a terminal: a block per item,
+    its identifying fields on one line and the rest below, indented and wrapped, because a
+    dozen columns never fit 80."""
     rows = result.get(key)
     if not isinstance(rows, list):
         generic(out, result)
         return
     singular = key[:-1] if key.endswith("s") else key
-    if rows:
-        out.rows(rows, title=fmt.plural(len(rows), singular))
-    else:
+    if not rows:
         out.line(f"no {key}")
+        return
+    title = fmt.plural(len(rows), singular)
+    if not out.terminal or not all(isinstance(r, dict) for r in rows):
+        out.rows(rows, title=title)
+        return
+    out.line(title)
+    head = LIST_HEADS.get(key) or tuple(list(rows[0])[:3])
+    for r in rows:
+        parts = [out.cell(k, r.get(k)) for k in head if k not in ("start", "end")]
+        out.console.print(Text("  ".join(parts)))
+        if "start" in head:  # the footage window on a line of its own: two times are 50 wide
+            window = (f"{out.when(r.get('start'))} – "
+                      f"{out.when(r.get('end'), same_day_as=r.get('start'))}")  # fmt: skip
+            out.console.print(Padding(Text(window), (0, 0, 0, 4)))
+        rest = [f"{k.replace('_', ' ')}: {out.cell(k, v)}" for k, v in r.items()
+                if k not in head and v not in (None, "", [], {})]  # fmt: skip
+        if rest:
+            out.console.print(Padding(Text("; ".join(rest)), (0, 0, 0, 4)))
 
 
 def audit(out: Out, rows: list[dict[str, Any]]) -> None:

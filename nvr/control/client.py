@@ -126,10 +126,10 @@ def _read_replies(sock: socket.socket, path: Path, on_progress: ProgressCallback
             except ConnectionResetError:
                 data, got = b"", []  # the daemon closed with our request unread; EOF for us
             except TimeoutError:
-                raise Unavailable(f"nvr daemon at {path} stopped answering") from None
+                raise Unavailable(f"the daemon at {path} stopped answering") from None
             fds.extend(got)  # fds may ride on any read: collect them every time
             if not data:
-                raise Unavailable(f"nvr daemon at {path} closed the connection without a reply")
+                raise Unavailable(f"the daemon at {path} closed the connection without a reply")
             buf += data
             if len(buf) > _MAX_REPLY_BYTES:
                 raise NvrError(f"reply from {path} is larger than {_MAX_REPLY_BYTES} bytes")

@@ -128,7 +128,7 @@ def test_duration(secs: float, text: str) -> None:
 @pytest.mark.parametrize("argv", [("status",), ("status", "--paths"),
                                   ("recordings", "--camera", "front"),
                                   ("recordings", "--camera", "front", "--paths"),
-                                  ("audit", "list"), ("retention", "plan"),
+                                  ("audit", "list"), ("hold", "list"), ("retention", "plan"),
                                   ("retention", "plan", "--paths")])  # fmt: skip
 def test_every_table_fits_80_columns(sock: Path, argv: tuple[str, ...]) -> None:
     lines = on_terminal(sock, *argv)
@@ -183,6 +183,10 @@ def test_user_typed_text_is_shown_as_typed(sock: Path) -> None:
     """A reason with [red]…[/red] in it is text, not markup, on a terminal too."""
     on_tty = "".join(line.strip() for line in on_terminal(sock, "audit", "list", columns=200))
     assert "[red]broken window[/red]" in on_tty
+    holds = on_terminal(sock, "hold", "list")
+    assert "incident [b]114[/b]" in " ".join(holds)
+    assert holds[1] == "H-a8e8d58f  front, senior-lounge"
+    assert holds[2] == "    2026-11-29 00:00:00 EST – 2026-11-30 00:00:00 EST"
 
 
 # -- help ----------------------------------------------------------------------------------

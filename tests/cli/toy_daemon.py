@@ -67,6 +67,15 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
         return Reply({"camera": a.camera, "segments": segs, "gaps": [
             {"start": "2026-11-29T12:19:39.000000Z", "end": "2026-11-29T12:20:15.034035Z",
              "reason": "offline", "detail": "camera unreachable: connection refused"}]})
+    if op == "hold_list":
+        return Reply({"holds": [{"id": "H-a8e8d58f", "cameras": ["front", "senior-lounge"],
+                                 "start": "2026-11-29T05:00:00.000000Z",
+                                 "end": "2026-11-30T05:00:00.000000Z",
+                                 "reason": "incident [b]114[/b]: window broken at the north door",
+                                 "incident": "2026-114", "until": None,
+                                 "created": "2026-11-29T13:12:14.123456Z",
+                                 "created_by": "nvrtest-director", "released": None,
+                                 "released_by": None, "release_reason": None}]})
     if op == "retention_plan":
         return Reply({"at": "2026-12-29T12:00:00.000000Z", "delete": [
             {"camera": "front", "path": "/var/lib/nvr/segments/front/20261129T122015.034035Z.mp4",

@@ -34,11 +34,13 @@ def _kill_writer_mid_segment(url: str, root: Path) -> Path:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "RECORDING"
         folder = root / "segments" / "crashcam"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:  # a few fragments (one a GOP, 1 s) are on disk
+        deadline = time.monotonic() + 30
+        while True:  # a few fragments (one a GOP, 1 s) are on disk
             files = list(folder.iterdir()) if folder.exists() else []
             if files and files[0].stat().st_size > 60_000:
                 break
+            assert time.monotonic() < deadline, (
+                f"waited 30s for the writer to put 60 kB of fragments on disk: {files}")
             time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)

@@ -53,6 +53,13 @@ def test_install_edit_run_upgrade_uninstall() -> None:
         assert os.readlink(link) == str(REPO / ".venv/bin/nvr")
         nvr_map = t / "etc/nvr/nvr.yaml"
         assert nvr_map.read_text() == (REPO / "config/example.yaml").read_text()
+        # `man nvr` renders the installed page; Tab completion knows the commands.
+        page = t / "usr/local/share/man/man1/nvr.1"
+        shown = subprocess.run(["man", "-l", str(page)], capture_output=True, text=True,
+                               env={**os.environ, "MANPAGER": "cat", "COLUMNS": "80"})
+        assert shown.returncode == 0 and "export verify" in shown.stdout, shown.stderr
+        completion = (t / "usr/local/share/bash-completion/completions/nvr").read_text()
+        assert "complete" in completion and "retention" in completion
         # The first check fails on the missing password file, exactly as the README shows.
         line = next(x for x in res.stderr.splitlines() if "password_file" in x)
         assert line.replace(str(t), "") in (REPO / "README.md").read_text(), line
@@ -115,6 +122,7 @@ def test_install_edit_run_upgrade_uninstall() -> None:
         gone = install(t, "--uninstall")
         assert gone.returncode == 0, gone.stderr
         assert not (t / "etc/systemd/system/nvr.service").exists() and not link.is_symlink()
+        assert not page.exists()
         assert nvr_map.exists() and (t / "var/lib/nvr/index.db").exists()
     finally:
         if proc is not None and proc.poll() is None:

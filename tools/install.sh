@@ -34,11 +34,15 @@ SYSUSERS="$ROOT/usr/lib/sysusers.d/nvr.conf"
 TMPFILES="$ROOT/usr/lib/tmpfiles.d/nvr.conf"
 LINK="$ROOT/usr/local/bin/nvr"
 MAP="$ROOT/etc/nvr/nvr.yaml"
+SHARE="$ROOT/usr/local/share"
+MANPAGE="$SHARE/man/man1/nvr.1"
+COMPLETION="$SHARE/bash-completion/completions/nvr"
 
 if [ "$UNINSTALL" = 1 ]; then
   if [ "$START" = 1 ]; then systemctl disable --now nvr 2>/dev/null || true; fi
   rm -f "$UNIT" "$SYSUSERS" "$TMPFILES"
   [ -L "$LINK" ] && rm -f "$LINK"
+  rm -f "$MANPAGE" "$COMPLETION"
   if [ "$START" = 1 ]; then systemctl daemon-reload; fi
   say "service removed. Kept: /etc/nvr (camera map, passwords), /var/lib/nvr (footage, index,"
   say "signing key) and the nvr account. Footage may be evidence under a hold: check"
@@ -70,6 +74,11 @@ say "unit $UNIT"
 install -d -m 0755 "$(dirname "$LINK")"
 ln -sfn "$REPO/.venv/bin/nvr" "$LINK"
 say "command $LINK -> $REPO/.venv/bin/nvr"
+
+# `man nvr` and Tab completion, generated from the command-line parser of this version.
+"$REPO/.venv/bin/python" -m nvr.cli.docs "$SHARE" >/dev/null
+chmod 0644 "$MANPAGE" "$COMPLETION"
+say "manual page $MANPAGE, bash completion $COMPLETION"
 
 # The camera map: the example the first time, never overwritten afterwards.
 if [ ! -e "$MAP" ]; then

@@ -2,8 +2,10 @@
 
 Start-up order (each step can rely on the ones before it):
   1. load and validate the camera map (exit 65 on a bad map; nothing is touched);
-  2. create storage.root (0700) and open the index (migrating it);
-  3. reconcile disk and index (finish interrupted deletions, index segments a crash left open);
+  2. lock storage.root (exit 75 if another nvr owns it), create its folders (0700), open the
+     index (migrating it);
+  3. reconcile what a crash can have touched (finish interrupted deletions, index the segment
+     each camera had open); older rows and files are checked in the background after step 6;
   4. note the downtime since the last run as a gap per camera (reason crash or recorder_stopped);
   5. start one CameraRecorder per enabled camera, the retention executor, the still expirer;
   6. open the control socket last, so nobody is answered before the recorder is consistent.

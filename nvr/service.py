@@ -24,7 +24,7 @@ from nvr.retention.holds import Holds
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
-from nvr.storage.recovery import reconcile
+from nvr.storage.recovery import BackgroundCheck, reconcile_startup
 from nvr.timeutil import now_us, to_iso
 
 logger = log.get("nvr.service")
@@ -113,8 +113,12 @@ class Service:
         self.requests = Requests(self.db)
         self.breaches = Breaches(self.db)
         crashed = await dbmod.get_meta(self.db, "running") == "1"
-        report = await reconcile(self.index, self.root, [c.id for c in self.config.cameras])
+        # Only what a crash can have touched, before any camera starts; every older row and
+        # file is checked in the background once the socket is open (progress: nvr status).
+        report, boundary = await reconcile_startup(self.index, self.root,
+                                                   [c.id for c in self.config.cameras])
         logger.info("reconciled", crashed=crashed, **report.to_dict())
+        self.recovery_check = BackgroundCheck(self.index, self.root, boundary)
         await dbmod.set_meta(self.db, "running", "1")
         reason = "crash" if crashed else "recorder_stopped"
         for cam in self.config.cameras:
@@ -137,9 +141,17 @@ class Service:
         self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
+        self.spawn(self._background_check())
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
+
+    async def _background_check(self) -> None:
+        try:
+            await self.recovery_check.run()
+        except Exception:
+            self.recovery_check.state = "failed"
+            logger.exception("background_check_failed")
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))

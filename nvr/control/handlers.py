@@ -169,6 +169,8 @@ class Handlers:
             },
             "paused": sorted(svc.paused),
             "alert": svc.pause_alert,
+            # Rows and files from before start-up, checked in the background (issue 9).
+            "recovery": svc.recovery_check.progress(),
         }
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:

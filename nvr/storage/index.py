@@ -251,6 +251,30 @@ class Index:
                 return
             after = (rows[-1].start_us, rows[-1].id)
 
+    async def pages_by_start(
+        self, camera: str, before_us: int, page: int = 1000
+    ) -> AsyncIterator[list[Segment]]:
+        """Rows of `camera` starting before `before_us`, in start order, a page at a time."""
+        after: tuple[int, int] = (-(2**62), 0)
+        while True:
+            async with self.db.execute(
+                "SELECT * FROM segments WHERE camera = ? AND start_us < ? AND start_us >= ? "
+                "AND (start_us > ? OR id > ?) ORDER BY start_us, id LIMIT ?",
+                (camera, before_us, after[0], after[0], after[1], page),
+            ) as cur:
+                rows = [_segment(r) for r in await cur.fetchall()]
+            if not rows:
+                return
+            yield rows
+            if len(rows) < page:
+                return
+            after = (rows[-1].start_us, rows[-1].id)
+
+    async def segment_count(self) -> int:
+        async with self.db.execute("SELECT COALESCE(SUM(segments), 0) FROM segment_totals") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def oldest_start(self) -> int | None:
         """Start of the oldest footage kept: where the retention horizon stands now."""
         async with self.db.execute("SELECT MIN(start_us) FROM segments") as cur:

@@ -121,17 +121,12 @@ class Service:
         self.recovery_check = BackgroundCheck(self.index, self.root, boundary)
         await dbmod.set_meta(self.db, "running", "1")
         reason = "crash" if crashed else "recorder_stopped"
-        for cam in self.config.cameras:
-            await self.index.ensure_camera(cam.id, cam.name, self.clock())
-            last = await self.index.last_segment(cam.id)
-            if last is not None:
-                self.downtime[cam.id] = (last.end_us, reason)
         self.retention = RetentionExecutor(
             self.db, self.index, self.holds, self.audit, self.config,
             clock=self.clock, on_pause=self.on_retention_pause,
         )
         for cam in self.config.cameras:
-            self.start_camera(cam, self.downtime.get(cam.id, (None, ""))[0])
+            await self.launch_camera(cam, reason)
         self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
                                               self.stopping))
         self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.audit.log_head))
@@ -165,12 +160,26 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), interval_s)
 
+    async def launch_camera(self, cam: CameraConfig, downtime_reason: str | None) -> None:
+        """The one way a camera starts, at start-up and on reload: registered in the index,
+        its downtime since its last segment noted as a gap with `downtime_reason` (crash,
+        recorder_stopped, reload; None: no gap), and paused from the start if the disk is
+        full of held footage (a disk-full pause covers every camera, a restarted one too)."""
+        await self.index.ensure_camera(cam.id, cam.name, self.clock())
+        last = await self.index.last_segment(cam.id)
+        if last is not None and downtime_reason is not None:
+            self.downtime[cam.id] = (last.end_us, downtime_reason)
+        self.start_camera(cam, None if last is None else last.end_us)
+
     def start_camera(self, cam: CameraConfig, last_end_us: int | None = None) -> None:
         # last_end_us: a new segment never starts before the last indexed one ended, even if
         # the box's clock stepped back across the restart (docs/time.md).
         rec = CameraRecorder(cam, self.config.storage, self.root, self.sink,
                              self.url_resolver(cam), last_end_us=last_end_us)
         self.recorders[cam.id] = rec
+        if self.paused:
+            rec.pause(self.pause_alert or "disk full of held footage")
+            self.paused.add(cam.id)
         rec.start()
 
     def url_resolver(self, cam: CameraConfig) -> Callable[[bool], Awaitable[str]]:
@@ -207,9 +216,17 @@ class Service:
         except ConfigError as exc:
             logger.error("reload_refused", why=why, problems=str(exc))
             raise
-        if new.storage.root != self.config.storage.root or new.control != self.config.control:
-            logger.warning("reload_partial", detail="storage.root and control.socket "
-                           "take effect at the next restart")
+        pending = [name for name, changed in (
+            ("storage.root", new.storage.root != self.config.storage.root),
+            ("control", new.control != self.config.control)) if changed]
+        if pending:
+            # The running recorder keeps its root (locked, indexed, recovered) and socket:
+            # nothing, retention included, follows the new values until the next restart.
+            logger.warning("reload_partial", pending=pending, root=str(self.root),
+                           detail=f"{' and '.join(pending)} take effect at the next restart")
+            new = new.model_copy(update={
+                "storage": new.storage.model_copy(update={"root": self.config.storage.root}),
+                "control": self.config.control})
         old = {c.id: c for c in self.config.cameras}
         fresh = {c.id: c for c in new.cameras}
         removed = [i for i in old if i not in fresh]
@@ -224,12 +241,15 @@ class Service:
                 await rec.stop(timeout=15.0)
         self.config = new
         self.retention.config = new
-        for cam_id in changed + added:
-            await self.index.ensure_camera(cam_id, fresh[cam_id].name, self.clock())
-            last = await self.index.last_segment(cam_id)
-            self.start_camera(fresh[cam_id], last.end_us if last else None)
+        for cam_id in changed:
+            await self.launch_camera(fresh[cam_id], "reload")
+        for cam_id in added:
+            await self.launch_camera(fresh[cam_id], None)
         logger.info("reloaded", why=why, added=added, removed=removed, changed=changed)
-        return {"added": added, "removed": removed, "changed": changed}
+        answer: dict[str, list[str]] = {"added": added, "removed": removed, "changed": changed}
+        if pending:
+            answer["restart_needed"] = pending  # applied only after `systemctl restart nvr`
+        return answer
 
     async def stop(self) -> None:
         self.stopping.set()

@@ -99,6 +99,7 @@ class RetentionExecutor:
         self.paused: frozenset[str] = frozenset()
         self.alert: str | None = None
         self.page = PAGE
+        self.passes = 0  # completed passes (for `nvr status` and the scale benchmark)
 
     def set_config(self, config: CameraMap) -> None:
         """After a reload: new retention days and thresholds apply from the next pass."""
@@ -179,6 +180,7 @@ class RetentionExecutor:
         self._notify_pause(p)
         if ok:
             log.info("retention_pass", deleted=len(done), bytes=freed, kept=len(p.keep))
+        self.passes += 1
         return PassReport(
             at, len(done), freed, len(p.keep), refused, failed, p.paused_cameras, p.alert
         )

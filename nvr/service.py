@@ -15,6 +15,7 @@ from pathlib import Path
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
+from nvr.export.records import still_expirer
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
 from nvr.policy.audit import AuditLog
@@ -127,17 +128,19 @@ class Service:
         )
         for cam in self.config.cameras:
             await self.launch_camera(cam, reason)
-        self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
-                                              self.stopping))
         self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.audit.log_head))
-        from nvr.control import handlers  # imported late: handlers import this module
+        from nvr.control import handlers
         from nvr.control.server import ControlServer
 
         self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
+        # After the socket: a first pass over a big index must not delay the answers.
+        self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
+                                              self.stopping))
         self.spawn(self._background_check())
-        self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
+        self.spawn(self.every(STILL_EXPIRY_INTERVAL_S,
+                              still_expirer(self.db, self.audit, self.clock)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 

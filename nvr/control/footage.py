@@ -23,6 +23,7 @@ from nvr.config.model import CameraConfig, Role
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, UsageError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
+from nvr.export.records import Exports, Stills
 from nvr.export.remux import ClipResult, SegmentTampered, export_clip
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
@@ -141,11 +142,11 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
     # One unit of work: the export record, its tie to the request and its audit row commit
     # together (a refused release rolls all three back).
     async with svc.index.unit():
-        await svc.db.execute(
-            "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, "
-            "requester, request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (export_id, svc.clock(), cam.id, clip.actual_start_us, clip.actual_end_us,
-             clip.sha256, body.decode(), caller.user or str(caller.uid), a.request, a.incident),
+        await Exports(svc.db).record(
+            export_id=export_id, at_us=svc.clock(), camera=cam.id,
+            start_us=clip.actual_start_us, end_us=clip.actual_end_us, sha256=clip.sha256,
+            manifest=body.decode(), requester=caller.user or str(caller.uid),
+            request_id=a.request, incident=a.incident,
         )
         if a.request:
             await svc.requests.add_release(a.request, {"export": export_id,
@@ -188,18 +189,16 @@ async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
     path = svc.root / "stills" / f"{still_id}.jpg"
     # The row (with its expiry) exists before the file does, so the expirer finds every copy,
     # even one left by a crash between the two.
-    await svc.db.execute(
-        "INSERT INTO stills (id, camera, at_us, until_us, path, sha256, reason, created_by) "
-        "VALUES (?, ?, ?, ?, ?, '', ?, ?)",
-        (still_id, cam.id, at, until, str(path), a.reason, caller.user or str(caller.uid)),
-    )
+    stills = Stills(svc.db)
+    await stills.create_pending(still_id=still_id, camera=cam.id, at_us=at, until_us=until,
+                                path=str(path), reason=a.reason,
+                                created_by=caller.user or str(caller.uid))
     try:
         result = await asyncio.to_thread(extract_still, segments[:2], at, path)
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             async with svc.index.unit():  # the still's record and its audit row, as one
-                await svc.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
-                                     (result.frame_us, result.sha256, still_id))
+                await stills.delivered(still_id, result.frame_us, result.sha256)
                 await svc.audit.append(
                     at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}",
                     uid=caller.uid, role=h.role(caller).value, action="still_delivered",

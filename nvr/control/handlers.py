@@ -8,10 +8,8 @@ reason when refused. Nothing touches footage before that returns.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,12 +17,12 @@ from pydantic import BaseModel
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
+from nvr.control.ports import RecorderPort
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, IntegrityError, PermissionDenied, Unavailable, UsageError
 from nvr.policy.actions import Action
 from nvr.policy.rules import AccessContext, CameraInfo, Decision, RequestInfo, decide
 from nvr.retention.disk import disk_state
-from nvr.service import Service
 from nvr.timeutil import parse_time, to_iso
 
 logger = log.get("nvr.control")
@@ -37,7 +35,7 @@ def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
 
 
 class Handlers:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: RecorderPort) -> None:
         self.svc = service
 
     async def dispatch(self, caller: Caller, op: str, args: BaseModel, progress: Progress) -> Reply:
@@ -386,30 +384,3 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()  # type: ignore[no-any-return]
     raise TypeError(f"{type(obj).__name__} has no to_dict()")
-
-
-def expire_stills(service: Service) -> Callable[[], Awaitable[None]]:
-    """Delete the recorder's copy of each still whose suspension has ended, and audit it."""
-
-    async def run() -> None:
-        now = service.clock()
-        async with service.db.execute(
-            "SELECT id, path, camera FROM stills WHERE deleted_us IS NULL AND until_us <= ?",
-            (now,),
-        ) as cur:
-            due = list(await cur.fetchall())
-        for still_id, path, camera in due:
-            await asyncio.to_thread(Path(path).unlink, missing_ok=True)
-            async with service.index.unit():  # the expiry and its audit row, as one
-                await service.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?",
-                                         (now, still_id))
-                await service.audit.append(
-                    at_us=now, actor="nvr", uid=os.getuid(), role="system",
-                    action="still_expired", allowed=True,
-                    detail={"still": still_id, "camera": camera, "path": path},
-                )
-            logger.info("still_expired", still=still_id, camera=camera)
-
-    run.__name__ = "expire_stills"
-    return run
-

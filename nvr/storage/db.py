@@ -162,6 +162,8 @@ CREATE TABLE exports (
 SCHEMA_V2 = """
 CREATE INDEX segments_camera_end ON segments (camera, end_us);
 CREATE INDEX segments_start ON segments (start_us);
+-- Every pass and every start asks for the rows being deleted: a few among millions.
+CREATE INDEX segments_deleting ON segments (start_us) WHERE state = 'deleting';
 
 CREATE TABLE segment_totals (
     camera TEXT PRIMARY KEY,

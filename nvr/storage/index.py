@@ -143,6 +143,17 @@ class Index:
     ) -> list[Segment]:
         """Segments of `camera` overlapping [start_us, end_us), in time order."""
         where, args = _overlapping(camera, start_us, end_us)
+        if start_us is not None:
+            # No segment is longer than max_len_us: bound the start from below as well, so a
+            # day of one camera is an index range, not every row before the day's end.
+            async with self.db.execute(
+                "SELECT max_len_us FROM segment_totals WHERE camera = ?", (camera,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return []
+            where += " AND start_us > ?"
+            args.append(start_us - int(row[0]))
         sql = "SELECT * FROM segments WHERE " + where
         if not include_deleting:
             sql += " AND state = 'complete'"

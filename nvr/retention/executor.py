@@ -161,7 +161,8 @@ class RetentionExecutor:
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
         """`nvr retention plan --json` (CONTRACT.md)."""
         at = self._clock() if at_us is None else at_us
-        return plan_to_dict(await self.plan(at), at)
+        p = await self.plan(at)
+        return await asyncio.to_thread(plan_to_dict, p, at)  # thousands of to_iso: off the loop
 
     async def run_once(self) -> PassReport:
         await self.finish_pending()  # leftovers of a crash or of a failed unlink

@@ -8,7 +8,7 @@ reason when refused. Nothing touches footage before that returns.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,8 @@ from pydantic import BaseModel
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
-from nvr.control.ports import RecorderPort
+from nvr.control import footage
+from nvr.control.ports import Progress, RecorderPort
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, IntegrityError, PermissionDenied, Unavailable, UsageError
 from nvr.policy.actions import Action
@@ -27,7 +28,6 @@ from nvr.timeutil import parse_time, to_iso
 
 logger = log.get("nvr.control")
 
-Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
@@ -196,14 +196,37 @@ class Handlers:
     # -- footage: export and stills (nvr.control.footage) ----------------------------------
 
     async def op_export(self, caller: Caller, a: Any, progress: Progress) -> Reply:
-        from nvr.control.footage import export
+        """handler (times, request, decision) → nvr.control.footage (remux, sign, record)."""
+        start, end = parse_time(a.start), parse_time(a.end)
+        if end <= start:
+            raise UsageError("--end must be after --start")
+        action = Action.release if a.request else Action.export
+        request: RequestInfo | None = None
+        if a.request:
+            request = await self._request_info(caller, action, a.request)
+        await self.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
+                             reason=a.reason, request=request, detail={"incident": a.incident})
+        cam = self.camera(a.camera)
+        role = self.role(caller)
 
-        return await export(self, caller, a, progress)
+        async def check_lead_in(lead_in_us: int) -> None:
+            if role is Role.staff:  # a grant's window must cover the lead-in too
+                await self.authorize(caller, action, cameras=[cam.id], start_us=lead_in_us,
+                                     end_us=end, reason=a.reason,
+                                     detail={"lead_in_from": to_iso(lead_in_us)})
+
+        return await footage.export(self.svc, caller, role, a, cam, (start, end), progress,
+                                    check_lead_in)
 
     async def op_still(self, caller: Caller, a: Any, progress: Progress) -> Reply:
-        from nvr.control.footage import still
-
-        return await still(self, caller, a)
+        at = parse_time(a.at)
+        until = parse_time(a.until, end_of_day=True)
+        if until <= self.svc.clock():
+            raise UsageError("--until must be in the future: it is when the suspension ends")
+        await self.authorize(caller, Action.still, cameras=[a.camera], start_us=at, end_us=at,
+                             reason=a.reason, detail={"until": to_iso(until)})
+        cam = self.camera(a.camera)
+        return await footage.still(self.svc, caller, self.role(caller), a, cam, at, until)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.export.signing import key_show

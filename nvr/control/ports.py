@@ -3,7 +3,7 @@ depends on this Protocol and not on nvr.service (which builds the handlers: no i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -14,6 +14,9 @@ from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
 from nvr.storage.db import Db
 from nvr.storage.index import Index
+
+# How a handler sends a progress line to the client while it works.
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CameraStatus(Protocol):

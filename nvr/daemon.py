@@ -26,14 +26,16 @@ import uvloop
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
-from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE
-from nvr.service import Service
+from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE, RootBusy
+from nvr.storage import rootlock
 
 logger = log.get("nvr.daemon")
 
 
-async def _run(config_path: Path, config: CameraMap) -> int:
-    service = Service(config_path, config)
+async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
+    from nvr.service import Service  # the heavy imports (PyAV), after the lock is ours
+
+    service = Service(config_path, config, root_lock=root_lock)
     await service.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -66,4 +68,11 @@ def main(config_path: str) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return EX_DATAERR
-    return uvloop.run(_run(path, config))
+    # First thing after reading the map: a second instance must refuse at once, naming the
+    # holder, before anything (imports included) takes time or touches the root.
+    try:
+        lock = rootlock.acquire(config.storage.root)
+    except RootBusy as exc:
+        sys.stderr.write(f"nvr: {exc}\n")
+        return exc.exit_code
+    return uvloop.run(_run(path, config, lock))

@@ -82,8 +82,9 @@ class Sink:
 
 class Service:
     def __init__(self, config_path: Path, config: CameraMap, *,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, root_lock: int | None = None) -> None:
         self.config_path = config_path
+        self.root_lock = root_lock  # the storage-root lock's descriptor, once taken
         self.config = config
         self.clock = clock
         self.root = config.storage.root
@@ -104,7 +105,8 @@ class Service:
     async def start(self) -> None:
         # Before anything in the root is touched (tmp cleanup, recovery, the index): a second
         # instance stops here with RootBusy (exit 75) and changes nothing (docs/design.md).
-        self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
+        if self.root_lock is None:
+            self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
         await asyncio.to_thread(prepare_storage, self.root)
         self.db: dbmod.Db = await dbmod.connect(self.root / "index.db")
         self.index = Index(self.db)
@@ -264,5 +266,6 @@ class Service:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
-        rootlock.release(self.root_lock)
+        if self.root_lock is not None:
+            rootlock.release(self.root_lock)
         logger.info("stopped")

@@ -294,7 +294,9 @@ async def set_meta(db: Db, key: str, value: str) -> None:
 #     autocommit, its rows fetched before the lock is let go.
 #
 # No task can therefore run a statement inside another task's transaction, and an action and
-# its audit row, written in one unit, commit or vanish together.
+# its audit row, written in one unit, commit or vanish together. A unit belongs to the task
+# that opened it: a task it spawns (asyncio.gather, wait_for, create_task) is outside it and
+# waits for it, so never await such a child's database work from inside a unit.
 
 
 class Rows:

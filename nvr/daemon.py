@@ -2,8 +2,10 @@
 
 Start-up order (each step can rely on the ones before it):
   1. load and validate the camera map (exit 65 on a bad map; nothing is touched);
-  2. create storage.root (0700) and open the index (migrating it);
-  3. reconcile disk and index (finish interrupted deletions, index segments a crash left open);
+  2. lock storage.root (exit 75 if another nvr owns it), create its folders (0700), open the
+     index (migrating it);
+  3. reconcile what a crash can have touched (finish interrupted deletions, index the segment
+     each camera had open); older rows and files are checked in the background after step 6;
   4. note the downtime since the last run as a gap per camera (reason crash or recorder_stopped);
   5. start one CameraRecorder per enabled camera, the retention executor, the still expirer;
   6. open the control socket last, so nobody is answered before the recorder is consistent;
@@ -19,21 +21,27 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
 from nvr import log, watchdog
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
-from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE
-from nvr.metrics import MetricsServer
-from nvr.service import Service
+from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE, RootBusy
+from nvr.storage import rootlock
+
+if TYPE_CHECKING:
+    from nvr.metrics import MetricsServer
+    from nvr.service import Service
 
 logger = log.get("nvr.daemon")
 
 
-async def _run(config_path: Path, config: CameraMap) -> int:
-    service = Service(config_path, config)
+async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
+    from nvr.service import Service  # the heavy imports (PyAV), after the lock is ours
+
+    service = Service(config_path, config, root_lock=root_lock)
     await service.start()
     metrics = await _start_metrics(service, config)
     # systemd: ready only now, with the index open, recovery done and the socket listening.
@@ -67,6 +75,8 @@ async def _run(config_path: Path, config: CameraMap) -> int:
 async def _start_metrics(service: Service, config: CameraMap) -> MetricsServer | None:
     """GET /metrics on metrics.listen, if set. A port already taken costs the metrics, never
     the recording: logged, and the recorder runs on."""
+    from nvr.metrics import MetricsServer
+
     if config.metrics is None:
         return None
     server = MetricsServer(service, config.metrics.listen)
@@ -87,4 +97,11 @@ def main(config_path: str) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"{exc}\n")
         return EX_DATAERR
-    return uvloop.run(_run(path, config))
+    # First thing after reading the map: a second instance must refuse at once, naming the
+    # holder, before anything (imports included) takes time or touches the root.
+    try:
+        lock = rootlock.acquire(config.storage.root)
+    except RootBusy as exc:
+        sys.stderr.write(f"nvr: {exc}\n")
+        return exc.exit_code
+    return uvloop.run(_run(path, config, lock))

@@ -15,6 +15,7 @@ from pathlib import Path
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
+from nvr.export.records import still_expirer
 from nvr.export.signing import SigningKey
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
@@ -26,7 +27,7 @@ from nvr.sdnotify import Notifier
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
-from nvr.storage.recovery import reconcile
+from nvr.storage.recovery import BackgroundCheck, reconcile_startup
 from nvr.timeutil import now_us, to_iso
 
 logger = log.get("nvr.service")
@@ -83,8 +84,9 @@ class Sink:
 
 class Service:
     def __init__(self, config_path: Path, config: CameraMap, *,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us, root_lock: int | None = None) -> None:
         self.config_path = config_path
+        self.root_lock = root_lock  # the storage-root lock's descriptor, once taken
         self.config = config
         self.clock = clock
         self.root = config.storage.root
@@ -111,7 +113,8 @@ class Service:
     async def start(self) -> None:
         # Before anything in the root is touched (tmp cleanup, recovery, the index): a second
         # instance stops here with RootBusy (exit 75) and changes nothing (docs/design.md).
-        self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
+        if self.root_lock is None:
+            self.root_lock = await asyncio.to_thread(rootlock.acquire, self.root)
         await asyncio.to_thread(prepare_storage, self.root)
         await asyncio.to_thread(self.publish_key)
         self.db: dbmod.Db = await dbmod.connect(self.root / "index.db")
@@ -124,31 +127,33 @@ class Service:
         self.requests = Requests(self.db)
         self.breaches = Breaches(self.db)
         crashed = await dbmod.get_meta(self.db, "running") == "1"
-        report = await reconcile(self.index, self.root, [c.id for c in self.config.cameras])
+        # Only what a crash can have touched, before any camera starts; every older row and
+        # file is checked in the background once the socket is open (progress: nvr status).
+        report, boundary = await reconcile_startup(self.index, self.root,
+                                                   [c.id for c in self.config.cameras])
         logger.info("reconciled", crashed=crashed, **report.to_dict())
+        self.recovery_check = BackgroundCheck(self.index, self.root, boundary)
         await dbmod.set_meta(self.db, "running", "1")
         reason = "crash" if crashed else "recorder_stopped"
-        for cam in self.config.cameras:
-            await self.index.ensure_camera(cam.id, cam.name, self.clock())
-            last = await self.index.last_segment(cam.id)
-            if last is not None:
-                self.downtime[cam.id] = (last.end_us, reason)
         self.retention = RetentionExecutor(
             self.db, self.index, self.holds, self.audit, self.config,
             clock=self.clock, on_pause=self.on_retention_pause,
         )
         for cam in self.config.cameras:
-            self.start_camera(cam, self.downtime.get(cam.id, (None, ""))[0])
-        self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
-                                              self.stopping))
+            await self.launch_camera(cam, reason)
         self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.checkpoint_audit))
-        from nvr.control import handlers  # imported late: handlers import this module
+        from nvr.control import handlers
         from nvr.control.server import ControlServer
 
         self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
-        self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
+        # After the socket: a first pass over a big index must not delay the answers.
+        self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
+                                              self.stopping))
+        self.spawn(self._background_check())
+        self.spawn(self.every(STILL_EXPIRY_INTERVAL_S,
+                              still_expirer(self.db, self.audit, self.clock)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 
@@ -191,6 +196,12 @@ class Service:
         self._checkpointed = (seq, digest)
         logger.info("audit_checkpoint", seq=seq, hash=digest, at=to_iso(cp.at_us),
                     fingerprint=self.signing_key.fingerprint())
+    async def _background_check(self) -> None:
+        try:
+            await self.recovery_check.run()
+        except Exception:
+            self.recovery_check.state = "failed"
+            logger.exception("background_check_failed")
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -204,12 +215,26 @@ class Service:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), interval_s)
 
+    async def launch_camera(self, cam: CameraConfig, downtime_reason: str | None) -> None:
+        """The one way a camera starts, at start-up and on reload: registered in the index,
+        its downtime since its last segment noted as a gap with `downtime_reason` (crash,
+        recorder_stopped, reload; None: no gap), and paused from the start if the disk is
+        full of held footage (a disk-full pause covers every camera, a restarted one too)."""
+        await self.index.ensure_camera(cam.id, cam.name, self.clock())
+        last = await self.index.last_segment(cam.id)
+        if last is not None and downtime_reason is not None:
+            self.downtime[cam.id] = (last.end_us, downtime_reason)
+        self.start_camera(cam, None if last is None else last.end_us)
+
     def start_camera(self, cam: CameraConfig, last_end_us: int | None = None) -> None:
         # last_end_us: a new segment never starts before the last indexed one ended, even if
         # the box's clock stepped back across the restart (docs/time.md).
         rec = CameraRecorder(cam, self.config.storage, self.root, self.sink,
                              self.url_resolver(cam), last_end_us=last_end_us)
         self.recorders[cam.id] = rec
+        if self.paused:
+            rec.pause(self.pause_alert or "disk full of held footage")
+            self.paused.add(cam.id)
         rec.start()
 
     def url_resolver(self, cam: CameraConfig) -> Callable[[bool], Awaitable[str]]:
@@ -250,9 +275,17 @@ class Service:
         except ConfigError as exc:
             logger.error("reload_refused", why=why, problems=str(exc))
             raise
-        if new.storage.root != self.config.storage.root or new.control != self.config.control:
-            logger.warning("reload_partial", detail="storage.root and control.socket "
-                           "take effect at the next restart")
+        pending = [name for name, changed in (
+            ("storage.root", new.storage.root != self.config.storage.root),
+            ("control", new.control != self.config.control)) if changed]
+        if pending:
+            # The running recorder keeps its root (locked, indexed, recovered) and socket:
+            # nothing, retention included, follows the new values until the next restart.
+            logger.warning("reload_partial", pending=pending, root=str(self.root),
+                           detail=f"{' and '.join(pending)} take effect at the next restart")
+            new = new.model_copy(update={
+                "storage": new.storage.model_copy(update={"root": self.config.storage.root}),
+                "control": self.config.control})
         old = {c.id: c for c in self.config.cameras}
         fresh = {c.id: c for c in new.cameras}
         removed = [i for i in old if i not in fresh]
@@ -267,12 +300,15 @@ class Service:
                 await rec.stop(timeout=15.0)
         self.config = new
         self.retention.config = new
-        for cam_id in changed + added:
-            await self.index.ensure_camera(cam_id, fresh[cam_id].name, self.clock())
-            last = await self.index.last_segment(cam_id)
-            self.start_camera(fresh[cam_id], last.end_us if last else None)
+        for cam_id in changed:
+            await self.launch_camera(fresh[cam_id], "reload")
+        for cam_id in added:
+            await self.launch_camera(fresh[cam_id], None)
         logger.info("reloaded", why=why, added=added, removed=removed, changed=changed)
-        return {"added": added, "removed": removed, "changed": changed}
+        answer: dict[str, list[str]] = {"added": added, "removed": removed, "changed": changed}
+        if pending:
+            answer["restart_needed"] = pending  # applied only after `systemctl restart nvr`
+        return answer
 
     async def stop(self) -> None:
         self.notifier.stopping()
@@ -289,5 +325,6 @@ class Service:
             logger.exception("audit_checkpoint_failed")
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
-        rootlock.release(self.root_lock)
+        if self.root_lock is not None:
+            rootlock.release(self.root_lock)
         logger.info("stopped")

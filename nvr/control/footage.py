@@ -14,25 +14,22 @@ import asyncio
 import base64
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nvr import log
 from nvr.config.model import CameraConfig, Role
+from nvr.control.ports import Progress, RecorderPort
 from nvr.control.protocol import Caller, Reply
-from nvr.errors import DataError, UsageError
+from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
+from nvr.export.records import Exports, Stills
 from nvr.export.remux import ClipResult, SegmentTampered, export_clip
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
-from nvr.policy.actions import Action
-from nvr.policy.rules import RequestInfo
 from nvr.storage.index import Gap, Segment
-from nvr.timeutil import parse_time, to_iso
-
-if TYPE_CHECKING:
-    from nvr.control.handlers import Handlers, Progress
+from nvr.timeutil import to_iso
 
 logger = log.get("nvr.export")
 
@@ -57,18 +54,15 @@ def _progress_bridge(progress: Progress) -> tuple[Any, list[asyncio.Future[None]
     return on_progress, sent  # type: ignore[return-value]
 
 
-async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Reply:
-    svc = h.svc
-    start, end = parse_time(a.start), parse_time(a.end)
-    if end <= start:
-        raise UsageError("--end must be after --start")
-    action = Action.release if a.request else Action.export
-    request: RequestInfo | None = None
-    if a.request:
-        request = await h._request_info(caller, action, a.request)
-    await h.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
-                      reason=a.reason, request=request, detail={"incident": a.incident})
-    cam = h.camera(a.camera)
+async def export(
+    svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
+    window: tuple[int, int], progress: Progress,
+    check_lead_in: Callable[[int], Awaitable[None]],
+) -> Reply:
+    """An export the handler has already authorized: remux → (lead-in check) → sign → record
+    with its audit row in one unit of work → hand over the descriptor. Flows one way: it never
+    calls back into the handlers except through `check_lead_in`, which it is given."""
+    start, end = window
     segments = await svc.index.segments(cam.id, start, end)
     if not segments:
         raise DataError(
@@ -80,16 +74,13 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
     # From here on, any failure (a client that went away, a cancelled task, a refused
     # release) must not leave a copy of the clip behind in the recorder.
     try:
-        clip = await _remux(h, cam.id, segments, gaps, start, end, tmp, progress)
+        clip = await _remux(svc, cam.id, segments, gaps, start, end, tmp, progress)
         # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
-        if clip.actual_start_us < start - 1000 and (h.role(caller) is Role.staff
-                                                    or action is Action.release):
-            # The clip starts at the keyframe before --start: a grant's window (or, for a
-            # release, the request's approved window) must cover that lead-in too.
-            await h.authorize(caller, action, cameras=[cam.id], start_us=clip.actual_start_us,
-                              end_us=end, reason=a.reason,
-                              detail={"lead_in_from": to_iso(clip.actual_start_us)})
-        result = await _sign_and_record(h, caller, a, cam, clip, (start, end))
+        if clip.actual_start_us < start - 1000:
+            # The clip starts at the keyframe before --start: the handler decides whether
+            # that lead-in is covered too (a staff grant's window must cover it).
+            await check_lead_in(clip.actual_start_us)
+        result = await _sign_and_record(svc, caller, role, a, cam, clip, (start, end))
         fd = await asyncio.to_thread(_open_and_unlink, tmp)
     except BaseException:
         await asyncio.to_thread(tmp.unlink, missing_ok=True)
@@ -99,10 +90,10 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
     return Reply(result=result, fd=fd)
 
 
-async def _remux(h: Handlers, camera: str, segments: Sequence[Segment], gaps: Sequence[Gap],
-                 start: int, end: int, tmp: Path, progress: Progress) -> ClipResult:
+async def _remux(svc: RecorderPort, camera: str, segments: Sequence[Segment],
+                 gaps: Sequence[Gap], start: int, end: int, tmp: Path,
+                 progress: Progress) -> ClipResult:
     """export_clip in a worker thread, with progress lines and integrity failures audited."""
-    svc = h.svc
     on_progress, sent = _progress_bridge(progress)
     try:
         clip = await asyncio.to_thread(export_clip, segments, gaps, start, end, tmp,
@@ -123,11 +114,10 @@ async def _remux(h: Handlers, camera: str, segments: Sequence[Segment], gaps: Se
     return clip
 
 
-async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfig,
-                           clip: ClipResult, requested: tuple[int, int]) -> dict[str, Any]:
+async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any,
+                           cam: CameraConfig, clip: ClipResult,
+                           requested: tuple[int, int]) -> dict[str, Any]:
     """Sign the manifest, keep it as the record of the release, audit the delivery."""
-    svc = h.svc
-    role = h.role(caller)
     key = await asyncio.to_thread(load_or_create_key, svc.root)
     manifest = build_manifest(
         site=svc.config.site, camera=cam, requested=requested, clip=clip,
@@ -142,11 +132,11 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
     # One unit of work: the export record, its tie to the request and its audit row commit
     # together (a refused release rolls all three back).
     async with svc.index.unit():
-        await svc.db.execute(
-            "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, "
-            "requester, request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (export_id, svc.clock(), cam.id, clip.actual_start_us, clip.actual_end_us,
-             clip.sha256, body.decode(), caller.user or str(caller.uid), a.request, a.incident),
+        await Exports(svc.db).record(
+            export_id=export_id, at_us=svc.clock(), camera=cam.id,
+            start_us=clip.actual_start_us, end_us=clip.actual_end_us, sha256=clip.sha256,
+            manifest=body.decode(), requester=caller.user or str(caller.uid),
+            request_id=a.request, incident=a.incident,
         )
         if a.request:
             await svc.requests.add_release(a.request, {"export": export_id,
@@ -174,15 +164,9 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
     }
 
 
-async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
-    svc = h.svc
-    at = parse_time(a.at)
-    until = parse_time(a.until, end_of_day=True)
-    if until <= svc.clock():
-        raise UsageError("--until must be in the future: it is when the suspension ends")
-    await h.authorize(caller, Action.still, cameras=[a.camera], start_us=at, end_us=at,
-                      reason=a.reason, detail={"until": to_iso(until)})
-    cam = h.camera(a.camera)
+async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
+                at: int, until: int) -> Reply:
+    """A still the handler has already authorized: extract → record with its audit row."""
     segments = await svc.index.segments(cam.id, at, None)
     if not segments:
         raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
@@ -190,21 +174,19 @@ async def still(h: Handlers, caller: Caller, a: Any) -> Reply:
     path = svc.root / "stills" / f"{still_id}.jpg"
     # The row (with its expiry) exists before the file does, so the expirer finds every copy,
     # even one left by a crash between the two.
-    await svc.db.execute(
-        "INSERT INTO stills (id, camera, at_us, until_us, path, sha256, reason, created_by) "
-        "VALUES (?, ?, ?, ?, ?, '', ?, ?)",
-        (still_id, cam.id, at, until, str(path), a.reason, caller.user or str(caller.uid)),
-    )
+    stills = Stills(svc.db)
+    await stills.create_pending(still_id=still_id, camera=cam.id, at_us=at, until_us=until,
+                                path=str(path), reason=a.reason,
+                                created_by=caller.user or str(caller.uid))
     try:
         result = await asyncio.to_thread(extract_still, segments[:2], at, path)
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             async with svc.index.unit():  # the still's record and its audit row, as one
-                await svc.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
-                                     (result.frame_us, result.sha256, still_id))
+                await stills.delivered(still_id, result.frame_us, result.sha256)
                 await svc.audit.append(
                     at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}",
-                    uid=caller.uid, role=h.role(caller).value, action="still_delivered",
+                    uid=caller.uid, role=role.value, action="still_delivered",
                     allowed=True,
                     detail={"still": still_id, "camera": cam.id, "at": to_iso(result.frame_us),
                             "until": to_iso(until), "sha256": result.sha256},

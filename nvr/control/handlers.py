@@ -8,10 +8,8 @@ reason when refused. Nothing touches footage before that returns.
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,17 +17,17 @@ from pydantic import BaseModel
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
+from nvr.control import footage
+from nvr.control.ports import Progress, RecorderPort
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, IntegrityError, PermissionDenied, Unavailable, UsageError
 from nvr.policy.actions import Action
 from nvr.policy.rules import AccessContext, CameraInfo, Decision, RequestInfo, decide
 from nvr.retention.disk import disk_state
-from nvr.service import Service
 from nvr.timeutil import parse_time, to_iso
 
 logger = log.get("nvr.control")
 
-Progress = Callable[[dict[str, Any]], Awaitable[None]]
 # Audit rows per `audit list` reply: a bounded reply, parsed and encoded in a few ms.
 AUDIT_PAGE = 1000
 
@@ -39,7 +37,7 @@ def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
 
 
 class Handlers:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: RecorderPort) -> None:
         self.svc = service
 
     async def dispatch(self, caller: Caller, op: str, args: BaseModel, progress: Progress) -> Reply:
@@ -171,6 +169,8 @@ class Handlers:
             },
             "paused": sorted(svc.paused),
             "alert": svc.pause_alert,
+            # Rows and files from before start-up, checked in the background (issue 9).
+            "recovery": svc.recovery_check.progress(),
         }
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -198,14 +198,39 @@ class Handlers:
     # -- footage: export and stills (nvr.control.footage) ----------------------------------
 
     async def op_export(self, caller: Caller, a: Any, progress: Progress) -> Reply:
-        from nvr.control.footage import export
+        """handler (times, request, decision) → nvr.control.footage (remux, sign, record)."""
+        start, end = parse_time(a.start), parse_time(a.end)
+        if end <= start:
+            raise UsageError("--end must be after --start")
+        action = Action.release if a.request else Action.export
+        request: RequestInfo | None = None
+        if a.request:
+            request = await self._request_info(caller, action, a.request)
+        await self.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
+                             reason=a.reason, request=request, detail={"incident": a.incident})
+        cam = self.camera(a.camera)
+        role = self.role(caller)
 
-        return await export(self, caller, a, progress)
+        async def check_lead_in(lead_in_us: int) -> None:
+            # A grant's window (staff), or a release's approved window, must cover the
+            # lead-in too: the clip starts at the keyframe before --start.
+            if role is Role.staff or action is Action.release:
+                await self.authorize(caller, action, cameras=[cam.id], start_us=lead_in_us,
+                                     end_us=end, reason=a.reason,
+                                     detail={"lead_in_from": to_iso(lead_in_us)})
+
+        return await footage.export(self.svc, caller, role, a, cam, (start, end), progress,
+                                    check_lead_in)
 
     async def op_still(self, caller: Caller, a: Any, progress: Progress) -> Reply:
-        from nvr.control.footage import still
-
-        return await still(self, caller, a)
+        at = parse_time(a.at)
+        until = parse_time(a.until, end_of_day=True)
+        if until <= self.svc.clock():
+            raise UsageError("--until must be in the future: it is when the suspension ends")
+        await self.authorize(caller, Action.still, cameras=[a.camera], start_us=at, end_us=at,
+                             reason=a.reason, detail={"until": to_iso(until)})
+        cam = self.camera(a.camera)
+        return await footage.still(self.svc, caller, self.role(caller), a, cam, at, until)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.export.signing import key_show, published_key_path
@@ -406,30 +431,3 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()  # type: ignore[no-any-return]
     raise TypeError(f"{type(obj).__name__} has no to_dict()")
-
-
-def expire_stills(service: Service) -> Callable[[], Awaitable[None]]:
-    """Delete the recorder's copy of each still whose suspension has ended, and audit it."""
-
-    async def run() -> None:
-        now = service.clock()
-        async with service.db.execute(
-            "SELECT id, path, camera FROM stills WHERE deleted_us IS NULL AND until_us <= ?",
-            (now,),
-        ) as cur:
-            due = list(await cur.fetchall())
-        for still_id, path, camera in due:
-            await asyncio.to_thread(Path(path).unlink, missing_ok=True)
-            async with service.index.unit():  # the expiry and its audit row, as one
-                await service.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?",
-                                         (now, still_id))
-                await service.audit.append(
-                    at_us=now, actor="nvr", uid=os.getuid(), role="system",
-                    action="still_expired", allowed=True,
-                    detail={"still": still_id, "camera": camera, "path": path},
-                )
-            logger.info("still_expired", still=still_id, camera=camera)
-
-    run.__name__ = "expire_stills"
-    return run
-

@@ -99,6 +99,7 @@ class RetentionExecutor:
         self.paused: frozenset[str] = frozenset()
         self.alert: str | None = None
         self.page = PAGE
+        self.passes = 0  # completed passes (for `nvr status` and the scale benchmark)
 
     def set_config(self, config: CameraMap) -> None:
         """After a reload: new retention days and thresholds apply from the next pass."""
@@ -131,16 +132,22 @@ class RetentionExecutor:
         shortfall. plan() over these is plan() over every row (tests/retention/
         test_candidates.py): the disk sweep takes a prefix in start order, and this is one."""
         active = [h for h in holds if h.active(at)]
+        # Per camera, only its own holds: 2000 rows a page × 50 holds would be 100,000 checks
+        # on the event loop; a camera is rarely under more than a few.
+        cams = await self.index.cameras_with_segments()
+        by_cam = {c: [h for h in active if c in h.cameras] for c in cams}
         out: dict[int, SegmentInfo] = {}
         freed = 0
-        for cam in await self.index.cameras_with_segments():
+        for cam in cams:
             d = days.get(cam, self.config.retention.days)
             cutoff = min(at - math.floor(d * DAY_US), at)
+            cam_holds = by_cam[cam]
             async for page in self.index.ended_by_pages(cam, cutoff, self.page):
                 for r in page:
                     seg = SegmentInfo(*r)
                     out[seg.id] = seg
-                    if at - seg.end_us >= d * DAY_US and not any(h.covers(seg) for h in active):
+                    if at - seg.end_us >= d * DAY_US and not any(
+                            h.covers(seg) for h in cam_holds):
                         freed += seg.bytes
         short = disk.total_bytes * self.config.storage.min_free_percent / 100.0 - (
             disk.free_bytes + freed)
@@ -151,7 +158,7 @@ class RetentionExecutor:
                         continue
                     seg = SegmentInfo(*r)
                     out[seg.id] = seg
-                    if not any(h.covers(seg) for h in active):
+                    if not any(h.covers(seg) for h in by_cam.get(seg.camera, active)):
                         short -= seg.bytes
                 if short <= 0:
                     break
@@ -160,14 +167,18 @@ class RetentionExecutor:
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
         """`nvr retention plan --json` (docs/commands.md)."""
         at = self._clock() if at_us is None else at_us
-        return plan_to_dict(await self.plan(at), at)
+        p = await self.plan(at)
+        return await asyncio.to_thread(plan_to_dict, p, at)  # thousands of to_iso: off the loop
 
     async def run_once(self) -> PassReport:
         await self.finish_pending()  # leftovers of a crash or of a failed unlink
         at = self._clock()
         p = await self.plan(at)
-        ok = [d for d in p.delete if self._inside(d.segment.path)]
-        refused = tuple(d.segment.path for d in p.delete if not self._inside(d.segment.path))
+        # abspath and commonpath per planned path: thousands after a long stop, so in a thread.
+        inside = await asyncio.to_thread(lambda: [self._inside(d.segment.path) for d in p.delete])
+        ok = [d for d, yes in zip(p.delete, inside, strict=True) if yes]
+        refused = tuple(d.segment.path for d, yes in zip(p.delete, inside, strict=True)
+                        if not yes)
         for path in refused:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
         self._hook("planned")
@@ -179,6 +190,7 @@ class RetentionExecutor:
         self._notify_pause(p)
         if ok:
             log.info("retention_pass", deleted=len(done), bytes=freed, kept=len(p.keep))
+        self.passes += 1
         return PassReport(
             at, len(done), freed, len(p.keep), refused, failed, p.paused_cameras, p.alert
         )
@@ -221,7 +233,10 @@ class RetentionExecutor:
         for chunk in batched(planned, BATCH):
             async with self.index.unit():
                 holds = await self.holds.active(at)
-                free = [d for d in chunk if not any(h.covers(d.segment) for h in holds)]
+                cams = {d.segment.camera for d in chunk}
+                mine = {c: [h for h in holds if c in h.cameras] for c in cams}
+                free = [d for d in chunk
+                        if not any(h.covers(d.segment) for h in mine[d.segment.camera])]
                 await self.index.mark_deleting([d.segment.id for d in free])
                 self._hook("marked")
                 await self._audit(free, at)

@@ -162,18 +162,25 @@ CREATE TABLE exports (
 SCHEMA_V2 = """
 CREATE INDEX segments_camera_end ON segments (camera, end_us);
 CREATE INDEX segments_start ON segments (start_us);
+-- Every pass and every start asks for the rows being deleted: a few among millions.
+CREATE INDEX segments_deleting ON segments (start_us) WHERE state = 'deleting';
 
+-- max_len_us: the longest segment the camera ever had (never lowered), so "segments overlapping
+-- [a, b)" can be asked as start_us in (a - max_len_us, b): an index range, not a camera scan.
 CREATE TABLE segment_totals (
     camera TEXT PRIMARY KEY,
     segments INTEGER NOT NULL,
-    bytes INTEGER NOT NULL
+    bytes INTEGER NOT NULL,
+    max_len_us INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO segment_totals (camera, segments, bytes)
-    SELECT camera, COUNT(*), SUM(bytes) FROM segments GROUP BY camera;
+INSERT INTO segment_totals (camera, segments, bytes, max_len_us)
+    SELECT camera, COUNT(*), SUM(bytes), MAX(end_us - start_us) FROM segments GROUP BY camera;
 
 CREATE TRIGGER segments_totals_insert AFTER INSERT ON segments BEGIN
-    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
-    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+    INSERT INTO segment_totals (camera, segments, bytes, max_len_us)
+    VALUES (NEW.camera, 1, NEW.bytes, NEW.end_us - NEW.start_us)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes,
+        max_len_us = MAX(max_len_us, NEW.end_us - NEW.start_us);
 END;
 
 CREATE TRIGGER segments_totals_delete AFTER DELETE ON segments BEGIN
@@ -181,11 +188,14 @@ CREATE TRIGGER segments_totals_delete AFTER DELETE ON segments BEGIN
     WHERE camera = OLD.camera;
 END;
 
-CREATE TRIGGER segments_totals_update AFTER UPDATE OF bytes, camera ON segments BEGIN
+CREATE TRIGGER segments_totals_update AFTER UPDATE OF bytes, camera, start_us, end_us
+ON segments BEGIN
     UPDATE segment_totals SET segments = segments - 1, bytes = bytes - OLD.bytes
     WHERE camera = OLD.camera;
-    INSERT INTO segment_totals (camera, segments, bytes) VALUES (NEW.camera, 1, NEW.bytes)
-    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes;
+    INSERT INTO segment_totals (camera, segments, bytes, max_len_us)
+    VALUES (NEW.camera, 1, NEW.bytes, NEW.end_us - NEW.start_us)
+    ON CONFLICT (camera) DO UPDATE SET segments = segments + 1, bytes = bytes + NEW.bytes,
+        max_len_us = MAX(max_len_us, NEW.end_us - NEW.start_us);
 END;
 """
 
@@ -293,7 +303,9 @@ async def set_meta(db: Db, key: str, value: str) -> None:
 #     autocommit, its rows fetched before the lock is let go.
 #
 # No task can therefore run a statement inside another task's transaction, and an action and
-# its audit row, written in one unit, commit or vanish together.
+# its audit row, written in one unit, commit or vanish together. A unit belongs to the task
+# that opened it: a task it spawns (asyncio.gather, wait_for, create_task) is outside it and
+# waits for it, so never await such a child's database work from inside a unit.
 
 
 class Rows:

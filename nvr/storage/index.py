@@ -143,6 +143,17 @@ class Index:
     ) -> list[Segment]:
         """Segments of `camera` overlapping [start_us, end_us), in time order."""
         where, args = _overlapping(camera, start_us, end_us)
+        if start_us is not None:
+            # No segment is longer than max_len_us: bound the start from below as well, so a
+            # day of one camera is an index range, not every row before the day's end.
+            async with self.db.execute(
+                "SELECT max_len_us FROM segment_totals WHERE camera = ?", (camera,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return []
+            where += " AND start_us > ?"
+            args.append(start_us - int(row[0]))
         sql = "SELECT * FROM segments WHERE " + where
         if not include_deleting:
             sql += " AND state = 'complete'"
@@ -250,6 +261,30 @@ class Index:
             if len(rows) < page:
                 return
             after = (rows[-1].start_us, rows[-1].id)
+
+    async def pages_by_start(
+        self, camera: str, before_us: int, page: int = 1000
+    ) -> AsyncIterator[list[Segment]]:
+        """Rows of `camera` starting before `before_us`, in start order, a page at a time."""
+        after: tuple[int, int] = (-(2**62), 0)
+        while True:
+            async with self.db.execute(
+                "SELECT * FROM segments WHERE camera = ? AND start_us < ? AND start_us >= ? "
+                "AND (start_us > ? OR id > ?) ORDER BY start_us, id LIMIT ?",
+                (camera, before_us, after[0], after[0], after[1], page),
+            ) as cur:
+                rows = [_segment(r) for r in await cur.fetchall()]
+            if not rows:
+                return
+            yield rows
+            if len(rows) < page:
+                return
+            after = (rows[-1].start_us, rows[-1].id)
+
+    async def segment_count(self) -> int:
+        async with self.db.execute("SELECT COALESCE(SUM(segments), 0) FROM segment_totals") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
     async def oldest_start(self) -> int | None:
         """Start of the oldest footage kept: where the retention horizon stands now."""

@@ -44,7 +44,9 @@ def test_second_instance_on_one_root_exits_75_naming_the_pid(testcam: TestCamera
             assert res.returncode == 75, (argv, res.returncode, res.stderr)
             lines = res.stderr.strip().splitlines()
             assert len(lines) == 1 and f"PID {first_pid}" in lines[0], (argv, res.stderr)
-            assert took < 5, f"{argv} took {took:.1f}s to refuse"  # 1 s + interpreter start
+            # `nvr run` refuses before its heavy imports: within the second the issue asks.
+            limit = 1.0 if argv == ["run"] else 5.0
+            assert took < limit, f"{argv} took {took:.2f}s to refuse"
         assert marker.exists(), "the second instance cleaned tmp/ of the first"
         assert not (rec.dir / "second.sock").exists()
 

@@ -1,0 +1,53 @@
+"""What the control handlers need of the running recorder: a narrow interface, so nvr.control
+depends on this Protocol and not on nvr.service (which builds the handlers: no import cycle)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from nvr.config.model import CameraMap
+from nvr.policy.audit import AuditLog
+from nvr.policy.store import Breaches, Grants, Requests
+from nvr.retention.executor import RetentionExecutor
+from nvr.retention.holds import Holds
+from nvr.storage.db import Db
+from nvr.storage.index import Index
+
+# How a handler sends a progress line to the client while it works.
+Progress = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class CameraStatus(Protocol):
+    def status(self) -> dict[str, Any]: ...
+
+
+class RecoveryProgress(Protocol):
+    def progress(self) -> dict[str, Any]: ...
+
+
+class RecorderPort(Protocol):
+    """The running recorder as the handlers see it (nvr.service.Service implements it)."""
+
+    config: CameraMap
+    clock: Callable[[], int]
+    root: Path
+    db: Db
+    index: Index
+    audit: AuditLog
+    holds: Holds
+    grants: Grants
+    requests: Requests
+    breaches: Breaches
+    retention: RetentionExecutor
+    paused: set[str]
+    pause_alert: str | None
+
+    @property
+    def recovery_check(self) -> RecoveryProgress: ...
+
+    @property
+    def recorders(self) -> Mapping[str, CameraStatus]: ...
+
+    async def reload(self, why: str) -> dict[str, list[str]]: ...

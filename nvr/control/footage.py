@@ -49,7 +49,7 @@ def _progress_bridge(progress: Progress) -> tuple[Any, list[asyncio.Future[None]
             return
         last[0] = now
         msg = {"done": done, "total": total, "message": "exporting"}
-        sent.append(asyncio.run_coroutine_threadsafe(progress(msg), loop))  # type: ignore[arg-type]
+        sent.append(asyncio.run_coroutine_threadsafe(progress(msg), loop))
 
     return on_progress, sent  # type: ignore[return-value]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nvr.config.model import CameraMap
+from nvr.export.signing import SigningKey
 from nvr.policy.audit import AuditLog
 from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
@@ -43,6 +44,7 @@ class RecorderPort(Protocol):
     retention: RetentionExecutor
     paused: set[str]
     pause_alert: str | None
+    signing_key: SigningKey
 
     @property
     def recovery_check(self) -> RecoveryProgress: ...

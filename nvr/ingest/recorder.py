@@ -143,7 +143,7 @@ class CameraRecorder:
                 else:
                     self.sink.state_changed(*args)
             except Exception:
-                _log.exception("sink_failed", camera=self.camera.id, event=kind)
+                _log.exception("sink_failed", camera=self.camera.id, kind=kind)
             finally:
                 self._slots.release()
 
@@ -157,7 +157,7 @@ class CameraRecorder:
         else:
             while not self._slots.acquire(timeout=5.0):
                 self.beat = time.monotonic()  # alive: the loop is slow, not this thread
-                _log.warning("handoff_blocked", camera=self.camera.id, event=kind)
+                _log.warning("handoff_blocked", camera=self.camera.id, kind=kind)
         try:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, (kind, args))
         except RuntimeError:  # the loop is closed: nobody left to tell

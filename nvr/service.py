@@ -137,8 +137,10 @@ class Service:
         from nvr.control import handlers  # imported late: handlers import this module
         from nvr.control.server import ControlServer
 
-        self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
-                                     role_of=lambda user: self.config.role_of(user))
+        h = handlers.Handlers(self)
+        self.control = ControlServer(self.config.control.socket, h.dispatch,
+                                     role_of=lambda user: self.config.role_of(user),
+                                     on_bad_request=h.bad_request)
         await self.control.start()
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
         logger.info("started", cameras=len(self.config.cameras),

@@ -23,7 +23,7 @@ from nvr.config.model import CameraConfig, Role
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, UsageError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
-from nvr.export.remux import ClipResult, SegmentTampered, export_clip
+from nvr.export.remux import ClipResult, SegmentTampered, export_clip, missing_us
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
 from nvr.policy.actions import Action
@@ -163,6 +163,10 @@ async def _sign_and_record(h: Handlers, caller: Caller, a: Any, cam: CameraConfi
         "bytes": clip.bytes,
         "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
                  for g in clip.gaps],
+        # How much of the range asked for holds footage (the gaps above are the rest).
+        "requested_seconds": (requested[1] - requested[0]) / 1e6,
+        "recorded_seconds": (requested[1] - requested[0]
+                             - missing_us(clip.gaps, *requested)) / 1e6,
         "fingerprint": key.fingerprint(),
         "manifest_bytes_b64": _b64(body),
         # The .sig file's exact bytes (base64 text), which the client writes as they are.

@@ -11,6 +11,7 @@ import random
 import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -267,3 +268,20 @@ def test_fuzzing_public_client_daemon_keeps_serving_and_chain_verifies(rec: Reco
     assert res.code == 0 and {c["state"] for c in res.json()["cameras"]} == {"recording"}
     res = rec.cli("director", "audit", "verify")
     assert res.code == 0, res.err
+
+
+def test_export_starting_30s_before_the_first_segment_says_so(rec: Recorder) -> None:
+    t0 = iso_us(rec.wait_for_segments("lobby", 4)[0]["start"])
+    out = rec.out_path("early.mp4")
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", iso(t0 - 30 * S),
+                  "--end", iso(t0 + 6 * S), "--reason", "what happened before", "--out", out)
+    assert res.code == 0, res.err
+    assert "nvr: covers 6 s of the 36 s asked; 30 s not recorded, see the manifest" in res.err
+    manifest = json.loads(Path(out + ".manifest.json").read_text())
+    first = manifest["gaps"][0]
+    assert (iso_us(first["start"]), iso_us(first["end"])) == (t0 - 30 * S, t0)
+    assert first["reason"] == "unrecorded"
+    # A range fully recorded says nothing on stderr.
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", iso(t0 + S),
+                  "--end", iso(t0 + 5 * S), "--reason", "x", "--out", rec.out_path("full.mp4"))
+    assert res.code == 0 and "covers" not in res.err, res.err

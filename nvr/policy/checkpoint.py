@@ -64,14 +64,17 @@ def encode(cp: Checkpoint, key: SigningKey) -> bytes:
     return canonical_json(line).encode("utf-8") + b"\n"
 
 
-def append(path: Path, cp: Checkpoint, key: SigningKey) -> None:
-    """Append one signed line and fsync it (blocking: run it in a worker thread)."""
+def append(path: Path, cp: Checkpoint, key: SigningKey) -> dict[str, Any]:
+    """Append one signed line and fsync it (blocking: run it in a worker thread). Returns the
+    line's fields, for the journal."""
+    line = encode(cp, key)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, encode(cp, key))
+        os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return json.loads(line)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

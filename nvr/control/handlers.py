@@ -38,8 +38,9 @@ from nvr.timeutil import parse_time, to_iso
 logger = log.get("nvr.control")
 
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
-# Audit rows per `audit list` reply: a bounded reply, parsed and encoded in a few ms.
-AUDIT_PAGE = 1000
+# Audit rows per `audit list` reply: read and shaped in a worker thread, encoded on the loop
+# in under a millisecond (1000 rows: ~2 ms, and 40 ms stalls measured from GIL contention).
+AUDIT_PAGE = 250
 
 
 # Whether the request being served has its audit row yet (set by authorize/audit_refusal):
@@ -399,12 +400,15 @@ class Handlers:
         after = a.after_seq or 0
         await self.authorize(caller, Action.audit_list,
                              detail={"after_seq": after} if after else None)
+        from nvr.policy.audit import read_page
+
         limit = a.limit or AUDIT_PAGE
-        rows = await self.svc.audit.page(after_seq=after, limit=limit, since_us=since)
         head_seq, _ = await self.svc.audit.head()
+        rows = await asyncio.to_thread(read_page, self.svc.root / "index.db", after_seq=after,
+                                       limit=limit, since_us=since)
         more = len(rows) == limit
-        return {"rows": [r.to_dict() for r in rows], "head_seq": head_seq,
-                "next_after_seq": rows[-1].seq if more else None}
+        return {"rows": rows, "head_seq": head_seq,
+                "next_after_seq": rows[-1]["seq"] if more else None}
 
     async def op_audit_verify(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.policy import checkpoint

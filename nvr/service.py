@@ -31,7 +31,9 @@ from nvr.timeutil import now_us, to_iso
 
 logger = log.get("nvr.service")
 
-AUDIT_HEAD_INTERVAL_S = 300.0
+# Audit checkpoints (nvr.policy.checkpoint): written only when the head moved, so a quiet
+# recorder writes none; rows cut from the end are caught unless newer than the last one.
+AUDIT_HEAD_INTERVAL_S = 60.0
 STILL_EXPIRY_INTERVAL_S = 5.0
 
 

@@ -1,8 +1,8 @@
 """Signed checkpoints of the audit chain's head, kept outside the database.
 
 The hash chain (nvr.policy.audit) shows an edited or deleted row in the middle, but not rows
-cut from the end: the shorter chain is still a valid chain. So the daemon writes, every few
-minutes and at every stop, a checkpoint (seq, hash, time) of the head, signed with the
+cut from the end: the shorter chain is still a valid chain. So the daemon writes, every minute
+(when the head moved) and at every stop, a checkpoint (seq, hash, time) of the head, signed with the
 recorder's Ed25519 key, as one JSON line appended to `audit-checkpoints.jsonl` beside the index
 (and logs it to the journal). `nvr audit verify` then fails when the chain ends before the newest
 checkpoint or disagrees with any checkpoint.

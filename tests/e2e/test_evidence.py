@@ -61,7 +61,7 @@ def test_release_only_inside_the_approved_cameras_window_and_time(rec: Recorder)
     assert req.code == 0, req.err
     rid = req.json()["id"]
     assert req.json()["cameras"] == ["lobby"]
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=20)
+    expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)
     ok = rec.cli("director", "request", "approve", rid, "--expires", expires.isoformat(),
                  "--json")
     assert ok.code == 0, ok.err

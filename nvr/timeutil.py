@@ -12,6 +12,10 @@ import time
 from nvr.errors import UsageError
 
 US = 1_000_000
+# The instants the recorder can name: 1970-01-01 up to the end of year 9998 (so that any
+# time zone's view of them still has a four-digit year and to_iso never overflows).
+MIN_US = 0
+MAX_US = 253_370_764_800 * US - 1
 
 
 def now_us() -> int:
@@ -50,7 +54,11 @@ def parse_time(text: str, *, end_of_day: bool = False) -> int:
             f"{text!r} is not an ISO 8601 time we can use; write e.g. 2026-11-29T14:05:00 "
             "(local) or 2026-11-29T19:05:00Z"
         ) from None
-    return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+    us = (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+    if not MIN_US <= us <= MAX_US:
+        raise UsageError(f"{text!r} is outside the times the recorder can hold "
+                         "(1970-01-01 to 9998-12-31)")
+    return us
 
 
 def segment_name(start_us: int) -> str:

@@ -324,6 +324,7 @@ def cmd_export(ns: argparse.Namespace) -> int:
              "end": r.get("end", ns.end), "manifest": str(manifest)}  # fmt: skip
     if r.get("fingerprint"):
         shown["fingerprint"] = r["fingerprint"]
+    _say_coverage(r)
     if ns.json:
         _print_json(shown)
     else:
@@ -337,6 +338,24 @@ def cmd_export(ns: argparse.Namespace) -> int:
         o.line(f"signed by recorder key {fingerprint}: give this fingerprint with the clip")
         o.line(f"check it with: nvr export verify {out} --key {fingerprint}")
     return EX_OK
+
+
+def _seconds(x: float) -> str:
+    return f"{x:.1f}".removesuffix(".0") + " s"
+
+
+def _say_coverage(result: dict[str, Any]) -> None:
+    """On stderr, when the clip holds less than was asked (the manifest lists every gap)."""
+    asked, recorded = result.get("requested_seconds"), result.get("recorded_seconds")
+    if not isinstance(asked, int | float) or not isinstance(recorded, int | float):
+        return
+    if asked - recorded >= 0.05:
+        reasons = sorted({"not recorded" if g.get("reason") == "unrecorded"
+                          else str(g.get("reason")).replace("_", " ")
+                          for g in result.get("gaps", [])})
+        why = " or ".join(reasons) or "not recorded"
+        sys.stderr.write(f"nvr: covers {_seconds(recorded)} of the {_seconds(asked)} asked; "
+                         f"{_seconds(asked - recorded)} {why}, see the manifest\n")
 
 
 def _export_verify(ns: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
 from nvr.export.records import Exports, Stills
-from nvr.export.remux import ClipResult, SegmentTampered, export_clip
+from nvr.export.remux import ClipResult, SegmentTampered, export_clip, missing_us
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
 from nvr.storage.index import Gap, Segment
@@ -156,6 +156,10 @@ async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any
         "bytes": clip.bytes,
         "gaps": [{"start": to_iso(g.start_us), "end": to_iso(g.end_us), "reason": g.reason}
                  for g in clip.gaps],
+        # How much of the range asked for holds footage (the gaps above are the rest).
+        "requested_seconds": (requested[1] - requested[0]) / 1e6,
+        "recorded_seconds": (requested[1] - requested[0]
+                             - missing_us(clip.gaps, *requested)) / 1e6,
         "fingerprint": key.fingerprint(),
         "manifest_bytes_b64": _b64(body),
         # The .sig file's exact bytes (base64 text), which the client writes as they are.

@@ -7,7 +7,9 @@ import socket
 import struct
 from typing import Protocol
 
-_UCRED = struct.Struct("3i")  # struct ucred {pid_t pid; uid_t uid; gid_t gid;}
+# struct ucred {pid_t pid; uid_t uid; gid_t gid;}: pid_t is signed, uid_t and gid_t unsigned
+# (a uid above 2**31, as in some user namespaces, must not come out negative).
+_UCRED = struct.Struct("iII")
 
 
 class _HasSockopt(Protocol):

@@ -241,6 +241,8 @@ def parse_request(line: bytes) -> tuple[str, Args]:
         raw = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request is not JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request is nested too deeply to be a request") from None
     if not isinstance(raw, dict):
         raise BadRequest('request must be a JSON object {"op": ..., "args": {...}}')
     try:
@@ -251,6 +253,8 @@ def parse_request(line: bytes) -> tuple[str, Args]:
         args = ARGS[req.op].model_validate(req.args)
     except ValidationError as exc:
         raise BadRequest(_describe(exc, "args")) from None
+    except RecursionError:
+        raise BadRequest("args are nested too deeply") from None
     return req.op, args
 
 

@@ -32,7 +32,7 @@ from nvr.control.protocol import (
     parse_request,
     progress_line,
 )
-from nvr.errors import EX_SOFTWARE, EX_UNAVAILABLE, EX_USAGE, NvrError, Unavailable
+from nvr.errors import EX_SOFTWARE, EX_UNAVAILABLE, NvrError, Unavailable
 
 __all__ = ["Caller", "ControlServer", "Dispatch", "Progress", "Reply"]
 
@@ -40,6 +40,9 @@ __all__ = ["Caller", "ControlServer", "Dispatch", "Progress", "Reply"]
 # (progress(done, total, message) works too).
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 Dispatch = Callable[[Caller, str, Args, Progress], Awaitable[Reply]]
+# Called for a request line that never became a request (bad JSON, too long, wrong fields):
+# audits it and returns the error to answer (the policy's refusal may replace the input's).
+OnBadRequest = Callable[[Caller, "bytes | None", NvrError], Awaitable[NvrError]]
 
 _log = log.get("nvr.control")
 
@@ -55,7 +58,9 @@ class ControlServer:
         request_timeout_s: float = 10,
         max_connections: int = 64,
         fd_send_timeout_s: float = 30,
+        on_bad_request: OnBadRequest | None = None,
     ) -> None:
+        self._on_bad_request = on_bad_request
         self.path = Path(path)
         self._dispatch = dispatch
         # A callable, not a table: after `nvr reload` the daemon's current `people:` applies.
@@ -153,14 +158,15 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         caller = await self._identify(writer)
-        line = await self._read_request(reader, writer)
+        line = await self._read_request(reader, writer, caller)
         if line is None:
             return
         try:
             op, args = parse_request(line)
         except BadRequest as exc:
             _log.info("control_bad_request", uid=caller.uid, error=str(exc))
-            await _send(writer, error_line(EX_USAGE, str(exc)))
+            err = await self._refuse_bad(caller, line, exc)
+            await _send(writer, error_line(err.exit_code, str(err)))
             return
 
         async def progress(info: dict[str, Any] | int, total: int = 0, message: str = "") -> None:
@@ -204,8 +210,17 @@ class ControlServer:
         user = await asyncio.to_thread(peercred.user_name, uid)
         return Caller(uid=uid, gid=gid, pid=pid, user=user, role=self._role_of(user))
 
+    async def _refuse_bad(self, caller: Caller, line: bytes | None, exc: NvrError) -> NvrError:
+        if self._on_bad_request is None:
+            return exc
+        try:
+            return await self._on_bad_request(caller, line, exc)
+        except Exception:
+            _log.exception("control_bad_request_audit_failed", uid=caller.uid)
+            return exc
+
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, caller: Caller
     ) -> bytes | None:
         try:
             async with asyncio.timeout(self._request_timeout_s):
@@ -214,12 +229,9 @@ class ControlServer:
             _log.info("control_slow_client_dropped", timeout_s=self._request_timeout_s)
             return None
         except asyncio.LimitOverrunError:
-            await _send(
-                writer,
-                error_line(
-                    EX_USAGE, f"request line is longer than {self._max_request_bytes} bytes"
-                ),
-            )
+            err = await self._refuse_bad(caller, None, BadRequest(
+                f"request line is longer than {self._max_request_bytes} bytes"))
+            await _send(writer, error_line(err.exit_code, str(err)))
             return None
         except asyncio.IncompleteReadError as exc:
             # The client shut down its side without a newline: take what it sent, if anything.

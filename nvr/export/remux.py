@@ -167,16 +167,47 @@ def check_hash(seg: Segment) -> None:
 def clip_gaps(
     chosen: Sequence[Segment], gaps: Sequence[Gap], start_us: int, end_us: int
 ) -> list[Gap]:
-    """Gap rows in the range, plus any hole between segments that no gap row explains."""
+    """Every stretch of the requested range without footage: the index's gap rows there, plus
+    each stretch no segment and no gap row covers — before the first segment, between two,
+    after the last — as reason `unrecorded`."""
     found = [g for g in gaps if g.end_us > start_us and g.start_us < end_us]
-    for prev, nxt in zip(chosen, chosen[1:], strict=False):
-        hole = (prev.end_us, nxt.start_us)
-        if hole[1] - hole[0] <= HOLE_TOLERANCE_US:
-            continue
-        if not any(g.start_us <= hole[0] + HOLE_TOLERANCE_US and g.end_us >= hole[1] - HOLE_TOLERANCE_US
-                   for g in found):
-            found.append(Gap(prev.camera, hole[0], hole[1], "unrecorded", "no gap row in index"))
+    camera = chosen[0].camera if chosen else (gaps[0].camera if gaps else "")
+    spans = sorted([(s.start_us, s.end_us) for s in chosen]
+                   + [(g.start_us, g.end_us) for g in found])
+    for a, b in uncovered(spans, start_us, end_us):
+        where = ("before the first footage in the range" if a == start_us
+                 else "after the last footage in the range" if b == end_us
+                 else "no gap row in index")
+        found.append(Gap(camera, a, b, "unrecorded", where))
     return sorted(found, key=lambda g: g.start_us)
+
+
+def uncovered(spans: Sequence[tuple[int, int]], start_us: int,
+              end_us: int) -> list[tuple[int, int]]:
+    """The parts of [start_us, end_us) that no span covers, ignoring holes shorter than
+    HOLE_TOLERANCE_US (a segment boundary is not a gap). `spans` sorted by start."""
+    out: list[tuple[int, int]] = []
+    cursor = start_us
+    for a, b in spans:
+        if a - cursor > HOLE_TOLERANCE_US and a > start_us:
+            out.append((cursor, min(a, end_us)))
+        cursor = max(cursor, b)
+        if cursor >= end_us:
+            break
+    if end_us - cursor > HOLE_TOLERANCE_US:
+        out.append((cursor, end_us))
+    return [(a, b) for a, b in out if b > a]
+
+
+def missing_us(gaps: Sequence[Gap], start_us: int, end_us: int) -> int:
+    """How much of [start_us, end_us) the gaps cover (overlaps counted once)."""
+    total, cursor = 0, start_us
+    for g in sorted(gaps, key=lambda g: g.start_us):
+        a, b = max(g.start_us, cursor), min(g.end_us, end_us)
+        if b > a:
+            total += b - a
+            cursor = b
+    return total
 
 
 def _check_uniform(chosen: Sequence[Segment]) -> None:

@@ -62,7 +62,35 @@ async def resolve_stream_uri(cfg: OnvifConfig, *, timeout: float = 10.0) -> str:
         reason = _reason(exc, cfg.username)
         # from None: the chained library exception is not needed and may quote a request.
         raise OnvifError(_redact(f"ONVIF camera {where} {reason}", cfg.password)) from None
+    await check_same_host(uri, cfg.host, where)
     return with_credentials(uri, cfg.username, cfg.password)
+
+
+def _norm_host(host: str) -> str:
+    return host.strip("[]").lower().rstrip(".")
+
+
+async def check_same_host(uri: str, host: str, where: str) -> None:
+    """Credentials go only to the configured host. The GetStreamUri answer is not
+    authenticated (anyone on the path can rewrite it), so a stream URI naming another host —
+    other than an address the configured host name resolves to — is refused, never sent our
+    user and password."""
+    named = _norm_host(urlsplit(uri).hostname or "")
+    mine = _norm_host(host)
+    if named == mine:
+        return
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(mine, None)
+        addresses = {_norm_host(str(info[4][0])) for info in infos}
+    except OSError:
+        addresses = set()
+    if named in addresses:
+        return
+    raise OnvifError(
+        f"ONVIF camera {where} named a stream on another host ({named or 'no host'}); the "
+        f"camera's password is only sent to {host}. If that stream is right, put it in the "
+        "camera's rtsp: instead of onvif:"
+    )
 
 
 async def _ask_camera(cfg: OnvifConfig, where: str) -> str:

@@ -18,8 +18,10 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Mapping
+import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -153,6 +155,23 @@ def verify_rows(
     return VerifyResult(True, None, "", count, want_seq - 1, prev_hash)
 
 
+def read_page(db_path: Path, *, after_seq: int = 0, limit: int = 1000,
+              since_us: int | None = None) -> list[dict[str, Any]]:
+    """One page of `audit list` as CONTRACT dicts, read, parsed and shaped in the calling
+    (worker) thread from a read-only connection of its own: the event loop only encodes it."""
+    sql = f"SELECT {_COLUMNS} FROM audit WHERE seq > ?"
+    params: tuple[Any, ...] = (after_seq,)
+    if since_us is not None:
+        sql += " AND at_us >= ?"
+        params += (since_us,)
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        rows = con.execute(sql + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
+    finally:
+        con.close()
+    return [_row(r).to_dict() for r in rows]
+
+
 class AuditLog:
     def __init__(self, db: Db) -> None:
         self.db = db
@@ -191,26 +210,6 @@ class AuditLog:
             params = (since_us,)
         async with self.db.execute(sql + " ORDER BY seq", params) as cur:
             return [_row(r) for r in await cur.fetchall()]
-
-    async def page(self, *, after_seq: int = 0, limit: int = 1000,
-                   since_us: int | None = None) -> list[AuditRow]:
-        """At most `limit` rows after `after_seq` (the primary key: each page is one index
-        range scan), so a reader of a huge log holds one page at a time and the loop parses
-        a bounded number of rows per step."""
-        sql = f"SELECT {_COLUMNS} FROM audit WHERE seq > ?"
-        params: tuple[Any, ...] = (after_seq,)
-        if since_us is not None:
-            sql += " AND at_us >= ?"
-            params += (since_us,)
-        async with self.db.execute(sql + " ORDER BY seq LIMIT ?", (*params, limit)) as cur:
-            return [_row(r) for r in await cur.fetchall()]
-
-    async def pages(self, *, after_seq: int = 0, limit: int = 1000,
-                    since_us: int | None = None) -> AsyncIterator[list[AuditRow]]:
-        while page := await self.page(after_seq=after_seq, limit=limit, since_us=since_us):
-            yield page
-            after_seq = page[-1].seq
-            await asyncio.sleep(0)  # let other tasks run between pages
 
     async def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
         rows = await self.rows()

@@ -1,8 +1,8 @@
 """Signed checkpoints of the audit chain's head, kept outside the database.
 
 The hash chain (nvr.policy.audit) shows an edited or deleted row in the middle, but not rows
-cut from the end: the shorter chain is still a valid chain. So the daemon writes, every few
-minutes and at every stop, a checkpoint (seq, hash, time) of the head, signed with the
+cut from the end: the shorter chain is still a valid chain. So the daemon writes, every minute
+(when the head moved) and at every stop, a checkpoint (seq, hash, time) of the head, signed with the
 recorder's Ed25519 key, as one JSON line appended to `audit-checkpoints.jsonl` beside the index
 (and logs it to the journal). `nvr audit verify` then fails when the chain ends before the newest
 checkpoint or disagrees with any checkpoint.
@@ -64,14 +64,17 @@ def encode(cp: Checkpoint, key: SigningKey) -> bytes:
     return canonical_json(line).encode("utf-8") + b"\n"
 
 
-def append(path: Path, cp: Checkpoint, key: SigningKey) -> None:
-    """Append one signed line and fsync it (blocking: run it in a worker thread)."""
+def append(path: Path, cp: Checkpoint, key: SigningKey) -> dict[str, Any]:
+    """Append one signed line and fsync it (blocking: run it in a worker thread). Returns the
+    line's fields, for the journal."""
+    line = encode(cp, key)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, encode(cp, key))
+        os.write(fd, line)
         os.fsync(fd)
     finally:
         os.close(fd)
+    return json.loads(line)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)

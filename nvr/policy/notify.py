@@ -11,9 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from typing import Any
 
 TIMEOUT_S = 30.0
+# The only variables the notify command gets: never the daemon's environment, which may hold
+# camera passwords (`${ENV}` in the camera map) or systemd credentials paths.
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TZ")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def notify_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    env.setdefault("PATH", _DEFAULT_PATH)
+    env["NVR_EVENT"] = "breach_reported"
+    return env
 
 
 async def notify_director(
@@ -27,7 +39,7 @@ async def notify_director(
     try:
         proc = await asyncio.create_subprocess_exec(
             *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=notify_env(),
         )
     except OSError as exc:
         logger.error("breach_notify_failed", command=command[0], error=str(exc))

@@ -95,3 +95,23 @@ async def test_server_sees_the_real_uid_and_name_of_another_account(sock_dir: Pa
         assert "unknown field" in claim["message"]
     finally:
         await server.close()
+
+
+async def test_uid_above_2_31_is_unsigned(sock_dir: Path) -> None:
+    """Issue 10: uid_t is unsigned. A caller whose uid is above 2**31 (user namespaces, some
+    directory services) must be seen as that uid, not a negative number."""
+    import types
+    from typing import cast
+
+    big = cast(pwd.struct_passwd, types.SimpleNamespace(pw_uid=3_000_000_000,
+                                                        pw_gid=3_000_000_001))
+    path = sock_dir / "big.sock"
+    server = ControlServer(path, echo)
+    await server.start()
+    try:
+        got = await asyncio.to_thread(_call_as, big, path, {})
+        assert got["euid"] == 3_000_000_000
+        assert got["result"] == {"uid": 3_000_000_000, "gid": 3_000_000_001, "user": None,
+                                 "role": "public"}
+    finally:
+        await server.close()

@@ -114,3 +114,9 @@ def test_intact_log_verifies_across_restarts(rec: Recorder) -> None:
     res = rec.cli("staff", "audit", "verify", "--json")
     assert res.code == 0, res.err
     assert res.json()["checkpoints"] >= 2
+    # The journal has the same signed checkpoints.
+    logged = [json.loads(line) for line in rec.daemon.logs().splitlines()
+              if '"audit_checkpoint"' in line]
+    filed = [json.loads(line) for line in
+             (rec.root / "audit-checkpoints.jsonl").read_text().splitlines()]
+    assert logged and {e["sig"] for e in logged} <= {c["sig"] for c in filed}

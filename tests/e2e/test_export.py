@@ -152,6 +152,7 @@ def test_key_show_matches_the_manifest_fingerprint(rec: Recorder) -> None:
     assert key.code == 0, key.err
     manifest = json.loads(Path(res.json()["manifest"]).read_text())
     assert manifest["key"]["fingerprint"] == key.json()["fingerprint"]
+    assert res.json()["fingerprint"] == key.json()["fingerprint"]  # printed with every export
 
 
 def test_forged_clip_resigned_with_a_fresh_key_fails_for_everyone(rec: Recorder) -> None:

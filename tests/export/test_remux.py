@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nvr.export.remux import NoFootage, SegmentTampered, clip_gaps, export_clip
+from nvr.export.remux import NoFootage, SegmentTampered, clip_gaps, export_clip, missing_us
 from nvr.storage.index import Gap
 from nvr.timeutil import US
 from tests.export.conftest import T0, Footage
@@ -136,3 +136,18 @@ def test_start_inside_a_gap_starts_at_the_next_footage(footage: Footage, tmp_pat
     assert [g.reason for g in clip.gaps] == ["offline"]  # still told why 32-35 s is missing
     frames = decoded_frames(clip.path)
     assert abs(frames[0][1] - expected_gray(450)) <= 3
+
+
+def test_every_stretch_of_the_range_without_footage_is_a_gap(footage: Footage) -> None:
+    """Issue 10: before the first segment, between two, after the last."""
+    first, last = footage.h264[0], footage.h264[-1]
+    start, end = first.start_us - 30 * S, last.end_us + 7 * S
+    found = clip_gaps(footage.h264, footage.gaps, start, end)
+    spans = [(g.start_us, g.end_us, g.reason) for g in found]
+    assert spans[0] == (start, first.start_us, "unrecorded")
+    assert spans[-1] == (last.end_us, end, "unrecorded")
+    assert (T0 + 30 * S, T0 + 35 * S, "offline") in spans
+    assert missing_us(found, start, end) == 30 * S + 5 * S + 7 * S
+    # A range inside the footage has only the recorded gap.
+    inside = clip_gaps(footage.h264, footage.gaps, first.start_us, last.end_us)
+    assert [(g.reason) for g in inside] == ["offline"]

@@ -203,3 +203,16 @@ def test_with_credentials_keeps_existing_userinfo() -> None:
     assert with_credentials("rtsp://cam:pw@h/x", "nvr", "s") == "rtsp://cam:pw@h/x"
     assert with_credentials("rtsp://h:554/x?a=1", "n v", None) == "rtsp://n%20v@h:554/x?a=1"
     assert with_credentials("rtsp://[fe80::1]/x", "u", "p") == "rtsp://u:p@[fe80::1]/x"
+
+
+async def test_credentials_only_go_to_the_configured_host(offline_double: OnvifDouble) -> None:
+    """Issue 10: the GetStreamUri answer is unauthenticated; a URI naming another host must not
+    receive the camera's password."""
+    offline_double.set_uri("main", "rtsp://203.0.113.9:554/steal")
+    with pytest.raises(OnvifError, match=r"named a stream on another host \(203\.0\.113\.9\)") as e:
+        await resolve_stream_uri(config(offline_double))
+    assert PASSWORD not in str(e.value)
+    # An address the configured host name resolves to is the same host.
+    offline_double.set_uri("main", "rtsp://127.0.0.1:9/h264")
+    uri = await resolve_stream_uri(config(offline_double, host="localhost"))
+    assert uri.startswith("rtsp://nvr:") and "@127.0.0.1:9/" in uri

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -176,3 +177,18 @@ async def test_notify_without_a_command_only_logs() -> None:
     with capture_logs() as logs:
         assert await notify_director(None, "details", structlog.get_logger())
     assert [e["event"] for e in logs] == ["breach_reported"]
+
+
+async def test_notify_command_gets_an_empty_environment(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 10: the daemon's environment may hold camera passwords (`${ENV}` in the map)."""
+    monkeypatch.setenv("NVR_CAM_LOBBY_PASSWORD", "s3cret-lobby")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/nvr.service")
+    out = tmp_path / "env.json"
+    cmd = [sys.executable, "-c",
+           f"import json, os; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"]
+    assert await notify_director(cmd, "details", structlog.get_logger())
+    env = json.loads(out.read_text())
+    assert "s3cret-lobby" not in json.dumps(env)
+    assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "NVR_EVENT", "LC_CTYPE"}, env
+    assert env["NVR_EVENT"] == "breach_reported" and env["PATH"]

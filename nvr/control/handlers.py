@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
+from nvr.control import status as status_extra
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, IntegrityError, PermissionDenied, Unavailable, UsageError
 from nvr.policy.actions import Action
@@ -154,7 +155,7 @@ class Handlers:
             cams.append(row)
         disk = await asyncio.to_thread(disk_state, svc.root)
         oldest = await svc.index.oldest_start()
-        return {
+        result: dict[str, Any] = {
             "site": svc.config.site,
             "cameras": cams,
             "disk": {
@@ -172,6 +173,8 @@ class Handlers:
             "paused": sorted(svc.paused),
             "alert": svc.pause_alert,
         }
+        # Oldest and held footage, today's rate, days left, alerts (nvr.control.status).
+        return await status_extra.enrich(svc, result)
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         start, end = _opt_time(a.start), _opt_time(a.end)

@@ -45,7 +45,7 @@ async def daily_bytes(db: Db, camera: str, now_us: int) -> float | None:
     since = now_us - DAY_US
     async with db.execute(
         "SELECT COALESCE(SUM(bytes), 0), MIN(start_us) FROM segments "
-        "WHERE camera = ? AND start_us >= ?", (camera, since),
+        "WHERE camera = ? AND start_us >= ? AND start_us < ?", (camera, since, now_us),
     ) as cur:
         row = await cur.fetchone()
     if row is None or row[1] is None:

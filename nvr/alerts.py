@@ -40,8 +40,10 @@ class CameraView:
 def camera_down(state: str, errors: int) -> bool:
     """Not recording because something went wrong: `failed` (credentials, no video), or
     retrying after an error (`backoff`, and the `connecting` between two tries). A camera
-    starting up (no error yet) and a disabled camera are not alerts."""
-    return state == "failed" or (state in ("backoff", "connecting") and errors > 0)
+    starting up (no error yet) and a disabled camera are not alerts, nor is the `failed` a
+    disk-full pause sets without an error (the storage alert covers it; for the half second
+    after a resume the camera still shows it)."""
+    return state in ("failed", "backoff", "connecting") and errors > 0
 
 
 def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: str | None,

@@ -89,7 +89,8 @@ def test_alerts_storage_first_then_clock_then_each_camera_down() -> None:
             CameraView("new", "connecting"), CameraView("door", "failed", "wrong password", 1),
             CameraView("dock", "failed", "disk full of held footage"),
             CameraView("off", "disabled", "camera disabled in the camera map"),
-            CameraView("flaky", "connecting", "timeout", 4)]
+            CameraView("flaky", "connecting", "timeout", 4),
+            CameraView("resumed", "failed", "disk full of held footage")]  # paused a moment ago
     found = alerts.alerts(cams, {"dock"}, "disk full of held footage", "clock jumped 40 days")
     assert [(a.kind, a.camera) for a in found] == [
         ("storage_paused", None), ("clock", None), ("camera_failed", "gone"),

@@ -239,7 +239,7 @@ STATUS_TABLE: Columns = (
 )  # fmt: skip
 STATUS_MORE: Columns = (
     ("oldest_footage", "oldest footage"), ("held_seconds", "held time"),
-    ("last_error", "last error"),
+    ("last_error_at", "last error at"), ("last_error", "last error"),
 )  # fmt: skip
 # Keys of the reply shown in their own way, not as a `key value` line.
 _STATUS_SHOWN = {"cameras", "site", "disk", "retention", "alerts", "held", "at"}
@@ -298,7 +298,9 @@ def status(out: Out, result: dict[str, Any]) -> None:
                 if c.get("reason") and c.get("id") not in alerted:
                     items.append((f"{c.get('id')}", f"{c.get('state')}: {c['reason']}"))
                 if c.get("last_error") and c.get("last_error") != c.get("reason"):
-                    items.append((f"{c.get('id')}", f"last error: {c['last_error']}"))
+                    at = c.get("last_error_at")
+                    when = f" at {out.when(at, same_day_as=_now_iso())}" if at else ""
+                    items.append((f"{c.get('id')}", f"last error{when}: {c['last_error']}"))
                 if c.get("held_bytes"):
                     items.append((f"{c.get('id')}", "held: " + _held_text(c)))
     else:

@@ -15,7 +15,7 @@ from tests.cli.test_cli import NVR
 from tests.cli.test_people import on_terminal
 from tests.e2e.harness import Recorder
 
-NEW_CAMERA_KEYS = {"oldest_footage", "segments", "recordings_bytes", "daily_bytes", "held_bytes",
+NEW_CAMERA_KEYS = {"last_error_at", "oldest_footage", "segments", "recordings_bytes", "daily_bytes", "held_bytes",
                    "held_seconds", "holds"}  # fmt: skip
 OLD_CAMERA_KEYS = {"id", "name", "area", "state", "reason", "fps", "bitrate_bps", "frames",
                    "last_segment_end", "errors", "last_error", "dropped"}  # fmt: skip
@@ -61,6 +61,7 @@ def test_status_lists_alerts_first_days_left_oldest_and_held_footage(testcam: Te
         assert lobby["state"] == "recording"
         assert gone["state"] in ("backoff", "connecting") and gone["errors"] >= 1
         assert gone["oldest_footage"] is None and gone["held_bytes"] == 0
+        assert gone["last_error_at"].endswith("Z") and lobby["last_error_at"] is None
         assert lobby["oldest_footage"] == segs[0]["start"]  # ISO UTC, full precision
         assert lobby["oldest_footage"].endswith("Z") and status["at"].endswith("Z")
         # Held: the two whole segments under the hold, their bytes and their length.
@@ -102,11 +103,13 @@ def test_status_lists_alerts_first_days_left_oldest_and_held_footage(testcam: Te
         head = out.index("") + 1
         columns = out[head].split("\t")
         assert columns[:3] == ["camera", "state", "fps"]
-        assert {"oldest", "held", "oldest footage", "held time", "last error"} <= set(columns)
+        assert {"oldest", "held", "oldest footage", "held time", "last error at",
+                "last error"} <= set(columns)
         rows = {r.split("\t")[0]: dict(zip(columns, r.split("\t"), strict=True))
                 for r in out[head + 1:head + 3]}  # fmt: skip
         assert rows["lobby"]["oldest footage"].endswith(("EST", "EDT"))
         assert rows["lobby"]["held"] == fmt.size(lobby["held_bytes"])
         assert rows["gone"]["held"] == "-" and rows["gone"]["last error"] != "-"
+        assert rows["gone"]["last error at"].endswith(("EST", "EDT"))
     finally:
         rec.cleanup()

@@ -19,7 +19,6 @@ from pydantic import BaseModel
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
-from nvr.control import status as status_extra
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, IntegrityError, PermissionDenied, Unavailable, UsageError
 from nvr.policy.actions import Action
@@ -174,6 +173,8 @@ class Handlers:
             "alert": svc.pause_alert,
         }
         # Oldest and held footage, today's rate, days left, alerts (nvr.control.status).
+        from nvr.control import status as status_extra
+
         return await status_extra.enrich(svc, result)
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from nvr import log
+from nvr import alerts, log
 from nvr.retention.disk import disk_state
 
 if TYPE_CHECKING:
@@ -81,10 +81,8 @@ async def snapshot(service: Service) -> Snapshot:
     snap.disk_total, snap.disk_free = disk.total_bytes, disk.free_bytes
     snap.recordings_bytes = await service.index.total_bytes()
     snap.audit_rows = (await service.audit.head())[0]
-    snap.alerts = {
-        "storage_paused": int(bool(service.paused)),
-        "camera_failed": sum(1 for c in snap.cameras if c.state == "failed"),
-    }
+    # The same alerts as `nvr status` and the STATUS= line (nvr.alerts).
+    snap.alerts = alerts.counts(alerts.of_service(service))
     return snap
 
 

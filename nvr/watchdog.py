@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nvr import log
+from nvr import alerts, log
 from nvr.retention.disk import disk_state
 from nvr.sdnotify import Notifier, status_line
 
@@ -59,15 +59,10 @@ def summary(service: Service, free_percent: float | None) -> str:
     states = {cam.id: (service.recorders[cam.id].state if cam.id in service.recorders
                        else "disabled") for cam in service.config.cameras}
     recording = sum(1 for s in states.values() if s == "recording")
-    alerts = []
-    if service.pause_alert:
-        alerts.append(service.pause_alert)
-    failed = sorted(c for c, s in states.items() if s == "failed")
-    if failed:
-        alerts.append("failed: " + ",".join(failed))
     disk = "disk ?" if free_percent is None else f"disk {free_percent:.0f}% free"
+    # The same alerts as `nvr status` and the metrics (nvr.alerts).
     return (f"{recording}/{len(states)} cameras recording, {disk}, "
-            f"alerts: {'; '.join(alerts) if alerts else 'none'}")
+            f"alerts: {alerts.short(alerts.of_service(service))}")
 
 
 async def free_percent(service: Service) -> float | None:

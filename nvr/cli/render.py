@@ -230,27 +230,90 @@ def _daily_bytes(result: dict[str, Any]) -> float | None:
     return bps / 8 * 86400 if bps else None
 
 
+# `nvr status` on a terminal: these columns; the full oldest time, held time and the last
+# error go below the table (on a terminal) or in more columns (piped, STATUS_MORE).
+STATUS_TABLE: Columns = (
+    ("id", "camera"), ("state", "state"), ("fps", "fps"), ("bitrate_bps", "bitrate"),
+    ("last_segment_end", "last segment"), ("oldest_age", "oldest"), ("held_bytes", "held"),
+    ("errors", "errors"),
+)  # fmt: skip
+STATUS_MORE: Columns = (
+    ("oldest_footage", "oldest footage"), ("held_seconds", "held time"),
+    ("last_error_at", "last error at"), ("last_error", "last error"),
+)  # fmt: skip
+# Keys of the reply shown in their own way, not as a `key value` line.
+_STATUS_SHOWN = {"cameras", "site", "disk", "retention", "alerts", "held", "at"}
+
+
+def status_alerts(out: Out, result: dict[str, Any]) -> None:
+    """Active alerts, before anything else: `ALERT  camera gone is not recording …`.
+    Piped: a TSV table (alert, camera, message). Older daemons send only `alert`."""
+    found = result.get("alerts")
+    if not isinstance(found, list):
+        legacy = result.get("alert")
+        found = [{"kind": "storage_paused", "message": legacy}] if legacy else []
+    rows = [a for a in found if isinstance(a, dict)]
+    if not rows:
+        return
+    if not out.terminal:
+        out.table(["alert", "camera", "message"],
+                  [[out.cell("", a.get("kind")), out.cell("", a.get("camera")),
+                    out.cell("", a.get("message"))] for a in rows])  # fmt: skip
+        return
+    out._gap()
+    t = Table(show_header=False, box=None, pad_edge=False)  # continuation lines indented
+    t.add_column("alert", no_wrap=True)
+    t.add_column("message", overflow="fold")
+    for a in rows:
+        t.add_row(Text("ALERT", style="bold red"),
+                  Text(literal(str(a.get("message") or a.get("kind") or ""))))
+    out.console.print(t)
+
+
+def _status_row(c: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    oldest = fmt.parse_iso(c.get("oldest_footage") or "")
+    age = fmt.duration((now - oldest).total_seconds()) if oldest is not None else None
+    return {**c, "oldest_age": age}
+
+
 def status(out: Out, result: dict[str, Any]) -> None:
+    status_alerts(out, result)
     cams = result.get("cameras") or []
     site = result.get("site")
     title = f"{site}: {fmt.plural(len(cams), 'camera')}" if site else fmt.plural(len(cams), "camera")
     items: list[tuple[str, str]] = []
+    new = any(isinstance(c, dict) and "oldest_footage" in c for c in cams)  # issue-13 daemon
+    now = fmt.parse_iso(result.get("at") or "") or dt.datetime.now(dt.UTC)
     if cams:
-        columns = [*STATUS_COLUMNS] if out.terminal else [*STATUS_COLUMNS, WHY]
-        rows = [[out.cell(k, c.get(k)) if k != "last_segment_end"
-                 else out.when(c.get(k), same_day_as=_now_iso()) for k, _h in columns]
-                for c in cams]  # fmt: skip
+        if new:
+            columns = [*STATUS_TABLE] if out.terminal else [*STATUS_TABLE, *STATUS_MORE, WHY]
+        else:
+            columns = [*STATUS_COLUMNS] if out.terminal else [*STATUS_COLUMNS, WHY]
+        shown = [_status_row(c, now) for c in cams]
+        rows = [[_status_cell(out, k, c) for k, _h in columns] for c in shown]
         out.table([h for _k, h in columns], rows, title, [k for k, _h in columns])
         if out.terminal:
-            items += [(f"{c.get('id')}", f"{c.get('state')}: {c['reason']}") for c in cams
-                      if c.get("reason")]  # fmt: skip
+            alerted = {a.get("camera") for a in result.get("alerts") or [] if isinstance(a, dict)}
+            for c in cams:
+                if c.get("reason") and c.get("id") not in alerted:
+                    items.append((f"{c.get('id')}", f"{c.get('state')}: {c['reason']}"))
+                if c.get("last_error") and c.get("last_error") != c.get("reason"):
+                    at = c.get("last_error_at")
+                    when = f" at {out.when(at, same_day_as=_now_iso())}" if at else ""
+                    items.append((f"{c.get('id')}", f"last error{when}: {c['last_error']}"))
+                if c.get("held_bytes"):
+                    items.append((f"{c.get('id')}", "held: " + _held_text(c)))
     else:
         out.line("no cameras configured")
     disk = result.get("disk")
     if isinstance(disk, dict):
-        items.append(("disk", fmt.disk_line(disk, _daily_bytes(result))))
+        items.append(("disk", _disk_text(disk, result)))
         if out.view.paths and disk.get("root"):
             items.append(("storage", str(disk["root"])))
+    held = result.get("held")
+    if isinstance(held, dict) and held.get("holds"):
+        items.append(("held", f"{_held_text(held)} under "
+                      f"{fmt.plural(int(held['holds']), 'hold')} in force"))
     ret = result.get("retention")
     if isinstance(ret, dict):
         text = fmt.days(ret["days"]) if isinstance(ret.get("days"), int | float) else "-"
@@ -258,10 +321,36 @@ def status(out: Out, result: dict[str, Any]) -> None:
         text += f"; oldest footage {out.cell('', oldest)}" if oldest else "; no footage yet"
         items.append(("retention", text))
     for key, value in result.items():
-        if key in ("cameras", "site", "disk", "retention") or value in (None, [], "", False):
+        if key in _STATUS_SHOWN or value in (None, [], "", False):
             continue
+        if key in ("alert", "paused") and isinstance(result.get("alerts"), list):
+            continue  # listed first, among the alerts
         items.append((key, out.cell(key, value)))
     out.pairs(items)
+
+
+def _status_cell(out: Out, key: str, c: dict[str, Any]) -> str:
+    if key == "last_segment_end":
+        return out.when(c.get(key), same_day_as=_now_iso())
+    if key == "held_bytes" and not c.get(key):
+        return "-"
+    if key == "held_seconds":
+        return fmt.duration(c[key]) if c.get(key) else "-"
+    return out.cell(key, c.get(key))
+
+
+def _held_text(c: dict[str, Any]) -> str:
+    size = c.get("held_bytes", c.get("bytes")) or 0
+    secs = c.get("held_seconds", c.get("seconds")) or 0
+    return f"{fmt.size(size)}, {fmt.duration(secs)} of footage"
+
+
+def _disk_text(disk: dict[str, Any], result: dict[str, Any]) -> str:
+    """The daemon's days left when it sends them (today's bytes from the index), else the
+    cameras' bitrates now (an older daemon)."""
+    if "days_left" in disk:
+        return fmt.disk_line(disk, None)
+    return fmt.disk_line(disk, _daily_bytes(result))
 
 
 def _now_iso() -> str:

@@ -229,7 +229,7 @@ class Handlers:
             cams.append(row)
         disk = await asyncio.to_thread(disk_state, svc.root)
         oldest = await svc.index.oldest_start()
-        return {
+        result: dict[str, Any] = {
             "site": svc.config.site,
             "cameras": cams,
             "disk": {
@@ -249,6 +249,10 @@ class Handlers:
             # Rows and files from before start-up, checked in the background (issue 9).
             "recovery": svc.recovery_check.progress(),
         }
+        # Oldest and held footage, today's rate, days left, alerts (nvr.control.status).
+        from nvr.control import status as status_extra
+
+        return await status_extra.enrich(svc, result)
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         start, end = _opt_time(a.start), _opt_time(a.end)

@@ -75,6 +75,7 @@ class CameraRecorder:
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
         self.errors, self.last_error, self.dropped = 0, "", 0
+        self.last_error_us: int | None = None  # when last_error happened (`nvr status`)
         self._stop = threading.Event()
         self._paused: str | None = None
         self._pending_gap: tuple[int, str, str] | None = None
@@ -130,6 +131,8 @@ class CameraRecorder:
             "bitrate_bps": bps, "frames": self.stats.frames,
             "last_segment_end": None if end is None else timeutil.to_iso(end),
             "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
+            "last_error_at": (None if self.last_error_us is None
+                              else timeutil.to_iso(self.last_error_us)),
         }
 
     async def _consume(self) -> None:
@@ -262,6 +265,7 @@ class CameraRecorder:
             return  # not an error of the camera; the pause loop shows the reason
         self.errors += 1
         self.last_error = end.message
+        self.last_error_us = self.clock.wall_us()
         delay = self.backoff.delay(uptime_s, permanent=end.permanent)
         self._set_state("failed" if end.permanent else "backoff", end.message)
         _log.info("camera_retry", camera=self.camera.id, delay_s=round(delay, 2))

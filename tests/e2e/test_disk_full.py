@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.camserver import TestCamera
+from tests.cli.test_people import on_terminal
 from tests.e2e.harness import Recorder
 from tests.support import is_root
 
@@ -112,6 +113,11 @@ def test_disk_fills_unheld_goes_held_stays_then_pause(small_disk_recorder: Recor
     else:
         raise AssertionError(f"recording did not pause: {status}\n" + rec.daemon.logs()[-3000:])
     assert status["cameras"][0]["state"] != "recording"
+    # `nvr status` lists the pause first, as an alert, and not again as a camera down.
+    assert [a["kind"] for a in status["alerts"]] == ["storage_paused"], status["alerts"]
+    assert status["held"]["holds"] == 2 and status["cameras"][0]["held_bytes"] > 0
+    shown = [line for line in on_terminal(rec.socket, "status") if line.strip()]
+    assert shown[0].startswith("ALERT  recording paused on 1 camera"), shown
     for path, digest in held.items():
         assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == digest
     # Releasing the hold lets retention make room, and recording resumes.

@@ -1,0 +1,110 @@
+"""Active alerts, and the days of footage left: one source for `nvr status`, the STATUS= line
+sent to systemd (nvr.watchdog) and the `nvr_alerts` metric (nvr.metrics).
+
+Pure functions over plain values; `of_service` only reads the running Service's attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nvr.service import Service
+
+# Every kind of alert, in the order they are listed. `clock` is raised by a clock-sanity check
+# when there is one (a `clock_alert` text on the Service); nothing else here depends on it.
+STORAGE_PAUSED, CLOCK, CAMERA_FAILED = "storage_paused", "clock", "camera_failed"
+KINDS = (STORAGE_PAUSED, CLOCK, CAMERA_FAILED)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: str
+    message: str  # one line for a person; names the camera when there is one
+    camera: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "camera": self.camera, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class CameraView:
+    id: str
+    state: str
+    reason: str = ""
+    errors: int = 0
+
+
+def camera_down(state: str, errors: int) -> bool:
+    """Not recording because something went wrong: `failed` (credentials, no video), or
+    retrying after an error (`backoff`, and the `connecting` between two tries). A camera
+    starting up (no error yet) and a disabled camera are not alerts, nor is the `failed` a
+    disk-full pause sets without an error (the storage alert covers it; for the half second
+    after a resume the camera still shows it)."""
+    return state in ("failed", "backoff", "connecting") and errors > 0
+
+
+def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: str | None,
+           clock_alert: str | None = None) -> list[Alert]:
+    """Storage first (it stops every camera), then the clock, then each camera down."""
+    out: list[Alert] = []
+    if paused or pause_alert:
+        what = pause_alert or "the disk is full"
+        out.append(Alert(STORAGE_PAUSED, f"recording paused on {len(paused)} "
+                         f"camera{'' if len(paused) == 1 else 's'}: {what}"))
+    if clock_alert:
+        out.append(Alert(CLOCK, clock_alert))
+    for cam in cameras:
+        if cam.id in paused or not camera_down(cam.state, cam.errors):
+            continue  # a paused camera is the storage alert's, not its own
+        why = cam.reason or f"{cam.errors} error{'' if cam.errors == 1 else 's'}"
+        out.append(Alert(CAMERA_FAILED, f"camera {cam.id} is not recording ({cam.state}): "
+                         f"{why}", cam.id))
+    return out
+
+
+def of_service(service: Service) -> list[Alert]:
+    """The running recorder's alerts now (cheap: attributes only, no I/O)."""
+    views = []
+    for cam in service.config.cameras:
+        rec = service.recorders.get(cam.id)
+        views.append(CameraView(cam.id, rec.state, rec.reason, rec.errors) if rec is not None
+                     else CameraView(cam.id, "disabled"))  # fmt: skip
+    clock = getattr(service, "clock_alert", None)
+    return alerts(views, service.paused, service.pause_alert,
+                  clock if isinstance(clock, str) else None)
+
+
+def short(found: Sequence[Alert]) -> str:
+    """For the one-line STATUS=: `none`, or `disk full…; failed: dock,gone`."""
+    if not found:
+        return "none"
+    parts = [a.message for a in found if a.kind != CAMERA_FAILED]
+    failed = [a.camera or "?" for a in found if a.kind == CAMERA_FAILED]
+    if failed:
+        parts.append("failed: " + ",".join(failed))
+    return "; ".join(parts)
+
+
+def counts(found: Sequence[Alert]) -> dict[str, int]:
+    """Alerts by kind for the metrics: storage_paused and camera_failed always (0 when none),
+    other kinds when they occur."""
+    out = {STORAGE_PAUSED: 0, CAMERA_FAILED: 0}
+    for a in found:
+        out[a.kind] = out.get(a.kind, 0) + 1
+    return out
+
+
+def days_left(free_bytes: int, total_bytes: int, min_free_percent: float,
+              daily_bytes: float | None) -> float | None:
+    """Days until the free space above the retention floor (min_free_percent of the disk,
+    which retention keeps free) is used up at `daily_bytes` a day; None without a rate.
+
+    When it reaches 0, retention starts deleting the oldest unheld footage early (before its
+    retention days): it is the time until footage starts going, not until recording stops."""
+    if not daily_bytes or daily_bytes <= 0:
+        return None
+    floor = total_bytes * float(min_free_percent) / 100
+    return max(0.0, free_bytes - floor) / daily_bytes

@@ -1,0 +1,60 @@
+"""What `nvr status` adds for people (issue 13): per camera its oldest footage, footage kept,
+held footage and today's rate; the days of footage left; the active alerts, listed first.
+
+Additive: the op's reply keeps every key it had; these are added beside them. Cheap: a few
+index seeks per camera (nvr.storage.footage_stats), the holds table (a handful of rows), and
+the Service's attributes. Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nvr import alerts
+from nvr.storage import footage_stats
+from nvr.timeutil import to_iso
+
+if TYPE_CHECKING:
+    from nvr.service import Service
+
+
+async def enrich(svc: Service, result: dict[str, Any]) -> dict[str, Any]:
+    now = svc.clock()
+    totals = await footage_stats.totals(svc.db)
+    holds = await svc.holds.active(now)
+    held_total = footage_stats.Held()
+    combined = 0.0
+    for row in result.get("cameras", []):
+        cam_id = row["id"]
+        oldest = await footage_stats.oldest_start(svc.db, cam_id)
+        segments, size = totals.get(cam_id, (0, 0))
+        daily = await footage_stats.daily_bytes(svc.db, cam_id, now)
+        combined += daily or 0.0
+        windows = [(h.start_us, h.end_us) for h in holds if cam_id in h.cameras]
+        held = await footage_stats.held(svc.db, cam_id, windows)
+        held_total = footage_stats.Held(held_total.bytes + held.bytes,
+                                        held_total.seconds + held.seconds,
+                                        held_total.segments + held.segments)
+        row.update({
+            "oldest_footage": None if oldest is None else to_iso(oldest),
+            "segments": segments,
+            "recordings_bytes": size,
+            "daily_bytes": None if daily is None else round(daily),
+            "held_bytes": held.bytes,
+            "held_seconds": round(held.seconds, 3),
+            "holds": sum(1 for h in holds if cam_id in h.cameras),
+        })
+    disk = result.get("disk")
+    if isinstance(disk, dict):
+        left = alerts.days_left(disk["free_bytes"], disk["total_bytes"],
+                                disk["min_free_percent"], combined)
+        disk.update({
+            "reserve_bytes": round(disk["total_bytes"] * float(disk["min_free_percent"]) / 100),
+            "daily_bytes": round(combined) if combined else None,
+            "days_left": None if left is None else round(left, 2),
+        })
+    result["held"] = {"holds": len(holds), "bytes": held_total.bytes,
+                      "seconds": round(held_total.seconds, 3)}
+    result["alerts"] = [a.to_dict() for a in alerts.of_service(svc)]
+    result["at"] = to_iso(now)
+    return result

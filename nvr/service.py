@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
@@ -27,6 +28,9 @@ from nvr.storage import db as dbmod
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import reconcile
 from nvr.timeutil import now_us, to_iso
+
+if TYPE_CHECKING:
+    from nvr.web.server import WebServer
 
 logger = log.get("nvr.service")
 
@@ -97,6 +101,10 @@ class Service:
         self.sink = Sink(self)
         # One reload at a time: two at once would both start a recorder for the same camera.
         self.reload_lock = asyncio.Lock()
+        # Routes other parts add to the web server on live.listen, e.g. ("GET", "/metrics", fn);
+        # add them before start().
+        self.extra_routes: list[tuple[str, str, Any]] = []
+        self.web: WebServer | None = None
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -131,12 +139,31 @@ class Service:
         from nvr.control import handlers  # imported late: handlers import this module
         from nvr.control.server import ControlServer
 
+        await self.start_web()
         self.control = ControlServer(self.config.control.socket, handlers.Handlers(self).dispatch,
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
+
+    async def start_web(self) -> None:
+        """The viewing pages on live.listen (nvr.web), before the control socket opens so that
+        the first `nvr live` can already be answered."""
+        from nvr.web.server import WebServer
+
+        web = WebServer(self)
+        for method, path, handler in self.extra_routes:
+            web.add_route(method, path, handler)
+        try:
+            await web.start()
+        except OSError as exc:
+            # Recording matters more than watching: a taken port or an unreadable TLS key
+            # leaves the recorder running, and `nvr live` answers that no link can be made.
+            logger.error("web_unavailable", listen=self.config.live.listen, error=str(exc))
+            await web.stop()
+            return
+        self.web = web
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -213,12 +240,16 @@ class Service:
             await self.index.ensure_camera(cam_id, fresh[cam_id].name, self.clock())
             last = await self.index.last_segment(cam_id)
             self.start_camera(fresh[cam_id], last.end_us if last else None)
+        if self.web is not None:
+            self.web.attach_all()
         logger.info("reloaded", why=why, added=added, removed=removed, changed=changed)
         return {"added": added, "removed": removed, "changed": changed}
 
     async def stop(self) -> None:
         self.stopping.set()
         await self.control.close()
+        if self.web is not None:
+            await self.web.stop()
         await asyncio.gather(*(rec.stop() for rec in self.recorders.values()),
                              return_exceptions=True)
         for task in self.tasks:

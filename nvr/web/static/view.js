@@ -205,7 +205,7 @@ async function startPlayback(link) {
   };
   const tick = () => {
     const w = wallOf(video.currentTime);
-    if (!state.ended && isFinite(w)) {
+    if (!state.ended && isFinite(w) && !video.seeking && video.readyState >= 2) {
       setClock(w);
       const span = tl.end_us - tl.start_us;
       $("playhead").style.left = (100 * (w * 1000 - tl.start_us) / span) + "%";

@@ -171,3 +171,51 @@ def test_h265_camera_says_plainly_why_there_is_no_live_picture(rec: Recorder,
             "document.querySelector('.why')?.textContent.includes('HEVC')", 6,
             "the page to say why there is no live picture")
     page.close()
+
+
+def test_emergency_feed_lists_time_left_and_ending_it_closes_viewers_at_once(
+        rec: Recorder, browser: Any) -> None:
+    assert rec.cli("staff", "emergency", "start", "--agency", "Hanson Police", "--camera",
+                   "lobby", "--minutes", "30").code == 77
+    too_long = rec.cli("director", "emergency", "start", "--agency", "Hanson Police",
+                       "--camera", "lobby", "--minutes", "241")
+    assert too_long.code == 77 and "1 to 240 minutes" in too_long.err, too_long.err
+    em = mint(rec, "director", "emergency", "start", "--agency", "Hanson Police", "--camera",
+              "lobby", "--minutes", "30")
+    assert em["id"].startswith("em-") and "#" in em["url"]
+    listed = mint(rec, "it", "emergency", "list")["emergencies"]
+    mine = [e for e in listed if e["id"] == em["id"]]
+    assert mine and mine[0]["agency"] == "Hanson Police" and 1700 < mine[0]["seconds_left"] <= 1800
+    status = mint(rec, "it", "status")
+    assert [e["id"] for e in status["emergencies"]] == [em["id"]]
+    page = browser.new_page()
+    page.goto(em["url"])
+    wait_js(page, "document.querySelector('video[data-camera=\"lobby\"]')?.videoWidth > 0", 3,
+            "the emergency feed's picture")
+    assert "Emergency live feed" in page.inner_text("#nvr-title")
+    # Live only: the emergency link cannot fetch recordings.
+    got = page.evaluate("async (id) => (await fetch(`/api/l/${id}/timeline/lobby`)).status",
+                        em["id"])
+    assert got == 403
+    res = rec.cli("it", "emergency", "end")  # IT may end it ("once under control")
+    assert res.code == 0, res.err
+    t0 = time.monotonic()
+    wait_js(page, "document.body.dataset.state === 'ended'", 2, "the emergency page to stop")
+    assert time.monotonic() - t0 < 2
+    assert mint(rec, "it", "emergency", "list")["emergencies"] == []
+    assert mint(rec, "it", "status")["emergencies"] == []
+    page.close()
+    ends = [r for r in audit_rows(rec, "view_session_end") if r["detail"]["link"] == em["id"]]
+    assert len(ends) == 1 and ends[0]["detail"]["purpose"] == "emergency: Hanson Police"
+
+
+def test_view_list_shows_own_links_only_and_directors_see_all(rec: Recorder) -> None:
+    mine = mint(rec, "it", "live", "--camera", "lobby", "--reason", "focus check")
+    theirs = mint(rec, "director", "live", "--camera", "lobby", "--reason", "incident")
+    it_ids = [lk["id"] for lk in mint(rec, "it", "view", "list")["links"]]
+    assert mine["id"] in it_ids and theirs["id"] not in it_ids
+    all_ids = [lk["id"] for lk in mint(rec, "assistant_director", "view", "list")["links"]]
+    assert {mine["id"], theirs["id"]} <= set(all_ids)
+    refused = rec.cli("it", "view", "revoke", theirs["id"])
+    assert refused.code == 64 and "of yours" in refused.err
+    assert rec.cli("public", "view", "list").code == 77

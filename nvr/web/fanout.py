@@ -111,6 +111,8 @@ class LiveFeed:
         self.codec = ""
         self.packets_in = 0
         self.on_active = on_active
+        # Fed from the camera's live_rtsp: substream rather than the recorded stream.
+        self.substream = False
 
     # -- camera thread --------------------------------------------------------------------
     def from_thread(self, data: bytes, key: bool, extradata: bytes | None, codec: str,

@@ -70,7 +70,7 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                                    link, camera=camera)
         body = await _json(request, OfferIn)
         feed = srv.hub.feed(camera)
-        if feed.unsupported is None:
+        if feed.unsupported is None and not feed.substream:
             # Before any packet reached a viewer: what the camera recorded last says the codec.
             from nvr.web.fanout import unsupported_reason
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from fractions import Fraction
+from typing import Any
 
 import av
 from aiortc import (
@@ -39,7 +40,7 @@ class PassthroughTrack(MediaStreamTrack):
         self._t0: float | None = None
         self._last_pts = -1
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> Any:  # an av.Packet (aiortc accepts packets or frames)
         try:
             lp = await self.viewer.get()
         except EOFError:

@@ -86,6 +86,7 @@ class WebServer:
         self._extra: list[tuple[str, str, Handler]] = []
         self._runner: web.AppRunner | None = None
         self._watcher: asyncio.Task[None] | None = None
+        self._substreams: dict[str, Any] = {}
         self.tls = service.config.live.tls is not None
         self.port = 0
 
@@ -122,10 +123,29 @@ class WebServer:
         _log.info("web_started", listen=self.svc.config.live.listen, tls=self.tls)
 
     def attach_all(self) -> None:
-        """Give each camera recorder its live tap (again after a reload restarts one)."""
+        """Give each camera recorder its live tap (again after a reload restarts one); a
+        camera with `live_rtsp:` is fed from that substream instead, only while watched."""
+        from nvr.web.substream import SubstreamReader
+
         for cam_id, rec in self.svc.recorders.items():
-            if getattr(rec, "live_tap", None) is None:
-                rec.live_tap = tap_for(self.hub.feed(cam_id))
+            feed = self.hub.feed(cam_id)
+            cam = self.svc.config.camera(cam_id)
+            if cam is not None and cam.live_rtsp:
+                reader = self._substreams.get(cam_id)
+                if reader is None or reader.url != cam.live_rtsp:
+                    if reader is not None:
+                        reader.stop()
+                    reader = self._substreams[cam_id] = SubstreamReader(feed, cam.live_rtsp)
+                    feed.on_active = _switch(reader)
+                    if feed.active:
+                        reader.start()
+                feed.substream = True
+                rec.live_tap = None
+            else:
+                feed.substream = False
+                feed.on_active = None
+                if getattr(rec, "live_tap", None) is None:
+                    rec.live_tap = tap_for(feed)
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -134,6 +154,8 @@ class WebServer:
                 await self._watcher
         for sess in list(self.sessions.values()):
             await self.end_session(sess, "the recorder is stopping")
+        for reader in self._substreams.values():
+            reader.stop()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -281,6 +303,16 @@ class WebServer:
         finally:
             sess.closers.discard(close)
         return ws
+
+
+def _switch(reader: Any) -> Callable[[Any, bool], None]:
+    def on_active(feed: Any, active: bool) -> None:
+        if active:
+            reader.start()
+        else:
+            reader.stop()
+
+    return on_active
 
 
 def cookie_name(link_id: str) -> str:

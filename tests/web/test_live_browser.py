@@ -30,6 +30,9 @@ def rec(testcam: TestCamera) -> Iterator[Recorder]:
         {"id": "stacks", "name": "Stacks", "area": "stacks", "rtsp": testcam.url("h264-noaudio")},
         {"id": "senior-lounge", "name": "Senior lounge", "area": "senior_center_shared",
          "shared_with_senior_center": True, "rtsp": testcam.url("h265")},
+        # Records H.265; live view from its H.264 substream.
+        {"id": "hall", "name": "Hall", "area": "hallway", "rtsp": testcam.url("h265"),
+         "live_rtsp": testcam.url("h264-noaudio")},
     ], extra=f"live:\n  listen: 127.0.0.1:{port}\n").start()
     r.wait_for_segments("lobby", 1, timeout=30)
     yield r
@@ -219,3 +222,14 @@ def test_view_list_shows_own_links_only_and_directors_see_all(rec: Recorder) -> 
     refused = rec.cli("it", "view", "revoke", theirs["id"])
     assert refused.code == 64 and "of yours" in refused.err
     assert rec.cli("public", "view", "list").code == 77
+
+
+def test_camera_with_a_live_substream_plays_it(rec: Recorder, browser: Any) -> None:
+    link = mint(rec, "director", "live", "--camera", "hall", "--reason", "hall check")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.querySelector('video[data-camera=\"hall\"]')?.videoWidth > 0", 4,
+            "a picture from the hall camera's H.264 substream")
+    stats = page.evaluate(STATS)
+    assert stats and stats[0]["codec"] == "video/H264", stats
+    page.close()

@@ -151,3 +151,28 @@ def test_live_link_cannot_fetch_recordings(recorded: tuple[Recorder, dict[str, A
     }""", [link["id"], seg_id])
     assert status[0] == 403 and "live view, not recorded footage" in status[1], status
     page.close()
+
+
+def test_staff_watch_only_inside_a_grant(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    rec, listing = recorded
+    segs = listing["segments"]
+    start, end = segs[0]["start"], segs[1]["end"]
+    tomorrow = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+
+    def playback(s: str, e: str) -> int:
+        return rec.cli("staff", "playback", "--camera", "desk", "--start", s, "--end", e,
+                       "--reason", "review").code
+
+    assert playback(start, end) == 77  # no grant yet
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 77
+    res = rec.cli("director", "grant", "create", "--user", "nvrtest-clerk", "--camera", "desk",
+                  "--start", start, "--end", end, "--expires", tomorrow, "--reason", "review")
+    assert res.code == 0, res.err
+    assert playback(start, end) == 0
+    assert playback(start, segs[-1]["end"]) == 77  # beyond the grant's window
+    # Live needs a grant whose window includes now.
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 77
+    res = rec.cli("director", "grant", "create", "--user", "nvrtest-clerk", "--camera", "desk",
+                  "--start", start, "--end", tomorrow, "--expires", tomorrow, "--reason", "watch")
+    assert res.code == 0, res.err
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 0

@@ -65,6 +65,10 @@ async def test_expired_link_closes_its_streams_within_2s_and_is_refused(tmp_path
                 async with http.post(f"{base}/api/session", json={"token": token}) as r:
                     assert r.status == 403 and "expired" in await r.text()
             offset[0] = 0
+        # Only the token's hash is stored.
+        async with svc.db.execute("SELECT token_hash FROM view_links") as cur:
+            stored = [r[0] for r in await cur.fetchall()]
+        assert len(stored) == 2 and token not in stored and all(len(h) == 64 for h in stored)
         rows = await svc.audit.rows()
         ends = [r for r in rows if r.action == "view_session_end"]
         assert len(ends) == 2 and all("expired" in r.detail["why"] for r in ends)

@@ -36,6 +36,8 @@ def recorded() -> Iterator[tuple[Recorder, dict[str, Any]]]:
     """Two-second segments, then the camera offline for a few seconds (a gap), then more."""
     cam = TestCamera().start()
     r = Recorder([{"id": "desk", "name": "Service desk", "area": "service_desk",
+                   "rtsp": cam.url("h264-noaudio")},
+                  {"id": "door", "name": "Door", "area": "entrance",
                    "rtsp": cam.url("h264-noaudio")}], segment_seconds=2).start()
     try:
         r.wait_for_segments("desk", 3, timeout=40)
@@ -176,3 +178,18 @@ def test_staff_watch_only_inside_a_grant(recorded: tuple[Recorder, dict[str, Any
                   "--start", start, "--end", tomorrow, "--expires", tomorrow, "--reason", "watch")
     assert res.code == 0, res.err
     assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 0
+
+
+def test_one_link_plays_each_of_its_cameras_on_its_own_timeline(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
+                listing["segments"][0]["start"], "--reason", "incident review")
+    page = browser.new_page()
+    page.goto(link["url"])
+    for cam in ("desk", "door"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 1",
+                8, f"camera {cam} to play")
+    assert page.locator(".timeline").count() == 2
+    assert page.locator("#gaps li[data-camera='door']").count() >= 1
+    page.close()

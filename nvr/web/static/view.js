@@ -21,7 +21,6 @@ function endAll(why) {
   for (const v of document.querySelectorAll("video")) {
     v.pause(); v.srcObject = null; v.removeAttribute("src"); v.load();
   }
-  if (state.mse) { state.mse.stop = true; }
   say(why);
 }
 
@@ -58,7 +57,7 @@ function camBox(cam) {
   why.className = "why";
   box.append(title, video, why);
   $("cams").append(box);
-  return { video, why };
+  return { video, why, box };
 }
 
 // ---- live: WebRTC, the camera's H.264 as it was sent -------------------------------------
@@ -104,15 +103,16 @@ async function startLive(link, cam) {
 }
 
 // ---- playback: whole fMP4 segment files appended to MSE in "sequence" mode ---------------
-function drawTimeline(tl) {
-  const bar = $("timeline");
-  bar.innerHTML = "";
+// One player per camera of the link; jump and speed apply to all; the clock follows the first.
+function drawTimeline(player, bar) {
+  const tl = player.tl;
   const span = tl.end_us - tl.start_us;
   const pos = (us) => (100 * (us - tl.start_us) / span) + "%";
   const wid = (a, b) => (100 * (b - a) / span) + "%";
   for (const s of tl.segments) {
     const d = document.createElement("div");
     d.className = "run"; d.style.left = pos(s.start_us); d.style.width = wid(s.start_us, s.end_us);
+    d.title = `recorded ${s.start} – ${s.end}`;
     bar.append(d);
   }
   for (const g of tl.gaps) {
@@ -121,33 +121,38 @@ function drawTimeline(tl) {
     d.title = "gap: " + g.reason;
     bar.append(d);
     const li = document.createElement("li");
-    li.textContent = `gap ${g.start} – ${g.end}: ${g.reason}`;
-    li.dataset.start = g.start; li.dataset.end = g.end;
+    li.textContent = `${tl.camera}: gap ${g.start} – ${g.end}: ${g.reason}`;
+    li.dataset.camera = tl.camera; li.dataset.start = g.start; li.dataset.end = g.end;
     $("gaps").append(li);
   }
   const head = document.createElement("div");
-  head.className = "head"; head.id = "playhead"; bar.append(head);
+  head.className = "head"; bar.append(head);
+  player.head = head;
   bar.onclick = (ev) => {
     const r = bar.getBoundingClientRect();
-    playFrom(tl.start_us + span * (ev.clientX - r.left) / r.width);
+    playAllFrom(tl.start_us + span * (ev.clientX - r.left) / r.width);
   };
 }
 
-function playFrom(wallUs) {
-  const m = state.mse;
-  if (!m) return;
-  m.generation += 1;
-  startMse(m.tl, m.video, Math.floor(wallUs), m.generation);
+function playAllFrom(wallUs) {
+  for (const p of state.players || []) {
+    p.generation += 1;
+    startMse(p, Math.floor(wallUs));
+  }
 }
 
-function startMse(tl, video, fromUs, generation) {
+function startMse(player, fromUs) {
+  const { tl, video } = player;
+  const generation = player.generation;
+  const live = () => !state.ended && player.generation === generation;
   const segs = tl.segments;
   let i = segs.findIndex((s) => s.end_us > fromUs);
-  if (i < 0) { say("no recording at or after that time in this link's window"); return; }
+  if (i < 0) { player.why.textContent = "no recording at or after that time in this link's window"; return; }
+  player.why.textContent = "";
   if (fromUs < segs[i].start_us) fromUs = segs[i].start_us;  // in a gap: skip to after it
   const ms = new MediaSource();
   const pieces = []; // {mediaStart, mediaEnd, wallStart}
-  state.mse.pieces = pieces;
+  player.pieces = pieces;
   video.src = URL.createObjectURL(ms);
   ms.addEventListener("sourceopen", async () => {
     const sb = ms.addSourceBuffer(tl.mime);
@@ -159,15 +164,15 @@ function startMse(tl, video, fromUs, generation) {
     });
     let first = true;
     for (; i < segs.length; i++) {
-      if (state.ended || state.mse.generation !== generation) return;
-      // Keep at most ~3 segments ahead of the play position.
-      while (pieces.length && video.currentTime < pieces[pieces.length - 1].mediaStart - 60 &&
-             !state.ended && state.mse.generation === generation) {
+      if (!live()) return;
+      // Stay at most a minute of footage ahead of the play position.
+      while (pieces.length && video.currentTime < pieces[pieces.length - 1].mediaStart - 60 && live()) {
         await new Promise((r) => setTimeout(r, 500));
       }
       const resp = await fetch(segs[i].url, { credentials: "same-origin" });
       if (!resp.ok) { endAll((await resp.text()).replace(/<[^>]+>/g, "").trim()); return; }
       const buf = await resp.arrayBuffer();
+      if (!live()) return;
       const before = sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : 0;
       await append(buf);
       const after = sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : before;
@@ -183,9 +188,8 @@ function startMse(tl, video, fromUs, generation) {
   }, { once: true });
 }
 
-function wallOf(t) {
-  const pieces = (state.mse && state.mse.pieces) || [];
-  for (const p of pieces) {
+function wallOf(player, t) {
+  for (const p of player.pieces || []) {
     if (t >= p.mediaStart - 0.001 && t < p.mediaEnd + 0.001) return p.wallStart / 1000 + (t - p.mediaStart) * 1000;
   }
   return NaN;
@@ -193,32 +197,39 @@ function wallOf(t) {
 
 async function startPlayback(link) {
   $("nvr-playback").hidden = false;
-  const cam = link.cameras[0];
-  const tl = await api(`/api/l/${link.id}/timeline/${encodeURIComponent(cam.id)}`);
-  const { video } = camBox(cam);
-  drawTimeline(tl);
-  state.mse = { tl, video, generation: 0, pieces: [] };
-  $("speed").onchange = () => { video.playbackRate = parseFloat($("speed").value); };
+  state.players = [];
+  for (const cam of link.cameras) {
+    const tl = await api(`/api/l/${link.id}/timeline/${encodeURIComponent(cam.id)}`);
+    const { video, why, box } = camBox(cam);
+    const bar = document.createElement("div");
+    bar.className = "timeline";
+    if (!state.players.length) bar.id = "timeline";
+    box.insertBefore(bar, video);
+    const player = { cam, tl, video, why, generation: 0, pieces: [] };
+    state.players.push(player);
+    if (!state.mse) state.mse = player;
+    drawTimeline(player, bar);
+    const primary = state.players.length === 1;
+    const tick = () => {
+      const w = wallOf(player, video.currentTime);
+      if (!state.ended && isFinite(w) && !video.seeking && video.readyState >= 2) {
+        if (primary) setClock(w);
+        player.head.style.left = (100 * (w * 1000 - tl.start_us) / (tl.end_us - tl.start_us)) + "%";
+      }
+      if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
+    };
+    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
+    setInterval(tick, 250);
+    if (!tl.segments.length) { why.textContent = "nothing was recorded in this link's window"; continue; }
+    startMse(player, tl.start_us);
+  }
+  $("speed").onchange = () => {
+    for (const p of state.players) p.video.playbackRate = parseFloat($("speed").value);
+  };
   $("go").onclick = () => {
     const t = Date.parse($("jump").value);
-    if (isFinite(t)) playFrom(t * 1000); else say("not a time: " + $("jump").value);
+    if (isFinite(t)) playAllFrom(t * 1000); else say("not a time: " + $("jump").value);
   };
-  const tick = () => {
-    const w = wallOf(video.currentTime);
-    if (!state.ended && isFinite(w) && !video.seeking && video.readyState >= 2) {
-      setClock(w);
-      const span = tl.end_us - tl.start_us;
-      $("playhead").style.left = (100 * (w * 1000 - tl.start_us) / span) + "%";
-    }
-    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
-  };
-  if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
-  setInterval(tick, 250);
-  if (!tl.segments.length) { say("nothing was recorded in this link's window"); return; }
-  startMse(tl, video, tl.start_us, 0);
-  // Other cameras of the link: their timelines only (one player keeps the page simple).
-  for (const other of link.cameras.slice(1)) camBox(other).why.textContent =
-    "open a separate link to play this camera";
 }
 
 async function main() {

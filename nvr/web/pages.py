@@ -93,12 +93,18 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
 
         sess.closers.add(close)
 
+        ended = False
+
         @pc.on("connectionstatechange")
         async def _state() -> None:
-            if pc.connectionState in ("failed", "closed"):
+            nonlocal ended
+            if pc.connectionState in ("failed", "closed") and not ended:
+                ended = True
                 sess.closers.discard(close)
                 viewer.close()
                 await rtc.close_quietly(pc)
+                await srv.audit(link, "view_disconnect", remote=request.remote, camera=camera,
+                                stream="webrtc", packets=viewer.sent, dropped=viewer.dropped)
 
         await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
                         stream="webrtc")

@@ -233,3 +233,25 @@ def test_camera_with_a_live_substream_plays_it(rec: Recorder, browser: Any) -> N
     stats = page.evaluate(STATS)
     assert stats and stats[0]["codec"] == "video/H264", stats
     page.close()
+
+
+def test_reload_keeps_the_session_without_the_token_and_disconnects_are_audited(
+        rec: Recorder, browser: Any) -> None:
+    link = mint(rec, "director", "live", "--camera", "lobby", "--reason", "reload")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.querySelector('video')?.videoWidth > 0", 3, "a picture")
+    assert "#" not in page.url and f"link={link['id']}" in page.url
+    page.reload()
+    wait_js(page, "document.querySelector('video')?.videoWidth > 0", 4, "a picture after reload")
+    page.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        gone = [r for r in audit_rows(rec, "view_disconnect") if r["detail"]["link"] == link["id"]]
+        if len(gone) >= 1:
+            break
+        time.sleep(0.5)
+    assert gone and gone[0]["detail"]["packets"] > 0, gone
+    starts = [r for r in audit_rows(rec, "view_session_start") if r["detail"]["link"] == link["id"]]
+    conns = [r for r in audit_rows(rec, "view_connect") if r["detail"]["link"] == link["id"]]
+    assert len(starts) == 1 and len(conns) == 2

@@ -234,19 +234,27 @@ async function startPlayback(link) {
 
 async function main() {
   const token = location.hash.slice(1);
-  history.replaceState(null, "", location.pathname);  // the token leaves the address bar
-  if (!token) { document.body.dataset.state = "refused"; say("no viewing link: open the link you were given"); return; }
+  const known = new URLSearchParams(location.search).get("link");
   let link;
   try {
-    link = await api("/api/session", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ token }),
-    });
+    if (token) {
+      history.replaceState(null, "", location.pathname);  // the token leaves the address bar
+      link = await api("/api/session", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ token }),
+      });
+    } else if (known) {
+      link = await api(`/api/l/${encodeURIComponent(known)}/info`);  // a reload: the cookie
+    } else {
+      throw new Error("no viewing link: open the link you were given");
+    }
   } catch (e) {
     document.body.dataset.state = "refused";
     say(e.message);
     return;
   }
+  // A reload finds its session again by the link's id (not secret); the token is gone.
+  history.replaceState(null, "", location.pathname + "?link=" + encodeURIComponent(link.id));
   state.link = link;
   document.body.dataset.state = "open";
   $("nvr-title").textContent = (link.kind === "playback" ? "Recorded footage" :

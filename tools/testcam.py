@@ -7,6 +7,7 @@ Mounts (all but /h264 encode once for any number of clients):
   /h264        H.264 video + AAC audio (audio is on the wire; the recorder must never keep it)
   /h265        H.265 video
   /h264-noaudio H.264 video only
+  /h264-bframes H.264 Main with B-frames (a B-pyramid), video only
   /audio-only  AAC audio and no video at all (a "stream with no video")
 
 With --require-auth every mount wants --user/--password (RTSP basic auth), as a real camera does.
@@ -44,6 +45,15 @@ def h264(a: argparse.Namespace) -> str:
     )
 
 
+def h264_bframes(a: argparse.Namespace) -> str:
+    # What many real cameras send: Main profile with B-frames in a pyramid (no zerolatency,
+    # which would turn B-frames off).
+    return (
+        f"x264enc key-int-max={a.gop} bitrate={a.bitrate} speed-preset=ultrafast bframes=2 "
+        "b-pyramid=true ! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
 def h265(a: argparse.Namespace) -> str:
     return (
         f"x265enc tune=zerolatency key-int-max={a.gop} bitrate={a.bitrate} "
@@ -63,6 +73,7 @@ def launch_lines(a: argparse.Namespace) -> dict[str, str]:
         "/h264": f"( {v}{h264(a)} {AUDIO.format(n=1)} )",
         "/h265": f"( {v}{h265(a)} )",
         "/h264-noaudio": f"( {v}{h264(a)} )",
+        "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/audio-only": f"( {AUDIO.format(n=0)} )",
     }
 

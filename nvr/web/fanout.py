@@ -161,8 +161,6 @@ class LiveFeed:
         if not self.viewers and self.active:
             self.active = False
             self.gop = []
-            # Checked again from the packets of the next viewer (a reload may change the camera).
-            self.unsupported = None
             _log.info("live_feed_off", camera=self.camera_id)
             if self.on_active:
                 self.on_active(self, False)

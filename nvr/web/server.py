@@ -129,6 +129,8 @@ class WebServer:
 
         for cam_id, rec in self.svc.recorders.items():
             feed = self.hub.feed(cam_id)
+            if getattr(rec, "live_tap", None) is None:
+                feed.unsupported = None  # a new recorder: judge its stream afresh
             cam = self.svc.config.camera(cam_id)
             if cam is not None and cam.live_rtsp:
                 reader = self._substreams.get(cam_id)

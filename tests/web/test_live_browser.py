@@ -30,6 +30,7 @@ def rec(testcam: TestCamera) -> Iterator[Recorder]:
         {"id": "stacks", "name": "Stacks", "area": "stacks", "rtsp": testcam.url("h264-noaudio")},
         {"id": "senior-lounge", "name": "Senior lounge", "area": "senior_center_shared",
          "shared_with_senior_center": True, "rtsp": testcam.url("h265")},
+        {"id": "annex", "name": "Annex", "area": "stacks", "rtsp": testcam.url("h264-bframes")},
         # Records H.265; live view from its H.264 substream.
         {"id": "hall", "name": "Hall", "area": "hallway", "rtsp": testcam.url("h265"),
          "live_rtsp": testcam.url("h264-noaudio")},
@@ -255,3 +256,15 @@ def test_reload_keeps_the_session_without_the_token_and_disconnects_are_audited(
     starts = [r for r in audit_rows(rec, "view_session_start") if r["detail"]["link"] == link["id"]]
     conns = [r for r in audit_rows(rec, "view_connect") if r["detail"]["link"] == link["id"]]
     assert len(starts) == 1 and len(conns) == 2
+
+
+def test_b_frame_camera_says_plainly_why_there_is_no_live_picture(rec: Recorder,
+                                                                   browser: Any) -> None:
+    rec.wait_for_segments("annex", 1, timeout=30)
+    link = mint(rec, "director", "live", "--camera", "annex", "--reason", "annex")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.querySelector('.why')?.textContent.includes('B-frames')", 8,
+            "the page to say B-frames cannot be carried")
+    assert "live_rtsp" in page.inner_text(".why")
+    page.close()

@@ -6,9 +6,10 @@ One 720p15 H.264 2 Mb/s test camera (GOP 15) recorded by the real daemon; viewer
 Debian's headless Chromium opening `nvr live` links. CPU is the daemon process's utime+stime
 (/proc) over the same wall time with 0 viewers and with N viewers; the difference divided by N
 is the CPU one viewer costs the recorder (target: under 2 % of one core). Time to first frame is
-from page.goto() to videoWidth > 0. Receive delay is Chromium's jitter-buffer delay per frame
-(getStats), a lower bound on glass-to-glass latency (not measured: it needs reading the camera's
-clock overlay off the screen).
+from page.goto() to videoWidth > 0. Glass-to-glass latency: a second camera on the test camera's
+/timecode mount stamps each frame with the wall-clock ms it was made (a barcode); the page reads
+it back from every frame it shows (requestVideoFrameCallback → canvas) and subtracts it from
+Date.now() — camera, recorder and browser share this box's clock (target under 1 s).
 
 Needs root (it runs `nvr` as the test accounts, like the e2e tests).
 """
@@ -30,6 +31,24 @@ from tests.web.browser import chromium, free_port  # noqa: E402
 from tests.web.test_live_browser import STATS, mint, wait_js  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
+# Reads tools/testcam.py's /timecode barcode (44 bits, 14×24 px blocks) off each frame shown.
+GLASS = """(ms) => new Promise((resolve) => {
+  const v = document.querySelector('video');
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth; c.height = 24;
+  const g = c.getContext('2d', {willReadFrequently: true});
+  const out = []; const end = performance.now() + ms;
+  const frame = () => {
+    const now = Date.now();
+    g.drawImage(v, 0, 0, v.videoWidth, v.videoHeight, 0, 0, v.videoWidth, v.videoHeight);
+    const px = g.getImageData(0, 12, 44 * 14, 1).data;
+    let t = 0;
+    for (let b = 0; b < 44; b++) t = t * 2 + (px[(b * 14 + 7) * 4] > 128 ? 1 : 0);
+    if (Math.abs(now - t) < 60000) out.push(now - t);
+    if (performance.now() < end) v.requestVideoFrameCallback(frame); else resolve(out);
+  };
+  v.requestVideoFrameCallback(frame);
+})"""
 
 
 def cpu_s(pid: int) -> float:
@@ -51,7 +70,9 @@ def main() -> int:
     cam = TestCamera("--width", "1280", "--height", "720", "--bitrate", "2000",
                      "--gop", "15").start()
     rec = Recorder([{"id": "cam", "name": "cam", "area": "stacks",
-                     "rtsp": cam.url("h264-noaudio")}], segment_seconds=10,
+                     "rtsp": cam.url("h264-noaudio")},
+                    {"id": "tc", "name": "timecode", "area": "stacks",
+                     "rtsp": cam.url("timecode")}], segment_seconds=10,
                    extra=f"live:\n  listen: 127.0.0.1:{free_port()}\n").start()
     try:
         rec.wait_for_segments("cam", 1, timeout=40)
@@ -76,6 +97,12 @@ def main() -> int:
                     "pli: s.pliCount", "jb: s.jitterBufferDelay, jbn: s.jitterBufferEmittedCount"))
                 if st and st[0].get("jbn"):
                     delays.append(st[0]["jb"] / st[0]["jbn"])
+            # Glass to glass, on a page of its own after the CPU measurement.
+            link = mint(rec, "director", "live", "--camera", "tc", "--reason", "bench")
+            page = browser.new_page()
+            page.goto(link["url"])
+            wait_js(page, "document.querySelector('video')?.videoWidth > 0", 10, "a frame")
+            g2g = page.evaluate(GLASS, 5000)
         per = (busy - idle) / a.viewers
         print(f"| daemon CPU, 0 viewers | {100 * idle:.1f} % of a core |")
         print(f"| daemon CPU, {a.viewers} viewers | {100 * busy:.1f} % of a core |")
@@ -85,6 +112,11 @@ def main() -> int:
         if delays:
             print(f"| Chromium jitter-buffer delay per frame | "
                   f"mean {1000 * sum(delays) / len(delays):.0f} ms |")
+        if g2g:
+            g2g.sort()
+            print(f"| glass-to-glass latency (WebRTC, {len(g2g)} frames) | median "
+                  f"{g2g[len(g2g) // 2]:.0f} ms, 95th {g2g[int(len(g2g) * 0.95)]:.0f} ms, "
+                  f"max {g2g[-1]:.0f} ms (target < 1000 ms) |")
     finally:
         rec.cleanup()
         cam.stop()

@@ -108,3 +108,51 @@ async def test_wrong_origin_and_plain_http_elsewhere_are_refused(tmp_path: Path)
         assert "plain HTTP on a non-loopback address" in str(exc)
     else:
         raise AssertionError("plain HTTP on 0.0.0.0 was accepted")
+
+
+async def test_tls_from_live_tls_serves_https_and_secure_cookies(tmp_path: Path) -> None:
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), False)
+            .sign(key, hashes.SHA256()))
+    (tmp_path / "live.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "live.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    port = free_port()
+    cfg = _config(tmp_path, port)
+    cfg.write_text(cfg.read_text().replace(
+        f"  listen: 127.0.0.1:{port}\n",
+        f"  listen: 127.0.0.1:{port}\n  tls: {{cert: {tmp_path / 'live.crt'}, "
+        f"key: {tmp_path / 'live.key'}}}\n"))
+    svc = Service(cfg, load_camera_map(cfg))
+    await svc.start()
+    try:
+        assert svc.web is not None and svc.web.base_url().startswith("https://")
+        now_us = svc.clock()
+        link, token = await svc.web.links.mint(
+            kind="live", actor="director", uid=0, role="director", cameras=["lobby"],
+            start_us=None, end_us=None, purpose="test", now_us=now_us,
+            expires_us=now_us + 60_000_000)
+        base = f"https://127.0.0.1:{port}"
+        ctx = ssl.create_default_context(cafile=str(tmp_path / "live.crt"))
+        async with aiohttp.ClientSession(headers={"Origin": base}) as http:
+            async with http.post(f"{base}/api/session", json={"token": token}, ssl=ctx) as r:
+                assert r.status == 200, await r.text()
+                assert "Secure" in r.headers["Set-Cookie"]
+    finally:
+        await svc.stop()

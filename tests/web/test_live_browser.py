@@ -268,3 +268,25 @@ def test_b_frame_camera_says_plainly_why_there_is_no_live_picture(rec: Recorder,
             "the page to say B-frames cannot be carried")
     assert "live_rtsp" in page.inner_text(".why")
     page.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").environ.get("NVR_LONG"),
+                    reason="waits out a real minute: NVR_LONG=1 runs it")
+def test_one_minute_link_stops_by_itself_in_the_browser(rec: Recorder, browser: Any) -> None:
+    link = mint(rec, "director", "live", "--camera", "lobby", "--minutes", "1",
+                "--reason", "expiry")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.querySelector('video')?.videoWidth > 0", 3, "a picture")
+    expires = __import__("datetime").datetime.fromisoformat(link["expires"].replace("Z", "+00:00"))
+    time.sleep(max(0.0, expires.timestamp() - time.time()))
+    t0 = time.monotonic()
+    wait_js(page, "document.body.dataset.state === 'ended'", 2, "the page to stop at expiry")
+    assert time.monotonic() - t0 < 2
+    assert "expired" in page.inner_text("#nvr-message")
+    page.goto("about:blank")
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'refused'", 3, "the refusal")
+    assert "expired" in page.inner_text("#nvr-message")
+    page.close()

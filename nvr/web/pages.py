@@ -39,6 +39,9 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
     async def script(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "view.js")
 
+    async def style(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "view.css")
+
     async def open_session(request: web.Request) -> web.StreamResponse:
         srv.check_origin(request)
         body = await _json(request, TokenIn)
@@ -112,6 +115,7 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
 
     app.router.add_get("/view", page)
     app.router.add_get("/static/view.js", script)
+    app.router.add_get("/static/view.css", style)
     app.router.add_post("/api/session", open_session)
     app.router.add_get("/api/l/{link}/info", info)
     app.router.add_get("/api/l/{link}/events", events)

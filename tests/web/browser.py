@@ -33,8 +33,6 @@ def chromium() -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="nvr-chromium-") as profile, sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(
             profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
-            # The pages forbid eval (CSP); Playwright's wait_for_function needs it.
-            bypass_csp=True,
         )
         try:
             yield ctx

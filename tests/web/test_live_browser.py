@@ -59,10 +59,19 @@ def mint(rec: Recorder, role: str, *argv: str) -> dict[str, Any]:
 
 
 def wait_js(page: Any, expr: str, timeout_s: float, what: str) -> None:
-    try:
-        page.wait_for_function(expr, timeout=timeout_s * 1000, polling=50)
-    except Exception as exc:
-        raise AssertionError(f"waited {timeout_s}s for {what} ({expr}): {exc}") from None
+    """Poll `expr` from here: Playwright's wait_for_function evaluates a string inside the page,
+    which the page's CSP (no eval) rightly forbids; page.evaluate goes through the debugger."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = page.evaluate(f"() => Boolean({expr})")
+        except Exception as exc:  # noqa: BLE001 - e.g. during a navigation
+            last = exc
+        if last is True:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"waited {timeout_s}s for {what} ({expr}); last: {last!r}")
 
 
 STATS = """async () => {

@@ -67,6 +67,11 @@ def browser() -> Iterator[Any]:
         yield ctx
 
 
+DEBUG = """() => { const v = document.querySelector('video');
+  return {t: v.currentTime, paused: v.paused, ready: v.readyState, err: v.error && v.error.message,
+          buffered: Array.from({length: v.buffered.length}, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
+          pieces: state.mse.pieces, msg: document.getElementById('nvr-message').textContent,
+          why: document.querySelector('.why').textContent}; }"""
 CLOCK = "document.getElementById('nvr-clock').getAttribute('datetime')"
 
 
@@ -94,8 +99,11 @@ def test_playback_from_t_crosses_segments_and_skips_the_gap(
     page.select_option("#speed", "4")
     boundary = us(segs[0]["end"])
     after_gap = us(gap["end"])
-    wait_js(page, f"Date.parse({CLOCK}) > {after_gap // 1000 + 1000}", 20,
-            "playback to pass the gap")
+    try:
+        wait_js(page, f"Date.parse({CLOCK}) > {after_gap // 1000 + 1000}", 20,
+                "playback to pass the gap")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{page.evaluate(DEBUG)}\n{listing}") from None
     seen = [us(x) for x in page.evaluate("window.seen") if x]
     assert any(x > boundary + 200_000 for x in seen), "never crossed the first segment boundary"
     inside = [iso(x) for x in seen if us(gap["start"]) + 300_000 < x < after_gap - 300_000]

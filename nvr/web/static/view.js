@@ -142,6 +142,9 @@ function playAllFrom(wallUs) {
 }
 
 function startMse(player, fromUs) {
+  // One MediaSource per recorded run (segments back to back, as one camera session wrote them):
+  // within a run the files share one codec configuration and play without a seam; at a gap
+  // the camera may have restarted with new parameters, so the next run gets a fresh decoder.
   const { tl, video } = player;
   const generation = player.generation;
   const live = () => !state.ended && player.generation === generation;
@@ -154,6 +157,17 @@ function startMse(player, fromUs) {
   const pieces = []; // {mediaStart, mediaEnd, wallStart}
   player.pieces = pieces;
   video.src = URL.createObjectURL(ms);
+  const nextRun = () => {
+    if (live() && player.nextRunUs !== null) startMse(player, player.nextRunUs);
+  };
+  player.nextRunUs = null;
+  video.onended = nextRun;
+  // A file the browser cannot decode: go on with the next run rather than stop for good.
+  video.onerror = () => {
+    if (!live()) return;
+    const after = segs.find((s) => s.start_us > wallOf(player, video.currentTime) * 1000 + 1000);
+    if (after) { player.why.textContent = "skipped footage this browser could not decode"; startMse(player, after.start_us); }
+  };
   ms.addEventListener("sourceopen", async () => {
     const sb = ms.addSourceBuffer(tl.mime);
     sb.mode = "sequence";
@@ -165,6 +179,10 @@ function startMse(player, fromUs) {
     let first = true;
     for (; i < segs.length; i++) {
       if (!live()) return;
+      if (!first && segs[i].start_us > segs[i - 1].end_us + 1000) {  // a gap ends this run
+        player.nextRunUs = segs[i].start_us;
+        break;
+      }
       // Stay at most a minute of footage ahead of the play position.
       while (pieces.length && video.currentTime < pieces[pieces.length - 1].mediaStart - 60 && live()) {
         await new Promise((r) => setTimeout(r, 500));
@@ -184,7 +202,7 @@ function startMse(player, fromUs) {
         video.play().catch(() => {});
       }
     }
-    if (ms.readyState === "open") ms.endOfStream();
+    if (live() && ms.readyState === "open") ms.endOfStream();
   }, { once: true });
 }
 

@@ -108,6 +108,8 @@ class LiveFeed:
         # more or less around the moment it flips does not matter.
         self.active = False
         self.unsupported: str | None = None
+        # H.264 with B-frames: WebRTC cannot carry it, MSE can (nvr.web.tail).
+        self.b_frames = False
         self.codec = ""
         self.packets_in = 0
         self.on_active = on_active
@@ -129,6 +131,7 @@ class LiveFeed:
     # -- loop -----------------------------------------------------------------------------
     def _deliver(self, data: bytes, key: bool, codec: str, b_frames: bool) -> None:
         self.codec = codec
+        self.b_frames = codec == "h264" and b_frames
         self.unsupported = unsupported_reason(codec, b_frames)
         if self.unsupported is not None:
             # Nothing a viewer could decode: end them; the page asks why (link info).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -113,6 +114,47 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                         stream="webrtc")
         return web.json_response({"sdp": sdp, "type": "answer"})
 
+    async def fmp4(request: web.Request) -> web.StreamResponse:
+        """Live fMP4 over a WebSocket, for an H.264 stream with B-frames (nvr.web.tail)."""
+        from nvr.web import tail
+
+        srv.check_origin(request)
+        link, sess = srv.session(request, request.match_info["link"])
+        camera = request.match_info["camera"]
+        if link.kind not in ("live", "emergency") or camera not in link.cameras:
+            raise await srv.refuse(request, f"refused: this link does not cover live view of "
+                                   f"camera {camera}", link, camera=camera)
+        rec = srv.svc.recorders.get(camera)
+        if rec is None:
+            raise Refused(f"no live picture: camera {camera} is not recording", 409)
+        ws = web.WebSocketResponse(heartbeat=10.0, max_msg_size=1024)
+        await ws.prepare(request)
+
+        async def close() -> None:
+            await ws.close()
+
+        sess.closers.add(close)
+        await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
+                        stream="fmp4")
+
+        async def send(data: bytes) -> None:
+            await asyncio.wait_for(ws.send_bytes(data), 10.0)
+
+        async def send_mime(mime: str) -> None:
+            await ws.send_json({"mime": mime})
+
+        reader = asyncio.ensure_future(ws.receive())  # notices the page going away
+        try:
+            await tail.follow(rec, send, send_mime, lambda: ws.closed or reader.done())
+        except (ConnectionError, TimeoutError, RuntimeError):
+            pass
+        finally:
+            reader.cancel()
+            sess.closers.discard(close)
+            await ws.close()
+        return ws
+
+    app.router.add_get("/api/l/{link}/live/{camera}/fmp4", fmp4)
     app.router.add_get("/view", page)
     app.router.add_get("/static/view.js", script)
     app.router.add_get("/static/view.css", style)

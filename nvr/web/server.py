@@ -131,6 +131,7 @@ class WebServer:
             feed = self.hub.feed(cam_id)
             if getattr(rec, "live_tap", None) is None:
                 feed.unsupported = None  # a new recorder: judge its stream afresh
+                feed.b_frames = False
             cam = self.svc.config.camera(cam_id)
             if cam is not None and cam.live_rtsp:
                 reader = self._substreams.get(cam_id)
@@ -279,7 +280,10 @@ class WebServer:
             cam = self.svc.config.camera(cam_id)
             feed = self.hub.feeds.get(cam_id)
             cams.append({"id": cam_id, "name": cam.name if cam else cam_id,
-                         "unsupported": feed.unsupported if feed else None})
+                         "unsupported": feed.unsupported if feed else None,
+                         # A stream MSE can play from the segment being written (nvr.web.tail).
+                         "fallback": "fmp4" if feed and feed.b_frames and feed.unsupported
+                         and not feed.substream else None})
         return {"id": link.id, "kind": link.kind, "cameras": cams,
                 "start": None if link.start_us is None else to_iso(link.start_us),
                 "end": None if link.end_us is None else to_iso(link.end_us),

@@ -267,15 +267,22 @@ def test_reload_keeps_the_session_without_the_token_and_disconnects_are_audited(
     assert len(starts) == 1 and len(conns) == 2
 
 
-def test_b_frame_camera_says_plainly_why_there_is_no_live_picture(rec: Recorder,
-                                                                   browser: Any) -> None:
+def test_b_frame_camera_plays_its_recording_as_it_is_written(rec: Recorder,
+                                                             browser: Any) -> None:
     rec.wait_for_segments("annex", 1, timeout=30)
     link = mint(rec, "director", "live", "--camera", "annex", "--reason", "annex")
     page = browser.new_page()
     page.goto(link["url"])
     wait_js(page, "document.querySelector('.why')?.textContent.includes('B-frames')", 8,
-            "the page to say B-frames cannot be carried")
-    assert "live_rtsp" in page.inner_text(".why")
+            "the page to say B-frames cannot go over WebRTC")
+    wait_js(page, "document.querySelector('video[data-camera=\"annex\"]')?.videoWidth > 0", 6,
+            "a picture over fMP4/MSE")
+    t1 = page.evaluate("document.querySelector('video[data-camera=\"annex\"]').currentTime")
+    wait_js(page, f"document.querySelector('video[data-camera=\"annex\"]').currentTime > {t1} + 1",
+            6, "the MSE live picture to advance")
+    conns = [r for r in audit_rows(rec, "view_connect")
+             if r["detail"]["link"] == link["id"] and r["detail"]["stream"] == "fmp4"]
+    assert len(conns) == 1
     page.close()
 
 

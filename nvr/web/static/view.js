@@ -90,7 +90,8 @@ async function startLive(link, cam) {
     try {
       const info = await api(`/api/l/${link.id}/info`);
       const c = info.cameras.find((x) => x.id === cam.id);
-      if (c && c.unsupported) why.textContent = "No live picture: " + c.unsupported;
+      if (c && c.fallback === "fmp4") { pc.close(); startFmp4(link, cam, video, why); }
+      else if (c && c.unsupported) why.textContent = "No live picture: " + c.unsupported;
     } catch (e) { /* the events socket reports an ended link */ }
   }, 4000);
   // Live: the frame on screen is (within the latency) now.
@@ -100,6 +101,48 @@ async function startLive(link, cam) {
       if (!state.ended && video.currentTime > 0 && !video.paused) setClock(Date.now());
     }, 200);
   }
+}
+
+// ---- live from the segment being written: H.264 with B-frames, fMP4 over a WebSocket ------
+function startFmp4(link, cam, video, why) {
+  why.textContent = "This camera's H.264 uses B-frames, which WebRTC cannot carry; showing its " +
+    "recording as it is written (a few seconds behind).";
+  const ms = new MediaSource();
+  video.srcObject = null;
+  video.src = URL.createObjectURL(ms);
+  ms.addEventListener("sourceopen", () => {
+    let sb = null;
+    const queue = [];
+    const pump = () => {
+      if (!sb || sb.updating || !queue.length || state.ended) return;
+      sb.appendBuffer(queue.shift());
+    };
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}` +
+      `/api/l/${link.id}/live/${encodeURIComponent(cam.id)}/fmp4`);
+    ws.binaryType = "arraybuffer";
+    state.pcs.push({ close: () => ws.close(), getStats: async () => new Map() });
+    ws.onmessage = (ev) => {
+      if (typeof ev.data === "string") {
+        const m = JSON.parse(ev.data);
+        if (m.mime && !sb) {
+          sb = ms.addSourceBuffer(m.mime);
+          sb.mode = "sequence";
+          sb.addEventListener("updateend", () => {
+            // Stay live: never more than ~2.5 s behind what has arrived.
+            const b = video.buffered;
+            if (b.length && b.end(b.length - 1) - video.currentTime > 2.5) {
+              video.currentTime = b.end(b.length - 1) - 0.3;
+            }
+            if (video.paused) video.play().catch(() => {});
+            pump();
+          });
+        }
+        return;
+      }
+      queue.push(ev.data);
+      pump();
+    };
+  }, { once: true });
 }
 
 // ---- playback: whole fMP4 segment files appended to MSE in "sequence" mode ---------------

@@ -21,6 +21,7 @@ from nvr.storage.db import transaction
 from nvr.timeutil import to_iso
 
 Kind = Literal["live", "playback", "emergency"]
+EXPIRED = "expired"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS view_links (
@@ -69,9 +70,9 @@ class Link:
         return self.ended_us is None and now_us < self.expires_us
 
     def why_not(self, now_us: int) -> str:
-        if self.ended_us is not None:
+        if self.ended_us is not None and self.ended_why != EXPIRED:
             return f"this viewing link was {self.ended_why or 'revoked'}"
-        if now_us >= self.expires_us:
+        if now_us >= self.expires_us or self.ended_why == EXPIRED:
             return f"this viewing link expired at {to_iso(self.expires_us)}"
         return ""
 
@@ -85,7 +86,8 @@ class Link:
             "expires": to_iso(self.expires_us),
             "minutes_left": max(0, (self.expires_us - now_us) // 60_000_000)
             if self.usable(now_us) else 0,
-            "state": "open" if self.usable(now_us) else ("ended" if self.ended_us else "expired"),
+            "state": "open" if self.usable(now_us) else (
+                "ended" if self.ended_us and self.ended_why != EXPIRED else "expired"),
             "ended_why": self.ended_why, "sessions": len(self.sessions),
         }
 

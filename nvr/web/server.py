@@ -28,7 +28,7 @@ from aiohttp import WSMsgType, web
 from nvr import log
 from nvr.timeutil import to_iso
 from nvr.web.fanout import LiveHub, tap_for
-from nvr.web.links import Link, Links
+from nvr.web.links import EXPIRED, Link, Links
 
 if TYPE_CHECKING:
     from nvr.service import Service
@@ -270,6 +270,11 @@ class WebServer:
                 for link in list(self.links.by_id.values()):
                     if link.sessions and not link.usable(now):
                         await self._close_link_sessions(link, link.why_not(now))
+                    if link.ended_us is None and now >= link.expires_us:
+                        # Ended by itself (an emergency feed "terminated"): say so once.
+                        await self.links.end(link, link.expires_us, EXPIRED)
+                        await self.audit(link, "view_link_expired",
+                                         expires=to_iso(link.expires_us))
             except Exception:
                 _log.exception("web_watch_failed")
 

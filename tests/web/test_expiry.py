@@ -72,6 +72,13 @@ async def test_expired_link_closes_its_streams_within_2s_and_is_refused(tmp_path
         rows = await svc.audit.rows()
         ends = [r for r in rows if r.action == "view_session_end"]
         assert len(ends) == 2 and all("expired" in r.detail["why"] for r in ends)
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            expired = [r for r in await svc.audit.rows() if r.action == "view_link_expired"]
+            if len(expired) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert sorted(r.detail["kind"] for r in expired) == ["emergency", "live"]
     finally:
         await svc.stop()
 

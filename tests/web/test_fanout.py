@@ -79,3 +79,23 @@ def test_streams_webrtc_cannot_carry_are_named() -> None:
     assert unsupported_reason("h264", False) is None
     assert "HEVC" in (unsupported_reason("hevc", False) or "")
     assert "B-frames" in (unsupported_reason("h264", True) or "")
+
+
+async def test_webrtc_track_hands_aiortc_the_cameras_bytes_unchanged() -> None:
+    """The track returns av.Packets (aiortc then only packetizes): the bytes are the camera's,
+    with SPS/PPS in front of the IDR, pts increasing in a 90 kHz time base."""
+    from fractions import Fraction
+
+    from nvr.web.rtc import PassthroughTrack
+
+    feed = LiveFeed("lobby", asyncio.get_running_loop())
+    track = PassthroughTrack(feed.join())
+    sent = [(IDR, True), (P + b"\x01", False), (P + b"\x02", False)]
+    for data, key in sent:
+        feed.from_thread(data, key, SPS + PPS, "h264", False)
+    await _settle()
+    got = [await track.recv() for _ in sent]
+    assert [bytes(p) for p in got] == [SPS + PPS + IDR, P + b"\x01", P + b"\x02"]
+    assert all(p.time_base == Fraction(1, 90000) for p in got)
+    assert got[0].pts < got[1].pts < got[2].pts
+    track.stop()

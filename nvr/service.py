@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
@@ -29,6 +30,9 @@ from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import BackgroundCheck, reconcile_startup
 from nvr.timeutil import now_us, to_iso
+
+if TYPE_CHECKING:
+    from nvr.web.server import WebServer
 
 logger = log.get("nvr.service")
 
@@ -109,6 +113,10 @@ class Service:
         self.notifier = Notifier()
         self.thread_restarts: dict[str, int] = {}
         self.loop_lag_s = 0.0
+        # Routes other parts add to the web server on live.listen, e.g. ("GET", "/metrics", fn);
+        # add them before start().
+        self.extra_routes: list[tuple[str, str, Any]] = []
+        self.web: WebServer | None = None
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -147,6 +155,7 @@ class Service:
         from nvr.control import handlers
         from nvr.control.server import ControlServer
 
+        await self.start_web()
         h = handlers.Handlers(self)
         self.control = ControlServer(self.config.control.socket, h.dispatch,
                                      role_of=lambda user: self.config.role_of(user),
@@ -208,6 +217,23 @@ class Service:
         except Exception:
             self.recovery_check.state = "failed"
             logger.exception("background_check_failed")
+    async def start_web(self) -> None:
+        """The viewing pages on live.listen (nvr.web), before the control socket opens so that
+        the first `nvr live` can already be answered."""
+        from nvr.web.server import WebServer
+
+        web = WebServer(self)
+        for method, path, handler in self.extra_routes:
+            web.add_route(method, path, handler)
+        try:
+            await web.start()
+        except OSError as exc:
+            # Recording matters more than watching: a taken port or an unreadable TLS key
+            # leaves the recorder running, and `nvr live` answers that no link can be made.
+            logger.error("web_unavailable", listen=self.config.live.listen, error=str(exc))
+            await web.stop()
+            return
+        self.web = web
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -242,6 +268,8 @@ class Service:
             rec.pause(self.pause_alert or "disk full of held footage")
             self.paused.add(cam.id)
         rec.start()
+        if self.web is not None:  # live view: a recorder started by reload or the watchdog
+            self.web.attach_all()
 
     def url_resolver(self, cam: CameraConfig) -> Callable[[bool], Awaitable[str]]:
         if cam.onvif is None:
@@ -320,6 +348,8 @@ class Service:
         self.notifier.stopping()
         self.stopping.set()
         await self.control.close()
+        if self.web is not None:
+            await self.web.stop()
         await asyncio.gather(*(rec.stop() for rec in self.recorders.values()),
                              return_exceptions=True)
         for task in self.tasks:

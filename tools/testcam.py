@@ -7,6 +7,10 @@ Mounts (all but /h264 encode once for any number of clients):
   /h264        H.264 video + AAC audio (audio is on the wire; the recorder must never keep it)
   /h265        H.265 video
   /h264-noaudio H.264 video only
+  /h264-bframes H.264 Main with B-frames (a B-pyramid), video only
+  /timecode    H.264, video only: each frame carries the wall-clock time (ms) it was made, as a
+               44-bit barcode in its top rows (bench/live_bench.py reads it off the screen to
+               measure glass-to-glass latency)
   /audio-only  AAC audio and no video at all (a "stream with no video")
   /h264-bframes H.264 High with B-frames as most IP cameras' main stream sends them: x264
                bframes=2, B-pyramid (the middle B is a reference), no zerolatency (it forbids B)
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 
 import gi
 
@@ -44,6 +49,15 @@ def h264(a: argparse.Namespace) -> str:
         f"x264enc tune=zerolatency key-int-max={a.gop} bitrate={a.bitrate} "
         "speed-preset=ultrafast ! video/x-h264,profile=constrained-baseline ! "
         "rtph264pay name=pay0 pt=96 config-interval=-1"
+    )
+
+
+def h264_bframes(a: argparse.Namespace) -> str:
+    # What many real cameras send: Main profile with B-frames in a pyramid (no zerolatency,
+    # which would turn B-frames off).
+    return (
+        f"x264enc key-int-max={a.gop} bitrate={a.bitrate} speed-preset=ultrafast bframes=2 "
+        "b-pyramid=true ! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1"
     )
 
 
@@ -87,10 +101,46 @@ def launch_lines(a: argparse.Namespace) -> dict[str, str]:
         "/h264": f"( {v}{h264(a)} {AUDIO.format(n=1)} )",
         "/h265": f"( {v}{h265(a)} )",
         "/h264-noaudio": f"( {v}{h264(a)} )",
+        "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/audio-only": f"( {AUDIO.format(n=0)} )",
         "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/h265-bframes": f"( {v}{h265_bframes(a)} )",
+        "/timecode": (f"( appsrc name=timecode is-live=true format=time do-timestamp=true "
+                      f"caps=video/x-raw,format=I420,width={a.width},height={a.height},"
+                      f"framerate={a.fps}/1 ! {h264(a)} )"),
     }
+
+
+BIT_W, BIT_H, BITS = 14, 24, 44
+
+
+def timecode_frame(base: bytearray, width: int, ms: int) -> bytes:
+    """An I420 frame: mid-grey, with `ms` as BITS black/white blocks in the top-left corner."""
+    frame = bytearray(base)
+    for bit in range(BITS):
+        value = 235 if (ms >> (BITS - 1 - bit)) & 1 else 16
+        block = bytes([value]) * BIT_W
+        x = bit * BIT_W
+        for y in range(BIT_H):
+            row = y * width + x
+            frame[row:row + BIT_W] = block
+    return bytes(frame)
+
+
+def feed_timecode(factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia,
+                  a: argparse.Namespace) -> None:
+    src = media.get_element().get_child_by_name("timecode")
+    base = bytearray([128]) * (a.width * a.height * 3 // 2)
+
+    alive = [True]
+    media.connect("unprepared", lambda *_: alive.__setitem__(0, False))
+
+    def push() -> bool:
+        buf = Gst.Buffer.new_wrapped(timecode_frame(base, a.width, int(time.time() * 1000)))
+        src.emit("push-buffer", buf)  # FLUSHING until the media plays: keep pushing
+        return alive[0]
+
+    GLib.timeout_add(max(1, 1000 // a.fps), push)
 
 
 def main() -> int:
@@ -125,6 +175,8 @@ def main() -> int:
     for path, line in launch_lines(a).items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(line)
+        if path == "/timecode":
+            factory.connect("media-configure", feed_timecode, a)
         # Shared media encode once for every client. Not for /h264: when a shared media has an
         # audio stream that the first client did not SET UP (nvr asks for video only), the
         # server answers later clients with 5XX — a quirk of gst-rtsp-server, not of cameras.

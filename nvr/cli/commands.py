@@ -157,6 +157,9 @@ _RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "audit_list": lambda out, r: render.audit(out, r.get("rows", [])),
     "retention_plan": render.retention_plan,
     "live": render.with_url,
+    "playback": render.with_url,
+    "view_list": lambda out, r: render.listing(out, r, "links"),
+    "emergency_list": lambda out, r: render.listing(out, r, "emergencies"),
     "emergency_start": render.with_url,
 }
 

@@ -119,8 +119,19 @@ def _footage(sub: Any, common: Parser) -> None:
     p = _client(
         sub, "live", "live", "a URL to a live view that stops working after N minutes", common
     )
-    p.add_argument("--camera", required=True, metavar="ID")
-    p.add_argument("--minutes", type=int, metavar="N")
+    _cameras(p)
+    p.add_argument("--reason", required=True, metavar="TEXT")
+    p.add_argument("--minutes", type=int, metavar="N", help="default 15")
+    p = _client(sub, "playback", "playback", "a URL to recorded playback from T, valid N minutes", common)  # fmt: skip
+    _cameras(p)
+    p.add_argument("--start", required=True, metavar="T")
+    p.add_argument("--end", metavar="T")
+    p.add_argument("--reason", required=True, metavar="TEXT")
+    p.add_argument("--minutes", type=int, metavar="N", help="default 60")
+    g = _group(sub, "view", "open viewing links", common)
+    _client(g, "list", "view_list", "viewing links and their sessions", common)
+    p = _client(g, "revoke", "view_revoke", "end a viewing link now", common)
+    p.add_argument("link_id", metavar="ID")
 
 
 def _holds_and_grants(sub: Any, common: Parser) -> None:
@@ -168,6 +179,7 @@ def _requests(sub: Any, common: Parser) -> None:
     p.add_argument("--agency", required=True, metavar="TEXT")
     _cameras(p)
     p.add_argument("--minutes", type=int, required=True, metavar="N")
+    _client(g, "list", "emergency_list", "active emergency live feeds and time left", common)
     p = _client(g, "end", "emergency_end", "end an emergency live feed now", common)
     p.add_argument("emergency_id", nargs="?", metavar="ID")
 

@@ -248,6 +248,7 @@ class Handlers:
             "alert": svc.pause_alert,
             # Rows and files from before start-up, checked in the background (issue 9).
             "recovery": svc.recovery_check.progress(),
+            "emergencies": _emergencies(svc),
         }
         # Oldest and held footage, today's rate, days left, alerts (nvr.control.status).
         from nvr.control import status as status_extra
@@ -437,23 +438,42 @@ class Handlers:
                                                reason=a.reason, now_us=self.svc.clock())
         return _as_dict(req)
 
-    # -- live view (the WebRTC server is a later issue) --------------------------------------
+    # -- watching: viewing links (nvr.control.views) ----------------------------------------
 
     async def op_live(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        now = self.svc.clock()
-        await self.authorize(caller, Action.live, cameras=[a.camera], start_us=now, end_us=now,
-                             reason="live view")
-        self.camera(a.camera)
-        raise Unavailable("live view is not available yet in this version of nvr")
+        from nvr.control import views
+
+        return await views.live(self, caller, a)
+
+    async def op_playback(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        from nvr.control import views
+
+        return await views.playback(self, caller, a)
+
+    async def op_view_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        from nvr.control import views
+
+        return await views.view_list(self, caller)
+
+    async def op_view_revoke(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        from nvr.control import views
+
+        return await views.view_revoke(self, caller, a)
 
     async def op_emergency_start(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.emergency_start, cameras=a.cameras,
-                             minutes=a.minutes, detail={"agency": a.agency})
-        raise Unavailable("emergency live feeds need live view, which is not available yet")
+        from nvr.control import views
+
+        return await views.emergency_start(self, caller, a)
+
+    async def op_emergency_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+        from nvr.control import views
+
+        return await views.emergency_list(self, caller)
 
     async def op_emergency_end(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
-        await self.authorize(caller, Action.emergency_end, detail={"emergency": a.emergency_id})
-        raise Unavailable("emergency live feeds need live view, which is not available yet")
+        from nvr.control import views
+
+        return await views.emergency_end(self, caller, a)
 
     # -- audit, breach, retention, reload ------------------------------------------------------
 
@@ -510,6 +530,16 @@ class Handlers:
         except ConfigError as exc:
             problems = "; ".join(str(exc).splitlines())  # one line, as every refusal is
             raise DataError(f"camera map not reloaded, the running one stays: {problems}") from None
+
+
+def _emergencies(svc: RecorderPort) -> list[dict[str, Any]]:
+    """Active emergency live feeds, for `nvr status` (none when the web server is off)."""
+    web = getattr(svc, "web", None)
+    if web is None:
+        return []
+    from nvr.control.views import active_emergencies
+
+    return active_emergencies(web, svc.clock())
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:

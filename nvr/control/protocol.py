@@ -128,8 +128,21 @@ class RequestDenyArgs(Args):
 
 
 class LiveArgs(Args):
-    camera: CameraId
+    cameras: Cameras
+    reason: Reason
     minutes: Minutes | None = None
+
+
+class PlaybackArgs(Args):
+    cameras: Cameras
+    start: TimeText
+    end: TimeText | None = None
+    reason: Reason
+    minutes: Minutes | None = None
+
+
+class ViewRevokeArgs(Args):
+    link_id: ObjectId
 
 
 class EmergencyStartArgs(Args):
@@ -174,6 +187,10 @@ ARGS: dict[str, type[Args]] = {
     "request_approve": RequestApproveArgs,
     "request_deny": RequestDenyArgs,
     "live": LiveArgs,
+    "playback": PlaybackArgs,
+    "view_list": NoArgs,
+    "view_revoke": ViewRevokeArgs,
+    "emergency_list": NoArgs,
     "emergency_start": EmergencyStartArgs,
     "emergency_end": EmergencyEndArgs,
     "audit_list": AuditListArgs,
@@ -189,6 +206,7 @@ Op = Literal[
     "grant_create", "grant_list", "grant_revoke", "request_create", "request_list",
     "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
     "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
+    "playback", "view_list", "view_revoke", "emergency_list",
 ]  # fmt: skip
 
 

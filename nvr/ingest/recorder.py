@@ -89,6 +89,9 @@ class CameraRecorder:
         # The thread's heartbeat (time.monotonic()): every packet and every second of waiting
         # moves it, so the watchdog (nvr.watchdog) can tell a wedged thread from a quiet one.
         self.beat = time.monotonic()
+        # Set by the web server (nvr.web.fanout.tap_for): called in this camera's thread with
+        # every packet written, for live view. None: nobody can watch.
+        self.live_tap: Callable[[Any, Any], None] | None = None
 
     # -- loop side -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -254,9 +257,14 @@ class CameraRecorder:
             return SessionEnd("offline", f"cannot resolve stream address: {type(e).__name__}: {e}")
         ctx = SessionContext(
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
-            self._on_started, self.io_timeout_s,
+            self._on_started, self.io_timeout_s, self._live_packet,
         )
         return run_session(ctx)
+
+    def _live_packet(self, op: Any, video: Any) -> None:
+        tap = self.live_tap
+        if tap is not None:
+            tap(op, video)
 
     def _failed(self, end: SessionEnd, uptime_s: float) -> None:
         if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:

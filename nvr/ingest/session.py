@@ -93,6 +93,8 @@ class SessionContext:
     should_stop: Callable[[], SessionEnd | None]
     on_started: Callable[[int], None]  # the first segment's start_us
     io_timeout_s: float = 5.0
+    # Live view (nvr.web.fanout): every packet written, with its stream; returns at once.
+    on_packet: Callable[[OutPacket[av.Packet], av.stream.Stream], None] | None = None
 
 
 def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
@@ -182,6 +184,8 @@ def _read(
                 started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
+        if ctx.on_packet is not None:
+            ctx.on_packet(op, video)
         payloads = op.payloads
         size = payloads[0].size if len(payloads) == 1 else sum(p.size for p in payloads)
         ctx.stats.add(op.arrival_mono_us, size)

@@ -11,6 +11,10 @@ class Action(StrEnum):
     status = "status"
     recordings = "recordings"
     live = "live"
+    # View recorded footage in a browser (`nvr playback`).
+    playback = "playback"
+    view_list = "view_list"
+    view_revoke = "view_revoke"
     export = "export"
     # An export tied to a law-enforcement request (`nvr export --request ID`).
     release = "release"
@@ -27,6 +31,7 @@ class Action(StrEnum):
     request_decide = "request_decide"
     emergency_start = "emergency_start"
     emergency_end = "emergency_end"
+    emergency_list = "emergency_list"
     audit_list = "audit_list"
     audit_verify = "audit_verify"
     breach_report = "breach_report"

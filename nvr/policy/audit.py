@@ -157,7 +157,7 @@ def verify_rows(
 
 def read_page(db_path: Path, *, after_seq: int = 0, limit: int = 1000,
               since_us: int | None = None) -> list[dict[str, Any]]:
-    """One page of `audit list` as CONTRACT dicts, read, parsed and shaped in the calling
+    """One page of `audit list` as the dicts of its JSON shape (docs/commands.md), read, parsed and shaped in the calling
     (worker) thread from a read-only connection of its own: the event loop only encodes it."""
     sql = f"SELECT {_COLUMNS} FROM audit WHERE seq > ?"
     params: tuple[Any, ...] = (after_seq,)

@@ -61,7 +61,8 @@ CONTROLLED = "The recorders and recorded data are located in a limited access, c
 
 RELEASE_KINDS = frozenset({"subpoena", "court_order", "voluntary"})
 # Actions that touch pictures and so must say why (clause PURPOSE).
-NEEDS_REASON = frozenset({Action.export, Action.release, Action.still})
+NEEDS_REASON = frozenset({Action.export, Action.release, Action.still, Action.live,
+                          Action.playback})
 
 
 class Kind(StrEnum):
@@ -106,6 +107,14 @@ MATRIX: dict[Action, Row] = {
     Action.live: _row("view live footage", DIRECTORS, director=_D, assistant_director=_A,
                       staff=Cell(Kind.grant, STAFF), elder_affairs_director=Cell(Kind.shared, ELDER),
                       it=_ok(OPERATIONS), facilities=_ok(OPERATIONS)),
+    # IT and facilities: live view only, for operation; recorded footage is not theirs to see.
+    Action.playback: _row("view recorded footage", DIRECTORS, director=_D, assistant_director=_A,
+                          staff=Cell(Kind.grant, STAFF),
+                          elder_affairs_director=Cell(Kind.shared, ELDER)),
+    # "list / revoke viewing links: ✔ all (directors), own (everyone else)"; the handler shows
+    # and revokes only the caller's own links unless the caller is a director.
+    Action.view_list: _row("list viewing links", CONTROLLED, **_EVERY_EMPLOYEE),
+    Action.view_revoke: _row("revoke a viewing link", CONTROLLED, **_EVERY_EMPLOYEE),
     Action.export: _row("export a recorded clip", DIRECTORS, director=_D, assistant_director=_A,
                         staff=Cell(Kind.grant, STAFF),
                         elder_affairs_director=Cell(Kind.shared, ELDER)),
@@ -141,6 +150,10 @@ MATRIX: dict[Action, Row] = {
     Action.emergency_end: _row("end emergency live access", DIRECTORS,
                                director=_ok(EMERGENCY_END), assistant_director=_ok(EMERGENCY_END),
                                it=_ok(EMERGENCY_END), facilities=_ok(EMERGENCY_END)),
+    # Not in the matrix. Those who may end an emergency feed must be able to see which run.
+    Action.emergency_list: _row("list emergency live access", DIRECTORS,
+                                director=_ok(EMERGENCY), assistant_director=_ok(EMERGENCY),
+                                it=_ok(EMERGENCY_END), facilities=_ok(EMERGENCY_END)),
     Action.audit_list: _row("read the audit log", DIRECTORS, director=_D, assistant_director=_A),
     Action.audit_verify: _row("verify the audit chain", DISCIPLINE,
                               **{r: _ok(DISCIPLINE) for r in _EVERY_EMPLOYEE}),

@@ -56,6 +56,13 @@ def camera_map(root: Path, socket: Path, cameras: list[dict[str, Any]], *,
         f"  - {{user: {user}, role: {role}}}" for role, user in ACCOUNTS.items()
         if role != "public"
     ) + "\n  - {user: root, role: it}"
+    if "live:" not in extra:
+        # Its own port for the web server: tests run side by side, 8443 would be taken.
+        import socket as _socket
+
+        with _socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            extra += f"\nlive:\n  listen: 127.0.0.1:{s.getsockname()[1]}\n"
     cams = "\n".join(
         "  - " + json.dumps(c) for c in cameras  # JSON is YAML
     ) or "  []"

@@ -59,6 +59,12 @@ EXPECTED: dict[Action, str] = {
     Action.grant_list: "✔✔✘✘✘✘✘",
     Action.request_list: "✔✔✘✘✘✘✘",
     Action.key_show: "✔✔✔✔✔✔✘",
+    # Watching (issue 12): playback is "view recorded footage"; links are listed/revoked by
+    # everyone (own links only, but directors: the handler filters).
+    Action.playback: "✔✔GS✘✘✘",
+    Action.view_list: "✔✔✔✔✔✔✘",
+    Action.view_revoke: "✔✔✔✔✔✔✘",
+    Action.emergency_list: "✔✔✘✘✔✔✘",
 }
 
 CELLS = [(a, r, SYM[EXPECTED[a][i]]) for a in Action for i, r in enumerate(ROLES)]

@@ -1,0 +1,143 @@
+"""Control ops that mint, list and end viewing links (docs/commands.md, "Watching").
+
+`nvr live`, `nvr playback` and `nvr emergency start` are decided by the policy as the caller
+(SO_PEERCRED) like every other op, and audited; only then is a link minted. The web server
+(nvr.web) checks the link on every request after that.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nvr.config.model import Role
+from nvr.control.protocol import Caller
+from nvr.errors import Unavailable, UsageError
+from nvr.policy.actions import Action
+from nvr.timeutil import parse_time, to_iso
+from nvr.web.links import Kind, Link
+
+if TYPE_CHECKING:
+    from nvr.control.handlers import Handlers
+    from nvr.web.server import WebServer
+
+LIVE_DEFAULT_MINUTES = 15
+PLAYBACK_DEFAULT_MINUTES = 60
+DAY_US = 86_400_000_000
+# Who sees and ends every link, not only their own (docs/policy.md: "all").
+ALL_LINKS = frozenset({Role.director, Role.assistant_director})
+
+
+def _web(h: Handlers) -> WebServer:
+    web = getattr(h.svc, "web", None)
+    if web is None:
+        raise Unavailable("the web server is not running, so no viewing link can be made")
+    return web  # type: ignore[no-any-return]
+
+
+def _actor(caller: Caller) -> str:
+    return caller.user or f"uid {caller.uid}"
+
+
+async def _mint(h: Handlers, caller: Caller, kind: Kind, cameras: list[str], minutes: int,
+                purpose: str, start_us: int | None = None,
+                end_us: int | None = None) -> dict[str, Any]:
+    web = _web(h)
+    now = h.svc.clock()
+    link, token = await web.links.mint(
+        kind=kind, actor=_actor(caller), uid=caller.uid, role=h.role(caller).value,
+        cameras=cameras, start_us=start_us, end_us=end_us, purpose=purpose, now_us=now,
+        expires_us=now + minutes * 60_000_000,
+    )
+    await web.audit(link, "view_link_created", cameras=cameras, expires=to_iso(link.expires_us),
+                    **({"start": to_iso(start_us), "end": to_iso(end_us)}
+                       if start_us is not None and end_us is not None else {}))
+    return {"id": link.id, "url": f"{web.base_url()}/view#{token}",
+            "expires": to_iso(link.expires_us), "cameras": cameras}
+
+
+async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+    now = h.svc.clock()
+    minutes = a.minutes or LIVE_DEFAULT_MINUTES
+    await h.authorize(caller, Action.live, cameras=a.cameras, start_us=now, end_us=now,
+                      reason=a.reason, detail={"minutes": minutes})
+    for cam_id in a.cameras:
+        h.camera(cam_id)
+    return await _mint(h, caller, "live", list(a.cameras), minutes, a.reason)
+
+
+async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+    now = h.svc.clock()
+    start = parse_time(a.start)
+    # Without --end: to the end of that day, or now if that is earlier (a day's timeline).
+    end = parse_time(a.end) if a.end else min(now, start + DAY_US)
+    if end <= start:
+        raise UsageError("--end must be after --start (and --start in the past)")
+    minutes = a.minutes or PLAYBACK_DEFAULT_MINUTES
+    await h.authorize(caller, Action.playback, cameras=a.cameras, start_us=start, end_us=end,
+                      reason=a.reason, detail={"minutes": minutes})
+    for cam_id in a.cameras:
+        h.camera(cam_id)
+    return await _mint(h, caller, "playback", list(a.cameras), minutes, a.reason, start, end)
+
+
+async def emergency_start(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+    await h.authorize(caller, Action.emergency_start, cameras=a.cameras, minutes=a.minutes,
+                      detail={"agency": a.agency})
+    for cam_id in a.cameras:
+        h.camera(cam_id)
+    result = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
+                         f"emergency: {a.agency}")
+    result["agency"] = a.agency
+    return result
+
+
+def _mine(h: Handlers, caller: Caller) -> str | None:
+    return None if h.role(caller) in ALL_LINKS else _actor(caller)
+
+
+async def view_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+    await h.authorize(caller, Action.view_list)
+    web = _web(h)
+    now = h.svc.clock()
+    rows = [lk.to_dict(now) for lk in web.links.listing(actor=_mine(h, caller), now_us=now)]
+    return {"links": rows}
+
+
+async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+    await h.authorize(caller, Action.view_revoke, detail={"link": a.link_id})
+    web = _web(h)
+    link = web.links.by_id.get(a.link_id)
+    mine = _mine(h, caller)
+    if link is None or (mine is not None and link.actor != mine):
+        raise UsageError(f"no viewing link {a.link_id!r} of yours; see `nvr view list`")
+    await web.end_link(link, f"revoked by {_actor(caller)}")
+    return link.to_dict(h.svc.clock())
+
+
+def active_emergencies(web: WebServer, now_us: int) -> list[dict[str, Any]]:
+    out = []
+    for lk in web.links.listing(kind="emergency", open_only=True, now_us=now_us):
+        row = lk.to_dict(now_us)
+        row["agency"] = lk.purpose.removeprefix("emergency: ")
+        row["seconds_left"] = max(0, (lk.expires_us - now_us) // 1_000_000)
+        out.append(row)
+    return out
+
+
+async def emergency_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+    await h.authorize(caller, Action.emergency_list)
+    return {"emergencies": active_emergencies(_web(h), h.svc.clock())}
+
+
+async def emergency_end(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+    await h.authorize(caller, Action.emergency_end, detail={"emergency": a.emergency_id})
+    web = _web(h)
+    now = h.svc.clock()
+    open_ = web.links.listing(kind="emergency", open_only=True, now_us=now)
+    targets: list[Link] = open_ if a.emergency_id is None else [
+        lk for lk in open_ if lk.id == a.emergency_id]
+    if a.emergency_id is not None and not targets:
+        raise UsageError(f"no active emergency feed {a.emergency_id!r}; see `nvr emergency list`")
+    for link in targets:
+        await web.end_link(link, f"ended by {_actor(caller)}")
+    return {"ended": [lk.id for lk in targets]}

@@ -1,0 +1,1 @@
+"""Watching footage in a browser: viewing links, the daemon's web server, live and playback."""

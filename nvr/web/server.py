@@ -1,0 +1,330 @@
+"""The daemon's web server (aiohttp, on `live.listen`): the viewing pages and what they fetch.
+
+Who may watch was decided when the link was minted (nvr.control.views, as the caller, by the
+policy). Here every request proves it holds a session of a usable link: the page trades the
+link's token (from the URL's `#`, never sent in a URL) for an HttpOnly, SameSite=Strict cookie
+named after the link; every request and WebSocket re-checks the cookie and the link (expired
+or revoked → 403); state-changing requests and WebSockets must come from this origin. When a
+link ends, its open streams are closed by the watcher within `WATCH_INTERVAL_S`.
+
+Other modules may add routes (issue 13: GET /metrics) with `WebServer.add_route` before start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import html
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from nvr import log
+from nvr.timeutil import to_iso
+from nvr.web.fanout import LiveHub, tap_for
+from nvr.web.links import EXPIRED, Link, Links
+
+if TYPE_CHECKING:
+    from nvr.service import Service
+
+_log = log.get("nvr.web")
+STATIC = Path(__file__).parent / "static"
+WATCH_INTERVAL_S = 0.25
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": ("default-src 'self'; media-src 'self' blob:; "
+                                "connect-src 'self'; img-src 'self' data:; "
+                                "frame-ancestors 'none'; base-uri 'none'"),
+}
+
+
+@dataclass
+class Session:
+    id_hash: str
+    link_id: str
+    remote: str
+    started_us: int
+    closers: set[Callable[[], Awaitable[None]]] = field(default_factory=set)
+    cameras_seen: set[str] = field(default_factory=set)
+    ended: bool = False
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def refused_page(text: str, status: int = 403) -> web.Response:
+    body = (f"<!doctype html><meta charset=utf-8><title>nvr: refused</title>"
+            f"<p id=nvr-refused>{html.escape(text)}</p>\n")
+    return web.Response(status=status, text=body, content_type="text/html",
+                        headers=SECURITY_HEADERS)
+
+
+class Refused(Exception):
+    def __init__(self, text: str, status: int = 403) -> None:
+        super().__init__(text)
+        self.status = status
+
+
+class WebServer:
+    def __init__(self, service: Service) -> None:
+        self.svc = service
+        self.links = Links(service.db)
+        self.hub = LiveHub(asyncio.get_running_loop())
+        self.sessions: dict[str, Session] = {}
+        self._extra: list[tuple[str, str, Handler]] = []
+        self._runner: web.AppRunner | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._substreams: dict[str, Any] = {}
+        self.tls = service.config.live.tls is not None
+        self.port = 0
+
+    # -- routes other modules add (e.g. GET /metrics) -----------------------------------------
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        if self._runner is not None:
+            raise RuntimeError("add routes before the web server starts")
+        self._extra.append((method, path, handler))
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.links.load(self.svc.clock())
+        app = web.Application(client_max_size=256 * 1024, middlewares=[self._headers])
+        from nvr.web import pages, playback
+
+        pages.add_routes(app, self)
+        playback.add_routes(app, self)
+        for method, path, handler in self._extra:
+            app.router.add_route(method, path, handler)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        host, _, port = self.svc.config.live.listen.rpartition(":")
+        host = host.strip("[]")
+        ctx = None
+        live_tls = self.svc.config.live.tls
+        if live_tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(live_tls.cert, live_tls.key)
+        site = web.TCPSite(self._runner, host, int(port), ssl_context=ctx)
+        await site.start()
+        self.port = int(port)
+        self._watcher = asyncio.ensure_future(self._watch())
+        self.attach_all()
+        _log.info("web_started", listen=self.svc.config.live.listen, tls=self.tls)
+
+    def attach_all(self) -> None:
+        """Give each camera recorder its live tap (again after a reload restarts one); a
+        camera with `live_rtsp:` is fed from that substream instead, only while watched."""
+        from nvr.web.substream import SubstreamReader
+
+        for cam_id, rec in self.svc.recorders.items():
+            feed = self.hub.feed(cam_id)
+            if getattr(rec, "live_tap", None) is None:
+                feed.unsupported = None  # a new recorder: judge its stream afresh
+                feed.b_frames = False
+            cam = self.svc.config.camera(cam_id)
+            if cam is not None and cam.live_rtsp:
+                reader = self._substreams.get(cam_id)
+                if reader is None or reader.url != cam.live_rtsp:
+                    if reader is not None:
+                        reader.stop()
+                    reader = self._substreams[cam_id] = SubstreamReader(feed, cam.live_rtsp)
+                    feed.on_active = _switch(reader)
+                    if feed.active:
+                        reader.start()
+                feed.substream = True
+                rec.live_tap = None
+            else:
+                feed.substream = False
+                feed.on_active = None
+                if getattr(rec, "live_tap", None) is None:
+                    rec.live_tap = tap_for(feed)
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        for sess in list(self.sessions.values()):
+            await self.end_session(sess, "the recorder is stopping")
+        for reader in self._substreams.values():
+            reader.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def base_url(self) -> str:
+        host, _, _ = self.svc.config.live.listen.rpartition(":")
+        host = host.strip("[]")
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    # -- middleware --------------------------------------------------------------------------
+    @web.middleware
+    async def _headers(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            resp = await handler(request)
+        except Refused as exc:
+            return refused_page(str(exc), exc.status)
+        if not isinstance(resp, web.WebSocketResponse) and not resp.prepared:
+            for k, v in SECURITY_HEADERS.items():
+                resp.headers.setdefault(k, v)
+        return resp
+
+    # -- sessions ----------------------------------------------------------------------------
+    def check_origin(self, request: web.Request) -> None:
+        origin = request.headers.get("Origin")
+        expected = f"{request.scheme}://{request.host}"
+        if origin != expected:
+            raise Refused(f"refused: request from origin {origin or 'none'}, not {expected}")
+
+    async def refuse(self, request: web.Request, why: str, link: Link | None = None,
+                     **detail: Any) -> Refused:
+        """Audit one refused attempt and return the exception to raise."""
+        await self.svc.audit.append(
+            at_us=self.svc.clock(), actor=link.actor if link else "browser",
+            uid=link.uid if link else None, role=link.role if link else "public",
+            action="view_refused", allowed=False,
+            detail={"remote": request.remote, "link": link.id if link else None,
+                    "purpose": link.purpose if link else None, "refusal": why, **detail},
+        )
+        return Refused(why)
+
+    async def open_session(self, request: web.Request, token: str) -> tuple[Link, str]:
+        link = self.links.find_token(token)
+        now = self.svc.clock()
+        if link is None:
+            raise await self.refuse(request, "refused: this viewing link is not valid")
+        if not link.usable(now):
+            raise await self.refuse(request, "refused: " + link.why_not(now), link)
+        secret = secrets.token_urlsafe(32)
+        sess = Session(_hash(secret), link.id, request.remote or "?", now)
+        self.sessions[sess.id_hash] = sess
+        link.sessions[sess.id_hash] = sess.remote
+        await self.audit(link, "view_session_start", remote=sess.remote)
+        return link, secret
+
+    def session(self, request: web.Request, link_id: str) -> tuple[Link, Session]:
+        """The request's session for link_id; Refused (403) unless usable right now."""
+        link = self.links.by_id.get(link_id)
+        cookie = request.cookies.get(cookie_name(link_id))
+        if link is None or cookie is None:
+            raise Refused("refused: no viewing session; open the link you were given")
+        sess = self.sessions.get(_hash(cookie))
+        now = self.svc.clock()
+        if not link.usable(now):
+            raise Refused("refused: " + link.why_not(now))
+        if sess is None or sess.link_id != link_id or sess.ended:
+            raise Refused("refused: this viewing session has ended; open the link again")
+        return link, sess
+
+    async def audit(self, link: Link, action: str, **detail: Any) -> None:
+        await self.svc.audit.append(
+            at_us=self.svc.clock(), actor=link.actor, uid=link.uid, role=link.role,
+            action=action, allowed=True,
+            detail={"link": link.id, "kind": link.kind, "purpose": link.purpose, **detail},
+        )
+
+    async def end_session(self, sess: Session, why: str) -> None:
+        if sess.ended:
+            return
+        sess.ended = True
+        self.sessions.pop(sess.id_hash, None)
+        link = self.links.by_id.get(sess.link_id)
+        for closer in list(sess.closers):
+            with contextlib.suppress(Exception):
+                await closer()
+        if link is not None:
+            link.sessions.pop(sess.id_hash, None)
+            await self.audit(link, "view_session_end", remote=sess.remote, why=why)
+
+    async def end_link(self, link: Link, why: str) -> None:
+        """Revoke (or end) a link now: its sessions and their streams close at once."""
+        await self.links.end(link, self.svc.clock(), why)
+        await self._close_link_sessions(link, f"this viewing link was {why}")
+
+    async def _close_link_sessions(self, link: Link, why: str) -> None:
+        for sess in [s for s in self.sessions.values() if s.link_id == link.id]:
+            await self.end_session(sess, why)
+
+    async def _watch(self) -> None:
+        """Close the streams of links that expired (revocations close them directly)."""
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = self.svc.clock()
+            try:
+                for link in list(self.links.by_id.values()):
+                    if link.sessions and not link.usable(now):
+                        await self._close_link_sessions(link, link.why_not(now))
+                    if link.ended_us is None and now >= link.expires_us:
+                        # Ended by itself (an emergency feed "terminated"): say so once.
+                        await self.links.end(link, link.expires_us, EXPIRED)
+                        await self.audit(link, "view_link_expired",
+                                         expires=to_iso(link.expires_us))
+            except Exception:
+                _log.exception("web_watch_failed")
+
+    # -- helpers for the pages ---------------------------------------------------------------
+    def link_info(self, link: Link) -> dict[str, Any]:
+        cams = []
+        for cam_id in link.cameras:
+            cam = self.svc.config.camera(cam_id)
+            feed = self.hub.feeds.get(cam_id)
+            cams.append({"id": cam_id, "name": cam.name if cam else cam_id,
+                         "unsupported": feed.unsupported if feed else None,
+                         # A stream MSE can play from the segment being written (nvr.web.tail).
+                         "fallback": "fmp4" if feed and feed.b_frames and feed.unsupported
+                         and not feed.substream else None})
+        return {"id": link.id, "kind": link.kind, "cameras": cams,
+                "start": None if link.start_us is None else to_iso(link.start_us),
+                "end": None if link.end_us is None else to_iso(link.end_us),
+                "expires": to_iso(link.expires_us), "purpose": link.purpose,
+                "now": to_iso(self.svc.clock())}
+
+    async def events(self, request: web.Request, link: Link, sess: Session) -> web.StreamResponse:
+        """A WebSocket the page keeps open: told at once when the link ends."""
+        ws = web.WebSocketResponse(heartbeat=10.0)
+        await ws.prepare(request)
+
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await ws.send_json({"ended": link.why_not(self.svc.clock())
+                                    or "this viewing session has ended"})
+                await ws.close()
+
+        sess.closers.add(close)
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            sess.closers.discard(close)
+        return ws
+
+
+def _switch(reader: Any) -> Callable[[Any, bool], None]:
+    def on_active(feed: Any, active: bool) -> None:
+        if active:
+            reader.start()
+        else:
+            reader.stop()
+
+    return on_active
+
+
+def cookie_name(link_id: str) -> str:
+    return "nvr_" + link_id.replace("-", "_")

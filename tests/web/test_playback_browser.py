@@ -1,0 +1,203 @@
+"""Issue "Watch footage in a browser": recorded playback in a real browser (Debian's Chromium)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.camserver import TestCamera
+from tests.e2e.harness import Recorder
+from tests.support import is_root
+from tests.web.browser import CHROMIUM, artifact, chromium
+from tests.web.test_live_browser import audit_rows, mint, wait_js
+
+pytestmark = [
+    pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root"),
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium"),
+]
+
+
+def us(text: str) -> int:
+    d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(d.timestamp()) * 1_000_000 + d.microsecond
+
+
+def iso(us_: int) -> str:
+    return dt.datetime.fromtimestamp(us_ / 1e6, dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Iterator[tuple[Recorder, dict[str, Any]]]:
+    """Two-second segments, then the camera offline for a few seconds (a gap), then more."""
+    cam = TestCamera().start()
+    r = Recorder([{"id": "desk", "name": "Service desk", "area": "service_desk",
+                   "rtsp": cam.url("h264-noaudio")},
+                  {"id": "door", "name": "Door", "area": "entrance",
+                   "rtsp": cam.url("h264-noaudio")}], segment_seconds=2).start()
+    try:
+        r.wait_for_segments("desk", 3, timeout=40)
+        cam.stop()
+        time.sleep(3)
+        cam.start()
+        deadline = time.monotonic() + 40
+        listing: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            res = r.cli("root", "recordings", "--camera", "desk", "--json")
+            listing = res.json()
+            gaps = listing["gaps"]
+            if gaps and sum(us(s["start"]) >= us(gaps[-1]["end"]) for s in listing["segments"]) >= 2:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"no gap followed by 2 segments: {listing}")
+        yield r, listing
+    finally:
+        r.cleanup()
+        cam.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as ctx:
+        yield ctx
+
+
+DEBUG = """() => { const v = document.querySelector('video');
+  return {t: v.currentTime, paused: v.paused, ready: v.readyState, err: v.error && v.error.message,
+          buffered: Array.from({length: v.buffered.length}, (_, i) => [v.buffered.start(i), v.buffered.end(i)]),
+          pieces: state.mse.pieces, msg: document.getElementById('nvr-message').textContent,
+          why: document.querySelector('.why').textContent}; }"""
+CLOCK = "document.getElementById('nvr-clock').getAttribute('datetime')"
+
+
+def test_playback_from_t_crosses_segments_and_skips_the_gap(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    segs, gap = listing["segments"], listing["gaps"][-1]
+    t = us(segs[0]["start"]) + 500_000
+    link = mint(rec, "director", "playback", "--camera", "desk", "--start", iso(t),
+                "--reason", "incident review")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, f"{CLOCK} && {CLOCK}.length > 0", 5, "the clock to show a frame's time")
+    first = us(page.evaluate(CLOCK))
+    assert abs(first - t) <= 1_000_000, (iso(first), iso(t))
+    # Record every time shown from now on, and any stall.
+    page.evaluate("""() => {
+        window.seen = []; window.stalls = 0;
+        const v = document.querySelector('video[data-camera="desk"]');
+        // Start-up buffering is not a stall; waiting once segments are crossed is.
+        v.addEventListener("waiting", () => { if (v.currentTime < state.mse.pieces[0].mediaEnd - 0.1) return; window.stalls += 1; window.stallInfo = [v.currentTime, Array.from({length: v.buffered.length}, (_, i) => [v.buffered.start(i), v.buffered.end(i)]), JSON.stringify(state.mse.pieces)]; });
+        setInterval(() => window.seen.push(document.getElementById('nvr-clock')
+                                           .getAttribute('datetime')), 50);
+    }""")
+    page.select_option("#speed", "4")
+    boundary = us(segs[0]["end"])
+    after_gap = us(gap["end"])
+    try:
+        wait_js(page, f"Date.parse({CLOCK}) > {after_gap // 1000 + 1000}", 20,
+                "playback to pass the gap")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{page.evaluate(DEBUG)}\n{listing}") from None
+    seen = [us(x) for x in page.evaluate("window.seen") if x]
+    assert any(x > boundary + 200_000 for x in seen), "never crossed the first segment boundary"
+    inside = [iso(x) for x in seen if us(gap["start"]) + 300_000 < x < after_gap - 300_000]
+    assert not inside, f"showed times inside the gap {gap}: {inside[:3]}"
+    assert page.evaluate("window.stalls") == 0, page.evaluate("window.stallInfo")
+    # The gap is on the timeline, with its reason.
+    assert page.locator("#timeline .gap").count() >= 1
+    assert gap["reason"] in page.inner_text("#gaps")
+    page.screenshot(path=str(artifact("playback-desk.png")))
+    page.close()
+    conns = [r for r in audit_rows(rec, "view_connect") if r["detail"]["link"] == link["id"]]
+    assert len(conns) == 1 and conns[0]["detail"]["stream"] == "playback"
+
+
+def test_jump_to_a_time(recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    segs = listing["segments"]
+    link = mint(rec, "director", "playback", "--camera", "desk", "--start", segs[0]["start"],
+                "--reason", "incident review")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, f"{CLOCK} && {CLOCK}.length > 0", 5, "the clock")
+    target = us(segs[-1]["start"]) + 700_000
+    page.fill("#jump", iso(target))
+    page.click("#go")
+    wait_js(page, f"Math.abs(Date.parse({CLOCK}) - {target // 1000}) < 1000", 5,
+            f"the clock to show {iso(target)}")
+    page.close()
+
+
+def test_it_is_refused_playback_and_the_refusal_is_audited(
+        recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    rec, listing = recorded
+    res = rec.cli("it", "playback", "--camera", "desk", "--start", listing["segments"][0]["start"],
+                  "--reason", "curious")
+    assert res.code == 77, res.err
+    assert "may not view recorded footage" in res.err
+    rows = [r for r in audit_rows(rec, "playback") if not r["allowed"]]
+    assert rows and rows[-1]["role"] == "it"
+    # …while live view for operation is allowed.
+    assert rec.cli("it", "live", "--camera", "desk", "--reason", "check focus").code == 0
+
+
+def test_live_link_cannot_fetch_recordings(recorded: tuple[Recorder, dict[str, Any]],
+                                           browser: Any) -> None:
+    rec, listing = recorded
+    link = mint(rec, "director", "live", "--camera", "desk", "--reason", "desk")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'open'", 3, "the session")
+    seg_id = 1
+    status = page.evaluate("""async ([id, seg]) => {
+        const r = await fetch(`/api/l/${id}/media/desk/${seg}`);
+        return [r.status, await r.text()];
+    }""", [link["id"], seg_id])
+    assert status[0] == 403 and "live view, not recorded footage" in status[1], status
+    page.close()
+
+
+def test_staff_watch_only_inside_a_grant(recorded: tuple[Recorder, dict[str, Any]]) -> None:
+    rec, listing = recorded
+    segs = listing["segments"]
+    start, end = segs[0]["start"], segs[1]["end"]
+    tomorrow = (dt.date.today() + dt.timedelta(days=2)).isoformat()
+
+    def playback(s: str, e: str) -> int:
+        return rec.cli("staff", "playback", "--camera", "desk", "--start", s, "--end", e,
+                       "--reason", "review").code
+
+    assert playback(start, end) == 77  # no grant yet
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 77
+    res = rec.cli("director", "grant", "create", "--user", "nvrtest-clerk", "--camera", "desk",
+                  "--start", start, "--end", end, "--expires", tomorrow, "--reason", "review")
+    assert res.code == 0, res.err
+    assert playback(start, end) == 0
+    assert playback(start, segs[-1]["end"]) == 77  # beyond the grant's window
+    # Live needs a grant whose window includes now.
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 77
+    res = rec.cli("director", "grant", "create", "--user", "nvrtest-clerk", "--camera", "desk",
+                  "--start", start, "--end", tomorrow, "--expires", tomorrow, "--reason", "watch")
+    assert res.code == 0, res.err
+    assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 0
+
+
+def test_one_link_plays_each_of_its_cameras_on_its_own_timeline(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
+                listing["segments"][0]["start"], "--reason", "incident review")
+    page = browser.new_page()
+    page.goto(link["url"])
+    for cam in ("desk", "door"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 1",
+                8, f"camera {cam} to play")
+    assert page.locator(".timeline").count() == 2
+    assert page.locator("#gaps li[data-camera='door']").count() >= 1
+    page.close()

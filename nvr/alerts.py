@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nvr.service import Service
+    from nvr.control.ports import RecorderPort
 
 # Every kind of alert, in the order they are listed. `clock` is raised by a clock-sanity check
 # when there is one (a `clock_alert` text on the Service); nothing else here depends on it.
@@ -65,7 +65,7 @@ def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: 
     return out
 
 
-def of_service(service: Service) -> list[Alert]:
+def of_service(service: RecorderPort) -> list[Alert]:
     """The running recorder's alerts now (cheap: attributes only, no I/O)."""
     views = []
     for cam in service.config.cameras:

@@ -52,15 +52,6 @@ def h264(a: argparse.Namespace) -> str:
     )
 
 
-def h264_bframes(a: argparse.Namespace) -> str:
-    # What many real cameras send: Main profile with B-frames in a pyramid (no zerolatency,
-    # which would turn B-frames off).
-    return (
-        f"x264enc key-int-max={a.gop} bitrate={a.bitrate} speed-preset=ultrafast bframes=2 "
-        "b-pyramid=true ! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1"
-    )
-
-
 def h265(a: argparse.Namespace) -> str:
     return (
         f"x265enc tune=zerolatency key-int-max={a.gop} bitrate={a.bitrate} "
@@ -101,7 +92,6 @@ def launch_lines(a: argparse.Namespace) -> dict[str, str]:
         "/h264": f"( {v}{h264(a)} {AUDIO.format(n=1)} )",
         "/h265": f"( {v}{h265(a)} )",
         "/h264-noaudio": f"( {v}{h264(a)} )",
-        "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/audio-only": f"( {AUDIO.format(n=0)} )",
         "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/h265-bframes": f"( {v}{h265_bframes(a)} )",

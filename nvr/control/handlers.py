@@ -27,7 +27,6 @@ from nvr.errors import (
     IntegrityError,
     NvrError,
     PermissionDenied,
-    Unavailable,
     UsageError,
 )
 from nvr.policy.actions import Action

@@ -21,6 +21,10 @@ Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class CameraStatus(Protocol):
+    state: str
+    reason: str
+    errors: int
+
     def status(self) -> dict[str, Any]: ...
 
 

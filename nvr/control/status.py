@@ -15,10 +15,10 @@ from nvr.storage import footage_stats
 from nvr.timeutil import to_iso
 
 if TYPE_CHECKING:
-    from nvr.service import Service
+    from nvr.control.ports import RecorderPort
 
 
-async def enrich(svc: Service, result: dict[str, Any]) -> dict[str, Any]:
+async def enrich(svc: RecorderPort, result: dict[str, Any]) -> dict[str, Any]:
     now = svc.clock()
     totals = await footage_stats.totals(svc.db)
     holds = await svc.holds.active(now)

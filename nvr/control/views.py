@@ -58,11 +58,12 @@ async def _mint(h: Handlers, caller: Caller, kind: Kind, cameras: list[str], min
 async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     now = h.svc.clock()
     minutes = a.minutes or LIVE_DEFAULT_MINUTES
-    await h.authorize(caller, Action.live, cameras=a.cameras, start_us=now, end_us=now,
-                      reason=a.reason, detail={"minutes": minutes})
-    for cam_id in a.cameras:
-        h.camera(cam_id)
-    return await _mint(h, caller, "live", list(a.cameras), minutes, a.reason)
+    # The decision, the link and its audit row commit as one unit of work.
+    async with h.authorized(caller, Action.live, cameras=a.cameras, start_us=now, end_us=now,
+                            reason=a.reason, detail={"minutes": minutes}):
+        for cam_id in a.cameras:
+            h.camera(cam_id)
+        return await _mint(h, caller, "live", list(a.cameras), minutes, a.reason)
 
 
 async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
@@ -73,20 +74,23 @@ async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     if end <= start:
         raise UsageError("--end must be after --start (and --start in the past)")
     minutes = a.minutes or PLAYBACK_DEFAULT_MINUTES
-    await h.authorize(caller, Action.playback, cameras=a.cameras, start_us=start, end_us=end,
-                      reason=a.reason, detail={"minutes": minutes})
-    for cam_id in a.cameras:
-        h.camera(cam_id)
-    return await _mint(h, caller, "playback", list(a.cameras), minutes, a.reason, start, end)
+    # The decision, the link and its audit row commit as one unit of work.
+    async with h.authorized(caller, Action.playback, cameras=a.cameras, start_us=start,
+                            end_us=end, reason=a.reason, detail={"minutes": minutes}):
+        for cam_id in a.cameras:
+            h.camera(cam_id)
+        return await _mint(h, caller, "playback", list(a.cameras), minutes, a.reason, start,
+                           end)
 
 
 async def emergency_start(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
-    await h.authorize(caller, Action.emergency_start, cameras=a.cameras, minutes=a.minutes,
-                      detail={"agency": a.agency})
-    for cam_id in a.cameras:
-        h.camera(cam_id)
-    result = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
-                         f"emergency: {a.agency}")
+    # The decision, the link and its audit row commit as one unit of work.
+    async with h.authorized(caller, Action.emergency_start, cameras=a.cameras, minutes=a.minutes,
+                            detail={"agency": a.agency}):
+        for cam_id in a.cameras:
+            h.camera(cam_id)
+        result = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
+                             f"emergency: {a.agency}")
     result["agency"] = a.agency
     return result
 

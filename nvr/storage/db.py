@@ -208,7 +208,27 @@ ALTER TABLE requests ADD COLUMN end_us INTEGER;
 ALTER TABLE requests ADD COLUMN expires_us INTEGER;   -- set when approved
 """
 
-MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3]
+# v4 (issue 12): viewing links (nvr.web.links); only the token's sha256 is stored.
+SCHEMA_V4 = """
+CREATE TABLE view_links (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    token_hash  TEXT NOT NULL UNIQUE,
+    actor       TEXT NOT NULL,
+    uid         INTEGER,
+    role        TEXT NOT NULL,
+    cameras     TEXT NOT NULL,
+    start_us    INTEGER,
+    end_us      INTEGER,
+    purpose     TEXT NOT NULL,
+    created_us  INTEGER NOT NULL,
+    expires_us  INTEGER NOT NULL,
+    ended_us    INTEGER,
+    ended_why   TEXT
+)
+"""
+
+MIGRATIONS: list[str] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

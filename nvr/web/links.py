@@ -3,8 +3,8 @@
 A link is minted by `nvr live`, `nvr playback` or `nvr emergency start` after the policy
 allowed it for the caller. The URL carries the token after `#`, so it never reaches a server
 log or a Referer header; the page trades it once for a session cookie (nvr.web.server).
-The table lives beside the index (same SQLite file) and is created here, on start, so that a
-link survives a daemon restart until it expires.
+The table `view_links` is in the index (schema v4, nvr.storage.db), so that a link survives a
+daemon restart until it expires.
 """
 
 from __future__ import annotations
@@ -15,32 +15,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiosqlite
-
-from nvr.storage.db import transaction
+from nvr.storage.db import Db, transaction
 from nvr.timeutil import to_iso
 
 Kind = Literal["live", "playback", "emergency"]
 EXPIRED = "expired"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS view_links (
-    id          TEXT PRIMARY KEY,
-    kind        TEXT NOT NULL,
-    token_hash  TEXT NOT NULL UNIQUE,
-    actor       TEXT NOT NULL,
-    uid         INTEGER,
-    role        TEXT NOT NULL,
-    cameras     TEXT NOT NULL,
-    start_us    INTEGER,
-    end_us      INTEGER,
-    purpose     TEXT NOT NULL,
-    created_us  INTEGER NOT NULL,
-    expires_us  INTEGER NOT NULL,
-    ended_us    INTEGER,
-    ended_why   TEXT
-)
-"""
 
 
 def token_hash(token: str) -> str:
@@ -100,14 +80,12 @@ class Links:
     """The one writer of view_links. Links are kept in memory too: every HTTP request looks
     its link up, and a revocation must be seen by the very next request."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Db) -> None:
         self.db = db
         self.by_id: dict[str, Link] = {}
         self.by_hash: dict[str, Link] = {}
 
     async def load(self, now_us: int) -> None:
-        async with transaction(self.db):
-            await self.db.execute(SCHEMA)
         # Links still open (and a day of ended ones, for `view list`).
         async with self.db.execute(
             f"SELECT {_COLS} FROM view_links WHERE expires_us > ?", (now_us - 86_400_000_000,)

@@ -17,12 +17,16 @@ import aiosqlite
 from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
+from nvr.export.spool import ExportSpool, max_spool_bytes
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
 from nvr.policy.audit import AuditLog
+from nvr.policy.refusals import RefusalLimiter
 from nvr.policy.store import Breaches, Grants, Requests
+from nvr.retention.disk import disk_state
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
+from nvr.retention.planner import DiskState
 from nvr.storage import db as dbmod
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import reconcile
@@ -32,6 +36,8 @@ logger = log.get("nvr.service")
 
 AUDIT_HEAD_INTERVAL_S = 300.0
 STILL_EXPIRY_INTERVAL_S = 5.0
+REFUSAL_FLUSH_INTERVAL_S = 5.0
+SPOOL_RELEASE_INTERVAL_S = 5.0
 
 
 def storage_dirs(root: Path) -> dict[str, Path]:
@@ -105,6 +111,7 @@ class Service:
         self.db: aiosqlite.Connection = await dbmod.connect(self.root / "index.db")
         self.index = Index(self.db)
         self.audit = AuditLog(self.db)
+        self.refusals = RefusalLimiter(self.audit)
         self.holds = Holds(self.db)
         self.grants = Grants(self.db)
         self.requests = Requests(self.db)
@@ -119,15 +126,19 @@ class Service:
             last = await self.index.last_segment(cam.id)
             if last is not None:
                 self.downtime[cam.id] = (last.end_us, reason)
+        total = (await asyncio.to_thread(disk_state, self.root)).total_bytes
+        self.spool = ExportSpool(lambda: max_spool_bytes(total))
         self.retention = RetentionExecutor(
             self.db, self.index, self.holds, self.audit, self.config,
-            clock=self.clock, on_pause=self.on_retention_pause,
+            clock=self.clock, on_pause=self.on_retention_pause, disk=self.footage_disk,
         )
         for cam in self.config.cameras:
             self.start_camera(cam, self.downtime.get(cam.id, (None, ""))[0])
         self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
                                               self.stopping))
         self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.audit.log_head))
+        self.spawn(self.every(REFUSAL_FLUSH_INTERVAL_S,
+                              lambda: self.refusals.flush(self.clock())))
         from nvr.control import handlers  # imported late: handlers import this module
         from nvr.control.server import ControlServer
 
@@ -135,8 +146,19 @@ class Service:
                                      role_of=lambda user: self.config.role_of(user))
         await self.control.start()
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S, handlers.expire_stills(self)))
+        self.spawn(self.every(SPOOL_RELEASE_INTERVAL_S, self.release_spool))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
+
+    def footage_disk(self, root: Path) -> DiskState:
+        """The disk as retention should judge it: the export spool (bounded, released within
+        minutes; nvr/export/spool.py) is not footage, so it never makes footage go early."""
+        d = disk_state(root)
+        held = self.spool.bytes_held()
+        return DiskState(d.total_bytes, min(d.total_bytes, d.free_bytes + held))
+
+    async def release_spool(self) -> None:
+        self.spool.release_expired()
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -224,6 +246,9 @@ class Service:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.refusals.flush()  # every counted refusal gets its row
+        self.spool.close()
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
         logger.info("stopped")

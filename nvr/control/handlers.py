@@ -100,14 +100,20 @@ class Handlers:
         if not decision.allowed:
             record["refusal"] = decision.message
         record.update(detail or {})
+        if not decision.allowed:
+            # Rate-limited per account, repeats coalesced into one counting row, caller text
+            # capped (nvr/policy/refusals.py): refusals cannot grow the index without bound.
+            if await self.svc.refusals.refused(
+                at_us=now, actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
+                role=role.value, action=action.value, detail=record,
+            ):
+                logger.info("denied", actor=caller.user, uid=caller.uid, role=role.value,
+                            action=action.value, rule=decision.rule)
+            raise PermissionDenied(decision.message)
         await self.svc.audit.append(
             at_us=now, actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
             role=role.value, action=action.value, allowed=decision.allowed, detail=record,
         )
-        if not decision.allowed:
-            logger.info("denied", actor=caller.user, uid=caller.uid, role=role.value,
-                        action=action.value, rule=decision.rule)
-            raise PermissionDenied(decision.message)
         return decision
 
     # -- metadata ---------------------------------------------------------------------------
@@ -263,10 +269,10 @@ class Handlers:
         if req is None:
             # Refused before any decision could be made; audited all the same, like every
             # refusal (and the account learns nothing more than "no such request").
-            await self.svc.audit.append(
+            await self.svc.refusals.refused(
                 at_us=self.svc.clock(), actor=caller.user or f"uid {caller.uid}",
                 uid=caller.uid, role=self.role(caller).value, action=action.value,
-                allowed=False, detail={"request": request_id, "refusal": "no such request"},
+                detail={"request": request_id, "refusal": "no such request"},
             )
             raise UsageError(f"no request {request_id!r}; see `nvr request list`")
         return RequestInfo(id=req.id, kind=req.kind, status=req.status)

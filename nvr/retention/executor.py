@@ -122,6 +122,8 @@ class RetentionExecutor:
         for path in refused:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
         ok = await self._mark_unless_held(ok, at)
+        if any(d.kind == "disk" for d in ok):
+            await self._explain_disk_pressure(ok)
         await self._audit(ok, at)
         if self._after_mark is not None:
             self._after_mark()
@@ -200,6 +202,24 @@ class RetentionExecutor:
             await self._transaction(self.index.remove, ids)
             done.update(ids)
         return done, tuple(failed)
+
+    async def _explain_disk_pressure(self, deletions: Sequence[PlannedDeletion]) -> None:
+        """Say in the log why footage goes before its time: how the disk is shared between
+        footage and everything else (the disk the planner saw already leaves out the export
+        spool, nvr/export/spool.py, so exports are never the cause)."""
+        disk = await asyncio.to_thread(self._disk, self.config.storage.root)
+        footage = await self.index.total_bytes()
+        other = max(0, disk.total_bytes - disk.free_bytes - footage)
+        early = [d for d in deletions if d.kind == "disk"]
+        cause = ("footage filled the disk" if footage >= other
+                 else "footage and other files filled the disk")
+        log.warning(
+            "retention_early_deletion", cause=cause, segments=len(early),
+            bytes=sum(d.segment.bytes for d in early),
+            cameras=sorted({d.segment.camera for d in early}),
+            total_bytes=disk.total_bytes, free_bytes=disk.free_bytes, footage_bytes=footage,
+            other_bytes=other, min_free_percent=self.config.storage.min_free_percent,
+        )
 
     async def _audit(self, deletions: Sequence[PlannedDeletion], at: int) -> None:
         groups: dict[tuple[str, str], list[SegmentInfo]] = {}

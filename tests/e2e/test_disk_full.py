@@ -74,6 +74,8 @@ def test_disk_fills_unheld_goes_held_stays_then_pause(small_disk_recorder: Recor
             deleted_some = True
             break
     assert deleted_some, "retention never freed space\n" + rec.daemon.logs()[-3000:]
+    # The retention log says why footage went early (issue 11).
+    assert '"cause": "footage filled the disk"' in rec.daemon.logs(), rec.daemon.logs()[-3000:]
     time.sleep(3)
     listing = recordings(rec)
     on_disk = {str(p) for p in (rec.root / "segments" / "dock").glob("*.mp4")}

@@ -21,6 +21,7 @@ from typing import Any
 from nvr import log
 from nvr.config.model import Role
 from nvr.control import peercred
+from nvr.control.admission import Admission
 from nvr.control.protocol import (
     MAX_REQUEST_BYTES,
     Args,
@@ -43,6 +44,15 @@ Dispatch = Callable[[Caller, str, Args, Progress], Awaitable[Reply]]
 
 _log = log.get("nvr.control")
 
+# Every reply write (and the drain behind it) gives up after this long: a client that never
+# reads cannot pin its slot and the memory of its answer.
+WRITE_TIMEOUT_S = 10.0
+# Unlisted accounts get less time to send their request line than listed ones.
+PUBLIC_REQUEST_TIMEOUT_S = 3.0
+# Connections not yet identified (accepted, SO_PEERCRED not read): a hard bound on tasks.
+MAX_PENDING = 256
+_NAME_TTL_S = 60.0
+
 
 class ControlServer:
     def __init__(
@@ -55,6 +65,8 @@ class ControlServer:
         request_timeout_s: float = 10,
         max_connections: int = 64,
         fd_send_timeout_s: float = 30,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        admission: Admission | None = None,
     ) -> None:
         self.path = Path(path)
         self._dispatch = dispatch
@@ -64,6 +76,9 @@ class ControlServer:
         self._request_timeout_s = request_timeout_s
         self._max_connections = max_connections
         self._fd_send_timeout_s = fd_send_timeout_s
+        self._write_timeout_s = write_timeout_s
+        self._admission = admission or Admission(max_connections=max_connections)
+        self._names: dict[int, tuple[str | None, float]] = {}  # uid → (name, looked up at)
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._inode: int | None = None
@@ -129,38 +144,52 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        caller: Caller | None = None
         try:
-            if len(self._tasks) > self._max_connections:
-                _log.warning("control_busy", connections=len(self._tasks))
-                await _send(
-                    writer,
-                    error_line(
-                        EX_UNAVAILABLE,
-                        "nvr daemon is busy: too many connections at once; try again",
-                    ),
-                )
+            if len(self._tasks) > MAX_PENDING + self._max_connections:
+                return  # a connect flood: no reply, the slot is freed at once
+            caller = await self._identify(writer)
+            why = self._admission.admit(caller.uid, caller.role)
+            if why is not None:
+                _log.warning("control_busy", uid=caller.uid, role=caller.role.value,
+                             connections=self._admission.total, why=why)
+                caller = None
+                await _send(writer, error_line(EX_UNAVAILABLE, why), self._write_timeout_s)
                 return
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, caller)
         except ConnectionError:
             pass  # the client went away; nothing to tell it
+        except TimeoutError:
+            # A reply the client did not read in time: drop it, never wait for it.
+            _log.info("control_write_timeout", timeout_s=self._write_timeout_s)
+            writer.transport.abort()
         except Exception:
             _log.exception("control_connection_failed")
         finally:
+            if caller is not None:
+                self._admission.release(caller.uid, caller.role)
             self._tasks.discard(task)
+            if writer.transport.get_write_buffer_size() > 0:
+                writer.transport.abort()  # unsent bytes nobody reads: do not wait for them
             writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                async with asyncio.timeout(self._write_timeout_s):
+                    await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        caller = await self._identify(writer)
-        line = await self._read_request(reader, writer)
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, caller: Caller
+    ) -> None:
+        timeout = self._request_timeout_s
+        if caller.role is Role.public:
+            timeout = min(timeout, PUBLIC_REQUEST_TIMEOUT_S)
+        line = await self._read_request(reader, writer, timeout)
         if line is None:
             return
         try:
             op, args = parse_request(line)
         except BadRequest as exc:
             _log.info("control_bad_request", uid=caller.uid, error=str(exc))
-            await _send(writer, error_line(EX_USAGE, str(exc)))
+            await _send(writer, error_line(EX_USAGE, str(exc)), self._write_timeout_s)
             return
 
         async def progress(info: dict[str, Any] | int, total: int = 0, message: str = "") -> None:
@@ -172,18 +201,19 @@ class ControlServer:
                 )
             else:
                 line = progress_line(info, total, message)
-            await _send(writer, line)
+            await _send(writer, line, self._write_timeout_s)
 
         started = time.monotonic()
         try:
             reply = await self._dispatch(caller, op, args, progress)
         except NvrError as exc:
             _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code, error=str(exc))
-            await _send(writer, error_line(exc.exit_code, str(exc)))
+            await _send(writer, error_line(exc.exit_code, str(exc)), self._write_timeout_s)
             return
         except Exception:
             _log.exception("control_dispatch_failed", op=op, uid=caller.uid)
-            await _send(writer, error_line(EX_SOFTWARE, "internal error (see the daemon log)"))
+            await _send(writer, error_line(EX_SOFTWARE, "internal error (see the daemon log)"),
+                        self._write_timeout_s)
             return
         try:
             await self._reply(writer, reply)
@@ -200,18 +230,26 @@ class ControlServer:
 
     async def _identify(self, writer: asyncio.StreamWriter) -> Caller:
         pid, uid, gid = peercred.peer_credentials(writer.get_extra_info("socket"))
-        # getpwuid may ask NSS (LDAP, sssd): keep it off the event loop.
-        user = await asyncio.to_thread(peercred.user_name, uid)
+        now = time.monotonic()
+        cached = self._names.get(uid)
+        if cached is not None and now - cached[1] < _NAME_TTL_S:
+            user = cached[0]  # a connection flood costs no thread hop per connection
+        else:
+            # getpwuid may ask NSS (LDAP, sssd): keep it off the event loop.
+            user = await asyncio.to_thread(peercred.user_name, uid)
+            if len(self._names) > 4096:
+                self._names.clear()
+            self._names[uid] = (user, now)
         return Caller(uid=uid, gid=gid, pid=pid, user=user, role=self._role_of(user))
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, allowance_s: float
     ) -> bytes | None:
         try:
-            async with asyncio.timeout(self._request_timeout_s):
+            async with asyncio.timeout(allowance_s):
                 return await reader.readuntil(b"\n")
         except TimeoutError:
-            _log.info("control_slow_client_dropped", timeout_s=self._request_timeout_s)
+            _log.info("control_slow_client_dropped", timeout_s=allowance_s)
             return None
         except asyncio.LimitOverrunError:
             await _send(
@@ -227,16 +265,18 @@ class ControlServer:
 
     async def _reply(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         if reply.fd is None:
-            await _send(writer, ok_line(reply.result))
+            await _send(writer, ok_line(reply.result), self._write_timeout_s)
             return
         # The fd must travel with the final line's bytes, which we send ourselves with
         # sendmsg(); everything the transport still buffers has to reach the socket first.
         writer.transport.set_write_buffer_limits(0)
-        await writer.drain()
+        async with asyncio.timeout(self._write_timeout_s):
+            await writer.drain()
         # With a high-water mark of 0, drain() returns once the buffer is empty; the loop is a
         # guard for transports that resume early. There is no event to wait on for this.
-        while writer.transport.get_write_buffer_size() > 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+        async with asyncio.timeout(self._write_timeout_s):
+            while writer.transport.get_write_buffer_size() > 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
         transport_sock = writer.get_extra_info("socket")
         # uvloop's PseudoSocket cannot send; a dup of the descriptor is a real socket.
         with socket.socket(fileno=os.dup(transport_sock.fileno())) as sock:
@@ -244,9 +284,13 @@ class ControlServer:
                 await _sendmsg_with_fd(sock, ok_line(reply.result, fd=True), reply.fd)
 
 
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+async def _send(
+    writer: asyncio.StreamWriter, data: bytes, timeout_s: float = WRITE_TIMEOUT_S
+) -> None:
+    """Write and drain, giving up (TimeoutError) if the client does not read in time."""
     writer.write(data)
-    await writer.drain()
+    async with asyncio.timeout(timeout_s):
+        await writer.drain()
 
 
 async def _sendmsg_with_fd(sock: socket.socket, data: bytes, fd: int) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -26,12 +27,25 @@ from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE
 from nvr.service import Service
+from nvr.timeutil import now_us
 
 logger = log.get("nvr.daemon")
 
 
+def _clock() -> Callable[[], int]:
+    """The policy and retention clock. NVR_TEST_CLOCK_OFFSET_S is a TEST DOUBLE for a machine
+    whose clock jumped (tests may not change this machine's clock): it shifts this clock only,
+    by that many seconds, and the daemon logs loudly that it is in use."""
+    offset = os.environ.get("NVR_TEST_CLOCK_OFFSET_S")
+    if not offset:
+        return now_us
+    shift = int(float(offset) * 1_000_000)
+    logger.warning("test_clock_offset_in_use", offset_s=float(offset))
+    return lambda: now_us() + shift
+
+
 async def _run(config_path: Path, config: CameraMap) -> int:
-    service = Service(config_path, config)
+    service = Service(config_path, config, clock=_clock())
     await service.start()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from nvr.ingest.recorder import CameraRecorder
 from nvr.policy.audit import AuditLog
 from nvr.policy.refusals import RefusalLimiter
 from nvr.policy.store import Breaches, Grants, Requests
+from nvr.retention.clockcheck import ClockRef, alert_text, clock_problem
 from nvr.retention.disk import disk_state
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
@@ -87,10 +89,12 @@ class Sink:
 
 class Service:
     def __init__(self, config_path: Path, config: CameraMap, *,
-                 clock: Callable[[], int] = now_us) -> None:
+                 clock: Callable[[], int] = now_us,
+                 mono_clock: Callable[[], int] = lambda: time.monotonic_ns() // 1000) -> None:
         self.config_path = config_path
         self.config = config
         self.clock = clock
+        self.mono_clock = mono_clock
         self.root = config.storage.root
         self.recorders: dict[str, CameraRecorder] = {}
         self.uri_caches: dict[str, OnvifUriCache] = {}
@@ -131,7 +135,9 @@ class Service:
         self.retention = RetentionExecutor(
             self.db, self.index, self.holds, self.audit, self.config,
             clock=self.clock, on_pause=self.on_retention_pause, disk=self.footage_disk,
+            clock_guard=self.clock_guard,
         )
+        self.clock_ref = ClockRef(self.clock(), self.mono_clock(), await self.newest_footage())
         for cam in self.config.cameras:
             self.start_camera(cam, self.downtime.get(cam.id, (None, ""))[0])
         self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
@@ -156,6 +162,24 @@ class Service:
         d = disk_state(root)
         held = self.spool.bytes_held()
         return DiskState(d.total_bytes, min(d.total_bytes, d.free_bytes + held))
+
+    async def newest_footage(self) -> int | None:
+        async with self.db.execute("SELECT MAX(end_us) FROM segments") as cur:
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def clock_guard(self) -> str | None:
+        """Asked by retention before each pass: why the wall clock cannot be trusted, if so."""
+        problem = clock_problem(self.clock_ref, self.clock(), self.mono_clock(),
+                                await self.newest_footage())
+        return alert_text(problem) if problem else None
+
+    def confirm_clock(self) -> None:
+        """`nvr retention confirm-clock`: now is the new reference point; the next pass
+        deletes again if nothing else is wrong."""
+        self.clock_ref = ClockRef(self.clock(), self.mono_clock(), None)
+        self.retention.clock_alert = None
+        logger.warning("clock_confirmed", clock=to_iso(self.clock()))
 
     async def release_spool(self) -> None:
         self.spool.release_expired()

@@ -145,7 +145,8 @@ class Handlers:
                 "oldest_footage": None if oldest is None else to_iso(oldest),
             },
             "paused": sorted(svc.paused),
-            "alert": svc.pause_alert,
+            "alert": svc.pause_alert or svc.retention.clock_alert,
+            "clock_alert": svc.retention.clock_alert,
         }
 
     async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
@@ -343,6 +344,15 @@ class Handlers:
         at = _opt_time(a.at) or self.svc.clock()
         await self.authorize(caller, Action.retention_plan, detail={"at": to_iso(at)})
         return await self.svc.retention.plan_dict(at)
+
+    async def op_retention_confirm_clock(
+        self, caller: Caller, a: Any, progress: Progress
+    ) -> dict[str, Any]:
+        alert = self.svc.retention.clock_alert
+        await self.authorize(caller, Action.retention_confirm_clock,
+                             detail={"alert": alert, "clock": to_iso(self.svc.clock())})
+        self.svc.confirm_clock()
+        return {"confirmed": to_iso(self.svc.clock()), "alert_cleared": alert}
 
     async def op_reload(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         await self.authorize(caller, Action.reload)

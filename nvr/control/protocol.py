@@ -171,6 +171,7 @@ ARGS: dict[str, type[Args]] = {
     "audit_verify": NoArgs,
     "breach_report": BreachReportArgs,
     "retention_plan": RetentionPlanArgs,
+    "retention_confirm_clock": NoArgs,
     "reload": NoArgs,
     "key_show": NoArgs,
 }
@@ -180,6 +181,7 @@ Op = Literal[
     "grant_create", "grant_list", "grant_revoke", "request_create", "request_list",
     "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
     "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
+    "retention_confirm_clock",
 ]  # fmt: skip
 
 

@@ -73,12 +73,17 @@ class RetentionExecutor:
         clock: Callable[[], int] = now_us,
         disk: Callable[[Path], DiskState] = disk_state,
         on_pause: Callable[[set[str], str | None], None] = _no_pause,
+        clock_guard: Callable[[], Awaitable[str | None]] | None = None,
         _after_mark: Callable[[], None] | None = None,
         _after_unlink: Callable[[str], None] | None = None,
     ) -> None:
         self.db, self.index, self.holds, self.audit = db, index, holds, audit
         self.config = config
         self._clock, self._disk, self._on_pause = clock, disk, on_pause
+        # Asked before every pass (nvr/retention/clockcheck.py): a reason not to trust the
+        # wall clock pauses deletion, never recording.
+        self._clock_guard = clock_guard
+        self.clock_alert: str | None = None
         # Test hooks for crash-safety tests (called where a crash would hurt most).
         self._after_mark, self._after_unlink = _after_mark, _after_unlink
         self.paused: frozenset[str] = frozenset()
@@ -116,6 +121,16 @@ class RetentionExecutor:
     async def run_once(self) -> PassReport:
         await self.finish_pending()  # leftovers of a crash or of a failed unlink
         at = self._clock()
+        if self._clock_guard is not None:
+            problem = await self._clock_guard()
+            if problem != self.clock_alert:
+                if problem:
+                    log.warning("retention_paused_clock", alert=problem)
+                else:
+                    log.info("retention_clock_ok")
+            self.clock_alert = problem
+            if problem:
+                return PassReport(at, 0, 0, 0, (), (), self.paused, self.alert)
         p = await self.plan(at)
         ok = [d for d in p.delete if self._inside(d.segment.path)]
         refused = tuple(d.segment.path for d in p.delete if not self._inside(d.segment.path))

@@ -258,6 +258,9 @@ class Service:
         for cam_id in changed + added:
             await self.index.ensure_camera(cam_id, fresh[cam_id].name, self.clock())
             last = await self.index.last_segment(cam_id)
+            if last is not None:
+                # The restart's hole (stop, reconnect, first keyframe) is a gap with a reason.
+                self.downtime[cam_id] = (last.end_us, "reloaded")
             self.start_camera(fresh[cam_id], last.end_us if last else None)
         logger.info("reloaded", why=why, added=added, removed=removed, changed=changed)
         return {"added": added, "removed": removed, "changed": changed}

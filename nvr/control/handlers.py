@@ -31,6 +31,10 @@ logger = log.get("nvr.control")
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+# Segments per `recordings` answer (NVR_RECORDINGS_PAGE: a smaller page, e.g. for tests).
+RECORDINGS_PAGE = int(os.environ.get("NVR_RECORDINGS_PAGE", "5000"))
+
+
 def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
     return None if text is None else parse_time(text, end_of_day=end_of_day)
 
@@ -154,9 +158,19 @@ class Handlers:
         await self.authorize(caller, Action.recordings, cameras=[a.camera], start_us=start,
                              end_us=end)
         cam = self.camera(a.camera)
-        segs = await self.svc.index.segments(cam.id, start, end)
-        gaps = await self.svc.index.gaps(cam.id, start, end)
+        after = getattr(a, "after_us", None)
+        from_us = start if after is None else max(start or 0, after + 1)
+        segs = await self.svc.index.segments(cam.id, from_us, end)
+        if after is not None:
+            segs = [s for s in segs if s.start_us > after]
+        # One answer is at most a page: a month of one camera is ~43 000 segments, megabytes of
+        # JSON that a client might never read. The CLI asks for the next page by itself.
+        more = len(segs) > RECORDINGS_PAGE
+        segs = segs[:RECORDINGS_PAGE]
+        gaps = await self.svc.index.gaps(cam.id, start, end) if after is None else []
+        page: dict[str, Any] = {"next": {"after_us": segs[-1].start_us}} if more else {}
         return {
+            **page,
             "camera": cam.id,
             "segments": [
                 {"start": to_iso(s.start_us), "end": to_iso(s.end_us), "path": s.path,

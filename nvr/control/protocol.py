@@ -59,6 +59,8 @@ class RecordingsArgs(Args):
     camera: CameraId
     start: TimeText | None = None
     end: TimeText | None = None
+    # Paging (issue 11): the segments that start after this µs time; the CLI follows "next".
+    after_us: Annotated[int, Field(ge=0)] | None = None
 
 
 class ExportArgs(Args):

@@ -70,8 +70,11 @@ def wait_segments_after(rec: Recorder, cam: str, after_us: float, count: int,
 
 
 def test_b_frame_cameras_record_cleanly_across_outage_and_sigkill(
-    testcam_factory: type[TestCamera],
+    testcam_factory: type[TestCamera], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The daemon answers `recordings` 4 segments a page: every listing below is the CLI
+    # putting pages together, checked against the frames on disk.
+    monkeypatch.setenv("NVR_RECORDINGS_PAGE", "4")
     cam = testcam_factory("--gop", str(GOP), "--bitrate", "2000").start()
     rec = Recorder([{"id": cid, "name": cid, "area": "stacks", "rtsp": cam.url(mount)}
                     for cid, mount in CAMS.items()], segment_seconds=2).start()

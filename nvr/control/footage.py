@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from nvr import log
 from nvr.config.model import CameraConfig, Role
+from nvr.control.admission import PRIVILEGED
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError, UsageError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
@@ -79,7 +80,8 @@ async def export(h: Handlers, caller: Caller, a: Any, progress: Progress) -> Rep
     # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
     # line, before a byte is written, if this export would take more than its share.
     ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}",
-                               sum(s.bytes for s in segments))
+                               sum(s.bytes for s in segments),
+                               counted=h.role(caller) not in PRIVILEGED)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
     # From here on, any failure (a client that went away, a cancelled task, a refused
     # release) must not leave a copy of the clip behind in the recorder.

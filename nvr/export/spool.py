@@ -5,8 +5,8 @@ An export is remuxed into storage.root/tmp, unlinked, and its descriptor handed 
 descriptor, and a client can hold one forever, invisible to `du`. So the spool is accounted:
 
 - `reserve()` before remuxing, with the clip's estimated size (its source segments' bytes):
-  refused, in one line, if the account already has `per_account` clips spooled or being made,
-  or if the spool would exceed `max_bytes` (5 % of the footage filesystem, at most 4 GiB).
+  refused, in one line, if the account already has `per_account` clips spooled or being made
+  (not counted for the Director, the Assistant Director and IT), or if the spool would exceed `max_bytes` (5 % of the footage filesystem, at most 4 GiB).
 - `delivered()` keeps the recorder's own write descriptor of each handed-over clip;
   `release_expired()` truncates it to zero `hold_s` (120 s) after delivery, which frees the
   blocks even while the client still holds its descriptor. A client copies at disk speed right
@@ -63,11 +63,13 @@ class ExportSpool:
     def bytes_held(self) -> int:
         return self._held
 
-    def reserve(self, account: str, estimate: int) -> int:
-        """A ticket for one export of about `estimate` bytes, or Unavailable saying why not."""
+    def reserve(self, account: str, estimate: int, *, counted: bool = True) -> int:
+        """A ticket for one export of about `estimate` bytes, or Unavailable saying why not.
+        `counted=False` (the Director, the Assistant Director, IT): no per-account count, only
+        the spool's size."""
         self.release_expired()
         mine = sum(1 for e in self._entries.values() if e.account == account)
-        if mine >= self.per_account:
+        if counted and mine >= self.per_account:
             raise Unavailable(
                 f"you have {mine} exports the recorder still holds space for (at most "
                 f"{self.per_account}); each is released {self.hold_s:g} s after delivery: "

@@ -30,6 +30,9 @@ def test_reserve_refuses_beyond_the_cap_and_per_account_in_one_line() -> None:
     spool.cancel(a)
     assert spool.bytes_held() == 400
     spool.reserve("director", 300)
+    # The Director is not counted per account, only by the spool's size.
+    big = ExportSpool(lambda: 10_000, per_account=1)
+    assert [big.reserve("director", 10, counted=False) for _ in range(3)]
 
 
 def test_a_hoarded_descriptor_is_emptied_after_the_hold(tmp_path: Path) -> None:

@@ -103,6 +103,7 @@ def test_twenty_hoarded_export_fds_delete_no_other_cameras_footage(
         rec.socket, segs[0]["start"], segs[1]["end"], 20, hold_s=6), timeout=120)
     delivered = [o for o in outcomes if o.startswith("delivered")]
     refused = [o for o in outcomes if o.startswith("refused")]
+    print(f"{len(delivered)} delivered ({delivered}), {len(refused)} refused, e.g. {refused[:1]}")
     assert delivered, outcomes  # exports still work within the spool's bound ...
     assert refused, outcomes  # ... and beyond it they are refused, in one line that says why
     assert all("\n" not in o and ("spool" in o or "try again" in o) for o in refused), refused

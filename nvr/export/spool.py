@@ -79,11 +79,11 @@ class ExportSpool:
         if self._held + estimate > cap:
             if estimate > cap:
                 raise Unavailable(
-                    f"this clip (about {estimate >> 20} MiB) is larger than the export spool "
-                    f"({cap >> 20} MiB, 5% of the footage disk): export a shorter span"
+                    f"this clip (about {_mib(estimate)} MiB) is larger than the export spool "
+                    f"({_mib(cap)} MiB, 5% of the footage disk): export a shorter span"
                 )
             raise Unavailable(
-                f"the export spool is full ({self._held >> 20} of {cap >> 20} MiB held for "
+                f"the export spool is full ({_mib(self._held)} of {_mib(cap)} MiB held for "
                 f"exports not yet released): try again in {self._wait_s(None):.0f} s"
             )
         ticket = next(self._ids)
@@ -125,6 +125,10 @@ class ExportSpool:
         times = [e.release_at - now for e in self._entries.values()
                  if e.fd is not None and (account is None or e.account == account)]
         return max(1.0, min(times)) if times else self.hold_s
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f}"
 
 
 def _truncate_and_close(fd: int) -> None:

@@ -52,6 +52,11 @@ PUBLIC_REQUEST_TIMEOUT_S = 3.0
 # Connections not yet identified (accepted, SO_PEERCRED not read): a hard bound on tasks.
 MAX_PENDING = 256
 _NAME_TTL_S = 60.0
+# Per account, at most this many per-connection log lines every LOG_WINDOW_S; the rest are
+# counted into one `control_log_suppressed` line. A connect flood would otherwise write tens
+# of MB of journal a minute — on a recorder whose disk is for footage.
+LOG_BUDGET = 30
+LOG_WINDOW_S = 10.0
 
 
 class ControlServer:
@@ -79,6 +84,7 @@ class ControlServer:
         self._write_timeout_s = write_timeout_s
         self._admission = admission or Admission(max_connections=max_connections)
         self._names: dict[int, tuple[str | None, float]] = {}  # uid → (name, looked up at)
+        self._log_budget: dict[int, list[float]] = {}  # uid → [window start, lines, suppressed]
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._inode: int | None = None
@@ -151,8 +157,9 @@ class ControlServer:
             caller = await self._identify(writer)
             why = self._admission.admit(caller.uid, caller.role)
             if why is not None:
-                _log.warning("control_busy", uid=caller.uid, role=caller.role.value,
-                             connections=self._admission.total, why=why)
+                if self._loud(caller.uid):
+                    _log.warning("control_busy", uid=caller.uid, role=caller.role.value,
+                                 connections=self._admission.total, why=why)
                 caller = None
                 await _send(writer, error_line(EX_UNAVAILABLE, why), self._write_timeout_s)
                 return
@@ -161,7 +168,8 @@ class ControlServer:
             pass  # the client went away; nothing to tell it
         except TimeoutError:
             # A reply the client did not read in time: drop it, never wait for it.
-            _log.info("control_write_timeout", timeout_s=self._write_timeout_s)
+            if caller is None or self._loud(caller.uid):
+                _log.info("control_write_timeout", timeout_s=self._write_timeout_s)
             writer.transport.abort()
         except Exception:
             _log.exception("control_connection_failed")
@@ -182,13 +190,14 @@ class ControlServer:
         timeout = self._request_timeout_s
         if caller.role is Role.public:
             timeout = min(timeout, PUBLIC_REQUEST_TIMEOUT_S)
-        line = await self._read_request(reader, writer, timeout)
+        line = await self._read_request(reader, writer, timeout, caller.uid)
         if line is None:
             return
         try:
             op, args = parse_request(line)
         except BadRequest as exc:
-            _log.info("control_bad_request", uid=caller.uid, error=str(exc))
+            if self._loud(caller.uid):
+                _log.info("control_bad_request", uid=caller.uid, error=str(exc)[:300])
             await _send(writer, error_line(EX_USAGE, str(exc)), self._write_timeout_s)
             return
 
@@ -207,7 +216,9 @@ class ControlServer:
         try:
             reply = await self._dispatch(caller, op, args, progress)
         except NvrError as exc:
-            _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code, error=str(exc))
+            if self._loud(caller.uid):
+                _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code,
+                          error=str(exc)[:300])
             await _send(writer, error_line(exc.exit_code, str(exc)), self._write_timeout_s)
             return
         except Exception:
@@ -220,6 +231,8 @@ class ControlServer:
         finally:
             if reply.fd is not None:
                 os.close(reply.fd)
+        if not self._loud(caller.uid):
+            return
         _log.info(
             "control_served",
             op=op,
@@ -227,6 +240,23 @@ class ControlServer:
             user=caller.user,
             ms=round((time.monotonic() - started) * 1000),
         )
+
+    def _loud(self, uid: int) -> bool:
+        """May this account's connection write one more log line now?"""
+        now = time.monotonic()
+        b = self._log_budget.get(uid)
+        if b is None or now - b[0] >= LOG_WINDOW_S:
+            if b is not None and b[2]:
+                _log.warning("control_log_suppressed", uid=uid, lines=int(b[2]),
+                             window_s=LOG_WINDOW_S)
+            if len(self._log_budget) > 4096:
+                self._log_budget.clear()
+            b = self._log_budget[uid] = [now, 0.0, 0.0]
+        if b[1] < LOG_BUDGET:
+            b[1] += 1
+            return True
+        b[2] += 1
+        return False
 
     async def _identify(self, writer: asyncio.StreamWriter) -> Caller:
         pid, uid, gid = peercred.peer_credentials(writer.get_extra_info("socket"))
@@ -243,13 +273,15 @@ class ControlServer:
         return Caller(uid=uid, gid=gid, pid=pid, user=user, role=self._role_of(user))
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, allowance_s: float
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, allowance_s: float,
+        uid: int,
     ) -> bytes | None:
         try:
             async with asyncio.timeout(allowance_s):
                 return await reader.readuntil(b"\n")
         except TimeoutError:
-            _log.info("control_slow_client_dropped", timeout_s=allowance_s)
+            if self._loud(uid):
+                _log.info("control_slow_client_dropped", uid=uid, timeout_s=allowance_s)
             return None
         except asyncio.LimitOverrunError:
             await _send(

@@ -20,6 +20,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE, RootBusy
 from nvr.storage import rootlock
+from nvr.timeutil import now_us
 
 if TYPE_CHECKING:
     from nvr.metrics import MetricsServer
@@ -38,10 +40,22 @@ if TYPE_CHECKING:
 logger = log.get("nvr.daemon")
 
 
+def _clock() -> Callable[[], int]:
+    """The policy and retention clock. NVR_TEST_CLOCK_OFFSET_S is a TEST DOUBLE for a machine
+    whose clock jumped (tests may not change this machine's clock): it shifts this clock only,
+    by that many seconds, and the daemon logs loudly that it is in use."""
+    offset = os.environ.get("NVR_TEST_CLOCK_OFFSET_S")
+    if not offset:
+        return now_us
+    shift = int(float(offset) * 1_000_000)
+    logger.warning("test_clock_offset_in_use", offset_s=float(offset))
+    return lambda: now_us() + shift
+
+
 async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
     from nvr.service import Service  # the heavy imports (PyAV), after the lock is ours
 
-    service = Service(config_path, config, root_lock=root_lock)
+    service = Service(config_path, config, root_lock=root_lock, clock=_clock())
     await service.start()
     metrics = await _start_metrics(service, config)
     # systemd: ready only now, with the index open, recovery done and the socket listening.

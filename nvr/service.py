@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,12 +19,17 @@ from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
 from nvr.export.records import still_expirer
 from nvr.export.signing import SigningKey
+from nvr.export.spool import ExportSpool, max_spool_bytes
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
 from nvr.policy.audit import AuditLog
+from nvr.policy.refusals import RefusalLimiter
 from nvr.policy.store import Breaches, Grants, Requests
+from nvr.retention.clockcheck import ClockRef, alert_text, clock_problem
+from nvr.retention.disk import disk_state
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
+from nvr.retention.planner import DiskState
 from nvr.sdnotify import Notifier
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
@@ -40,6 +46,8 @@ logger = log.get("nvr.service")
 # recorder writes none; rows cut from the end are caught unless newer than the last one.
 AUDIT_HEAD_INTERVAL_S = 60.0
 STILL_EXPIRY_INTERVAL_S = 5.0
+REFUSAL_FLUSH_INTERVAL_S = 5.0
+SPOOL_RELEASE_INTERVAL_S = 5.0
 
 
 def storage_dirs(root: Path) -> dict[str, Path]:
@@ -90,11 +98,13 @@ class Sink:
 
 class Service:
     def __init__(self, config_path: Path, config: CameraMap, *,
-                 clock: Callable[[], int] = now_us, root_lock: int | None = None) -> None:
+                 clock: Callable[[], int] = now_us, root_lock: int | None = None,
+                 mono_clock: Callable[[], int] = lambda: time.monotonic_ns() // 1000) -> None:
         self.config_path = config_path
         self.root_lock = root_lock  # the storage-root lock's descriptor, once taken
         self.config = config
         self.clock = clock
+        self.mono_clock = mono_clock
         self.root = config.storage.root
         self.recorders: dict[str, CameraRecorder] = {}
         self.uri_caches: dict[str, OnvifUriCache] = {}
@@ -132,6 +142,7 @@ class Service:
         self.audit = AuditLog(self.db)
         # Before anything is appended: rows cut from the end while we were stopped.
         await self.check_audit_tail()
+        self.refusals = RefusalLimiter(self.audit)
         self.holds = Holds(self.db)
         self.grants = Grants(self.db)
         self.requests = Requests(self.db)
@@ -145,13 +156,19 @@ class Service:
         self.recovery_check = BackgroundCheck(self.index, self.root, boundary)
         await dbmod.set_meta(self.db, "running", "1")
         reason = "crash" if crashed else "recorder_stopped"
+        total = (await asyncio.to_thread(disk_state, self.root)).total_bytes
+        self.spool = ExportSpool(lambda: max_spool_bytes(total))
         self.retention = RetentionExecutor(
             self.db, self.index, self.holds, self.audit, self.config,
-            clock=self.clock, on_pause=self.on_retention_pause,
+            clock=self.clock, on_pause=self.on_retention_pause, disk=self.footage_disk,
+            clock_guard=self.clock_guard,
         )
+        self.clock_ref = ClockRef(self.clock(), self.mono_clock(), await self.newest_footage())
         for cam in self.config.cameras:
             await self.launch_camera(cam, reason)
         self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.checkpoint_audit))
+        self.spawn(self.every(REFUSAL_FLUSH_INTERVAL_S,
+                              lambda: self.refusals.flush(self.clock())))
         from nvr.control import handlers
         from nvr.control.server import ControlServer
 
@@ -167,6 +184,7 @@ class Service:
         self.spawn(self._background_check())
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S,
                               still_expirer(self.db, self.audit, self.clock)))
+        self.spawn(self.every(SPOOL_RELEASE_INTERVAL_S, self.release_spool))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 
@@ -217,6 +235,7 @@ class Service:
         except Exception:
             self.recovery_check.state = "failed"
             logger.exception("background_check_failed")
+
     async def start_web(self) -> None:
         """The viewing pages on live.listen (nvr.web), before the control socket opens so that
         the first `nvr live` can already be answered."""
@@ -234,6 +253,37 @@ class Service:
             await web.stop()
             return
         self.web = web
+
+    def footage_disk(self, root: Path) -> DiskState:
+        """The disk as retention should judge it: the export spool (bounded, released within
+        minutes; nvr/export/spool.py) is not footage, so it never makes footage go early."""
+        d = disk_state(root)
+        held = self.spool.bytes_held()
+        return DiskState(d.total_bytes, min(d.total_bytes, d.free_bytes + held))
+
+    async def newest_footage(self) -> int | None:
+        return await self.index.newest_end()
+
+    @property
+    def clock_alert(self) -> str | None:
+        """Why retention does not trust the wall clock now (nvr.alerts reads it)."""
+        return self.retention.clock_alert
+
+    async def clock_guard(self) -> str | None:
+        """Asked by retention before each pass: why the wall clock cannot be trusted, if so."""
+        problem = clock_problem(self.clock_ref, self.clock(), self.mono_clock(),
+                                await self.newest_footage())
+        return alert_text(problem) if problem else None
+
+    def confirm_clock(self) -> None:
+        """`nvr retention confirm-clock`: now is the new reference point; the next pass
+        deletes again if nothing else is wrong."""
+        self.clock_ref = ClockRef(self.clock(), self.mono_clock(), None)
+        self.retention.clock_alert = None
+        logger.warning("clock_confirmed", clock=to_iso(self.clock()))
+
+    async def release_spool(self) -> None:
+        self.spool.release_expired()
 
     def spawn(self, coro: Awaitable[None]) -> None:
         self.tasks.append(asyncio.ensure_future(coro))
@@ -334,10 +384,9 @@ class Service:
                 await rec.stop(timeout=15.0)
         self.config = new
         self.retention.config = new
-        for cam_id in changed:
+        for cam_id in changed + added:
+            # The restart's hole (stop, reconnect, first keyframe) is a gap with a reason.
             await self.launch_camera(fresh[cam_id], "reload")
-        for cam_id in added:
-            await self.launch_camera(fresh[cam_id], None)
         logger.info("reloaded", why=why, added=added, removed=removed, changed=changed)
         answer: dict[str, list[str]] = {"added": added, "removed": removed, "changed": changed}
         if pending:
@@ -359,6 +408,9 @@ class Service:
             await self.checkpoint_audit()  # at every stop: the tail cut later shows
         except Exception:
             logger.exception("audit_checkpoint_failed")
+        with contextlib.suppress(Exception):
+            await self.refusals.flush()  # every counted refusal gets its row
+        self.spool.close()
         await dbmod.set_meta(self.db, "running", "0")
         await self.db.close()
         if self.root_lock is not None:

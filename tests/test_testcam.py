@@ -22,7 +22,7 @@ def ffprobe_streams(url: str) -> list[dict[str, object]]:
 @pytest.mark.parametrize(
     ("mount", "codecs"),
     [("h264", {"h264", "aac"}), ("h265", {"hevc"}), ("h264-noaudio", {"h264"}),
-     ("audio-only", {"aac"})],
+     ("audio-only", {"aac"}), ("h264-bframes", {"h264"}), ("h265-bframes", {"hevc"})],
 )
 def test_ffprobe_reads_mount(testcam: TestCamera, mount: str, codecs: set[str]) -> None:
     streams = ffprobe_streams(testcam.url(mount))
@@ -55,3 +55,16 @@ def test_credentials_required(testcam_factory: type[TestCamera]) -> None:
         av.open(cam.url("h264"), options={"rtsp_transport": "tcp", "timeout": "5000000"})
     with av.open(cam.url("h264", "u", "p"), options={"rtsp_transport": "tcp"}) as c:
         assert c.streams.video[0].codec_context.name == "h264"
+
+
+@pytest.mark.parametrize("mount", ["h264-bframes", "h265-bframes"])
+def test_b_frame_mounts_really_reorder(testcam: TestCamera, mount: str) -> None:
+    # Decode order differs from display order: some packet shows before one decoded earlier.
+    with av.open(testcam.url(mount), options={"rtsp_transport": "tcp", "timeout": "5000000"}) as c:
+        pts = []
+        for pkt in c.demux(c.streams.video[0]):
+            if pkt.size and pkt.pts is not None:
+                pts.append(pkt.pts)
+            if len(pts) >= 20:
+                break
+    assert any(b < a for a, b in zip(pts, pts[1:], strict=False)), pts

@@ -206,6 +206,11 @@ def cmd_client(ns: argparse.Namespace) -> int:
     if reply.fd is not None:
         os.close(reply.fd)  # no op but export/still sends a file
     result = reply.result
+    while isinstance(result.get("next"), dict):  # a paged answer (`recordings`): fetch the rest
+        more = client.call(_socket(ns), ns.op, {**args, **result.pop("next")}).result
+        result["segments"] = [*result.get("segments", []), *more.get("segments", [])]
+        if "next" in more:
+            result["next"] = more["next"]
     if ns.json:
         # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)

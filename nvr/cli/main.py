@@ -196,6 +196,7 @@ def _admin(sub: Any, common: Parser) -> None:
     p = _client(g, "plan", "retention_plan", "what retention would delete at T, and why held segments stay", common)  # fmt: skip
     p.add_argument("--at", metavar="T")
     _paths(p)
+    _client(g, "confirm-clock", "retention_confirm_clock", "after a clock jump: the clock is right now; deletion resumes", common)  # fmt: skip
     _client(sub, "reload", "reload", "re-read the camera map (same as SIGHUP)", common)
     g = _group(sub, "key", "the recorder's signing key", common)
     _client(g, "show", "key_show", "the public key and its fingerprint", common)

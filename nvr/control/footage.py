@@ -20,6 +20,7 @@ from typing import Any
 
 from nvr import log
 from nvr.config.model import CameraConfig, Role
+from nvr.control.admission import PRIVILEGED
 from nvr.control.ports import Progress, RecorderPort
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError
@@ -70,6 +71,11 @@ async def export(
             "see `nvr recordings --camera " + cam.id + "`"
         )
     gaps = await svc.index.gaps(cam.id, start, end)
+    # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
+    # line, before a byte is written, if this export would take more than its share.
+    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}",
+                               sum(s.bytes for s in segments),
+                               counted=role not in PRIVILEGED)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
     # From here on, any failure (a client that went away, a cancelled task, a refused
     # release) must not leave a copy of the clip behind in the recorder.
@@ -81,8 +87,10 @@ async def export(
             # that lead-in is covered too (a staff grant's window must cover it).
             await check_lead_in(clip.actual_start_us)
         result = await _sign_and_record(svc, caller, role, a, cam, clip, (start, end))
-        fd = await asyncio.to_thread(_open_and_unlink, tmp)
+        fd, keep_fd = await asyncio.to_thread(_open_and_unlink, tmp)
+        svc.spool.delivered(ticket, keep_fd, clip.bytes)
     except BaseException:
+        svc.spool.cancel(ticket)
         await asyncio.to_thread(tmp.unlink, missing_ok=True)
         raise
     logger.info("export_delivered", camera=cam.id, export=result["export"], frames=clip.frames,
@@ -208,10 +216,16 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
     )
 
 
-def _open_and_unlink(path: Path) -> int:
+def _open_and_unlink(path: Path) -> tuple[int, int]:
+    """(the client's read-only descriptor, the spool's write descriptor that can free it)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        keep = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(fd)
+        raise
     path.unlink()
-    return fd
+    return fd, keep
 
 
 def _b64(data: bytes) -> str:

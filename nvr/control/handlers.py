@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -50,6 +51,10 @@ def _op_action(op: str | None) -> Action | None:
     from nvr.policy.actions import action_for_op
 
     return None if op is None else action_for_op(op)
+
+
+# Segments per `recordings` answer (NVR_RECORDINGS_PAGE: a smaller page, e.g. for tests).
+RECORDINGS_PAGE = int(os.environ.get("NVR_RECORDINGS_PAGE", "5000"))
 
 
 def _opt_time(text: str | None, *, end_of_day: bool = False) -> int | None:
@@ -113,9 +118,11 @@ class Handlers:
     async def audit_refusal(self, caller: Caller, action: str, detail: dict[str, Any]) -> None:
         """The one place a refusal is written to the audit log (policy denials, bad input,
         unknown ids), so that rate limiting or coalescing of refusals can wrap it."""
-        await self.svc.audit.append(
+        # Rate-limited per account, repeats coalesced into one counting row, caller text
+        # capped (nvr/policy/refusals.py): refusals cannot grow the index without bound.
+        await self.svc.refusals.refused(
             at_us=self.svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
-            role=self.role(caller).value, action=action, allowed=False, detail=detail,
+            role=self.role(caller).value, action=action, detail=detail,
         )
         _AUDITED.set(True)
 
@@ -244,7 +251,8 @@ class Handlers:
                 "oldest_footage": None if oldest is None else to_iso(oldest),
             },
             "paused": sorted(svc.paused),
-            "alert": svc.pause_alert,
+            "alert": svc.pause_alert or svc.retention.clock_alert,
+            "clock_alert": svc.retention.clock_alert,
             # Rows and files from before start-up, checked in the background (issue 9).
             "recovery": svc.recovery_check.progress(),
             "emergencies": _emergencies(svc),
@@ -259,9 +267,19 @@ class Handlers:
         await self.authorize(caller, Action.recordings, cameras=[a.camera], start_us=start,
                              end_us=end)
         cam = self.camera(a.camera)
-        segs = await self.svc.index.segments(cam.id, start, end)
-        gaps = await self.svc.index.gaps(cam.id, start, end)
+        after = getattr(a, "after_us", None)
+        from_us = start if after is None else max(start or 0, after + 1)
+        segs = await self.svc.index.segments(cam.id, from_us, end)
+        if after is not None:
+            segs = [s for s in segs if s.start_us > after]
+        # One answer is at most a page: a month of one camera is ~43 000 segments, megabytes of
+        # JSON that a client might never read. The CLI asks for the next page by itself.
+        more = len(segs) > RECORDINGS_PAGE
+        segs = segs[:RECORDINGS_PAGE]
+        gaps = await self.svc.index.gaps(cam.id, start, end) if after is None else []
+        page: dict[str, Any] = {"next": {"after_us": segs[-1].start_us}} if more else {}
         return {
+            **page,
             "camera": cam.id,
             "segments": [
                 {"start": to_iso(s.start_us), "end": to_iso(s.end_us), "path": s.path,
@@ -521,6 +539,15 @@ class Handlers:
         at = _opt_time(a.at) or self.svc.clock()
         await self.authorize(caller, Action.retention_plan, detail={"at": to_iso(at)})
         return await self.svc.retention.plan_dict(at)
+
+    async def op_retention_confirm_clock(
+        self, caller: Caller, a: Any, progress: Progress
+    ) -> dict[str, Any]:
+        alert = self.svc.retention.clock_alert
+        await self.authorize(caller, Action.retention_confirm_clock,
+                             detail={"alert": alert, "clock": to_iso(self.svc.clock())})
+        self.svc.confirm_clock()
+        return {"confirmed": to_iso(self.svc.clock()), "alert_cleared": alert}
 
     async def op_reload(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         await self.authorize(caller, Action.reload)

@@ -9,7 +9,9 @@ from typing import Any, Protocol
 
 from nvr.config.model import CameraMap
 from nvr.export.signing import SigningKey
+from nvr.export.spool import ExportSpool
 from nvr.policy.audit import AuditLog
+from nvr.policy.refusals import RefusalLimiter
 from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
@@ -49,6 +51,8 @@ class RecorderPort(Protocol):
     paused: set[str]
     pause_alert: str | None
     signing_key: SigningKey
+    spool: ExportSpool
+    refusals: RefusalLimiter
 
     @property
     def recovery_check(self) -> RecoveryProgress: ...
@@ -57,3 +61,5 @@ class RecorderPort(Protocol):
     def recorders(self) -> Mapping[str, CameraStatus]: ...
 
     async def reload(self, why: str) -> dict[str, list[str]]: ...
+
+    def confirm_clock(self) -> None: ...

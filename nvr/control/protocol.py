@@ -59,6 +59,8 @@ class RecordingsArgs(Args):
     camera: CameraId
     start: TimeText | None = None
     end: TimeText | None = None
+    # Paging (issue 11): the segments that start after this µs time; the CLI follows "next".
+    after_us: Annotated[int, Field(ge=0)] | None = None
 
 
 class ExportArgs(Args):
@@ -197,6 +199,7 @@ ARGS: dict[str, type[Args]] = {
     "audit_verify": NoArgs,
     "breach_report": BreachReportArgs,
     "retention_plan": RetentionPlanArgs,
+    "retention_confirm_clock": NoArgs,
     "reload": NoArgs,
     "key_show": NoArgs,
 }
@@ -207,6 +210,7 @@ Op = Literal[
     "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
     "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
     "playback", "view_list", "view_revoke", "emergency_list",
+    "retention_confirm_clock",
 ]  # fmt: skip
 
 

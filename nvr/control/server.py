@@ -21,6 +21,7 @@ from typing import Any
 from nvr import log
 from nvr.config.model import Role
 from nvr.control import peercred
+from nvr.control.admission import Admission
 from nvr.control.protocol import (
     MAX_REQUEST_BYTES,
     Args,
@@ -46,6 +47,20 @@ OnBadRequest = Callable[[Caller, "bytes | None", NvrError], Awaitable[NvrError]]
 
 _log = log.get("nvr.control")
 
+# Every reply write (and the drain behind it) gives up after this long: a client that never
+# reads cannot pin its slot and the memory of its answer.
+WRITE_TIMEOUT_S = 10.0
+# Unlisted accounts get less time to send their request line than listed ones.
+PUBLIC_REQUEST_TIMEOUT_S = 3.0
+# Connections not yet identified (accepted, SO_PEERCRED not read): a hard bound on tasks.
+MAX_PENDING = 256
+_NAME_TTL_S = 60.0
+# Per account, at most this many per-connection log lines every LOG_WINDOW_S; the rest are
+# counted into one `control_log_suppressed` line. A connect flood would otherwise write tens
+# of MB of journal a minute — on a recorder whose disk is for footage.
+LOG_BUDGET = 30
+LOG_WINDOW_S = 10.0
+
 
 class ControlServer:
     def __init__(
@@ -59,6 +74,8 @@ class ControlServer:
         max_connections: int = 64,
         fd_send_timeout_s: float = 30,
         on_bad_request: OnBadRequest | None = None,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        admission: Admission | None = None,
     ) -> None:
         self._on_bad_request = on_bad_request
         self.path = Path(path)
@@ -69,6 +86,10 @@ class ControlServer:
         self._request_timeout_s = request_timeout_s
         self._max_connections = max_connections
         self._fd_send_timeout_s = fd_send_timeout_s
+        self._write_timeout_s = write_timeout_s
+        self._admission = admission or Admission(max_connections=max_connections)
+        self._names: dict[int, tuple[str | None, float]] = {}  # uid → (name, looked up at)
+        self._log_budget: dict[int, list[float]] = {}  # uid → [window start, lines, suppressed]
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._inode: int | None = None
@@ -134,39 +155,56 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        caller: Caller | None = None
         try:
-            if len(self._tasks) > self._max_connections:
-                _log.warning("control_busy", connections=len(self._tasks))
-                await _send(
-                    writer,
-                    error_line(
-                        EX_UNAVAILABLE,
-                        "nvr daemon is busy: too many connections at once; try again",
-                    ),
-                )
+            if len(self._tasks) > MAX_PENDING + self._max_connections:
+                return  # a connect flood: no reply, the slot is freed at once
+            caller = await self._identify(writer)
+            why = self._admission.admit(caller.uid, caller.role)
+            if why is not None:
+                if self._loud(caller.uid):
+                    _log.warning("control_busy", uid=caller.uid, role=caller.role.value,
+                                 connections=self._admission.total, why=why)
+                caller = None
+                await _send(writer, error_line(EX_UNAVAILABLE, why), self._write_timeout_s)
                 return
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, caller)
         except ConnectionError:
             pass  # the client went away; nothing to tell it
+        except TimeoutError:
+            # A reply the client did not read in time: drop it, never wait for it.
+            if caller is None or self._loud(caller.uid):
+                _log.info("control_write_timeout", timeout_s=self._write_timeout_s)
+            writer.transport.abort()
         except Exception:
             _log.exception("control_connection_failed")
         finally:
+            if caller is not None:
+                self._admission.release(caller.uid, caller.role)
             self._tasks.discard(task)
+            if writer.transport.get_write_buffer_size() > 0:
+                writer.transport.abort()  # unsent bytes nobody reads: do not wait for them
             writer.close()
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                async with asyncio.timeout(self._write_timeout_s):
+                    await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        caller = await self._identify(writer)
-        line = await self._read_request(reader, writer, caller)
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, caller: Caller
+    ) -> None:
+        timeout = self._request_timeout_s
+        if caller.role is Role.public:
+            timeout = min(timeout, PUBLIC_REQUEST_TIMEOUT_S)
+        line = await self._read_request(reader, writer, timeout, caller)
         if line is None:
             return
         try:
             op, args = parse_request(line)
         except BadRequest as exc:
-            _log.info("control_bad_request", uid=caller.uid, error=str(exc))
+            if self._loud(caller.uid):
+                _log.info("control_bad_request", uid=caller.uid, error=str(exc)[:300])
             err = await self._refuse_bad(caller, line, exc)
-            await _send(writer, error_line(err.exit_code, str(err)))
+            await _send(writer, error_line(err.exit_code, str(err)), self._write_timeout_s)
             return
 
         async def progress(info: dict[str, Any] | int, total: int = 0, message: str = "") -> None:
@@ -178,24 +216,29 @@ class ControlServer:
                 )
             else:
                 line = progress_line(info, total, message)
-            await _send(writer, line)
+            await _send(writer, line, self._write_timeout_s)
 
         started = time.monotonic()
         try:
             reply = await self._dispatch(caller, op, args, progress)
         except NvrError as exc:
-            _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code, error=str(exc))
-            await _send(writer, error_line(exc.exit_code, str(exc)))
+            if self._loud(caller.uid):
+                _log.info("control_refused", op=op, uid=caller.uid, code=exc.exit_code,
+                          error=str(exc)[:300])
+            await _send(writer, error_line(exc.exit_code, str(exc)), self._write_timeout_s)
             return
         except Exception:
             _log.exception("control_dispatch_failed", op=op, uid=caller.uid)
-            await _send(writer, error_line(EX_SOFTWARE, "internal error (see the daemon log)"))
+            await _send(writer, error_line(EX_SOFTWARE, "internal error (see the daemon log)"),
+                        self._write_timeout_s)
             return
         try:
             await self._reply(writer, reply)
         finally:
             if reply.fd is not None:
                 os.close(reply.fd)
+        if not self._loud(caller.uid):
+            return
         _log.info(
             "control_served",
             op=op,
@@ -204,10 +247,35 @@ class ControlServer:
             ms=round((time.monotonic() - started) * 1000),
         )
 
+    def _loud(self, uid: int) -> bool:
+        """May this account's connection write one more log line now?"""
+        now = time.monotonic()
+        b = self._log_budget.get(uid)
+        if b is None or now - b[0] >= LOG_WINDOW_S:
+            if b is not None and b[2]:
+                _log.warning("control_log_suppressed", uid=uid, lines=int(b[2]),
+                             window_s=LOG_WINDOW_S)
+            if len(self._log_budget) > 4096:
+                self._log_budget.clear()
+            b = self._log_budget[uid] = [now, 0.0, 0.0]
+        if b[1] < LOG_BUDGET:
+            b[1] += 1
+            return True
+        b[2] += 1
+        return False
+
     async def _identify(self, writer: asyncio.StreamWriter) -> Caller:
         pid, uid, gid = peercred.peer_credentials(writer.get_extra_info("socket"))
-        # getpwuid may ask NSS (LDAP, sssd): keep it off the event loop.
-        user = await asyncio.to_thread(peercred.user_name, uid)
+        now = time.monotonic()
+        cached = self._names.get(uid)
+        if cached is not None and now - cached[1] < _NAME_TTL_S:
+            user = cached[0]  # a connection flood costs no thread hop per connection
+        else:
+            # getpwuid may ask NSS (LDAP, sssd): keep it off the event loop.
+            user = await asyncio.to_thread(peercred.user_name, uid)
+            if len(self._names) > 4096:
+                self._names.clear()
+            self._names[uid] = (user, now)
         return Caller(uid=uid, gid=gid, pid=pid, user=user, role=self._role_of(user))
 
     async def _refuse_bad(self, caller: Caller, line: bytes | None, exc: NvrError) -> NvrError:
@@ -220,18 +288,20 @@ class ControlServer:
             return exc
 
     async def _read_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, caller: Caller
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, allowance_s: float,
+        caller: Caller,
     ) -> bytes | None:
         try:
-            async with asyncio.timeout(self._request_timeout_s):
+            async with asyncio.timeout(allowance_s):
                 return await reader.readuntil(b"\n")
         except TimeoutError:
-            _log.info("control_slow_client_dropped", timeout_s=self._request_timeout_s)
+            if self._loud(caller.uid):
+                _log.info("control_slow_client_dropped", uid=caller.uid, timeout_s=allowance_s)
             return None
         except asyncio.LimitOverrunError:
             err = await self._refuse_bad(caller, None, BadRequest(
                 f"request line is longer than {self._max_request_bytes} bytes"))
-            await _send(writer, error_line(err.exit_code, str(err)))
+            await _send(writer, error_line(err.exit_code, str(err)), self._write_timeout_s)
             return None
         except asyncio.IncompleteReadError as exc:
             # The client shut down its side without a newline: take what it sent, if anything.
@@ -239,16 +309,18 @@ class ControlServer:
 
     async def _reply(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
         if reply.fd is None:
-            await _send(writer, ok_line(reply.result))
+            await _send(writer, ok_line(reply.result), self._write_timeout_s)
             return
         # The fd must travel with the final line's bytes, which we send ourselves with
         # sendmsg(); everything the transport still buffers has to reach the socket first.
         writer.transport.set_write_buffer_limits(0)
-        await writer.drain()
+        async with asyncio.timeout(self._write_timeout_s):
+            await writer.drain()
         # With a high-water mark of 0, drain() returns once the buffer is empty; the loop is a
         # guard for transports that resume early. There is no event to wait on for this.
-        while writer.transport.get_write_buffer_size() > 0:  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
+        async with asyncio.timeout(self._write_timeout_s):
+            while writer.transport.get_write_buffer_size() > 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
         transport_sock = writer.get_extra_info("socket")
         # uvloop's PseudoSocket cannot send; a dup of the descriptor is a real socket.
         with socket.socket(fileno=os.dup(transport_sock.fileno())) as sock:
@@ -256,9 +328,13 @@ class ControlServer:
                 await _sendmsg_with_fd(sock, ok_line(reply.result, fd=True), reply.fd)
 
 
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+async def _send(
+    writer: asyncio.StreamWriter, data: bytes, timeout_s: float = WRITE_TIMEOUT_S
+) -> None:
+    """Write and drain, giving up (TimeoutError) if the client does not read in time."""
     writer.write(data)
-    await writer.drain()
+    async with asyncio.timeout(timeout_s):
+        await writer.drain()
 
 
 async def _sendmsg_with_fd(sock: socket.socket, data: bytes, fd: int) -> None:

@@ -102,7 +102,11 @@ def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
     host = host_of(url)
     try:
         socket.getaddrinfo(host, None)
-    except (socket.gaierror, UnicodeError):
+    except socket.gaierror as e:
+        if e.errno == socket.EAI_AGAIN:  # the name server is unreachable: a network failure
+            raise _End(SessionEnd("offline", f"cannot resolve {host} now: {e.strerror}")) from None
+        raise _End(SessionEnd("offline", f"host {host} does not resolve", permanent=True)) from None
+    except UnicodeError:
         raise _End(SessionEnd("offline", f"host {host} does not resolve", permanent=True)) from None
     options = {
         "rtsp_transport": "tcp",

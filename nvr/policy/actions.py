@@ -37,6 +37,8 @@ class Action(StrEnum):
     breach_report = "breach_report"
     reload = "reload"
     retention_plan = "retention_plan"
+    # After a clock jump paused deletion: the IT person says the clock is right now.
+    retention_confirm_clock = "retention_confirm_clock"
     fsck = "fsck"
     key_show = "key_show"
 

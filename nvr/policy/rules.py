@@ -164,6 +164,9 @@ MATRIX: dict[Action, Row] = {
     Action.retention_plan: _row("see the retention plan", OPERATIONS, director=_D,
                                 assistant_director=_A, it=_ok(OPERATIONS),
                                 facilities=_ok(OPERATIONS)),
+    # Not in the matrix: resuming deletion after a clock jump is an operations decision.
+    Action.retention_confirm_clock: _row("confirm the clock after a jump", OPERATIONS,
+                                         director=_D, it=_ok(OPERATIONS)),
     Action.fsck: _row("check the index against the disk", OPERATIONS, director=_D,
                       it=_ok(OPERATIONS), facilities=_ok(OPERATIONS)),
     # Not in the matrix. The public half of the export signing key lets anyone check a clip;

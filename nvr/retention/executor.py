@@ -84,6 +84,7 @@ class RetentionExecutor:
         clock: Callable[[], int] = now_us,
         disk: Callable[[Path], DiskState] = disk_state,
         on_pause: Callable[[set[str], str | None], None] = _no_pause,
+        clock_guard: Callable[[], Awaitable[str | None]] | None = None,
         _after_mark: Callable[[], None] | None = None,
         _after_unlink: Callable[[str], None] | None = None,
         _step: Callable[[str], None] | None = None,
@@ -91,6 +92,10 @@ class RetentionExecutor:
         self.db, self.index, self.holds, self.audit = db, index, holds, audit
         self.config = config
         self._clock, self._disk, self._on_pause = clock, disk, on_pause
+        # Asked before every pass (nvr/retention/clockcheck.py): a reason not to trust the
+        # wall clock pauses deletion, never recording.
+        self._clock_guard = clock_guard
+        self.clock_alert: str | None = None
         # Test hooks for crash-safety tests (called where a crash would hurt most).
         self._after_mark, self._after_unlink = _after_mark, _after_unlink
         # _step(name) at every step of a pass: planned, marked (inside the unit, before the
@@ -173,6 +178,16 @@ class RetentionExecutor:
     async def run_once(self) -> PassReport:
         await self.finish_pending()  # leftovers of a crash or of a failed unlink
         at = self._clock()
+        if self._clock_guard is not None:
+            problem = await self._clock_guard()
+            if problem != self.clock_alert:
+                if problem:
+                    log.warning("retention_paused_clock", alert=problem)
+                else:
+                    log.info("retention_clock_ok")
+            self.clock_alert = problem
+            if problem:
+                return PassReport(at, 0, 0, 0, (), (), self.paused, self.alert)
         p = await self.plan(at)
         # abspath and commonpath per planned path: thousands after a long stop, so in a thread.
         inside = await asyncio.to_thread(lambda: [self._inside(d.segment.path) for d in p.delete])
@@ -183,6 +198,8 @@ class RetentionExecutor:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
         self._hook("planned")
         ok = await self._mark_unless_held(ok, at)
+        if any(d.kind == "disk" for d in ok):
+            await self._explain_disk_pressure(ok)
         if self._after_mark is not None:
             self._after_mark()
         done, failed = await self._unlink_and_remove([(d.segment.id, d.segment.path) for d in ok])
@@ -273,6 +290,24 @@ class RetentionExecutor:
             self._hook("removed")
             done.update(ids)
         return done, tuple(failed)
+
+    async def _explain_disk_pressure(self, deletions: Sequence[PlannedDeletion]) -> None:
+        """Say in the log why footage goes before its time: how the disk is shared between
+        footage and everything else (the disk the planner saw already leaves out the export
+        spool, nvr/export/spool.py, so exports are never the cause)."""
+        disk = await asyncio.to_thread(self._disk, self.config.storage.root)
+        footage = await self.index.total_bytes()
+        other = max(0, disk.total_bytes - disk.free_bytes - footage)
+        early = [d for d in deletions if d.kind == "disk"]
+        cause = ("footage filled the disk" if footage >= other
+                 else "footage and other files filled the disk")
+        log.warning(
+            "retention_early_deletion", cause=cause, segments=len(early),
+            bytes=sum(d.segment.bytes for d in early),
+            cameras=sorted({d.segment.camera for d in early}),
+            total_bytes=disk.total_bytes, free_bytes=disk.free_bytes, footage_bytes=footage,
+            other_bytes=other, min_free_percent=self.config.storage.min_free_percent,
+        )
 
     async def _audit(self, deletions: Sequence[PlannedDeletion], at: int) -> None:
         groups: dict[tuple[str, str], list[SegmentInfo]] = {}

@@ -180,6 +180,15 @@ class Index:
             row = await cur.fetchone()
         return None if row is None else _segment(row)
 
+    async def newest_end(self) -> int | None:
+        """The end of the newest footage of any camera: one seek per camera on (camera, end_us),
+        never a scan (retention's clock check asks before every pass)."""
+        async with self.db.execute(
+            "SELECT MAX((SELECT MAX(end_us) FROM segments s WHERE s.camera = c.id)) FROM cameras c"
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     async def gaps(
         self, camera: str, start_us: int | None = None, end_us: int | None = None
     ) -> list[Gap]:

@@ -158,6 +158,15 @@ def test_client_commands_send_their_ops(daemon: Path, capsys: pytest.CaptureFixt
         capsys.readouterr()
 
 
+def test_paged_recordings_arrive_whole(daemon: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Issue 11: the daemon answers `recordings` a page at a time; the CLI fetches every page.
+    assert main(["--socket", str(daemon), "recordings", "--camera", "paged", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert [s["start"] for s in result["segments"]] == [str(i) for i in range(1, 10)]
+    assert result["gaps"] == [{"reason": "offline"}] and "next" not in result
+    assert [args.get("after_us") for op, args in seen(daemon)[-3:]] == [None, 3, 6]
+
+
 def test_audit_list_json_is_a_list(daemon: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "list", "--json", "--socket", str(daemon)]) == 0
     rows = json.loads(capsys.readouterr().out)

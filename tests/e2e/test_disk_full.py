@@ -75,6 +75,8 @@ def test_disk_fills_unheld_goes_held_stays_then_pause(small_disk_recorder: Recor
             deleted_some = True
             break
     assert deleted_some, "retention never freed space\n" + rec.daemon.logs()[-3000:]
+    # The retention log says why footage went early (issue 11).
+    assert '"cause": "footage filled the disk"' in rec.daemon.logs(), rec.daemon.logs()[-3000:]
     # Rows and files agree (the one segment being written has no row yet). Recording and
     # retention go on meanwhile, so a segment may be indexed or deleted between the listing
     # and the folder scan: compare snapshots until one pair is consistent, with a deadline.

@@ -58,6 +58,7 @@ EXPECTED: dict[Action, str] = {
     Action.hold_list: "✔✔✘✘✔✔✘",
     Action.grant_list: "✔✔✘✘✘✘✘",
     Action.request_list: "✔✔✘✘✘✘✘",
+    Action.retention_confirm_clock: "✔✘✘✘✔✘✘",
     Action.key_show: "✔✔✔✔✔✔✘",
     # Watching (issue 12): playback is "view recorded footage"; links are listed/revoked by
     # everyone (own links only, but directors: the handler filters).

@@ -147,7 +147,7 @@ def test_recorder_records_under_the_units_restrictions(testcam: TestCamera) -> N
         ensure_account(ACCOUNTS["director"])
         made = run_as(ACCOUNTS["director"], lambda: run_cli(args))
         assert made.code == 0, made.err + (tmp / "daemon.log").read_text()[-2000:]
-        assert run_cli(["export", "verify", clip]).code == 0
+        assert run_cli(["export", "verify", clip, "--socket", str(socket_path)]).code == 0
         logged = (tmp / "daemon.log").read_text()
         assert '"level": "error"' not in logged and "Operation not permitted" not in logged, \
             logged[-3000:]

@@ -112,18 +112,9 @@ def _flat(text: str) -> str:
 
 
 def _cells(table: str) -> list[str]:
-    """Each cell of a rich table as one string without whitespace, its folded lines joined
-    (a row's first line has its first column filled; continuation lines do not)."""
-    rows: list[list[str]] = []
-    for line in table.splitlines():
-        if not line.startswith("│"):
-            continue
-        parts = [_flat(p) for p in line.strip("│").split("│")]
-        if parts[0] or not rows:
-            rows.append(parts)
-        else:
-            rows[-1] = [a + b for a, b in zip(rows[-1], parts, strict=False)]
-    return [c for row in rows for c in row]
+    """Each cell of a listing as one string without whitespace. Piped (as here), the CLI
+    prints tab-separated values: a header line, then one line per row."""
+    return [_flat(c) for line in table.splitlines() for c in line.split("\t")]
 
 
 def test_what_users_typed_is_shown_literally_in_every_listing(rec: Recorder) -> None:
@@ -269,12 +260,18 @@ def test_fuzzing_public_client_daemon_keeps_serving_and_chain_verifies(rec: Reco
     res = rec.cli("director", "audit", "verify")
     assert res.code == 0, res.err
     # `audit list` pages through it all (250 rows a call), up to the head it started at.
-    seqs = [r["seq"] for r in audit_rows(rec)]
-    assert len(seqs) > FUZZ_REQUESTS and seqs == list(range(1, len(seqs) + 1))
+    rows = audit_rows(rec)
+    seqs = [r["seq"] for r in rows]
+    assert seqs == list(range(1, len(seqs) + 1))
+    # Refusals are audited, but a flood is rate-limited per account (nvr/policy/refusals.py):
+    # the first refusals each get their own row, the rest are counted into one coalesced row
+    # when the account's window closes. So at least the burst has rows of its own.
+    public = [r for r in rows if r["actor"] == ACCOUNTS["public"] and not r["allowed"]]
+    assert len(public) >= min(FUZZ_REQUESTS, 60), len(public)
     table = rec.cli("director", "audit", "list")
     assert table.code == 0, table.err
-    # Its own listing above added one row per page: the table shows those too.
-    assert int(table.out.split(" audit entries")[0].split()[-1]) > len(seqs)
+    # Piped, the listing is a header line and one line per entry; its own paging added rows.
+    assert len(table.out.splitlines()) - 1 > len(seqs)
 
 
 def test_export_starting_30s_before_the_first_segment_says_so(rec: Recorder) -> None:

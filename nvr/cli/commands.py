@@ -215,7 +215,8 @@ def cmd_client(ns: argparse.Namespace) -> int:
         # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)
     else:
-        _RENDER.get(ns.op, render.generic)(_out(ns), result)
+        renderer: Callable[[Any, dict[str, Any]], None] = _RENDER.get(ns.op, render.generic)
+        renderer(_out(ns), result)
     return EX_OK
 
 

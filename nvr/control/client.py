@@ -66,7 +66,8 @@ def _socket_from_config(path: Path) -> Path:
         # A clerk may not be able to read the camera passwords the full loader resolves, and a
         # map with an error elsewhere still names its socket: read just control.socket.
         pass
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     try:
         data = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
@@ -161,8 +162,8 @@ def _handle_line(line: bytes, on_progress: ProgressCallback | None) -> dict[str,
 
 def _finish(msg: dict[str, Any], fds: list[int]) -> Reply:
     if not msg.get("ok"):
-        for fd in fds:
-            os.close(fd)
+        for extra in fds:
+            os.close(extra)
         fds.clear()
         code = int(msg.get("code", 70))
         raise _ERRORS.get(code, NvrError)(str(msg.get("error", "the daemon gave no reason")))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import os
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,10 +39,12 @@ logger = log.get("nvr.export")
 PROGRESS_PER_SECOND = 8
 
 
-def _progress_bridge(progress: Progress) -> tuple[Any, list[asyncio.Future[None]]]:
+def _progress_bridge(
+    progress: Progress,
+) -> tuple[Callable[[int, int], None], list[concurrent.futures.Future[None]]]:
     """A callback for the export thread that forwards throttled progress to the loop."""
     loop = asyncio.get_running_loop()
-    sent: list[asyncio.Future[None]] = []
+    sent: list[concurrent.futures.Future[None]] = []
     last = [0.0]
 
     def on_progress(done: int, total: int) -> None:
@@ -50,9 +53,13 @@ def _progress_bridge(progress: Progress) -> tuple[Any, list[asyncio.Future[None]
             return
         last[0] = now
         msg = {"done": done, "total": total, "message": "exporting"}
-        sent.append(asyncio.run_coroutine_threadsafe(progress(msg), loop))
 
-    return on_progress, sent  # type: ignore[return-value]
+        async def send() -> None:
+            await progress(msg)
+
+        sent.append(asyncio.run_coroutine_threadsafe(send(), loop))
+
+    return on_progress, sent
 
 
 async def export(

@@ -24,21 +24,17 @@ MAX_REQUEST_BYTES = 64 * 1024
 _PRINTABLE = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 
 
-def _text(max_length: int) -> Any:
-    return Annotated[
-        str,
-        StringConstraints(
-            strip_whitespace=True, min_length=1, max_length=max_length, pattern=_PRINTABLE
-        ),
-    ]
-
-
 CameraId = Annotated[str, StringConstraints(pattern=CAMERA_ID_PATTERN)]
 # Times travel as the user typed them; the daemon parses them with nvr.timeutil.parse_time.
-TimeText = _text(64)
-Reason = _text(2000)
-Details = _text(20000)
-Name = _text(200)
+# Text a person typed: trimmed, not empty, printable, and bounded.
+TimeText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
+                                            pattern=_PRINTABLE)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000,
+                                          pattern=_PRINTABLE)]
+Details = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                           max_length=20000, pattern=_PRINTABLE)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200,
+                                        pattern=_PRINTABLE)]
 # Holds, grants, requests and emergencies are TEXT ids in the index.
 ObjectId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$")]
 AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_.-]{0,31}$")]

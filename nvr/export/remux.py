@@ -245,7 +245,7 @@ def _remux(
                 f"no decodable footage (no keyframe) between {to_iso(_us(tl.start_ticks))} "
                 f"and {to_iso(_us(tl.end_ticks))}"
             )
-        out.set_chapters(_chapters(tl, gaps))
+        out.set_chapters(_chapters(tl, gaps))  # type: ignore[arg-type]  # PyAV's stub: TypedDict
 
 
 def _copy_segment(

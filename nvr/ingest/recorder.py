@@ -222,8 +222,11 @@ class CameraRecorder:
 
     def _resolve(self, force: bool) -> str:
         assert self._loop is not None
-        fut = asyncio.run_coroutine_threadsafe(self.resolve_url(force), self._loop)
-        return fut.result(timeout=60)
+
+        async def resolve() -> str:
+            return await self.resolve_url(force)
+
+        return asyncio.run_coroutine_threadsafe(resolve(), self._loop).result(timeout=60)
 
     def _run(self) -> None:
         if not self.camera.enabled:

@@ -16,7 +16,7 @@ import av
 import pytest
 
 from tests.camserver import TestCamera
-from tests.e2e.harness import Recorder, run_cli
+from tests.e2e.harness import Recorder
 
 FPS = 15
 FRAME_US = 1_000_000 // FPS

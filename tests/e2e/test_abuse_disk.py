@@ -94,8 +94,10 @@ def test_twenty_hoarded_export_fds_delete_no_other_cameras_footage(
     total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
     floor = total * MIN_FREE_PERCENT / 100
     filler = rec.root / "filler"
+    # 5 MB above the floor: more than the index's WAL can take (SQLite checkpoints it at 1000
+    # pages, ~4 MB), much less than 20 unbounded exports would (~16 MB).
     with open(filler, "wb") as f:
-        f.write(b"\0" * int(free - floor - 1_000_000))  # 1 MB above the floor
+        f.write(b"\0" * int(free - floor - 5_000_000))
     time.sleep(2)
     assert not [r for r in audit_rows(rec) if r["action"] == "retention_delete"]
 
@@ -109,6 +111,9 @@ def test_twenty_hoarded_export_fds_delete_no_other_cameras_footage(
     assert all("\n" not in o and ("spool" in o or "try again" in o) for o in refused), refused
 
     deletions = [r for r in audit_rows(rec) if r["action"] == "retention_delete"]
+    st = os.statvfs(rec.root)
+    print(f"free {st.f_bavail * st.f_frsize - floor:.0f} B above the floor; index files "
+          f"{[(p.name, p.stat().st_size) for p in rec.root.glob('index.db*')]}")
     assert not deletions, f"footage deleted because of the exports: {deletions}"
     lobby_after = {s["path"] for s in rec.cli("root", "recordings", "--camera", "lobby",
                                               "--json").json()["segments"]}

@@ -105,6 +105,7 @@ def flood(path: Path, seconds: float) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.timeout(FLOOD_S + 150)
 def test_public_flood_cannot_lock_out_the_director_or_grow_the_index(
     testcam: TestCamera,
 ) -> None:

@@ -69,6 +69,7 @@ def wait_segments_after(rec: Recorder, cam: str, after_us: float, count: int,
                          + rec.daemon.logs()[-3000:])
 
 
+@pytest.mark.timeout(300)
 def test_b_frame_cameras_record_cleanly_across_outage_and_sigkill(
     testcam_factory: type[TestCamera], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -112,6 +112,7 @@ def audit_rows(rec: Recorder) -> list[dict[str, Any]]:
     return rows["rows"] if isinstance(rows, dict) else rows  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(SOAK_S + 300)
 def test_fault_soak(soak: tuple[Recorder, dict[str, TestCamera]]) -> None:
     rec, servers = soak
     seed = int(os.environ.get("NVR_SOAK_SEED", random.randrange(1 << 30)))

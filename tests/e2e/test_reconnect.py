@@ -24,6 +24,7 @@ OUTAGE_S = 60.0 if os.environ.get("NVR_LONG_TESTS") else 20.0
 CAMS = {"porch": "h264-noaudio", "hall": "h264-bframes"}
 
 
+@pytest.mark.timeout(OUTAGE_S + 150)
 def test_camera_back_after_outage_is_recorded_within_a_gop_plus_3s(
     testcam_factory: type[TestCamera],
 ) -> None:

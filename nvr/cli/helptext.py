@@ -228,6 +228,10 @@ COMMANDS: dict[str, dict[str, Any]] = {
         "opts": {"--at": "plan for this time (default: now); e.g. --at 2026-12-31T00:00"},
         "examples": ["nvr retention plan", "nvr retention plan --at 2026-12-31 --paths"],
         "times": True},
+    "retention confirm-clock": {
+        "help": "after a clock jump: the box's clock is right now, so retention may delete "
+                "again (Director or IT; audited)",
+        "examples": ["nvr retention confirm-clock"]},
     "reload": {"help": "re-read the camera map (same as SIGHUP)", "examples": ["nvr reload"]},
     "key": {"help": "the recorder's export-signing key", "examples": ["nvr key show"]},
     "key show": {"help": "the public key and its fingerprint, to check exported clips",

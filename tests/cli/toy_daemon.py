@@ -57,6 +57,11 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
                      "recordings_bytes": 230_000_000_000},
             "retention": {"days": 30, "oldest_footage": "2026-10-30T12:00:00.000000Z"},
             "paused": [], "alert": None})  # fmt: skip
+    if op == "recordings" and a.camera == "paged":  # three pages of three segments
+        after = a.after_us or 0
+        segs = [{"start": str(t)} for t in range(after + 1, after + 4)]
+        page = {"segments": segs, "gaps": [] if after else [{"reason": "offline"}]}
+        return Reply({**page, **({"next": {"after_us": after + 3}} if after < 6 else {})})
     if op == "recordings":
         root = "/var/lib/nvr/segments/" + a.camera
         segs = [{"start": f"2026-11-29T12:20:{s:02d}.034035Z",
@@ -99,11 +104,6 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
                                 "role": "director", "action": "export", "allowed": True,
                                 "detail": {"camera": "front", "reason": "incident 2026-114, [red]broken window[/red] at the north door"},
                                 "hash": "ab" * 32}]})  # fmt: skip
-    if op == "recordings" and a.camera == "paged":  # three pages of three segments
-        after = a.after_us or 0
-        segs = [{"start": str(t)} for t in range(after + 1, after + 4)]
-        page = {"segments": segs, "gaps": [] if after else [{"reason": "offline"}]}
-        return Reply({**page, **({"next": {"after_us": after + 3}} if after < 6 else {})})
     if op == "reload":
         raise PermissionDenied("reload is for the Director and IT (policy: reload config)")
     return Reply({"op": op})

@@ -115,16 +115,17 @@ class Handlers:
                 pass
         return await self.refused_input(caller, op, str(exc), exc)
 
-    async def audit_refusal(self, caller: Caller, action: str, detail: dict[str, Any]) -> None:
+    async def audit_refusal(self, caller: Caller, action: str, detail: dict[str, Any]) -> bool:
         """The one place a refusal is written to the audit log (policy denials, bad input,
-        unknown ids), so that rate limiting or coalescing of refusals can wrap it."""
-        # Rate-limited per account, repeats coalesced into one counting row, caller text
-        # capped (nvr/policy/refusals.py): refusals cannot grow the index without bound.
-        await self.svc.refusals.refused(
+        unknown ids). True if it got a row of its own, False if it was counted into a
+        coalesced row: refusals are rate-limited per account, repeats coalesced, caller text
+        capped (nvr/policy/refusals.py), so they cannot grow the index without bound."""
+        own = await self.svc.refusals.refused(
             at_us=self.svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
             role=self.role(caller).value, action=action, detail=detail,
         )
         _AUDITED.set(True)
+        return own
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -183,13 +184,12 @@ class Handlers:
                 role=role.value, action=action.value, allowed=True, detail=record,
             )
             _AUDITED.set(True)
-        else:
-            await self.audit_refusal(caller, action.value, record)
-        if not decision.allowed:
+            return decision
+        # The log, like the audit log, says each refusal once, not each one of a flood.
+        if await self.audit_refusal(caller, action.value, record):
             logger.info("denied", actor=caller.user, uid=caller.uid, role=role.value,
                         action=action.value, rule=decision.rule)
-            raise PermissionDenied(decision.message)
-        return decision
+        raise PermissionDenied(decision.message)
 
     async def _decision(
         self, caller: Caller, action: Action, now: int, *, cameras: Sequence[str] = (),

@@ -12,8 +12,9 @@ Only counts and states: no footage, no names of people, no camera URLs.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -145,11 +146,31 @@ def render(snap: Snapshot) -> bytes:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
+    return await _scrape(request.app[SERVICE_KEY])
+
+
+async def _scrape(service: Service) -> web.Response:
     started = time.monotonic()
     body = render(await snapshot(service))
     logger.debug("metrics_scraped", ms=round(1000 * (time.monotonic() - started), 1))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def handler_for(service: Service) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /metrics for another app (the viewing pages' server on a loopback live.listen)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return await _scrape(service)
+
+    return handler
+
+
+def is_loopback(listen: str) -> bool:
+    host = listen.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def add_routes(app: web.Application, service: Service) -> None:

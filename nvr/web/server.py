@@ -195,10 +195,12 @@ class WebServer:
     async def refuse(self, request: web.Request, why: str, link: Link | None = None,
                      **detail: Any) -> Refused:
         """Audit one refused attempt and return the exception to raise."""
-        await self.svc.audit.append(
+        # Through the refusal limiter, like the control socket's: a flood of made-up tokens
+        # is counted into one row, it cannot grow the index without bound.
+        await self.svc.refusals.refused(
             at_us=self.svc.clock(), actor=link.actor if link else "browser",
             uid=link.uid if link else None, role=link.role if link else "public",
-            action="view_refused", allowed=False,
+            action="view_refused",
             detail={"remote": request.remote, "link": link.id if link else None,
                     "purpose": link.purpose if link else None, "refusal": why, **detail},
         )

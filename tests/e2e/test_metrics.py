@@ -77,3 +77,20 @@ def test_metrics_endpoint_gives_prometheus_text_per_camera(testcam: TestCamera) 
         assert "# TYPE nvr_camera_frames_total counter" in text
     finally:
         rec.cleanup()
+
+
+def test_metrics_on_a_loopback_live_listen_without_a_token(testcam: TestCamera) -> None:
+    """No metrics.listen: the viewing pages' server on loopback answers GET /metrics too."""
+    port = free_port()
+    cams = [{"id": "lobby", "name": "Lobby", "area": "public_seating",
+             "rtsp": testcam.url("h264-noaudio")}]
+    rec = Recorder(cams, extra=f"live:\n  listen: 127.0.0.1:{port}\n").start()
+    try:
+        rec.wait_for_segments("lobby", 1)
+        text = scrape(f"http://127.0.0.1:{port}/metrics")
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        frames = [s for s in families["nvr_camera_frames"].samples
+                  if s.name == "nvr_camera_frames_total"]
+        assert [s.labels["camera"] for s in frames] == ["lobby"] and frames[0].value > 0
+    finally:
+        rec.cleanup()

@@ -63,8 +63,13 @@ def check_segments(rec: Recorder, camera: str) -> dict[str, Any]:
     return listing  # type: ignore[no-any-return]
 
 
+# The soak's length: a minute in the default suite, the two minutes of the first landing's
+# acceptance with NVR_LONG_TESTS=1 (the suite must stay under 15 minutes on 2 cores).
+SOAK_S = 120 if os.environ.get("NVR_LONG_TESTS") else 60
+
+
 @pytest.mark.slow
-def test_three_cameras_for_two_minutes(testcam: TestCamera) -> None:
+def test_three_cameras_soak(testcam: TestCamera) -> None:
     cams = [
         {"id": "door-a", "name": "Door A", "area": "entrance", "rtsp": testcam.url("h264")},
         {"id": "door-b", "name": "Door B", "area": "entrance", "rtsp": testcam.url("h264")},
@@ -72,15 +77,17 @@ def test_three_cameras_for_two_minutes(testcam: TestCamera) -> None:
     ]
     rec = Recorder(cams, segment_seconds=10).start()
     try:
-        rec.wait_for_state("recording")  # all three connected: the two minutes count from here
-        time.sleep(120)  # the soak itself: recording time, not a wait for an event
+        rec.wait_for_state("recording")  # all three connected: the soak counts from here
+        time.sleep(SOAK_S)  # the soak itself: recording time, not a wait for an event
         assert rec.daemon.stop() == 0
         rec.daemon.start()  # listing needs the socket; recording restarts, harmless here
         for cam in cams:
             listing = check_segments(rec, cam["id"])
             segs = [s for s in listing["segments"]]
-            first_run = [s for s in segs if iso_us(s["start"]) < iso_us(segs[0]["start"]) + 125e6]
-            assert len(first_run) >= 10, f"{cam['id']}: only {len(first_run)} segments in 2 min"
+            first_run = [s for s in segs
+                         if iso_us(s["start"]) < iso_us(segs[0]["start"]) + (SOAK_S + 5) * 1e6]
+            assert len(first_run) >= SOAK_S // 10 - 2, (
+                f"{cam['id']}: only {len(first_run)} segments in {SOAK_S} s")
             # Consecutive segments continue each other: no hole above one frame interval.
             for a, b in zip(first_run, first_run[1:], strict=False):
                 hole = iso_us(b["start"]) - iso_us(a["end"])
@@ -93,7 +100,7 @@ def test_three_cameras_for_two_minutes(testcam: TestCamera) -> None:
             span_s = (iso_us(first_run[-1]["end"]) - iso_us(first_run[0]["start"])) / 1e6
             frames = sum(s["frames"] for s in first_run)
             assert abs(frames - span_s * FPS) <= FPS, (frames, span_s)
-            assert span_s >= 120 - 2 * 10, span_s  # started within a segment of the daemon
+            assert span_s >= SOAK_S - 2 * 10, span_s  # started within a segment of the daemon
     finally:
         rec.cleanup()
 

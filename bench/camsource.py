@@ -87,9 +87,9 @@ def frames_per_loop(name: str, cache: Path = DEFAULT_CACHE) -> int:
     return len(json.loads((cache / f"{name}.json").read_text())["frames"])
 
 
-def proc_cpu_s(pid: int) -> float:
-    """utime + stime of a live process (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def proc_cpu_s(pid: int, stat: str = "") -> float:
+    """utime + stime of a live process (all its threads), or of one thread (`stat`), in s."""
+    fields = Path(stat or f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

@@ -24,6 +24,7 @@ import av
 
 from nvr import log
 from nvr.errors import DataError, IntegrityError
+from nvr.export.faststart import faststart_and_hash
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 
@@ -104,10 +105,9 @@ def export_clip(
     step = _stepper(progress, 2 * len(chosen))
     tl = _Timeline(start_us * TICKS // US, -(-end_us * TICKS // US))
     all_gaps = clip_gaps(chosen, gaps, start_us, end_us)
-    _write_clip(chosen, tl, all_gaps, out_path, step)
+    size, digest = _write_clip(chosen, tl, all_gaps, out_path, step)
     assert tl.origin is not None
     actual_start, actual_end = _us(tl.origin), _us(tl.last_end)
-    size, digest = out_path.stat().st_size, sha256_file(out_path)
     first = chosen[0]
     _log.info("clip_exported", path=str(out_path), frames=tl.frames, bytes=size,
               start=to_iso(actual_start), end=to_iso(actual_end), gaps=len(all_gaps))
@@ -123,12 +123,13 @@ def export_clip(
 def _write_clip(
     chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path,
     step: Callable[[], None],
-) -> None:
+) -> tuple[int, str]:
     """Remux while a second thread re-hashes the sources (hashlib and FFmpeg's I/O release the
     GIL: on 2 cores this saves the whole hash pass). Any mismatch deletes the clip and raises
-    SegmentTampered — also when the tampering made the remux itself fail."""
+    SegmentTampered — also when the tampering made the remux itself fail. Then the moov goes
+    in front (faststart) and the clip is hashed in that same pass: (bytes, sha256)."""
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)  # FFmpeg reopens by name (twice, for faststart); the mode stays 0600
+    os.close(fd)  # FFmpeg reopens it by name; the mode stays 0600
     with ThreadPoolExecutor(1, thread_name_prefix="export-hash") as pool:
         hashing = pool.submit(_check_hashes, chosen, step)
         try:
@@ -138,6 +139,7 @@ def _write_clip(
                 hashing.result()  # SegmentTampered explains a remux failure best
                 raise
             hashing.result()
+            return faststart_and_hash(out_path)
         except BaseException:
             hashing.cancel()
             out_path.unlink(missing_ok=True)
@@ -194,7 +196,8 @@ def _check_uniform(chosen: Sequence[Segment]) -> None:
 def _remux(
     chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path, step: Callable[[], None]
 ) -> None:
-    with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    # No +faststart: nvr.export.faststart moves the moov afterwards and hashes in that pass.
+    with av.open(str(out_path), "w", format="mp4") as out:
         ost: av.VideoStream | None = None
         for seg in chosen:
             if tl.done:

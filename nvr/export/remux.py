@@ -12,10 +12,11 @@ line, and each gap also gets a chapter titled "GAP ..." that players list.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +25,7 @@ import av
 
 from nvr import log
 from nvr.errors import DataError, IntegrityError
+from nvr.export.faststart import faststart_and_hash
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 
@@ -32,6 +34,9 @@ TB = Fraction(1, TICKS)
 # A hole between two segments longer than this, with no gap row, is still shown as a gap.
 HOLE_TOLERANCE_US = US
 CHUNK = 1 << 20
+# FFmpeg's read buffer over a segment held in memory: the mp4 demuxer seeks (mfra at the end,
+# then each fragment), and every seek refills the buffer; 256 KB measured best (1 MB: slower).
+DEMUX_BUFFER = 1 << 18
 
 _log = log.get("nvr.export")
 
@@ -104,10 +109,9 @@ def export_clip(
     step = _stepper(progress, 2 * len(chosen))
     tl = _Timeline(start_us * TICKS // US, -(-end_us * TICKS // US))
     all_gaps = clip_gaps(chosen, gaps, start_us, end_us)
-    _write_clip(chosen, tl, all_gaps, out_path, step)
+    size, digest = _write_clip(chosen, tl, all_gaps, out_path, step)
     assert tl.origin is not None
     actual_start, actual_end = _us(tl.origin), _us(tl.last_end)
-    size, digest = out_path.stat().st_size, sha256_file(out_path)
     first = chosen[0]
     _log.info("clip_exported", path=str(out_path), frames=tl.frames, bytes=size,
               start=to_iso(actual_start), end=to_iso(actual_end), gaps=len(all_gaps))
@@ -123,31 +127,47 @@ def export_clip(
 def _write_clip(
     chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path,
     step: Callable[[], None],
-) -> None:
-    """Remux while a second thread re-hashes the sources (hashlib and FFmpeg's I/O release the
-    GIL: on 2 cores this saves the whole hash pass). Any mismatch deletes the clip and raises
-    SegmentTampered — also when the tampering made the remux itself fail."""
+) -> tuple[int, str]:
+    """Remux the sources, each read ONCE: a second thread reads the next segment into memory
+    and checks its sha256 (hashlib and file reads release the GIL: on 2 cores the hashing is
+    hidden behind the remux), and the remux demuxes those same bytes. A mismatch raises
+    SegmentTampered before a single packet of that segment is used, and deletes the clip.
+    Then the moov goes in front (faststart) and the clip is hashed in that same pass:
+    (bytes, sha256)."""
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)  # FFmpeg reopens by name (twice, for faststart); the mode stays 0600
-    with ThreadPoolExecutor(1, thread_name_prefix="export-hash") as pool:
-        hashing = pool.submit(_check_hashes, chosen, step)
+    os.close(fd)  # FFmpeg reopens it by name; the mode stays 0600
+    with ThreadPoolExecutor(1, thread_name_prefix="export-read") as pool:
+        reads: list[Future[bytes]] = []
+
+        def source(i: int) -> bytes:
+            """Segment i's checked bytes; the read of segment i + 1 starts meanwhile."""
+            while len(reads) < min(i + 2, len(chosen)):
+                reads.append(pool.submit(_read_checked, chosen[len(reads)], step))
+            data = reads[i].result()
+            reads[i] = _DONE  # release the bytes as soon as the remux is done with them
+            return data
+
         try:
-            try:
-                _remux(chosen, tl, gaps, out_path, step)
-            except Exception:
-                hashing.result()  # SegmentTampered explains a remux failure best
-                raise
-            hashing.result()
+            _remux(chosen, tl, gaps, out_path, step, source)
+            return faststart_and_hash(out_path)
         except BaseException:
-            hashing.cancel()
+            for f in reads:
+                f.cancel()
             out_path.unlink(missing_ok=True)
             raise
 
 
-def _check_hashes(chosen: Sequence[Segment], step: Callable[[], None]) -> None:
-    for seg in chosen:
-        check_hash(seg)
-        step()
+_DONE: Future[bytes] = Future()
+_DONE.set_result(b"")
+
+
+def _read_checked(seg: Segment, step: Callable[[], None]) -> bytes:
+    data = Path(seg.path).read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != seg.sha256:
+        raise SegmentTampered(seg.path, seg.sha256, actual)
+    step()
+    return data
 
 
 def sha256_file(path: Path | str) -> str:
@@ -223,15 +243,18 @@ def _check_uniform(chosen: Sequence[Segment]) -> None:
 
 
 def _remux(
-    chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path, step: Callable[[], None]
+    chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path,
+    step: Callable[[], None], source: Callable[[int], bytes],
 ) -> None:
-    with av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+    # No +faststart: nvr.export.faststart moves the moov afterwards and hashes in that pass.
+    with av.open(str(out_path), "w", format="mp4") as out:
         ost: av.VideoStream | None = None
-        for seg in chosen:
+        for i, seg in enumerate(chosen):
+            data = source(i)  # checked against the index even when past the end
             if tl.done:
                 step()  # past the end: nothing more to read
                 continue
-            with av.open(seg.path, "r") as src:
+            with av.open(io.BytesIO(data), "r", format="mp4", buffer_size=DEMUX_BUFFER) as src:
                 ist = src.streams.video[0]
                 if ost is None:
                     ost = out.add_stream_from_template(ist)

@@ -1,4 +1,4 @@
-"""Small durable-file helpers: exclusive create, fsync of files and folders, hashing writer."""
+"""Small durable-file helpers: exclusive create, fsync of files and folders, hashing a file."""
 
 from __future__ import annotations
 
@@ -27,40 +27,17 @@ def create_exclusive(path: Path) -> int:
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    return size_and_sha256(path, chunk)[1]
+
+
+def size_and_sha256(path: Path, chunk: int = 1 << 20) -> tuple[int, str]:
+    """Bytes read and their sha256, in one pass (unbuffered reads into one reused buffer)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-class HashingFile:
-    """A write-only, non-seekable file object for the muxer: every write goes straight to the
-    kernel (so a reader sees each flushed fragment at once) and into a running sha256.
-
-    It offers no seek(), so FFmpeg treats the output as a stream and never goes back to patch
-    bytes already hashed; fragmented MP4 needs no seeking.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.bytes = 0
-        self._hash = hashlib.sha256()
-
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        while view:
-            n = os.write(self.fd, view)
-            self._hash.update(view[:n])
-            self.bytes += n
-            view = view[n:]
-        return len(data)
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-    def fsync_and_close(self) -> None:
-        try:
-            os.fsync(self.fd)
-        finally:
-            os.close(self.fd)
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+    return size, h.hexdigest()

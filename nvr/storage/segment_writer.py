@@ -3,8 +3,11 @@
 Lifecycle of a segment file (the invariants recovery relies on):
   1. created with O_EXCL, 0600, in `<root>/segments/<camera>/` (0700), named by its start;
   2. written as fragmented MP4 (empty moov, one moof+mdat a GOP, flushed per fragment), so a
-     kill at any moment leaves a file playable up to its last complete fragment;
-  3. closed: trailer → fsync file → fsync folder → THEN `on_closed(NewSegment)` (the row).
+     kill at any moment leaves a file playable up to its last complete fragment. FFmpeg writes
+     the file itself (`pipe:<fd>` on our O_EXCL descriptor): no Python file object, so no write
+     takes the GIL (docs/design.md, "Ingest hot path");
+  3. closed: trailer → fsync file → fsync folder → sha256 of the closed file (read back from
+     the page cache, on this thread) → THEN `on_closed(NewSegment)` (the row).
 
 Time (docs/time.md): a session has one wall-time anchor (the arrival of its first keyframe);
 every segment of the session starts at anchor + media time since the session's first dts, so
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -70,7 +74,7 @@ def stagger_fraction(camera_id: str) -> float:
 @dataclasses.dataclass
 class _Open:
     path: Path
-    file: fsutil.HashingFile
+    fd: int  # ours (O_EXCL, 0600); FFmpeg writes through it and leaves it open at close
     container: av.container.OutputContainer
     stream: av.stream.Stream
     start_us: int
@@ -104,7 +108,6 @@ class SegmentWriter:
         self._anchor_dts: int | None = None
         self._tb = Fraction(1, 90000)
         self.last_end_us: int | None = None
-        self.muxer_seeked = False
 
     # -- session -------------------------------------------------------------------------------
     def start_session(self, template: av.stream.Stream, anchor_us: int) -> int:
@@ -183,10 +186,12 @@ class SegmentWriter:
         fsutil.make_private_dir(self.folder)
         path = self.folder / timeutil.segment_name(start_us)
         fd = fsutil.create_exclusive(path)
-        hf = fsutil.HashingFile(fd)
         try:
+            # FFmpeg's pipe protocol writes to our descriptor and does not close it. It is not
+            # seekable, so the muxer never goes back over bytes already written.
             container = av.open(
-                hf, "w", format="mp4", options={"movflags": MOVFLAGS, "flush_packets": "1"}
+                f"pipe:{fd}", "w", format="mp4",
+                options={"movflags": MOVFLAGS, "flush_packets": "1"},
             )
             stream = container.add_stream_from_template(self._template)
             if self._codec == "hevc":
@@ -198,10 +203,10 @@ class SegmentWriter:
                 # describe what the packets really are.
                 stream.codec_context.extradata = b"".join(b"\x00\x00\x00\x01" + p for p in params)
         except BaseException:
-            hf.fsync_and_close()
+            os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        self._open = _Open(path, hf, container, stream, start_us, first_dts, params)
+        self._open = _Open(path, fd, container, stream, start_us, first_dts, params)
         _log.debug("segment_opened", camera=self.camera_id, path=str(path))
         return self._open
 
@@ -217,23 +222,24 @@ class SegmentWriter:
         try:
             seg.container.close()  # writes the last fragment and the trailer (mfra)
         finally:
-            seg.file.fsync_and_close()
+            try:
+                os.fsync(seg.fd)
+            finally:
+                os.close(seg.fd)
         if seg.frames == 0:
             seg.path.unlink(missing_ok=True)
             return None
         fsutil.fsync_dir(self.folder)
+        # Hash what is durable on disk, read back once from the page cache (hashlib and the
+        # reads release the GIL): the row's sha256 is exactly the file's bytes.
+        size, digest = fsutil.size_and_sha256(seg.path)
         ctx = seg.stream.codec_context
         new = NewSegment(
             camera=self.camera_id, start_us=seg.start_us, end_us=max(end_us, seg.start_us),
-            path=str(seg.path), bytes=seg.file.bytes, frames=seg.frames,
+            path=str(seg.path), bytes=size, frames=seg.frames,
             keyframes=seg.keyframes, codec=self._codec, width=int(ctx.width or 0),
-            height=int(ctx.height or 0), sha256=seg.file.hexdigest(),
+            height=int(ctx.height or 0), sha256=digest,
         )
-        if seg.file.bytes != seg.path.stat().st_size:
-            # What we hashed is not what is on disk (HashingFile offers no seek, so the muxer
-            # cannot rewrite bytes; this is the guard that says so): re-hash the file.
-            self.muxer_seeked = True
-            new = _rehash(new, seg.path)
         self.last_end_us = new.end_us
         _log.info(
             "segment_closed", camera=self.camera_id, frames=new.frames, bytes=new.bytes,
@@ -241,10 +247,6 @@ class SegmentWriter:
         )
         self.on_closed(new)
         return new
-
-
-def _rehash(seg: NewSegment, path: Path) -> NewSegment:
-    return dataclasses.replace(seg, bytes=path.stat().st_size, sha256=fsutil.sha256_file(path))
 
 
 def _payload_bytes(payloads: list[av.Packet]) -> bytes:

@@ -242,7 +242,21 @@ STATUS_MORE: Columns = (
     ("last_error_at", "last error at"), ("last_error", "last error"),
 )  # fmt: skip
 # Keys of the reply shown in their own way, not as a `key value` line.
-_STATUS_SHOWN = {"cameras", "site", "disk", "retention", "alerts", "held", "at"}
+_STATUS_SHOWN = {"cameras", "site", "disk", "retention", "alerts", "held", "at", "recovery"}
+
+
+def _recovery_text(r: dict[str, Any]) -> str:
+    """The background check of older footage after start-up, in words."""
+    found = [f"{fmt.plural(int(r[k]), f'{k} file', f'{k} files')}" for k in
+             ("missing", "recovered", "quarantined") if r.get(k)]
+    state = r.get("state")
+    if state == "done":
+        head = f"older footage checked ({fmt.plural(int(r.get('checked') or 0), 'segment')})"
+    elif state == "failed":
+        head = "the check of older footage failed (see the daemon log)"
+    else:
+        head = f"checking older footage: {r.get('checked', 0)} of {r.get('total', '?')} segments"
+    return head + (": " + ", ".join(found) if found else "")
 
 
 def status_alerts(out: Out, result: dict[str, Any]) -> None:
@@ -314,6 +328,9 @@ def status(out: Out, result: dict[str, Any]) -> None:
     if isinstance(held, dict) and held.get("holds"):
         items.append(("held", f"{_held_text(held)} under "
                       f"{fmt.plural(int(held['holds']), 'hold')} in force"))
+    recovery = result.get("recovery")
+    if isinstance(recovery, dict):
+        items.append(("recovery", _recovery_text(recovery)))
     ret = result.get("retention")
     if isinstance(ret, dict):
         text = fmt.days(ret["days"]) if isinstance(ret.get("days"), int | float) else "-"

@@ -180,6 +180,23 @@ class Index:
             row = await cur.fetchone()
         return None if row is None else _segment(row)
 
+    async def unexplained_hole_before(self, camera: str, start_us: int) -> int | None:
+        """Where the footage before `start_us` ends, if nothing (no segment, no gap) accounts
+        for the time from there to `start_us`; None when the two abut or a gap starts there."""
+        async with self.db.execute(
+            "SELECT end_us FROM segments WHERE camera = ? AND start_us < ? "
+            "ORDER BY start_us DESC LIMIT 1", (camera, start_us),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None or start_us - int(row[0]) <= 1000:  # abutting (1 ms: timestamp rounding)
+            return None
+        end = int(row[0])
+        async with self.db.execute(
+            "SELECT 1 FROM gaps WHERE camera = ? AND start_us <= ? AND end_us > ? LIMIT 1",
+            (camera, end + 1000, end),
+        ) as cur:
+            return None if await cur.fetchone() is not None else end
+
     async def newest_end(self) -> int | None:
         """The end of the newest footage of any camera: one seek per camera on (camera, end_us),
         never a scan (retention's clock check asks before every pass)."""

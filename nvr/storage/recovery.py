@@ -187,11 +187,19 @@ async def _orphan(
     if not report.repair:
         return
     sha = await asyncio.to_thread(_cut_and_sync, path, keep)
-    await index.add_segment(NewSegment(
-        camera=cam, start_us=start_us, end_us=start_us + probe.media_us, path=str(path),
-        bytes=keep, frames=probe.frames, keyframes=probe.keyframes, codec=probe.codec,
-        width=probe.width, height=probe.height, sha256=sha, recovered=True,
-    ))
+    async with index.unit():
+        # The recorder that wrote this file died before it closed its first segment, so the
+        # gap it would then have written (from the footage before, to this file's start) was
+        # never written: the crash is its reason. It commits with the segment that ends it.
+        hole_from = await index.unexplained_hole_before(cam, start_us)
+        if hole_from is not None:
+            await index.add_gap(cam, hole_from, start_us, "crash",
+                                "the recorder stopped before it indexed a segment")
+        await index.add_segment(NewSegment(
+            camera=cam, start_us=start_us, end_us=start_us + probe.media_us, path=str(path),
+            bytes=keep, frames=probe.frames, keyframes=probe.keyframes, codec=probe.codec,
+            width=probe.width, height=probe.height, sha256=sha, recovered=True,
+        ))
     _log.info("segment_recovered", camera=cam, path=str(path), frames=probe.frames,
               cut_bytes=size - keep)
 

@@ -10,6 +10,7 @@ faults. NVR_SOAK_SEED=N replays a run (the seed is printed).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -113,6 +114,20 @@ def audit_rows(rec: Recorder) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(SOAK_S + 300)
+def _log_near(rec: Recorder, cid: str, hole: tuple[int, int]) -> list[str]:
+    """The daemon's log lines about `cid` (or about no camera) from 5 s before to 5 s after."""
+    out = []
+    for line in rec.daemon.logs().splitlines():
+        try:
+            entry = json.loads(line)
+            at = iso_us(entry["timestamp"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if entry.get("camera", cid) == cid and hole[0] - 5e6 <= at <= hole[1] + 5e6:
+            out.append(line[:300])
+    return out
+
+
 def test_fault_soak(soak: tuple[Recorder, dict[str, TestCamera]]) -> None:
     rec, servers = soak
     seed = int(os.environ.get("NVR_SOAK_SEED", random.randrange(1 << 30)))
@@ -202,7 +217,10 @@ def test_fault_soak(soak: tuple[Recorder, dict[str, TestCamera]]) -> None:
                          for g in gaps)
             by_retention = any(d["camera"] == cid and iso_us(d["from"]) >= hole[0] - 1000
                                and iso_us(d["to"]) <= hole[1] + 1000 for d in deleted)
-            assert by_gap or by_retention, f"{cid}: hole {a['end']} .. {b['start']} has no reason"
+            near = [g for g in gaps if abs(iso_us(g["start"]) - hole[0]) < 30e6]
+            assert by_gap or by_retention, (
+                f"{cid}: hole {a['end']} .. {b['start']} has no reason; gaps near it: {near}; "
+                f"log: {_log_near(rec, cid, hole)}")
         for s in segs:
             errors = decode_errors(s["path"])
             assert errors == "", f"{cid} {s['path']}: {errors}"

@@ -142,3 +142,31 @@ async def test_strays_deleting_rows_and_missing_files(tmp_path: Path) -> None:
 
 def test_probe_reads_only_the_prefix(tmp_path: Path) -> None:
     assert probe_segment(tmp_path / "nope.mp4") is None
+
+
+@pytest.mark.slow
+async def test_a_writer_killed_before_its_first_segment_closed_leaves_a_crash_gap(
+    testcam: TestCamera, tmp_path: Path
+) -> None:
+    """Found by the fault soak: a daemon SIGKILLed twice in a row. The second run died before
+    it closed a segment, so the gap it would have written then (from the footage before to its
+    first file) never was. Recovery writes it, with the segment that ends it."""
+    path = _kill_writer_mid_segment(testcam.url("h264"), tmp_path)
+    start = timeutil.parse_segment_name(path.name)
+    assert start is not None
+    index = await open_index(tmp_path)
+    try:
+        earlier_end = start - 7_000_000  # the footage before: it ended 7 s before the file
+        await index.add_segment(NewSegment(
+            camera="crashcam", start_us=earlier_end - 2_000_000, end_us=earlier_end,
+            path=str(tmp_path / "elsewhere.mp4"), bytes=1, frames=30, keyframes=2,
+            codec="h264", width=640, height=360, sha256="0" * 64))
+        await reconcile(index, tmp_path, ["crashcam"])
+        # (The earlier segment's file is not on disk here: recovery also says so, `missing`.)
+        crash = [(g.start_us, g.end_us) for g in await index.gaps("crashcam")
+                 if g.reason == "crash"]
+        assert crash == [(earlier_end, start)]
+        await reconcile(index, tmp_path, ["crashcam"])  # idempotent: no second gap
+        assert len([g for g in await index.gaps("crashcam") if g.reason == "crash"]) == 1
+    finally:
+        await index.db.close()

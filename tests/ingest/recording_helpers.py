@@ -23,9 +23,11 @@ class IndexSink:
         self.index = index
         self.states: list[tuple[str, str, str]] = []
         self.gaps: list[Gap] = []
+        self.indexed: dict[str, int] = {}  # camera -> segments indexed
 
     async def segment_closed(self, seg: NewSegment) -> None:
         await self.index.add_segment(seg)
+        self.indexed[seg.camera] = self.indexed.get(seg.camera, 0) + 1
 
     async def gap(self, camera: str, start_us: int, end_us: int, reason: str, detail: str) -> None:
         self.gaps.append(Gap(camera, start_us, end_us, reason, detail))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from pathlib import Path
 
 import av
@@ -56,7 +57,13 @@ async def test_records_three_codecs_into_continuous_segments(
     for r in recs.values():
         r.start()
     await wait_for(lambda: all(r.status()["state"] == "recording" for r in recs.values()))
+    # The steady window starts once every camera has a segment indexed: the test camera's
+    # pipelines start on the first client, and under CI start-up load one stalled for over
+    # the 3 s read timeout right after its first frame (a reconnect the recorder must explain
+    # with a gap, checked below, but not the continuity this test measures).
+    await wait_for(lambda: all(sink.indexed.get(cid, 0) >= 1 for cid in recs))
     t0 = asyncio.get_running_loop().time()
+    t0_wall_us = time.time_ns() // 1000
     await asyncio.sleep(7.0)
     status = {cid: r.status() for cid, r in recs.items()}
     await asyncio.gather(*(r.stop() for r in recs.values()))
@@ -69,18 +76,24 @@ async def test_records_three_codecs_into_continuous_segments(
             segs = await index.segments(cid)
             files = await _segments_on_disk(tmp_path, cid)
             assert sorted(Path(s.path) for s in segs) == files  # rows == files
-            assert len(segs) >= 3
+            gaps = await index.gaps(cid)
             for a, b in zip(segs, segs[1:], strict=False):
+                if b.start_us <= t0_wall_us and a.end_us != b.start_us:  # start-up only
+                    assert any(g.start_us <= a.end_us and g.end_us >= b.start_us and g.reason
+                               for g in gaps), f"{cid}: a start-up hole without a reason"
+            steady = [s for s in segs if s.start_us > t0_wall_us]
+            assert len(steady) >= 3
+            for a, b in zip(steady, steady[1:], strict=False):
                 assert a.end_us == b.start_us, "consecutive segments chain exactly"
             for s in segs:
                 _check_segment_file(s, codec)
-            frames = sum(s.frames for s in segs)
-            media_s = (segs[-1].end_us - segs[0].start_us) / 1e6
+            frames = sum(s.frames for s in steady)
+            media_s = (steady[-1].end_us - steady[0].start_us) / 1e6
             assert abs(frames - media_s * FPS) <= 1
-            # Every frame the camera sent while we recorded is there (within one GOP: the
-            # first keyframe after connecting, and the stop).
-            assert wall_s * FPS - FPS <= frames <= (wall_s + 2.5) * FPS
-            assert not await index.gaps(cid)
+            # Every frame the camera sent in the steady window is there: all but the first
+            # segment boundary after t0 (at most one segment, 2 s) and the stop.
+            assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (frames, wall_s)
+            assert not [g for g in gaps if g.end_us > t0_wall_us]
     finally:
         await index.db.close()
 

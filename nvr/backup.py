@@ -32,6 +32,7 @@ from typing import Any
 
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.errors import EX_DATAERR, EX_OK, EX_UNAVAILABLE
+from nvr.storage.fsck import daemon_answers
 from nvr.timeutil import now_us, to_iso
 
 FORMAT = "nvr-backup/1"
@@ -143,23 +144,13 @@ def _check(src: Path) -> dict[str, Any]:
     return manifest
 
 
-def _daemon_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(1)
-        try:
-            s.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
 def restore(src: Path, config_path: Path) -> dict[str, Any]:
     """Into the (empty) storage.root of the map at config_path. Segment paths are moved from the
     backed-up root to this one; the footage itself must be there before the recorder starts."""
     manifest = _check(src)
     config = load_camera_map(config_path)
     root = config.storage.root
-    if _daemon_answers(config.control.socket):
+    if daemon_answers(config.control.socket):
         raise BackupError(f"a recorder answers on {config.control.socket}; stop it first")
     if (root / INDEX).exists():
         raise BackupError(f"{root / INDEX} exists; restore only into a fresh storage root "

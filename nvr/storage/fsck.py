@@ -23,7 +23,8 @@ from nvr.storage.index import Index
 from nvr.storage.recovery import reconcile
 
 
-def _daemon_answers(path: Path) -> bool:
+def daemon_answers(path: Path) -> bool:
+    """Whether a daemon accepts connections on this control socket (then it owns the root)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(1)
         try:
@@ -35,7 +36,7 @@ def _daemon_answers(path: Path) -> bool:
 
 async def _fsck(config_path: Path, repair: bool) -> int:
     config = load_camera_map(config_path)
-    if repair and _daemon_answers(config.control.socket):
+    if repair and daemon_answers(config.control.socket):
         sys.stderr.write(f"nvr: the daemon is running (it answers on {config.control.socket}); "
                          "stop it before `nvr fsck --repair`\n")
         return EX_UNAVAILABLE

@@ -47,6 +47,7 @@ logger = log.get("nvr.service")
 AUDIT_HEAD_INTERVAL_S = 60.0
 STILL_EXPIRY_INTERVAL_S = 5.0
 REFUSAL_FLUSH_INTERVAL_S = 5.0
+LINK_RECHECK_INTERVAL_S = 1.0
 SPOOL_RELEASE_INTERVAL_S = 5.0
 
 
@@ -185,6 +186,10 @@ class Service:
         self.spawn(self.every(STILL_EXPIRY_INTERVAL_S,
                               still_expirer(self.db, self.audit, self.clock)))
         self.spawn(self.every(SPOOL_RELEASE_INTERVAL_S, self.release_spool))
+        # A grant that expires or a camera map that changes ends the links it no longer allows.
+        from nvr.control import views
+
+        self.spawn(self.every(LINK_RECHECK_INTERVAL_S, lambda: views.recheck_links(h)))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 

@@ -163,7 +163,7 @@ class Handlers:
     ) -> Decision:
         now = self.svc.clock()
         role = self.role(caller)
-        decision = await self._decision(caller, action, now, cameras=cameras,
+        decision = await self.decision(caller, action, now, cameras=cameras,
                                         start_us=start_us, end_us=end_us, reason=reason,
                                         request=request, approve=approve, minutes=minutes)
         record: dict[str, Any] = {"cameras": list(cameras), "rule": decision.rule}
@@ -191,7 +191,7 @@ class Handlers:
                         action=action.value, rule=decision.rule)
         raise PermissionDenied(decision.message)
 
-    async def _decision(
+    async def decision(
         self, caller: Caller, action: Action, now: int, *, cameras: Sequence[str] = (),
         start_us: int | None = None, end_us: int | None = None, reason: str | None = None,
         request: RequestInfo | None = None, approve: bool | None = None,
@@ -212,7 +212,7 @@ class Handlers:
         raised before the unit opens. If the action fails after an allowed decision, the unit
         rolls back whole and the decision is then audited alone, as an attempt (as before)."""
         ctx = {k: v for k, v in kw.items() if k != "detail"}  # detail is only recorded
-        decision = await self._decision(caller, action, self.svc.clock(), **ctx)
+        decision = await self.decision(caller, action, self.svc.clock(), **ctx)
         if not decision.allowed:
             await self.authorize(caller, action, **kw)  # audits the refusal and raises
         try:
@@ -400,6 +400,10 @@ class Handlers:
         async with self.authorized(caller, Action.grant_revoke, detail={"grant": a.grant_id}):
             grant = await self.svc.grants.revoke(a.grant_id, by=caller.user or str(caller.uid),
                                                  now_us=self.svc.clock())
+        # Revoking stops access at once: the grantee's open viewing links too, not at expiry.
+        from nvr.control import views
+
+        await views.recheck_links(self)
         return _as_dict(grant)
 
     # -- requests ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from nvr.config.model import Role
 from nvr.control.protocol import Caller
 from nvr.errors import Unavailable, UsageError
 from nvr.policy.actions import Action
+from nvr.policy.rules import Decision
 from nvr.timeutil import parse_time, to_iso
 from nvr.web.links import Kind, Link
 
@@ -145,3 +146,47 @@ async def emergency_end(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     for link in targets:
         await web.end_link(link, f"ended by {_actor(caller)}")
     return {"ended": [lk.id for lk in targets]}
+
+
+# -- rights that change under an open link ------------------------------------------------------
+
+_ACTION_OF: dict[str, Action] = {"live": Action.live, "playback": Action.playback,
+                                 "emergency": Action.emergency_start}
+
+
+async def recheck_links(h: Handlers) -> list[str]:
+    """Decide every open link again, as its maker, against today's grants and camera map; end
+    the ones the policy would now refuse. A link carries the rights it was made with only while
+    they last: a revoked or expired grant, a person taken out of `people:`, a camera moved into a
+    privacy area all end its streams within LINK_RECHECK_INTERVAL_S (revoking a grant, at once).
+    Returns the ids of the links ended."""
+    web = getattr(h.svc, "web", None)
+    if web is None:
+        return []
+    now = h.svc.clock()
+    ended: list[str] = []
+    for link in web.links.listing(open_only=True, now_us=now):
+        decision = await _decide_again(h, link, now)
+        if decision is None or decision.allowed:
+            continue
+        why = decision.message.removeprefix("refused: ")
+        await web.end_link(link, f"ended because the policy no longer allows it: {why}")
+        await web.audit(link, "view_link_ended", why=why, rule=decision.rule)
+        ended.append(link.id)
+    return ended
+
+
+async def _decide_again(h: Handlers, link: Link, now: int) -> Decision | None:
+    action = _ACTION_OF.get(link.kind)
+    if action is None:
+        return None
+    user = None if link.actor.startswith("uid ") else link.actor  # _actor() above
+    caller = Caller(uid=link.uid if link.uid is not None else -1, gid=-1, pid=0, user=user,
+                    role=h.svc.config.role_of(user))
+    start: int | None = now if action is Action.live else link.start_us
+    end: int | None = now if action is Action.live else link.end_us
+    minutes: int | None = None
+    if action is Action.emergency_start:  # what is left of its time box
+        minutes = max(1, -(-(link.expires_us - now) // 60_000_000))
+    return await h.decision(caller, action, now, cameras=list(link.cameras), start_us=start,
+                            end_us=end, reason=link.purpose or None, minutes=minutes)

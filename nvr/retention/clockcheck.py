@@ -11,9 +11,10 @@ Before a pass deletes, the wall clock must agree with two witnesses:
    while the recorder was off, or the recorder was off for more than a day: a person must say
    which).
 
-Otherwise deletion pauses (recording does not), `nvr status` and the log carry the alert, and
-deletion resumes when the clock agrees again (set right) or when the IT person confirms the
-clock with `nvr retention confirm-clock`, which makes now the new reference point.
+Otherwise deletion by age pauses (recording does not, and a full disk still frees its oldest
+unheld footage: nvr.retention.executor, "clock in doubt"), `nvr status` and the log carry the
+alert, and deletion by age resumes when the clock agrees again (set right) or when the IT person
+confirms the clock with `nvr retention confirm-clock`, which makes now the new reference point.
 """
 
 from __future__ import annotations
@@ -58,5 +59,6 @@ def clock_problem(
 
 
 def alert_text(problem: str) -> str:
-    return (f"{problem}; retention deletes nothing until the clock is right or the IT person "
-            "confirms it with `nvr retention confirm-clock` (recording goes on)")
+    return (f"{problem}; retention deletes nothing for age until the clock is right or the IT "
+            "person confirms it with `nvr retention confirm-clock` (recording goes on; a full "
+            "disk still frees the oldest unheld footage)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,6 +46,8 @@ log = nvr_log.get("nvr.retention")
 T = TypeVar("T")
 BATCH = 500  # rows a transaction; bounds the time one pass holds the index
 PAGE = 2000  # rows a query when planning; the loop runs between pages
+# "Now", when the clock is in doubt: after every row's end, so the disk sweep sees every row.
+AFTER_EVERY_ROW_US = 2**62
 
 
 class AuditSink(Protocol):
@@ -114,18 +117,35 @@ class RetentionExecutor:
     def segments_dir(self) -> Path:
         return self.config.storage.root / "segments"
 
-    async def plan(self, at_us: int | None = None) -> Plan:
-        """What a pass at `at_us` (default now) would do, against today's disk state."""
+    async def plan(self, at_us: int | None = None, *, clock_in_doubt: bool = False) -> Plan:
+        """What a pass at `at_us` (default now) would do, against today's disk state.
+
+        With the clock in doubt (a clock alert), nothing can be judged by age: no segment goes
+        for age, every hold not released keeps protecting (the clock cannot tell that one ran
+        out), and only disk pressure deletes, oldest first. Recording must not stop because
+        the clock is wrong: an alert left for a week would otherwise fill the disk."""
         at = self._clock() if at_us is None else at_us
-        holds = await self.holds.active(at)
+        holds = await self._holds(at, clock_in_doubt)
         disk = await asyncio.to_thread(self._disk, self.config.storage.root)
-        days = {c.id: self.config.retention_days_for(c.id) for c in self.config.cameras}
+        if clock_in_doubt:
+            days = {c.id: math.inf for c in self.config.cameras}
+            default, at = math.inf, AFTER_EVERY_ROW_US
+        else:
+            days = {c.id: self.config.retention_days_for(c.id) for c in self.config.cameras}
+            default = self.config.retention.days
         segs = await self._candidates(at, holds, days, disk)
         # Pure and linear over the candidates only; off the loop all the same.
         return await asyncio.to_thread(
-            plan, segs, holds, days, self.config.retention.days, disk, at,
+            plan, segs, holds, days, default, disk, at,
             min_free_percent=self.config.storage.min_free_percent,
         )
+
+    async def _holds(self, at: int, clock_in_doubt: bool) -> list[HoldInfo]:
+        if not clock_in_doubt:
+            return await self.holds.active(at)
+        return [dataclasses.replace(r.info(), until_us=None)
+                for r in await self.holds.list(include_inactive=True, now_us=at)
+                if r.released_us is None]
 
     async def _candidates(
         self, at: int, holds: Sequence[HoldInfo], days: dict[str, float], disk: DiskState
@@ -145,6 +165,8 @@ class RetentionExecutor:
         freed = 0
         for cam in cams:
             d = days.get(cam, self.config.retention.days)
+            if math.isinf(d):  # nothing goes for age (the clock is in doubt)
+                continue
             cutoff = min(at - math.floor(d * DAY_US), at)
             cam_holds = by_cam[cam]
             async for page in self.index.ended_by_pages(cam, cutoff, self.page):
@@ -172,7 +194,7 @@ class RetentionExecutor:
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
         """`nvr retention plan --json` (docs/commands.md)."""
         at = self._clock() if at_us is None else at_us
-        p = await self.plan(at)
+        p = await self.plan(at, clock_in_doubt=at_us is None and self.clock_alert is not None)
         return await asyncio.to_thread(plan_to_dict, p, at)  # thousands of to_iso: off the loop
 
     async def run_once(self) -> PassReport:
@@ -186,9 +208,8 @@ class RetentionExecutor:
                 else:
                     log.info("retention_clock_ok")
             self.clock_alert = problem
-            if problem:
-                return PassReport(at, 0, 0, 0, (), (), self.paused, self.alert)
-        p = await self.plan(at)
+        doubt = self.clock_alert is not None
+        p = await self.plan(at, clock_in_doubt=doubt)
         # abspath and commonpath per planned path: thousands after a long stop, so in a thread.
         inside = await asyncio.to_thread(lambda: [self._inside(d.segment.path) for d in p.delete])
         ok = [d for d, yes in zip(p.delete, inside, strict=True) if yes]
@@ -197,7 +218,7 @@ class RetentionExecutor:
         for path in refused:
             log.error("retention_refused", path=path, segments_dir=str(self.segments_dir))
         self._hook("planned")
-        ok = await self._mark_unless_held(ok, at)
+        ok = await self._mark_unless_held(ok, at, doubt)
         if any(d.kind == "disk" for d in ok):
             await self._explain_disk_pressure(ok)
         if self._after_mark is not None:
@@ -241,7 +262,7 @@ class RetentionExecutor:
         return p != base and os.path.commonpath([base, p]) == base
 
     async def _mark_unless_held(
-        self, planned: list[PlannedDeletion], at: int
+        self, planned: list[PlannedDeletion], at: int, clock_in_doubt: bool = False
     ) -> list[PlannedDeletion]:
         """Mark planned segments 'deleting' and audit them, in one unit of work per batch.
         The holds are re-read inside the unit: a hold created while this pass was planning
@@ -249,7 +270,7 @@ class RetentionExecutor:
         marked: list[PlannedDeletion] = []
         for chunk in batched(planned, BATCH):
             async with self.index.unit():
-                holds = await self.holds.active(at)
+                holds = await self._holds(at, clock_in_doubt)
                 cams = {d.segment.camera for d in chunk}
                 mine = {c: [h for h in holds if c in h.cameras] for c in cams}
                 free = [d for d in chunk

@@ -1,5 +1,5 @@
-"""Issue 11, clock sanity: a wall clock 40 days ahead deletes nothing (injected clocks, real
-index, real files, real audit log)."""
+"""Issue 11, clock sanity: a wall clock 40 days ahead deletes nothing for age, while a full disk
+still frees its oldest unheld footage (injected clocks, real index, real files, real audit log)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from nvr.retention.clockcheck import DAY_US, ClockRef, alert_text, clock_problem
 from nvr.retention.executor import RetentionExecutor
+from nvr.retention.planner import DiskState
 from nvr.timeutil import US
 from tests.retention.env import T0, Clock, Env, open_env, tiny_fmp4
 
@@ -66,3 +67,50 @@ async def test_forty_days_ahead_deletes_nothing_until_confirmed(env: Env) -> Non
     # The IT person confirms: now is the reference; the footage really is 40 days old.
     ref[0] = ClockRef(env.clock(), mono[0], None)
     assert (await ex.run_once()).deleted == 3 and ex.clock_alert is None
+
+
+async def test_with_the_clock_in_doubt_a_full_disk_still_frees_the_oldest_unheld_footage(
+        tmp_path: Path) -> None:
+    """A clock alert left for days must not stop recording: disk pressure still deletes, oldest
+    first, but nothing goes for age and a hold the wrong clock says ran out still protects."""
+    env = await open_env(tmp_path / "nvr", tmp_path / "index.db", ("front",), Clock(T0),
+                         min_free=50)
+    try:
+        paths = [await env.add_segment("front", T0 + i * 60 * US, tiny_fmp4(i)) for i in range(4)]
+        size = max(Path(p).stat().st_size for p in paths)
+        total = 6 * size
+
+        def disk(_root: Path) -> DiskState:  # a small disk: the files on it are all it holds
+            used = sum(Path(p).stat().st_size for p in env.files_on_disk())
+            return DiskState(total_bytes=total, free_bytes=total - used)
+
+        env.clock.advance(1 / 24)
+        hold = await env.holds.create(["front"], T0, T0 + 30 * US, "fight", None,
+                                      env.clock() + DAY_US, "director", env.clock())
+        mono = [MONO0]
+        ref = ClockRef(env.clock(), mono[0], T0 + 240 * US)
+
+        async def guard() -> str | None:
+            p = clock_problem(ref, env.clock(), mono[0], T0 + 240 * US)
+            return alert_text(p) if p else None
+
+        ex = RetentionExecutor(env.db, env.index, env.holds, env.audit, env.config,
+                               clock=env.clock, clock_guard=guard, disk=disk)
+        env.clock.advance(40)  # the wall clock jumps 40 days; the hold "expired" by it
+        mono[0] += US
+        report = await ex.run_once()
+        assert ex.clock_alert is not None and "full disk still frees" in ex.clock_alert
+        # 4 segments on a 6-segment disk that wants 50% free: one must go, and it is the oldest
+        # one no hold covers (#1); #0 is held, #2 and #3 are "40 days old" by the wrong clock.
+        assert report.deleted == 1, report
+        assert env.files_on_disk() == set(paths) - {paths[1]}
+        rows = [r for r in await env.audit.rows() if r.action == "retention_delete"]
+        assert [r.detail["why"] for r in rows] == ["disk"]
+        # `nvr retention plan` now says the same: the disk is fine, nothing goes.
+        again = await ex.plan_dict()
+        assert again["delete"] == [], again
+        assert (await ex.run_once()).deleted == 0 and len(env.files_on_disk()) == 3
+        # The hold still protects #0 when the disk runs short again.
+        assert paths[0] in env.files_on_disk() and hold.until_us is not None
+    finally:
+        await env.db.close()

@@ -104,8 +104,9 @@ async def test_hold_created_while_a_pass_plans_still_wins(env: Env) -> None:
     ex = env.executor()
     plan_before_hold = ex.plan
 
-    async def plan_then_director_holds(at_us: int | None = None):  # type: ignore[no-untyped-def]
-        plan = await plan_before_hold(at_us)
+    async def plan_then_director_holds(at_us: int | None = None,  # type: ignore[no-untyped-def]
+                                       clock_in_doubt: bool = False):
+        plan = await plan_before_hold(at_us, clock_in_doubt=clock_in_doubt)
         assert len(plan.delete) == 3  # the pass has decided to delete everything…
         await env.holds.create(["front"], T0, T0 + 10 * 60 * US, "late incident", None, None,
                                "director", env.clock())  # …and then the hold lands

@@ -189,7 +189,10 @@ class Service:
         # A grant that expires or a camera map that changes ends the links it no longer allows.
         from nvr.control import views
 
-        self.spawn(self.every(LINK_RECHECK_INTERVAL_S, lambda: views.recheck_links(h)))
+        async def recheck_links() -> None:
+            await views.recheck_links(h)
+
+        self.spawn(self.every(LINK_RECHECK_INTERVAL_S, recheck_links))
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 

@@ -485,6 +485,9 @@ def retention_plan(out: Out, result: dict[str, Any]) -> None:
     delete = result.get("delete") or []
     keep = result.get("keep") or []
     columns = [*PLAN_COLUMNS, *((("path", "path"),) if out.view.paths else ())]
+    if result.get("clock_alert"):
+        out.line("the clock is in doubt, so nothing goes for age; only a full disk frees the "
+                 "oldest unheld footage (`nvr retention confirm-clock` once the clock is right)")
     if delete:
         out.rows(_plan_rows(out, delete), columns,
                  f"would delete at {at}: {fmt.plural(len(delete), 'segment')}", extra=False)

@@ -401,6 +401,8 @@ class Handlers:
             grant = await self.svc.grants.revoke(a.grant_id, by=caller.user or str(caller.uid),
                                                  now_us=self.svc.clock())
         # Revoking stops access at once: the grantee's open viewing links too, not at expiry.
+        # The revocation has committed; the answer says so whatever the re-check meets (it
+        # logs its own failures, and the periodic pass tries again within a second).
         from nvr.control import views
 
         await views.recheck_links(self)
@@ -542,7 +544,8 @@ class Handlers:
     async def op_retention_plan(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         at = _opt_time(a.at) or self.svc.clock()
         await self.authorize(caller, Action.retention_plan, detail={"at": to_iso(at)})
-        return await self.svc.retention.plan_dict(at)
+        # Without --at: what the next pass would do, so with the clock alert's rules if one stands.
+        return await self.svc.retention.plan_dict(None if a.at is None else at)
 
     async def op_retention_confirm_clock(
         self, caller: Caller, a: Any, progress: Progress

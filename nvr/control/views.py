@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
+from nvr import log
 from nvr.config.model import Role
 from nvr.control.protocol import Caller
 from nvr.errors import Unavailable, UsageError
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from nvr.control.handlers import Handlers
     from nvr.web.server import WebServer
 
+_log = log.get("nvr.control.views")
 LIVE_DEFAULT_MINUTES = 15
 PLAYBACK_DEFAULT_MINUTES = 60
 DAY_US = 86_400_000_000
@@ -157,23 +160,53 @@ _ACTION_OF: dict[str, Action] = {"live": Action.live, "playback": Action.playbac
 async def recheck_links(h: Handlers) -> list[str]:
     """Decide every open link again, as its maker, against today's grants and camera map; end
     the ones the policy would now refuse. A link carries the rights it was made with only while
-    they last: a revoked or expired grant, a person taken out of `people:`, a camera moved into a
-    privacy area all end its streams within LINK_RECHECK_INTERVAL_S (revoking a grant, at once).
-    Returns the ids of the links ended."""
+    they last: a revoked or expired grant, a person taken out of `people:`, a camera taken out of
+    the map all end its streams within LINK_RECHECK_INTERVAL_S (revoking a grant, at once).
+    One pass at a time; a link that fails to be checked is logged and tried again next pass.
+    Returns the ids of the links this pass ended."""
     web = getattr(h.svc, "web", None)
     if web is None:
         return []
+    async with web.recheck_lock:
+        ended: list[str] = []
+        for link in web.links.listing(open_only=True, now_us=h.svc.clock()):
+            try:
+                if await _end_if_refused(h, web, link):
+                    ended.append(link.id)
+            except Exception:
+                _log.exception("view_link_recheck_failed", link=link.id)
+        return ended
+
+
+
+async def _end_if_refused(h: Handlers, web: WebServer, link: Link) -> bool:
     now = h.svc.clock()
-    ended: list[str] = []
-    for link in web.links.listing(open_only=True, now_us=now):
+    why = _camera_gone(h, link)
+    rule = "camera.not_in_map"
+    if why is None:
         decision = await _decide_again(h, link, now)
         if decision is None or decision.allowed:
-            continue
-        why = decision.message.removeprefix("refused: ")
-        await web.end_link(link, f"ended because the policy no longer allows it: {why}")
-        await web.audit(link, "view_link_ended", why=why, rule=decision.rule)
-        ended.append(link.id)
-    return ended
+            return False
+        why, rule = decision.message.removeprefix("denied: "), decision.rule
+    if not link.usable(h.svc.clock()):  # ended or expired while we asked
+        return False
+    if not await web.end_link(link, f"ended because the policy no longer allows it: {why}"):
+        return False
+    # The recorder ends it, not its maker: a system row that names the maker.
+    await h.svc.audit.append(
+        at_us=h.svc.clock(), actor="nvr", uid=os.getuid(), role="system",
+        action="view_link_ended", allowed=True,
+        detail={"link": link.id, "kind": link.kind, "maker": link.actor,
+                "purpose": link.purpose, "why": why, "rule": rule},
+    )
+    return True
+
+
+def _camera_gone(h: Handlers, link: Link) -> str | None:
+    gone = [c for c in link.cameras if h.svc.config.camera(c) is None]
+    if gone:
+        return f"camera {', '.join(gone)} is no longer in the camera map"
+    return None
 
 
 async def _decide_again(h: Handlers, link: Link, now: int) -> Decision | None:
@@ -185,8 +218,7 @@ async def _decide_again(h: Handlers, link: Link, now: int) -> Decision | None:
                     role=h.svc.config.role_of(user))
     start: int | None = now if action is Action.live else link.start_us
     end: int | None = now if action is Action.live else link.end_us
-    minutes: int | None = None
-    if action is Action.emergency_start:  # what is left of its time box
-        minutes = max(1, -(-(link.expires_us - now) // 60_000_000))
+    # An emergency feed's length was judged when it started; its expiry is its time box. A
+    # later change of live.emergency_max_minutes (or a clock step) must not cut the police off.
     return await h.decision(caller, action, now, cameras=list(link.cameras), start_us=start,
-                            end_us=end, reason=link.purpose or None, minutes=minutes)
+                            end_us=end, reason=link.purpose or None, minutes=None)

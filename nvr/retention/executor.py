@@ -133,7 +133,7 @@ class RetentionExecutor:
         else:
             days = {c.id: self.config.retention_days_for(c.id) for c in self.config.cameras}
             default = self.config.retention.days
-        segs = await self._candidates(at, holds, days, disk)
+        segs = await self._candidates(at, holds, days, default, disk)
         # Pure and linear over the candidates only; off the loop all the same.
         return await asyncio.to_thread(
             plan, segs, holds, days, default, disk, at,
@@ -148,7 +148,8 @@ class RetentionExecutor:
                 if r.released_us is None]
 
     async def _candidates(
-        self, at: int, holds: Sequence[HoldInfo], days: dict[str, float], disk: DiskState
+        self, at: int, holds: Sequence[HoldInfo], days: dict[str, float], default_days: float,
+        disk: DiskState,
     ) -> list[SegmentInfo]:
         """The rows the planner can need, asked of SQL page by page instead of loading every
         row (2.8 million for a month of 64 cameras): per camera, the rows past its retention
@@ -164,7 +165,7 @@ class RetentionExecutor:
         out: dict[int, SegmentInfo] = {}
         freed = 0
         for cam in cams:
-            d = days.get(cam, self.config.retention.days)
+            d = days.get(cam, default_days)
             if math.isinf(d):  # nothing goes for age (the clock is in doubt)
                 continue
             cutoff = min(at - math.floor(d * DAY_US), at)
@@ -194,8 +195,13 @@ class RetentionExecutor:
     async def plan_dict(self, at_us: int | None = None) -> dict[str, Any]:
         """`nvr retention plan --json` (docs/commands.md)."""
         at = self._clock() if at_us is None else at_us
-        p = await self.plan(at, clock_in_doubt=at_us is None and self.clock_alert is not None)
-        return await asyncio.to_thread(plan_to_dict, p, at)  # thousands of to_iso: off the loop
+        # Now (no --at): the next pass, by the clock alert's rules if one stands. A given time
+        # is a question about that time, answered by the usual rules.
+        doubt = at_us is None and self.clock_alert is not None
+        p = await self.plan(at, clock_in_doubt=doubt)
+        out = await asyncio.to_thread(plan_to_dict, p, at)  # thousands of to_iso: off the loop
+        out["clock_alert"] = self.clock_alert if doubt else None
+        return out
 
     async def run_once(self) -> PassReport:
         await self.finish_pending()  # leftovers of a crash or of a failed unlink

@@ -119,14 +119,16 @@ class Links:
     def find_token(self, token: str) -> Link | None:
         return self.by_hash.get(token_hash(token))
 
-    async def end(self, link: Link, now_us: int, why: str) -> None:
+    async def end(self, link: Link, now_us: int, why: str) -> bool:
+        """End a link; False if it had already ended (the first end and its reason stand)."""
         if link.ended_us is not None:
-            return
+            return False
         link.ended_us, link.ended_why = now_us, why
         async with transaction(self.db):
             await self.db.execute(
                 "UPDATE view_links SET ended_us = ?, ended_why = ? WHERE id = ?",
                 (now_us, why, link.id))
+        return True
 
     def listing(self, *, kind: Kind | None = None, actor: str | None = None,
                 open_only: bool = False, now_us: int) -> list[Link]:

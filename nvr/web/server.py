@@ -84,6 +84,8 @@ class WebServer:
         self.hub = LiveHub(asyncio.get_running_loop())
         self.sessions: dict[str, Session] = {}
         self._extra: list[tuple[str, str, Handler]] = []
+        # One re-check of the open links against the policy at a time (nvr.control.views).
+        self.recheck_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._substreams: dict[str, Any] = {}
@@ -254,10 +256,13 @@ class WebServer:
             link.sessions.pop(sess.id_hash, None)
             await self.audit(link, "view_session_end", remote=sess.remote, why=why)
 
-    async def end_link(self, link: Link, why: str) -> None:
-        """Revoke (or end) a link now: its sessions and their streams close at once."""
-        await self.links.end(link, self.svc.clock(), why)
+    async def end_link(self, link: Link, why: str) -> bool:
+        """Revoke (or end) a link now: its sessions and their streams close at once. False if
+        it had already ended (then nothing changes)."""
+        if not await self.links.end(link, self.svc.clock(), why):
+            return False
         await self._close_link_sessions(link, f"this viewing link was {why}")
+        return True
 
     async def _close_link_sessions(self, link: Link, why: str) -> None:
         for sess in [s for s in self.sessions.values() if s.link_id == link.id]:

@@ -77,8 +77,12 @@ async def test_with_the_clock_in_doubt_a_full_disk_still_frees_the_oldest_unheld
                          min_free=50)
     try:
         paths = [await env.add_segment("front", T0 + i * 60 * US, tiny_fmp4(i)) for i in range(4)]
-        size = max(Path(p).stat().st_size for p in paths)
-        total = 6 * size
+        # Footage of a camera since taken out of the map, newer than front's: it does not go
+        # first just because the map no longer says how long to keep it.
+        await env.index.ensure_camera("gone", "Gone", env.clock())
+        gone = await env.add_segment("gone", T0 + 600 * US, tiny_fmp4(9))
+        size = max(Path(p).stat().st_size for p in [*paths, gone])
+        total = 8 * size
 
         def disk(_root: Path) -> DiskState:  # a small disk: the files on it are all it holds
             used = sum(Path(p).stat().st_size for p in env.files_on_disk())
@@ -99,17 +103,23 @@ async def test_with_the_clock_in_doubt_a_full_disk_still_frees_the_oldest_unheld
         env.clock.advance(40)  # the wall clock jumps 40 days; the hold "expired" by it
         mono[0] += US
         report = await ex.run_once()
+        # `nvr retention plan` (no --at) says what the next pass does; --at T is a question
+        # about T, answered by the usual rules.
+        now_plan = await ex.plan_dict()
+        assert now_plan["clock_alert"] == ex.clock_alert
+        at_plan = await ex.plan_dict(env.clock())
+        assert at_plan["clock_alert"] is None and len(at_plan["delete"]) == 4, at_plan["delete"]
         assert ex.clock_alert is not None and "full disk still frees" in ex.clock_alert
-        # 4 segments on a 6-segment disk that wants 50% free: one must go, and it is the oldest
+        # 5 segments on an 8-segment disk that wants 50% free: one must go, and it is the oldest
         # one no hold covers (#1); #0 is held, #2 and #3 are "40 days old" by the wrong clock.
         assert report.deleted == 1, report
-        assert env.files_on_disk() == set(paths) - {paths[1]}
+        assert env.files_on_disk() == {*paths, gone} - {paths[1]}
         rows = [r for r in await env.audit.rows() if r.action == "retention_delete"]
         assert [r.detail["why"] for r in rows] == ["disk"]
         # `nvr retention plan` now says the same: the disk is fine, nothing goes.
         again = await ex.plan_dict()
         assert again["delete"] == [], again
-        assert (await ex.run_once()).deleted == 0 and len(env.files_on_disk()) == 3
+        assert (await ex.run_once()).deleted == 0 and len(env.files_on_disk()) == 4
         # The hold still protects #0 when the disk runs short again.
         assert paths[0] in env.files_on_disk() and hold.until_us is not None
     finally:

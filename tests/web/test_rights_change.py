@@ -93,9 +93,12 @@ async def test_revoking_the_grant_ends_the_staff_members_open_live_link(tmp_path
                                                revoke)
         assert "policy no longer allows" in ended and "grant" in ended, ended
         assert took < 2, f"the stream stayed open {took:.1f} s after the grant was revoked"
+        # The periodic pass racing the one after the revoke: still one row, by the recorder.
+        await asyncio.gather(views.recheck_links(h), views.recheck_links(h))
         rows = [r for r in await svc.audit.rows() if r.action == "view_link_ended"]
-        assert len(rows) == 1 and rows[0].actor == "staffer"
-        assert rows[0].detail["link"] == minted["id"] and "grant" in rows[0].detail["why"]
+        assert len(rows) == 1 and (rows[0].actor, rows[0].role) == ("nvr", "system")
+        assert rows[0].detail["maker"] == "staffer" and rows[0].detail["link"] == minted["id"]
+        assert "grant" in rows[0].detail["why"] and not rows[0].detail["why"].startswith("denied")
         # Nor can the staffer make a new one.
         try:
             await views.live(h, STAFFER, SimpleNamespace(cameras=["lobby"], minutes=10,
@@ -137,6 +140,16 @@ async def test_an_expiring_grant_and_a_reload_without_the_person_end_their_links
         offset[0] = 0
         second = await views.live(h, DIRECTOR, SimpleNamespace(
             cameras=["lobby"], minutes=10, reason="incident"))
+        # An emergency feed outlives a lower live.emergency_max_minutes: its length was judged
+        # when it started, and its expiry is its time box.
+        feed = await views.emergency_start(h, DIRECTOR, SimpleNamespace(
+            cameras=["lobby"], minutes=100, agency="Fire department"))
+        cfg.write_text(cfg.read_text().replace("live:\n", "live:\n  emergency_max_minutes: 30\n"))
+        await svc.reload("test")
+        assert svc.config.live.emergency_max_minutes == 30
+        await views.recheck_links(h)
+        assert svc.web is not None and svc.web.links.by_id[feed["id"]].usable(svc.clock())
+        # The director taken out of people: their link ends.
         cfg.write_text(cfg.read_text().replace("  - {user: director, role: director}\n", ""))
 
         async def reload() -> None:
@@ -146,5 +159,31 @@ async def test_an_expiring_grant_and_a_reload_without_the_person_end_their_links
                                                second["url"].split("#", 1)[1], reload)
         assert "policy no longer allows" in ended, ended
         assert took < 3, took
+    finally:
+        await svc.stop()
+
+
+async def test_a_camera_taken_out_of_the_map_ends_its_links(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = _config(tmp_path, port)
+    text = cfg.read_text()
+    cfg.write_text(text + '  - {id: stacks, name: Stacks, area: stacks, '
+                          'rtsp: "rtsp://127.0.0.1:9/none"}\n')
+    svc = Service(cfg, load_camera_map(cfg))
+    await svc.start()
+    try:
+        h = Handlers(svc)
+        both = await views.live(h, DIRECTOR, SimpleNamespace(
+            cameras=["lobby", "stacks"], minutes=10, reason="incident"))
+        lobby = await views.live(h, DIRECTOR, SimpleNamespace(
+            cameras=["lobby"], minutes=10, reason="incident"))
+        cfg.write_text(text)
+        await svc.reload("test")
+        await views.recheck_links(h)  # or the periodic pass did it already
+        assert svc.web is not None
+        assert not svc.web.links.by_id[both["id"]].usable(svc.clock())
+        assert "stacks is no longer in the camera map" in (
+            svc.web.links.by_id[both["id"]].ended_why or "")
+        assert svc.web.links.by_id[lobby["id"]].usable(svc.clock())
     finally:
         await svc.stop()

@@ -16,7 +16,8 @@ Mounts (all but /h264 encode once for any number of clients):
                bframes=2, B-pyramid (the middle B is a reference), no zerolatency (it forbids B)
   /h265-bframes H.265 with B-frames (x265 bframes=2, B-pyramid)
 
-With --require-auth every mount wants --user/--password (RTSP basic auth), as a real camera does.
+With --require-auth every mount wants --user/--password (RTSP basic auth, or digest with
+--auth-method digest), as a real camera does.
 
 Prints `READY <port>` on stdout once it accepts connections. Stopping the process is the camera
 going offline; starting it again on the same port is the camera coming back.
@@ -33,7 +34,8 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 
 def video_src(a: argparse.Namespace) -> str:
@@ -145,6 +147,8 @@ def main() -> int:
     p.add_argument("--pattern", default="ball")
     p.add_argument("--overlay", action="store_true", help="draw the time (costs CPU)")
     p.add_argument("--require-auth", action="store_true")
+    p.add_argument("--auth-method", choices=("basic", "digest"), default="basic",
+                   help="with --require-auth: what the camera asks for (most ask for digest)")
     p.add_argument("--user", default="camuser")
     p.add_argument("--password", default="campass")
     a = p.parse_args()
@@ -159,7 +163,11 @@ def main() -> int:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "camera-user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
+        if a.auth_method == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(a.user, a.password, token)
+        else:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(a.user, a.password), token)
         server.set_auth(auth)
     mounts = server.get_mount_points()
     for path, line in launch_lines(a).items():

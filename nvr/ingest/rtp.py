@@ -1,0 +1,153 @@
+"""RTP video payloads → access units (pure: bytes in, access units out; no sockets, no PyAV).
+
+The recorder's own depacketizer for H.264 (RFC 6184: single NAL unit, STAP-A, FU-A) and H.265
+(RFC 7798: single NAL unit, AP, FU), so that a camera can be read with many RTP packets per
+recv() instead of FFmpeg's four syscalls per packet (docs/design.md, "Ingest hot path").
+
+An access unit ends at the RTP marker bit, or when the timestamp changes (a lost marker). Its
+NAL units are written in Annex-B form (4-byte start codes), the form the segment writer and
+the MP4 muxer already take from FFmpeg's demuxer. A sequence-number gap drops the fragment in
+progress and marks the access unit `damaged`: the recorder decides what to do with it (the
+bytes of a damaged picture still decode up to the hole; counting them is what matters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Codec = Literal["h264", "hevc"]
+START = b"\x00\x00\x00\x01"
+
+
+@dataclass(slots=True)
+class AccessUnit:
+    rtp_ts: int  # the RTP timestamp: presentation time in clock-rate ticks, mod 2^32
+    data: bytes  # Annex-B
+    key: bool  # H.264 IDR (type 5); H.265 IRAP (types 16-21)
+    damaged: bool  # a packet inside it was lost
+
+
+@dataclass
+class Depacketizer:
+    codec: Codec
+    lost: int = 0  # RTP packets lost (sequence gaps), over the session
+    unsupported: int = 0  # packets of payload types we do not take (STAP-B, MTAP, FU-B, PACI)
+    _nals: list[bytes] = field(default_factory=list)
+    _fu: bytearray | None = None
+    _ts: int | None = None
+    _key: bool = False
+    _damaged: bool = False
+    _seq: int | None = None
+
+    def push(self, pkt: bytes | memoryview) -> list[AccessUnit]:
+        """One RTP packet (header included); the access units it completes (0, 1 or 2)."""
+        if len(pkt) < 12 or pkt[0] >> 6 != 2:
+            return []
+        b0 = pkt[0]
+        hdr = 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:  # header extension
+            if len(pkt) < hdr + 4:
+                return []
+            hdr += 4 + 4 * ((pkt[hdr + 2] << 8) | pkt[hdr + 3])
+        stop = len(pkt) - (pkt[-1] if b0 & 0x20 else 0)  # padding
+        if stop <= hdr:
+            return []
+        seq = (pkt[2] << 8) | pkt[3]
+        ts = int.from_bytes(pkt[4:8], "big")
+        out: list[AccessUnit] = []
+        if self._seq is not None and seq != (self._seq + 1) & 0xFFFF:
+            gap = (seq - self._seq - 1) & 0xFFFF
+            if gap < 0x8000:  # lost packets (a large "gap" is a duplicate or a reorder)
+                self.lost += gap
+                self._fu = None
+                self._damaged = True
+            else:
+                return []
+        self._seq = seq
+        if self._ts is not None and ts != self._ts and (self._nals or self._fu is not None):
+            out.extend(self._finish())  # the marker of the previous unit was lost
+        self._ts = ts
+        payload = pkt[hdr:stop]
+        if self.codec == "h264":
+            self._h264(payload)
+        else:
+            self._h265(payload)
+        if pkt[1] & 0x80:
+            out.extend(self._finish())
+        return out
+
+    def _finish(self) -> list[AccessUnit]:
+        nals, self._nals = self._nals, []
+        if self._fu is not None:  # a fragment without its end: lost
+            self._fu = None
+            self._damaged = True
+        key, damaged = self._key, self._damaged
+        self._key = self._damaged = False
+        if not nals or self._ts is None:
+            return []
+        return [AccessUnit(self._ts, b"".join(nals), key, damaged)]
+
+    # -- H.264 (RFC 6184) ---------------------------------------------------------------------
+    def _h264(self, p: bytes | memoryview) -> None:
+        kind = p[0] & 0x1F
+        if 1 <= kind <= 23:
+            self._key = self._key or kind == 5
+            self._nals.append(START + bytes(p))
+        elif kind == 24:  # STAP-A: [size][NAL] ...
+            i = 1
+            while i + 2 < len(p):
+                size = (p[i] << 8) | p[i + 1]
+                nal = p[i + 2:i + 2 + size]
+                if size == 0 or len(nal) < size:
+                    break
+                self._key = self._key or (nal[0] & 0x1F) == 5
+                self._nals.append(START + bytes(nal))
+                i += 2 + size
+        elif kind == 28 and len(p) > 2:  # FU-A
+            fu = p[1]
+            if fu & 0x80:
+                self._fu = bytearray(START)
+                self._fu.append((p[0] & 0xE0) | (fu & 0x1F))
+                self._key = self._key or (fu & 0x1F) == 5
+            if self._fu is not None:
+                self._fu += p[2:]
+                if fu & 0x40:
+                    self._nals.append(bytes(self._fu))
+                    self._fu = None
+        else:
+            self.unsupported += 1
+
+    # -- H.265 (RFC 7798) ---------------------------------------------------------------------
+    def _h265(self, p: bytes | memoryview) -> None:
+        if len(p) < 3:
+            return
+        kind = (p[0] >> 1) & 0x3F
+        if kind < 48:
+            self._key = self._key or 16 <= kind <= 21
+            self._nals.append(START + bytes(p))
+        elif kind == 48:  # AP: [size][NAL] ...
+            i = 2
+            while i + 2 < len(p):
+                size = (p[i] << 8) | p[i + 1]
+                nal = p[i + 2:i + 2 + size]
+                if size < 2 or len(nal) < size:
+                    break
+                self._key = self._key or 16 <= (nal[0] >> 1) & 0x3F <= 21
+                self._nals.append(START + bytes(nal))
+                i += 2 + size
+        elif kind == 49 and len(p) > 3:  # FU
+            fu = p[2]
+            inner = fu & 0x3F
+            if fu & 0x80:
+                self._fu = bytearray(START)
+                self._fu.append((p[0] & 0x81) | (inner << 1))
+                self._fu.append(p[1])
+                self._key = self._key or 16 <= inner <= 21
+            if self._fu is not None:
+                self._fu += p[3:]
+                if fu & 0x40:
+                    self._nals.append(bytes(self._fu))
+                    self._fu = None
+        else:
+            self.unsupported += 1

@@ -1,0 +1,341 @@
+"""A minimal RTSP client for one camera's video over TCP (RFC 2326, interleaved RTP).
+
+Plain blocking code for the camera's own thread: DESCRIBE (Basic or Digest authentication, from
+the URL's user:password), SETUP of the first video track only (audio is never set up:
+docs/policy.md), PLAY, then `read_some()` hands over the video channel's RTP packets, taking as many
+as one recv() brings (tens at 2 Mb/s) instead of FFmpeg's poll+recv for each packet's header
+and again for its payload. A GET_PARAMETER (or OPTIONS) keep-alive goes out every half of the
+session's timeout; replies that arrive between RTP packets are skipped.
+
+Errors are RtspError with the same kinds as the FFmpeg path's session ends (nvr.ingest.session):
+credentials, no_video, offline; a read that waits longer than the timeout raises TimeoutError.
+The URL's credentials never appear in a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from nvr.ingest.rtp import Codec
+
+RECV_BYTES = 256 * 1024
+USER_AGENT = "nvr"
+Kind = Literal["credentials", "no_video", "offline", "protocol"]
+
+
+class RtspError(Exception):
+    def __init__(self, kind: Kind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class VideoTrack:
+    codec: Codec
+    clock_rate: int
+    payload_type: int
+    control: str
+    params: tuple[bytes, ...]  # parameter-set NAL units from the SDP (sprop-*), no start codes
+
+
+@dataclass
+class Reply:
+    status: int
+    reason: str
+    headers: dict[str, list[str]] = field(default_factory=dict)
+    body: bytes = b""
+
+    def header(self, name: str, default: str = "") -> str:
+        values = self.headers.get(name.lower())
+        return values[0] if values else default
+
+
+def parse_sdp(sdp: str, base: str) -> VideoTrack | None:
+    """The first H.264 or H.265 video track of an SDP, or None."""
+    session_control = ""
+    media: list[list[str]] = []
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            media.append([line])
+        elif media:
+            media[-1].append(line)
+        elif line.startswith("a=control:"):
+            session_control = line[10:]
+    for lines in media:
+        m = lines[0][2:].split()
+        if len(m) < 4 or m[0] != "video":
+            continue
+        pts = set(m[3:])
+        for line in lines:
+            rtpmap = re.match(r"a=rtpmap:(\d+)\s+([\w.-]+)/(\d+)", line)
+            if not rtpmap or rtpmap.group(1) not in pts:
+                continue
+            name = rtpmap.group(2).upper()
+            codec: Codec | None = "h264" if name == "H264" else "hevc" if name in (
+                "H265", "HEVC") else None
+            if codec is None:
+                continue
+            pt = int(rtpmap.group(1))
+            control = next((x[10:] for x in lines if x.startswith("a=control:")), "")
+            fmtp = next((x for x in lines if x.startswith(f"a=fmtp:{pt} ")), "")
+            return VideoTrack(codec, int(rtpmap.group(3)), pt,
+                              _resolve(base, session_control, control), _sprop(fmtp, codec))
+    return None
+
+
+def _resolve(base: str, session_control: str, control: str) -> str:
+    if not control or control == "*":
+        control = session_control
+    if not control or control == "*":
+        return base
+    if re.match(r"^rtsps?://", control, re.I):
+        return control
+    return base.rstrip("/") + "/" + control.lstrip("/")
+
+
+def _sprop(fmtp: str, codec: Codec) -> tuple[bytes, ...]:
+    keys = ("sprop-parameter-sets",) if codec == "h264" else ("sprop-vps", "sprop-sps",
+                                                                "sprop-pps")
+    params: list[bytes] = []
+    for key in keys:
+        found = re.search(key + r"=([^;\s]+)", fmtp)
+        if not found:
+            continue
+        for b64 in found.group(1).split(","):
+            try:
+                nal = base64.b64decode(b64 + "=" * (-len(b64) % 4))
+            except ValueError:
+                continue
+            if nal:
+                params.append(nal)
+    return tuple(params)
+
+
+def digest_header(user: str, password: str, challenge: str, method: str, uri: str,
+                  cnonce: str = "0a4f113b", nc: int = 1) -> str:
+    """RFC 2617 Digest (MD5, with or without qop=auth), as RTSP cameras ask for it."""
+    params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+    realm, nonce = params.get("realm", ""), params.get("nonce", "")
+
+    def md5(s: str) -> str:
+        return hashlib.md5(s.encode(), usedforsecurity=False).hexdigest()
+
+    ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
+    out = f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
+    if "auth" in params.get("qop", "").split(","):
+        ncs = f"{nc:08x}"
+        out += f', qop=auth, nc={ncs}, cnonce="{cnonce}"'
+        out += f', response="{md5(f"{ha1}:{nonce}:{ncs}:{cnonce}:auth:{ha2}")}"'
+    else:
+        out += f', response="{md5(f"{ha1}:{nonce}:{ha2}")}"'
+    if "opaque" in params:
+        out += f', opaque="{params["opaque"]}"'
+    return out + ", algorithm=MD5"
+
+
+class RtspSession:
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        u = urlsplit(url)
+        self.host, self.port = u.hostname or "", u.port or 554
+        self.user, self.password = unquote(u.username or ""), unquote(u.password or "")
+        netloc = self.host if u.port is None else f"{self.host}:{u.port}"
+        self.url = urlunsplit((u.scheme, netloc, u.path, u.query, ""))  # no credentials
+        self.timeout_s = timeout_s
+        self.sock: socket.socket | None = None
+        self.buf = bytearray()
+        self.cseq = 0
+        self.session = ""
+        self.keepalive_s = 30.0
+        self.keepalive_method = "OPTIONS"
+        self._auth: str | None = None  # the challenge, once the camera sent one
+        self._last_sent = 0.0
+        self.track: VideoTrack | None = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def open(self) -> VideoTrack:
+        """Connect, describe, set up the video track and play; the socket is closed again if
+        any step fails."""
+        try:
+            return self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> VideoTrack:
+        try:
+            self.sock = socket.create_connection((self.host, self.port), self.timeout_s)
+        except OSError as e:
+            raise RtspError("offline", f"cannot connect to {self.host}:{self.port}: "
+                                       f"{e.strerror or e}") from None
+        self.sock.settimeout(self.timeout_s)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        options = self.request("OPTIONS", self.url)
+        if "GET_PARAMETER" in options.header("public"):
+            self.keepalive_method = "GET_PARAMETER"
+        reply = self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
+        self._check(reply, "DESCRIBE")
+        base = reply.header("content-base") or reply.header("content-location") or self.url
+        track = parse_sdp(reply.body.decode("utf-8", "replace"), base)
+        if track is None:
+            raise RtspError("no_video", "stream has no H.264 or H.265 video")
+        reply = self.request("SETUP", track.control,
+                             {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+        self._check(reply, "SETUP")
+        session = reply.header("session")
+        self.session = session.split(";")[0].strip()
+        timeout = re.search(r"timeout=(\d+)", session)
+        if timeout:
+            self.keepalive_s = max(1.0, int(timeout.group(1)) / 2)
+        self._check(self.request("PLAY", self.url, {"Range": "npt=0.000-"}), "PLAY")
+        self.track = track
+        return track
+
+    def _check(self, reply: Reply, what: str) -> None:
+        if reply.status == 401:
+            raise RtspError("credentials", "credentials refused by camera")
+        if reply.status == 404:
+            raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
+        if reply.status != 200:
+            raise RtspError("protocol", f"{what} refused: {reply.status} {reply.reason}")
+
+    def request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> Reply:
+        reply = self._send_and_wait(method, uri, headers or {})
+        if reply.status == 401 and self.user and self._auth is None:
+            challenges = reply.headers.get("www-authenticate", [])
+            digest = next((c for c in challenges if c.lower().startswith("digest")), None)
+            self._auth = digest or next((c for c in challenges
+                                         if c.lower().startswith("basic")), "")
+            if self._auth:
+                reply = self._send_and_wait(method, uri, headers or {})
+        return reply
+
+    def _authorization(self, method: str, uri: str) -> str | None:
+        if not self._auth or not self.user:
+            return None
+        if self._auth.lower().startswith("digest"):
+            return digest_header(self.user, self.password, self._auth, method, uri)
+        return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+
+    def _send(self, method: str, uri: str, headers: dict[str, str]) -> int:
+        assert self.sock is not None
+        self.cseq += 1
+        lines = [f"{method} {uri} RTSP/1.0", f"CSeq: {self.cseq}", f"User-Agent: {USER_AGENT}"]
+        if self.session:
+            lines.append(f"Session: {self.session}")
+        auth = self._authorization(method, uri)
+        if auth:
+            lines.append(f"Authorization: {auth}")
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._last_sent = time.monotonic()
+        return self.cseq
+
+    def _send_and_wait(self, method: str, uri: str, headers: dict[str, str]) -> Reply:
+        cseq = self._send(method, uri, headers)
+        while True:
+            reply = self._read_reply()
+            if reply is None:
+                continue  # an interleaved packet before the reply: not ours yet
+            if reply.header("cseq", str(cseq)) == str(cseq):
+                return reply
+
+    def _fill(self) -> None:
+        assert self.sock is not None
+        try:
+            chunk = self.sock.recv(RECV_BYTES)
+        except TimeoutError:
+            raise
+        except OSError as e:
+            raise RtspError("offline", f"camera connection failed: {e.strerror or e}") from None
+        if not chunk:
+            raise RtspError("offline", "camera closed the stream")
+        self.buf += chunk
+
+    def _read_reply(self) -> Reply | None:
+        """One RTSP reply from the buffer (reading more as needed); None if the buffer starts
+        with an interleaved packet, which is dropped (only during set-up and keep-alives)."""
+        while len(self.buf) < 4:
+            self._fill()
+        if self.buf[0] == 0x24:
+            n = 4 + ((self.buf[2] << 8) | self.buf[3])
+            while len(self.buf) < n:
+                self._fill()
+            del self.buf[:n]
+            return None
+        while (end := self.buf.find(b"\r\n\r\n")) < 0:
+            if len(self.buf) > 65536:
+                raise RtspError("protocol", "camera sent an RTSP header over 64 KB")
+            self._fill()
+        head = bytes(self.buf[:end]).decode("utf-8", "replace").split("\r\n")
+        status = head[0].split(" ", 2)
+        if len(status) < 2 or not status[0].startswith("RTSP/") or not status[1].isdigit():
+            raise RtspError("protocol", f"camera sent something that is not RTSP: {head[0][:60]!r}")
+        reply = Reply(int(status[1]), status[2] if len(status) > 2 else "")
+        for line in head[1:]:
+            k, _, v = line.partition(":")
+            reply.headers.setdefault(k.strip().lower(), []).append(v.strip())
+        n = int(reply.header("content-length", "0") or 0)
+        while len(self.buf) < end + 4 + n:
+            self._fill()
+        reply.body = bytes(self.buf[end + 4:end + 4 + n])
+        del self.buf[:end + 4 + n]
+        return reply
+
+    # -- streaming ------------------------------------------------------------------------------
+    def read_some(self, on_packet: Callable[[memoryview], object]) -> int:
+        """One recv(): every complete RTP packet of the video channel in it goes to `on_packet`
+        (the view is valid only during the call: copy what you keep). Returns how many."""
+        if time.monotonic() - self._last_sent >= self.keepalive_s:
+            self._send(self.keepalive_method, self.url, {})
+        self._fill()
+        buf = self.buf
+        pos, end, count = 0, len(buf), 0
+        mv = memoryview(buf)
+        try:
+            while end - pos >= 4:
+                if buf[pos] != 0x24:  # a reply to a keep-alive: skip it whole
+                    stop = buf.find(b"\r\n\r\n", pos)
+                    if stop < 0:
+                        break
+                    length = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:stop])
+                    skip = stop + 4 + (int(length.group(1)) if length else 0)
+                    if skip > end:
+                        break
+                    pos = skip
+                    continue
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                if end - pos - 4 < n:
+                    break
+                if buf[pos + 1] == 0:
+                    with mv[pos + 4:pos + 4 + n] as packet:
+                        on_packet(packet)
+                    count += 1
+                pos += 4 + n
+        finally:
+            mv.release()
+        del buf[:pos]
+        return count
+
+    def close(self) -> None:
+        sock, self.sock = self.sock, None
+        if sock is None:
+            return
+        try:
+            if self.session:
+                sock.settimeout(0.5)
+                self.sock = sock
+                self._send("TEARDOWN", self.url, {})
+                self.sock = None
+        except OSError:
+            pass
+        finally:
+            sock.close()

@@ -81,7 +81,7 @@ def vm_hwm(pid: int) -> int:
 
 # -- the daemon side (child process) -------------------------------------------------------------
 async def daemon_child(url: str, root: Path, n: int, warmup: float, seconds: float,
-                       segment_seconds: float) -> None:
+                       segment_seconds: float, reader: str = "ffmpeg") -> None:
     import resource
 
     from nvr import log
@@ -139,7 +139,9 @@ async def daemon_child(url: str, root: Path, n: int, warmup: float, seconds: flo
 
     now_us = time.time_ns() // 1000
     storage = StorageConfig(root=root, segment_seconds=segment_seconds)
-    cams = [CameraConfig(id=f"cam{i}", name="b", area="entrance", rtsp=url) for i in range(n)]
+    cams = [CameraConfig(id=f"cam{i}", name="b", area="entrance", rtsp=url,
+                         reader=reader)  # type: ignore[arg-type]
+            for i in range(n)]
     for c in cams:
         await index.ensure_camera(c.id, c.name, now_us)
     recs = [CameraRecorder(c, storage, root, IndexSink(), resolve) for c in cams]
@@ -219,7 +221,8 @@ def run_daemon(cam: LoopCamera, url: str, n: int, a: argparse.Namespace, out: Pa
     out.mkdir(parents=True)
     proc = subprocess.Popen(
         [sys.executable, __file__, "--daemon-child", url, str(out), str(n), str(a.warmup),
-         str(a.seconds), str(a.segment_seconds)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+         str(a.seconds), str(a.segment_seconds), a.reader], cwd=REPO, stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None
     srv0 = srv1 = 0.0
@@ -297,13 +300,16 @@ def main() -> int:
     p.add_argument("--segment-seconds", type=float, default=10)
     p.add_argument("--json", type=Path, help="default: bench/results/ingest-<time>.json")
     p.add_argument("--note", default="", help="stored in the JSON (e.g. 'machine shared')")
-    p.add_argument("--daemon-child", nargs=6, help=argparse.SUPPRESS)
+    p.add_argument("--reader", choices=("ffmpeg", "nvr"), default="ffmpeg",
+                   help="the daemon's RTSP reader (the camera map's `reader:`)")
+    p.add_argument("--daemon-child", nargs=7, help=argparse.SUPPRESS)
     p.add_argument("--count", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.daemon_child:
-        url, root, n, warm, secs, seg = a.daemon_child
+        url, root, n, warm, secs, seg, reader = a.daemon_child
         import uvloop
-        uvloop.run(daemon_child(url, Path(root), int(n), float(warm), float(secs), float(seg)))
+        uvloop.run(daemon_child(url, Path(root), int(n), float(warm), float(secs), float(seg),
+                                reader))
         return 0
     if a.count:
         count_child(a.count)
@@ -351,7 +357,7 @@ def main() -> int:
     path.write_text(json.dumps({
         "command": " ".join(sys.argv), "stream": a.stream, "seconds": a.seconds,
         "warmup": a.warmup, "rounds": a.rounds, "segment_seconds": a.segment_seconds,
-        "note": a.note, "host": platform.node(), "cpus": os.cpu_count(),
+        "note": a.note, "reader": a.reader, "host": platform.node(), "cpus": os.cpu_count(),
         "loadavg_at_end": os.getloadavg(), "git": _git_rev(), "summary": summary, "runs": runs,
     }, indent=1))
     print(f"JSON: {path}")

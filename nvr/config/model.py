@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -187,6 +187,9 @@ class CameraConfig(Strict):
     retention_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     live_rtsp: str | None = Field(default=None, repr=False)
     enabled: bool = True
+    # Which RTSP client reads the camera: FFmpeg's (the default) or the recorder's own, which
+    # costs about a third of the CPU (docs/design.md, "Ingest hot path").
+    reader: Literal["ffmpeg", "nvr"] = "ffmpeg"
 
     @field_validator("area")
     @classmethod

@@ -262,6 +262,10 @@ class CameraRecorder:
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
             self._on_started, self.io_timeout_s, self._live_packet,
         )
+        if self.camera.reader == "nvr":
+            from nvr.ingest.own_session import run_own_session
+
+            return run_own_session(ctx)
         return run_session(ctx)
 
     def _live_packet(self, op: Any, video: Any) -> None:

@@ -184,9 +184,12 @@ class RtspSession:
         reply = self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
         self._check(reply, "DESCRIBE")
         base = reply.header("content-base") or reply.header("content-location") or self.url
-        track = parse_sdp(reply.body.decode("utf-8", "replace"), base)
+        sdp = reply.body.decode("utf-8", "replace")
+        track = parse_sdp(sdp, base)
         if track is None:
-            raise RtspError("no_video", "stream has no H.264 or H.265 video")
+            if "m=video" in sdp:
+                raise RtspError("no_video", "stream's video is neither H.264 nor H.265")
+            raise RtspError("no_video", "stream has no video")
         reply = self.request("SETUP", track.control,
                              {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
         self._check(reply, "SETUP")

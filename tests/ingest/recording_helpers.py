@@ -44,9 +44,10 @@ async def open_index(root: Path) -> Index:
 
 def make_recorder(
     cam_id: str, url: str, root: Path, sink: IndexSink, *, segment_seconds: float = 2.0,
-    io_timeout_s: float = 3.0,
+    io_timeout_s: float = 3.0, reader: str = "ffmpeg",
 ) -> CameraRecorder:
-    camera = CameraConfig(id=cam_id, name=cam_id, area="entrance", rtsp=url)
+    camera = CameraConfig(id=cam_id, name=cam_id, area="entrance", rtsp=url,
+                          reader=reader)  # type: ignore[arg-type]
 
     async def resolve(force: bool) -> str:
         return url

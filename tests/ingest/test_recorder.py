@@ -99,13 +99,14 @@ async def test_records_three_codecs_into_continuous_segments(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("reader", ["ffmpeg", "nvr"])
 async def test_camera_offline_then_back_leaves_one_offline_gap(
-    testcam_factory: type[TestCamera], tmp_path: Path
+    testcam_factory: type[TestCamera], tmp_path: Path, reader: str
 ) -> None:
     cam = testcam_factory().start()
     index = await open_index(tmp_path)
     sink = IndexSink(index)
-    rec = make_recorder("door", cam.url("h264-noaudio"), tmp_path, sink)
+    rec = make_recorder("door", cam.url("h264-noaudio"), tmp_path, sink, reader=reader)
     rec.start()
     try:
         await wait_for(lambda: rec.status()["state"] == "recording")
@@ -135,9 +136,10 @@ async def test_camera_offline_then_back_leaves_one_offline_gap(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("reader", ["ffmpeg", "nvr"])
 async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
     testcam: TestCamera, testcam_factory: type[TestCamera], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], reader: str,
 ) -> None:
     locked = testcam_factory("--require-auth", "--user", "u", "--password", "s3cret-pw").start()
     index = await open_index(tmp_path)
@@ -148,8 +150,9 @@ async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
                     "host nvr-test-no-such-host.invalid does not resolve"),
         "audio-only": (testcam.url("audio-only"), "stream has no video"),
     }
-    recs = [make_recorder(cid, url, tmp_path, sink) for cid, (url, _) in bad.items()]
-    good = make_recorder("good", testcam.url("h264"), tmp_path, sink)
+    recs = [make_recorder(cid, url, tmp_path, sink, reader=reader)
+            for cid, (url, _) in bad.items()]
+    good = make_recorder("good", testcam.url("h264"), tmp_path, sink, reader=reader)
     for r in [*recs, good]:
         r.start()
     try:

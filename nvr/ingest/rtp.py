@@ -18,6 +18,9 @@ from typing import Literal
 
 Codec = Literal["h264", "hevc"]
 START = b"\x00\x00\x00\x01"
+# An access unit larger than this is dropped (a 4K keyframe at a high rate is ~2 MB): a broken
+# or hostile camera that never ends a unit must not grow the recorder's memory without bound.
+MAX_UNIT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -39,6 +42,8 @@ class Depacketizer:
     _key: bool = False
     _damaged: bool = False
     _seq: int | None = None
+    _size: int = 0  # bytes of the unit so far
+    oversized: int = 0  # access units dropped for passing MAX_UNIT_BYTES
 
     def push(self, pkt: bytes | memoryview) -> list[AccessUnit]:
         """One RTP packet (header included); the access units it completes (0, 1 or 2)."""
@@ -69,6 +74,14 @@ class Depacketizer:
             out.extend(self._finish())  # the marker of the previous unit was lost
         self._ts = ts
         payload = pkt[hdr:stop]
+        self._size += stop - hdr
+        if self._size > MAX_UNIT_BYTES:
+            if self._nals or self._fu is not None:
+                self.oversized += 1
+            self._nals, self._fu, self._damaged = [], None, True
+            if pkt[1] & 0x80:
+                self._size, self._key, self._damaged = 0, False, False
+            return out
         if self.codec == "h264":
             self._h264(payload)
         else:
@@ -79,6 +92,7 @@ class Depacketizer:
 
     def _finish(self) -> list[AccessUnit]:
         nals, self._nals = self._nals, []
+        self._size = 0
         if self._fu is not None:  # a fragment without its end: lost
             self._fu = None
             self._damaged = True

@@ -27,6 +27,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from nvr.ingest.rtp import Codec
 
 RECV_BYTES = 256 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header
+MAX_BODY_BYTES = 1024 * 1024  # an RTSP reply's body (an SDP is a few hundred bytes)
 USER_AGENT = "nvr"
 Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
@@ -275,7 +277,7 @@ class RtspSession:
             del self.buf[:n]
             return None
         while (end := self.buf.find(b"\r\n\r\n")) < 0:
-            if len(self.buf) > 65536:
+            if len(self.buf) > MAX_HEADER_BYTES:
                 raise RtspError("protocol", "camera sent an RTSP header over 64 KB")
             self._fill()
         head = bytes(self.buf[:end]).decode("utf-8", "replace").split("\r\n")
@@ -286,7 +288,10 @@ class RtspSession:
         for line in head[1:]:
             k, _, v = line.partition(":")
             reply.headers.setdefault(k.strip().lower(), []).append(v.strip())
-        n = int(reply.header("content-length", "0") or 0)
+        length = reply.header("content-length", "0") or "0"
+        n = int(length) if length.isdigit() else -1
+        if not 0 <= n <= MAX_BODY_BYTES:
+            raise RtspError("protocol", f"camera sent an RTSP body of {length[:20]!r} bytes")
         while len(self.buf) < end + 4 + n:
             self._fill()
         reply.body = bytes(self.buf[end + 4:end + 4 + n])
@@ -308,6 +313,9 @@ class RtspSession:
                 if buf[pos] != 0x24:  # a reply to a keep-alive: skip it whole
                     stop = buf.find(b"\r\n\r\n", pos)
                     if stop < 0:
+                        if end - pos > MAX_HEADER_BYTES:
+                            raise RtspError("protocol", "camera sent 64 KB that are neither "
+                                                        "RTP nor an RTSP reply")
                         break
                     length = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:stop])
                     skip = stop + 4 + (int(length.group(1)) if length else 0)

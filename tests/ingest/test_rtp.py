@@ -58,3 +58,19 @@ def test_duplicates_and_garbage_are_ignored() -> None:
     d.push(rtp(10, 0, bytes([0x41]) + b"a", marker=True))
     assert d.push(rtp(9, 0, bytes([0x41]) + b"a", marker=True)) == []  # late duplicate
     assert d.push(b"\x00" * 5) == [] and d.lost == 0
+
+
+def test_a_unit_that_never_ends_is_dropped_not_kept_in_memory() -> None:
+    from nvr.ingest import rtp as rtpmod
+
+    d = Depacketizer("h264")
+    body = b"x" * 1400
+    d.push(rtp(1, 0, fu_a(5, body, True, False)))
+    seq = 2
+    for _ in range(rtpmod.MAX_UNIT_BYTES // 1400 + 10):  # 16 MB of one fragment, same ts
+        assert d.push(rtp(seq & 0xFFFF, 0, fu_a(5, body, False, False))) == []
+        seq += 1
+    assert d.oversized == 1 and d._fu is None and not d._nals
+    assert d.push(rtp(seq & 0xFFFF, 0, fu_a(5, body, False, True), marker=True)) == []
+    (nxt,) = d.push(rtp((seq + 1) & 0xFFFF, 6000, bytes([0x41]) + b"p", marker=True))
+    assert not nxt.damaged and nxt.data == START + bytes([0x41]) + b"p"

@@ -102,3 +102,41 @@ def test_a_camera_that_goes_silent_times_out_and_one_that_is_gone_is_offline() -
     with pytest.raises(RtspError) as e:
         RtspSession(f"rtsp://127.0.0.1:{c.port}/h264", 1.0).open()
     assert e.value.kind == "offline" and "cannot connect" in str(e.value)
+
+
+def _hostile_camera(reply: bytes) -> int:
+    """A real TCP server that answers the first request with `reply` and then keeps the
+    connection open: a broken or hostile camera."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(reply)
+            conn.settimeout(5)
+            try:
+                conn.recv(4096)
+            except OSError:
+                pass
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(srv.getsockname()[1])
+
+
+@pytest.mark.parametrize(("reply", "says"), [
+    (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: 99999999999\r\n\r\n", "RTSP body"),
+    (b"RTSP/1.0 200 OK\r\nCSeq: 1\r\nContent-Length: -5\r\n\r\n", "RTSP body"),
+    (b"RTSP/1.0 200 OK\r\nX: " + b"A" * 70_000, "header over 64 KB"),
+    (b"HTTP/1.1 200 OK\r\n\r\n", "not RTSP"),
+])
+def test_a_hostile_camera_cannot_grow_memory_or_confuse_the_reader(reply: bytes,
+                                                                   says: str) -> None:
+    port = _hostile_camera(reply)
+    with pytest.raises(RtspError) as e:
+        RtspSession(f"rtsp://127.0.0.1:{port}/x", 3.0).open()
+    assert e.value.kind == "protocol" and says in str(e.value), e.value

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import socket
+import time
 from fractions import Fraction
 
 import av
@@ -26,11 +27,12 @@ from nvr import log
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.redact import host_of
 from nvr.ingest.rtp import AccessUnit, Depacketizer
-from nvr.ingest.rtsp import RtspError, RtspSession, VideoTrack
+from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
 
 _log = log.get("nvr.ingest.own_session")
+READ_PACE_S = 0.2
 
 
 class _Stop(Exception):
@@ -162,10 +164,8 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
             why = ctx.should_stop()
             if why is not None:
                 return why
-            rtsp.read_some(lambda p: units.extend(depack.push(p)))
-            if not units:
-                continue
-            now = ctx.clock.mono_us()
+            got = rtsp.read_some(lambda p: units.extend(depack.push(p)))
+            now = ctx.clock.mono_us()  # the arrival of what this recv() took
             for au in units:
                 if state["video"] is None:
                     if not au.key:
@@ -175,6 +175,12 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
                     state["video"] = video
                 emit(times.feed(unwrap(au.rtp_ts), au.key, (au.data, now)))
             units.clear()
+            if got < RECV_BYTES:
+                # The socket is drained: let the next frames gather in its buffer, so that one
+                # wake-up and one recv() take a few frames, not one RTP packet as it lands
+                # (docs/design.md, "Ingest hot path"). Live view waits up to READ_PACE_S more;
+                # the buffer holds seconds of video, and a full recv() never waits.
+                time.sleep(READ_PACE_S)
     finally:
         if state["video"] is not None:
             emit(times.flush())

@@ -253,7 +253,7 @@ class RtspSession:
             if reply.header("cseq", str(cseq)) == str(cseq):
                 return reply
 
-    def _fill(self) -> None:
+    def _fill(self) -> int:
         assert self.sock is not None
         try:
             chunk = self.sock.recv(RECV_BYTES)
@@ -264,6 +264,7 @@ class RtspSession:
         if not chunk:
             raise RtspError("offline", "camera closed the stream")
         self.buf += chunk
+        return len(chunk)
 
     def _read_reply(self) -> Reply | None:
         """One RTSP reply from the buffer (reading more as needed); None if the buffer starts
@@ -301,12 +302,13 @@ class RtspSession:
     # -- streaming ------------------------------------------------------------------------------
     def read_some(self, on_packet: Callable[[memoryview], object]) -> int:
         """One recv(): every complete RTP packet of the video channel in it goes to `on_packet`
-        (the view is valid only during the call: copy what you keep). Returns how many."""
+        (the view is valid only during the call: copy what you keep). Returns the bytes that
+        recv() took (RECV_BYTES: there may be more waiting)."""
         if time.monotonic() - self._last_sent >= self.keepalive_s:
             self._send(self.keepalive_method, self.url, {})
-        self._fill()
+        got = self._fill()
         buf = self.buf
-        pos, end, count = 0, len(buf), 0
+        pos, end = 0, len(buf)
         mv = memoryview(buf)
         try:
             while end - pos >= 4:
@@ -329,12 +331,11 @@ class RtspSession:
                 if buf[pos + 1] == 0:
                     with mv[pos + 4:pos + 4 + n] as packet:
                         on_packet(packet)
-                    count += 1
                 pos += 4 + n
         finally:
             mv.release()
         del buf[:pos]
-        return count
+        return got
 
     def close(self) -> None:
         sock, self.sock = self.sock, None

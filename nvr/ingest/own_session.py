@@ -32,7 +32,8 @@ from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
 
 _log = log.get("nvr.ingest.own_session")
-READ_PACE_S = 0.2
+READ_PACE_S = 0.5  # nobody watches: half a second of video a read
+LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
 
 
 class _Stop(Exception):
@@ -161,9 +162,6 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
 
     try:
         while True:
-            why = ctx.should_stop()
-            if why is not None:
-                return why
             got = rtsp.read_some(lambda p: units.extend(depack.push(p)))
             now = ctx.clock.mono_us()  # the arrival of what this recv() took
             for au in units:
@@ -175,12 +173,19 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
                     state["video"] = video
                 emit(times.feed(unwrap(au.rtp_ts), au.key, (au.data, now)))
             units.clear()
+            # Asked after a read, so that a stop that came during the wait below still takes
+            # what the socket holds (up to READ_PACE_S of video) into the last segment.
+            why = ctx.should_stop()
+            if why is not None:
+                return why
             if got < RECV_BYTES:
                 # The socket is drained: let the next frames gather in its buffer, so that one
-                # wake-up and one recv() take a few frames, not one RTP packet as it lands
-                # (docs/design.md, "Ingest hot path"). Live view waits up to READ_PACE_S more;
-                # the buffer holds seconds of video, and a full recv() never waits.
-                time.sleep(READ_PACE_S)
+                # wake-up and one recv() take several frames, not one RTP packet as it lands
+                # (docs/design.md, "Ingest hot path"). While somebody watches live, a shorter
+                # wait keeps the picture prompt. The buffer holds seconds of video, and a full
+                # recv() never waits.
+                watched = ctx.watched is not None and ctx.watched()
+                time.sleep(LIVE_PACE_S if watched else READ_PACE_S)
     finally:
         if state["video"] is not None:
             emit(times.flush())

@@ -92,6 +92,8 @@ class CameraRecorder:
         # Set by the web server (nvr.web.fanout.tap_for): called in this camera's thread with
         # every packet written, for live view. None: nobody can watch.
         self.live_tap: Callable[[Any, Any], None] | None = None
+        # Set with it: whether anybody watches this camera live right now.
+        self.live_watched: Callable[[], bool] | None = None
 
     # -- loop side -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -260,13 +262,17 @@ class CameraRecorder:
             return SessionEnd("offline", f"cannot resolve stream address: {type(e).__name__}: {e}")
         ctx = SessionContext(
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
-            self._on_started, self.io_timeout_s, self._live_packet,
+            self._on_started, self.io_timeout_s, self._live_packet, self._watched,
         )
         if self.camera.reader == "nvr":
             from nvr.ingest.own_session import run_own_session
 
             return run_own_session(ctx)
         return run_session(ctx)
+
+    def _watched(self) -> bool:
+        watched = self.live_watched
+        return watched is not None and watched()
 
     def _live_packet(self, op: Any, video: Any) -> None:
         tap = self.live_tap

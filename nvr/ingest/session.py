@@ -95,6 +95,8 @@ class SessionContext:
     io_timeout_s: float = 5.0
     # Live view (nvr.web.fanout): every packet written, with its stream; returns at once.
     on_packet: Callable[[OutPacket[av.Packet], av.stream.Stream], None] | None = None
+    # Whether somebody watches live now (the own reader then waits less between reads).
+    watched: Callable[[], bool] | None = None
 
 
 def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:

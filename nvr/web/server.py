@@ -146,11 +146,13 @@ class WebServer:
                         reader.start()
                 feed.substream = True
                 rec.live_tap = None
+                rec.live_watched = None
             else:
                 feed.substream = False
                 feed.on_active = None
                 if getattr(rec, "live_tap", None) is None:
                     rec.live_tap = tap_for(feed)
+                    rec.live_watched = lambda f=feed: bool(f.active)
 
     async def stop(self) -> None:
         if self._watcher is not None:

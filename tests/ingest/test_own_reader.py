@@ -45,7 +45,8 @@ def _check_b_frame_segment(seg: Segment, codec: str) -> None:
     pts = [int(p["pts"]) for p in packets]
     assert dts == sorted(dts) and len(set(dts)) == len(dts), "dts rise"
     assert all(p >= d for p, d in zip(pts, dts, strict=True)), "no picture shows before it decodes"
-    assert pts != sorted(pts), "the B-frames are still reordered"
+    if len(pts) > 4:  # (the last segment may end just after its keyframe)
+        assert pts != sorted(pts), "the B-frames are still reordered"
     assert int(packets[0]["dts"]) == 0 and packets[0]["flags"].startswith("K")
 
 

@@ -5,8 +5,8 @@ RTP gives each access unit its pts and nothing else. Without B-frames dts = pts.
 its own pts. If at most D frames are decoded ahead of their place in display order (the
 stream's reorder depth), then dts_i = S_(i-D), the (i-D)-th smallest pts of the stream, is such
 a dts: it rises with i, and frame i's pts has rank ≥ i-D. S_(i-D) is known as soon as frame i
-has arrived, so nothing waits beyond the first D frames, whose dts are left unknown for the
-timestamp repairer to derive backwards, one frame apart (nvr.ingest.timestamps, "head").
+has arrived. The first D frames have no S_(i-D): their dts count back from S_0, one frame
+(the smallest pts step of the first GOP) apart, which keeps them below their pts.
 
 D is measured on the first group of pictures (from the first keyframe to the next, at most
 `max_probe` frames): D = max(i - rank_i). A later frame reordered deeper than that would get a
@@ -35,13 +35,14 @@ class DecodeTimes(Generic[T]):
     _probe: list[tuple[int, bool, T]] = field(default_factory=list)
     _heap: list[int] = field(default_factory=list)
     _seen: int = 0
+    _first: int = 0  # S_0: the smallest pts of the first GOP
+    _step: int | None = None  # one frame, as the first GOP's pts show it
 
     def feed(self, pts: int, key: bool, item: T) -> list[tuple[int, int | None, bool, T]]:
         """(pts, dts or None, key, item) for the frames now ready, in decode order."""
         if self.depth is None:
             if self._probe and key or len(self._probe) >= self.max_probe:
-                self.depth = reorder_depth([p for p, _, _ in self._probe])
-                probed, self._probe = self._probe, []
+                probed = self._measure()
                 out = [r for p, k, it in probed for r in self._assign(p, k, it)]
                 return out + self._assign(pts, key, item)
             self._probe.append((pts, key, item))
@@ -52,9 +53,17 @@ class DecodeTimes(Generic[T]):
         """The probe still held at the end of a session (a stream shorter than one GOP)."""
         if self.depth is not None or not self._probe:
             return []
-        self.depth = reorder_depth([p for p, _, _ in self._probe])
-        probed, self._probe = self._probe, []
+        probed = self._measure()
         return [r for p, k, it in probed for r in self._assign(p, k, it)]
+
+    def _measure(self) -> list[tuple[int, bool, T]]:
+        probed, self._probe = self._probe, []
+        pts = [p for p, _, _ in probed]
+        self.depth = reorder_depth(pts)
+        ordered = sorted(set(pts))
+        gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
+        self._first, self._step = ordered[0], (min(gaps) if gaps else None)
+        return probed
 
     def _assign(self, pts: int, key: bool, item: T) -> list[tuple[int, int | None, bool, T]]:
         assert self.depth is not None
@@ -62,6 +71,8 @@ class DecodeTimes(Generic[T]):
         i = self._seen
         self._seen += 1
         if i < self.depth:
-            return [(pts, None, key, item)]
+            if self._step is None:  # one frame only: the repairer derives it
+                return [(pts, None, key, item)]
+            return [(pts, self._first - (self.depth - i) * self._step, key, item)]
         return [(pts, heapq.heappop(self._heap), key, item)]
 

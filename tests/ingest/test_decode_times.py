@@ -43,11 +43,14 @@ def test_b_pyramid_depth_and_valid_dts() -> None:
     assert reorder_depth(pts[:4]) == 1
     got = run(pts)
     assert [p for p, _ in got] == pts, "every frame, in decode order"
+    assert all(d is not None for _, d in got)
     known = [(p, d) for p, d in got if d is not None]
-    assert len(got) - len(known) == 1  # the first D frames: derived later by the repairer
     assert all(d <= p for p, d in known)
     ds = [d for _, d in known]
     assert ds == sorted(ds) and len(set(ds)) == len(ds)
+    assert {b - a for a, b in zip(ds, ds[1:], strict=False)} == {STEP}
+    # One frame apart from the start: no hole a player would see (a 3-frame step was one).
+    assert {b - a for a, b in zip(ds, ds[1:], strict=False)} == {STEP}
 
 
 @given(st.permutations(list(range(1, 6))), st.integers(min_value=2, max_value=6))
@@ -63,3 +66,4 @@ def test_any_reordering_gets_a_valid_rising_dts(pattern: list[int], gops: int) -
     assert all(d <= p for p, d in known)
     ds = [d for _, d in known]
     assert ds == sorted(ds) and len(set(ds)) == len(ds)
+    assert {b - a for a, b in zip(ds, ds[1:], strict=False)} == {STEP}

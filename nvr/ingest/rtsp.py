@@ -155,6 +155,7 @@ class RtspSession:
         self.sock: socket.socket | None = None
         self.buf = bytearray()
         self.cseq = 0
+        self.channel = 0  # the interleaved channel of the video's RTP
         self.session = ""
         self.keepalive_s = 30.0
         self.keepalive_method = "OPTIONS"
@@ -195,6 +196,9 @@ class RtspSession:
         reply = self.request("SETUP", track.control,
                              {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
         self._check(reply, "SETUP")
+        # The camera may pick other channels than the 0-1 asked for: take what it answered.
+        chosen = re.search(r"interleaved=(\d+)", reply.header("transport"))
+        self.channel = int(chosen.group(1)) if chosen else 0
         session = reply.header("session")
         self.session = session.split(";")[0].strip()
         timeout = re.search(r"timeout=(\d+)", session)
@@ -328,7 +332,7 @@ class RtspSession:
                 n = (buf[pos + 2] << 8) | buf[pos + 3]
                 if end - pos - 4 < n:
                     break
-                if buf[pos + 1] == 0:
+                if buf[pos + 1] == self.channel:
                     with mv[pos + 4:pos + 4 + n] as packet:
                         on_packet(packet)
                 pos += 4 + n

@@ -8,9 +8,15 @@ a dts: it rises with i, and frame i's pts has rank ≥ i-D. S_(i-D) is known as 
 has arrived. The first D frames have no S_(i-D): their dts count back from S_0, one frame
 (the smallest pts step of the first GOP) apart, which keeps them below their pts.
 
-D is measured on the first group of pictures (from the first keyframe to the next, at most
-`max_probe` frames): D = max(i - rank_i). A later frame reordered deeper than that would get a
-dts above its pts; the repairer nudges its pts up to its dts and counts it.
+D is the larger of the depth the stream's SPS declares (FFmpeg reads it while probing the
+first keyframe: `reorder_depth`; a conforming encoder never reorders deeper) and the depth
+measured on the first group of pictures (from the first keyframe to the next, at least
+`min_probe` and at most `max_probe` frames or `max_probe_bytes`): max(i - rank_i). A frame of a
+non-conforming stream reordered deeper than D gets a dts that goes backwards, and the timestamp
+repairer drops it and counts it (`dropped_backwards` in the log).
+
+A jump of the camera's clock (more than `max_jump` ticks either way) starts afresh: the heap of
+the old timeline would otherwise hand out dts from before the jump.
 """
 
 from __future__ import annotations
@@ -30,18 +36,39 @@ def reorder_depth(pts: list[int]) -> int:
 
 @dataclass
 class DecodeTimes(Generic[T]):
+    min_depth: int = 0  # what the SPS declares (av CodecContext.reorder_depth)
+    max_jump: int | None = None  # ticks; None: no jump detection
+    min_probe: int = 8
     max_probe: int = 64
+    max_probe_bytes: int = 32 * 1024 * 1024
     depth: int | None = None  # measured on the first GOP unless given
+    _probe_bytes: int = 0
+    _last_pts: int | None = None
     _probe: list[tuple[int, bool, T]] = field(default_factory=list)
     _heap: list[int] = field(default_factory=list)
     _seen: int = 0
     _first: int = 0  # S_0: the smallest pts of the first GOP
     _step: int | None = None  # one frame, as the first GOP's pts show it
 
-    def feed(self, pts: int, key: bool, item: T) -> list[tuple[int, int | None, bool, T]]:
-        """(pts, dts or None, key, item) for the frames now ready, in decode order."""
+    def feed(self, pts: int, key: bool, item: T, size: int = 0
+             ) -> list[tuple[int, int | None, bool, T]]:
+        """(pts, dts or None, key, item) for the frames now ready, in decode order. `size`
+        (bytes) bounds what the first GOP's probe holds."""
+        out: list[tuple[int, int | None, bool, T]] = []
+        last, self._last_pts = self._last_pts, pts
+        if (self.max_jump is not None and last is not None
+                and abs(pts - last) > self.max_jump):
+            out = self.flush()  # the probe of the old timeline, if it was still probing
+            self.depth, self._heap, self._seen = None, [], 0
+        return out + self._feed(pts, key, item, size)
+
+    def _feed(self, pts: int, key: bool, item: T, size: int
+              ) -> list[tuple[int, int | None, bool, T]]:
         if self.depth is None:
-            if self._probe and key or len(self._probe) >= self.max_probe:
+            self._probe_bytes += size
+            if (self._probe and key and len(self._probe) >= self.min_probe
+                    or len(self._probe) >= self.max_probe
+                    or self._probe_bytes > self.max_probe_bytes):
                 probed = self._measure()
                 out = [r for p, k, it in probed for r in self._assign(p, k, it)]
                 return out + self._assign(pts, key, item)
@@ -57,9 +84,9 @@ class DecodeTimes(Generic[T]):
         return [r for p, k, it in probed for r in self._assign(p, k, it)]
 
     def _measure(self) -> list[tuple[int, bool, T]]:
-        probed, self._probe = self._probe, []
+        probed, self._probe, self._probe_bytes = self._probe, [], 0
         pts = [p for p, _, _ in probed]
-        self.depth = reorder_depth(pts)
+        self.depth = max(self.min_depth, reorder_depth(pts))
         ordered = sorted(set(pts))
         gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
         self._first, self._step = ordered[0], (min(gaps) if gaps else None)

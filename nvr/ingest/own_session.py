@@ -34,6 +34,7 @@ from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, Timestamp
 _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read
 LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
+PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP buffer (tcp_rmem)
 
 
 class _Stop(Exception):
@@ -97,8 +98,11 @@ class _Unwrap:
 def run_own_session(ctx: SessionContext) -> SessionEnd:
     """Record until the stream fails or should_stop() says why to stop (never raises for
     camera trouble; the open segment is always finished before returning)."""
-    rtsp = RtspSession(ctx.url, ctx.io_timeout_s)
     probes: list[av.container.InputContainer] = []  # closed after the writer is done with it
+    try:
+        rtsp = RtspSession(ctx.url, ctx.io_timeout_s)
+    except RtspError as e:  # a URL it cannot read, or not rtsp://
+        return SessionEnd("offline", str(e), permanent=True)
     try:
         _resolve(ctx.url)
         try:
@@ -131,7 +135,9 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
     tb = Fraction(1, track.clock_rate)
     depack = Depacketizer(track.codec)
     unwrap = _Unwrap()
-    times: DecodeTimes[tuple[bytes, int]] = DecodeTimes()
+    # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
+    # timestamp repairer calls the same jump a discontinuity: a new segment).
+    times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(max_jump=10 * track.clock_rate)
     # One frame at 15 fps until the repairer has seen real durations.
     repair: TimestampRepair[av.Packet] = TimestampRepair(tb, track.clock_rate // 15)
     wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
@@ -171,21 +177,27 @@ def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
                     probe, video = template_stream(track, au.data)
                     probes.append(probe)
                     state["video"] = video
-                emit(times.feed(unwrap(au.rtp_ts), au.key, (au.data, now)))
+                    # The reorder depth the SPS declares (FFmpeg read it while probing).
+                    times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
+                emit(times.feed(unwrap(au.rtp_ts), au.key, (au.data, now), len(au.data)))
             units.clear()
             # Asked after a read, so that a stop that came during the wait below still takes
             # what the socket holds (up to READ_PACE_S of video) into the last segment.
             why = ctx.should_stop()
             if why is not None:
                 return why
-            if got < RECV_BYTES:
+            if got < RECV_BYTES and state["started"]:
                 # The socket is drained: let the next frames gather in its buffer, so that one
                 # wake-up and one recv() take several frames, not one RTP packet as it lands
                 # (docs/design.md, "Ingest hot path"). While somebody watches live, a shorter
                 # wait keeps the picture prompt. The buffer holds seconds of video, and a full
                 # recv() never waits.
+                # (Until the first frame is written, no wait: its arrival is the session's
+                # wall-clock anchor.) At a high bit rate the wait shrinks, so that one wait
+                # never gathers more than PACE_BYTES, whatever the socket buffer has grown to.
                 watched = ctx.watched is not None and ctx.watched()
-                time.sleep(LIVE_PACE_S if watched else READ_PACE_S)
+                pace = LIVE_PACE_S if watched else READ_PACE_S
+                time.sleep(min(pace, pace * PACE_BYTES / max(got, 1)))
     finally:
         if state["video"] is not None:
             emit(times.flush())

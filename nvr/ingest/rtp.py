@@ -63,15 +63,19 @@ class Depacketizer:
         out: list[AccessUnit] = []
         if self._seq is not None and seq != (self._seq + 1) & 0xFFFF:
             gap = (seq - self._seq - 1) & 0xFFFF
-            if gap < 0x8000:  # lost packets (a large "gap" is a duplicate or a reorder)
+            if gap < 0x8000:  # lost packets
                 self.lost += gap
-                self._fu = None
-                self._damaged = True
-            else:
+            elif 0x10000 - gap <= 64:  # just behind: a duplicate or a late retransmission
                 return []
+            # else the camera restarted its sequence (RFC 3550 A.1): follow it.
+            self._fu = None
+            self._damaged = True
         self._seq = seq
-        if self._ts is not None and ts != self._ts and (self._nals or self._fu is not None):
-            out.extend(self._finish())  # the marker of the previous unit was lost
+        if self._ts is not None and ts != self._ts:
+            if self._nals or self._fu is not None:
+                out.extend(self._finish())  # the marker of the previous unit was lost
+            else:
+                self._size = 0  # a unit dropped as oversized ended without its marker
         self._ts = ts
         payload = pkt[hdr:stop]
         self._size += stop - hdr

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -104,6 +105,17 @@ def _resolve(base: str, session_control: str, control: str) -> str:
     return base.rstrip("/") + "/" + control.lstrip("/")
 
 
+def _aggregate(sdp: str, base: str) -> str:
+    """The URL that PLAY (and keep-alives) address: the SDP's session-level control, or base."""
+    for line in sdp.splitlines():
+        line = line.strip()
+        if line.startswith("m="):
+            break
+        if line.startswith("a=control:"):
+            return _resolve(base, "", line[10:])
+    return base.rstrip("/") if base else base
+
+
 def _sprop(fmtp: str, codec: Codec) -> tuple[bytes, ...]:
     keys = ("sprop-parameter-sets",) if codec == "h264" else ("sprop-vps", "sprop-sps",
                                                                 "sprop-pps")
@@ -122,10 +134,16 @@ def _sprop(fmtp: str, codec: Codec) -> tuple[bytes, ...]:
     return tuple(params)
 
 
+def challenge_params(challenge: str) -> dict[str, str]:
+    """The parameters of a WWW-Authenticate challenge; quoted values may hold commas."""
+    return {k.lower(): (q if q else v) for k, q, v in
+            re.findall(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))', challenge)}
+
+
 def digest_header(user: str, password: str, challenge: str, method: str, uri: str,
                   cnonce: str = "0a4f113b", nc: int = 1) -> str:
     """RFC 2617 Digest (MD5, with or without qop=auth), as RTSP cameras ask for it."""
-    params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+    params = challenge_params(challenge)
     realm, nonce = params.get("realm", ""), params.get("nonce", "")
 
     def md5(s: str) -> str:
@@ -133,7 +151,7 @@ def digest_header(user: str, password: str, challenge: str, method: str, uri: st
 
     ha1, ha2 = md5(f"{user}:{realm}:{password}"), md5(f"{method}:{uri}")
     out = f'Digest username="{user}", realm="{realm}", nonce="{nonce}", uri="{uri}"'
-    if "auth" in params.get("qop", "").split(","):
+    if "auth" in [q.strip() for q in params.get("qop", "").split(",")]:
         ncs = f"{nc:08x}"
         out += f', qop=auth, nc={ncs}, cnonce="{cnonce}"'
         out += f', response="{md5(f"{ha1}:{nonce}:{ncs}:{cnonce}:auth:{ha2}")}"'
@@ -146,10 +164,19 @@ def digest_header(user: str, password: str, challenge: str, method: str, uri: st
 
 class RtspSession:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
-        u = urlsplit(url)
-        self.host, self.port = u.hostname or "", u.port or 554
+        try:
+            u = urlsplit(url)
+            port = u.port
+        except ValueError:  # e.g. a raw '/' in the password: say nothing of the URL's parts
+            raise RtspError("protocol", "the camera URL cannot be read; percent-encode "
+                                        "'/', '?', '#' and '@' in the user and password") from None
+        if u.scheme.lower() != "rtsp":
+            raise RtspError("protocol", f"reader: nvr reads rtsp:// only, not {u.scheme}:// "
+                                        "(use reader: ffmpeg for this camera)")
+        self.host, self.port = u.hostname or "", port or 554
         self.user, self.password = unquote(u.username or ""), unquote(u.password or "")
-        netloc = self.host if u.port is None else f"{self.host}:{u.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if port is None else f"{host}:{port}"
         self.url = urlunsplit((u.scheme, netloc, u.path, u.query, ""))  # no credentials
         self.timeout_s = timeout_s
         self.sock: socket.socket | None = None
@@ -160,8 +187,11 @@ class RtspSession:
         self.keepalive_s = 30.0
         self.keepalive_method = "OPTIONS"
         self._auth: str | None = None  # the challenge, once the camera sent one
+        self._nc = 0  # Digest nonce count
+        self._cnonce = secrets.token_hex(8)
         self._last_sent = 0.0
         self.track: VideoTrack | None = None
+        self.play_url = self.url
 
     # -- set-up ---------------------------------------------------------------------------------
     def open(self) -> VideoTrack:
@@ -187,6 +217,7 @@ class RtspSession:
         reply = self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
         self._check(reply, "DESCRIBE")
         base = reply.header("content-base") or reply.header("content-location") or self.url
+        self.play_url = _aggregate(reply.body.decode("utf-8", "replace"), base)
         sdp = reply.body.decode("utf-8", "replace")
         track = parse_sdp(sdp, base)
         if track is None:
@@ -204,7 +235,8 @@ class RtspSession:
         timeout = re.search(r"timeout=(\d+)", session)
         if timeout:
             self.keepalive_s = max(1.0, int(timeout.group(1)) / 2)
-        self._check(self.request("PLAY", self.url, {"Range": "npt=0.000-"}), "PLAY")
+        # PLAY goes to the presentation (the session-level control, else Content-Base).
+        self._check(self.request("PLAY", self.play_url, {"Range": "npt=0.000-"}), "PLAY")
         self.track = track
         return track
 
@@ -214,16 +246,20 @@ class RtspSession:
         if reply.status == 404:
             raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
         if reply.status != 200:
-            raise RtspError("protocol", f"{what} refused: {reply.status} {reply.reason}")
+            reason = "".join(c for c in reply.reason[:60] if c.isprintable())
+            raise RtspError("protocol", f"{what} refused: {reply.status} {reason}")
 
     def request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> Reply:
         reply = self._send_and_wait(method, uri, headers or {})
-        if reply.status == 401 and self.user and self._auth is None:
+        if reply.status == 401 and self.user:
+            # A first challenge, or a new nonce (stale, rotated): answer it once.
             challenges = reply.headers.get("www-authenticate", [])
-            digest = next((c for c in challenges if c.lower().startswith("digest")), None)
-            self._auth = digest or next((c for c in challenges
-                                         if c.lower().startswith("basic")), "")
-            if self._auth:
+            digest = next((c for c in challenges if c.lower().startswith("digest")
+                           and challenge_params(c).get("algorithm", "MD5").upper()
+                           in ("MD5", "")), None)
+            auth = digest or next((c for c in challenges if c.lower().startswith("basic")), "")
+            if auth and auth != self._auth:
+                self._auth, self._nc = auth, 0
                 reply = self._send_and_wait(method, uri, headers or {})
         return reply
 
@@ -231,7 +267,9 @@ class RtspSession:
         if not self._auth or not self.user:
             return None
         if self._auth.lower().startswith("digest"):
-            return digest_header(self.user, self.password, self._auth, method, uri)
+            self._nc += 1
+            return digest_header(self.user, self.password, self._auth, method, uri,
+                                 self._cnonce, self._nc)
         return "Basic " + base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
 
     def _send(self, method: str, uri: str, headers: dict[str, str]) -> int:
@@ -244,7 +282,12 @@ class RtspSession:
         if auth:
             lines.append(f"Authorization: {auth}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        except TimeoutError:
+            raise
+        except OSError as e:
+            raise RtspError("offline", f"camera connection failed: {e.strerror or e}") from None
         self._last_sent = time.monotonic()
         return self.cseq
 
@@ -309,7 +352,7 @@ class RtspSession:
         (the view is valid only during the call: copy what you keep). Returns the bytes that
         recv() took (RECV_BYTES: there may be more waiting)."""
         if time.monotonic() - self._last_sent >= self.keepalive_s:
-            self._send(self.keepalive_method, self.url, {})
+            self._send(self.keepalive_method, self.play_url, {})
         got = self._fill()
         buf = self.buf
         pos, end = 0, len(buf)
@@ -324,7 +367,10 @@ class RtspSession:
                                                         "RTP nor an RTSP reply")
                         break
                     length = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:stop])
-                    skip = stop + 4 + (int(length.group(1)) if length else 0)
+                    body = int(length.group(1)) if length else 0
+                    if body > MAX_BODY_BYTES:
+                        raise RtspError("protocol", f"camera sent an RTSP body of {body} bytes")
+                    skip = stop + 4 + body
                     if skip > end:
                         break
                     pos = skip

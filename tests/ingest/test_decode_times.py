@@ -67,3 +67,27 @@ def test_any_reordering_gets_a_valid_rising_dts(pattern: list[int], gops: int) -
     ds = [d for _, d in known]
     assert ds == sorted(ds) and len(set(ds)) == len(ds)
     assert {b - a for a, b in zip(ds, ds[1:], strict=False)} == {STEP}
+
+
+def test_the_sps_depth_wins_over_a_shallow_first_gop_and_a_clock_jump_starts_afresh() -> None:
+    # A first GOP of one frame (an IDR at PLAY, then the scheduled one) measures nothing;
+    # the SPS says 2, so no B-frame after it is given a dts that goes backwards.
+    pts = [0] + decode_order([3, 1, 2], 6)[0:]
+    pts = [p + 24000 * 10 for p in pts[1:]]
+    pts = [0, *pts]
+    dt: DecodeTimes[int] = DecodeTimes(min_depth=2, max_jump=900000)
+    got = []
+    for i, p in enumerate(pts):
+        got += dt.feed(p, i in (0, 1) or (i - 1) % 4 == 0, i)
+    ds = [d for _, d, _, _ in got if d is not None]
+    assert dt.depth == 2 and ds == sorted(ds) and len(set(ds)) == len(ds)
+    assert all(d <= p for p, d, _, _ in got if d is not None)
+    # The camera's clock jumps back an hour: dts follow the new timeline, none from the old.
+    jump = [p - 3600 * 90000 for p in decode_order([3, 1, 2], 4)]
+    later = []
+    for i, p in enumerate(jump):
+        later += dt.feed(p, i % 4 == 0, 100 + i)
+    later += dt.flush()
+    new = [d for _, d, _, _ in later if d is not None]
+    assert new and max(new) < 0 and new == sorted(new)
+    assert all(d <= p for p, d, _, _ in later if d is not None)

@@ -74,3 +74,29 @@ def test_a_unit_that_never_ends_is_dropped_not_kept_in_memory() -> None:
     assert d.push(rtp(seq & 0xFFFF, 0, fu_a(5, body, False, True), marker=True)) == []
     (nxt,) = d.push(rtp((seq + 1) & 0xFFFF, 6000, bytes([0x41]) + b"p", marker=True))
     assert not nxt.damaged and nxt.data == START + bytes([0x41]) + b"p"
+
+
+def test_a_camera_that_restarts_its_sequence_is_followed() -> None:
+    d = Depacketizer("h264")
+    d.push(rtp(40000, 0, bytes([0x65]) + b"a", marker=True))
+    (au,) = d.push(rtp(5, 3000, bytes([0x41]) + b"b", marker=True))  # a new random start
+    assert au.data == START + bytes([0x41]) + b"b" and au.damaged
+    (nxt,) = d.push(rtp(6, 6000, bytes([0x41]) + b"c", marker=True))
+    assert not nxt.damaged
+
+
+def test_after_an_oversized_unit_without_markers_the_next_units_come_through() -> None:
+    from nvr.ingest import rtp as rtpmod
+
+    d = Depacketizer("h264")
+    body = b"x" * 60000
+    seq = 1
+    for _ in range(rtpmod.MAX_UNIT_BYTES // 60000 + 2):  # one unit too big, never a marker
+        d.push(rtp(seq, 0, bytes([0x41]) + body))
+        seq += 1
+    assert d.oversized == 1
+    out = []
+    for ts in (3000, 6000, 9000):  # markerless units, each ended by the next timestamp
+        out += d.push(rtp(seq, ts, bytes([0x41]) + b"ok"))
+        seq += 1
+    assert [u.rtp_ts for u in out] == [3000, 6000]

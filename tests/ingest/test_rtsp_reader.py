@@ -140,3 +140,22 @@ def test_a_hostile_camera_cannot_grow_memory_or_confuse_the_reader(reply: bytes,
     with pytest.raises(RtspError) as e:
         RtspSession(f"rtsp://127.0.0.1:{port}/x", 3.0).open()
     assert e.value.kind == "protocol" and says in str(e.value), e.value
+
+
+def test_urls_it_cannot_read_are_refused_without_their_secrets() -> None:
+    with pytest.raises(RtspError) as e:
+        RtspSession("rtsp://admin:zq/xk@127.0.0.1:554/x", 1.0)
+    assert "zq" not in str(e.value) and "percent-encode" in str(e.value)
+    with pytest.raises(RtspError) as e:
+        RtspSession("rtsps://u:secret@127.0.0.1/x", 1.0)
+    assert "reader: ffmpeg" in str(e.value) and "secret" not in str(e.value)
+    assert RtspSession("rtsp://[fe80::1]:8554/x", 1.0).url == "rtsp://[fe80::1]:8554/x"
+
+
+def test_digest_challenges_with_commas_and_qop_lists_are_answered() -> None:
+    from nvr.ingest.rtsp import challenge_params, digest_header
+
+    ch = 'Digest realm="IP Camera, Inc", nonce="abc", qop="auth-int,auth", algorithm=MD5'
+    assert challenge_params(ch)["realm"] == "IP Camera, Inc"
+    header = digest_header("u", "p", ch, "DESCRIBE", "rtsp://h/x", "cn", 2)
+    assert 'realm="IP Camera, Inc"' in header and "qop=auth, nc=00000002" in header

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 TESTCAM = Path(__file__).resolve().parent.parent / "tools" / "testcam.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi imports only under Debian's interpreter
@@ -22,11 +24,15 @@ class TestCamera:
         self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen[str] | None = None
+        # The server's stderr, kept so that a crash of the test camera is reported as one
+        # (with GStreamer's last words) instead of as a recorder that never got to recording.
+        self.stderr: IO[bytes] | None = None
 
     def start(self, timeout: float = 15.0) -> TestCamera:
         cmd = [SYSTEM_PYTHON, str(TESTCAM), "--port", str(self.port), *self.args]
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
             start_new_session=True,
         )
         assert self.proc.stdout is not None
@@ -41,6 +47,15 @@ class TestCamera:
         self.stop()
         raise RuntimeError(f"test camera did not start: {' '.join(cmd)}")
 
+    def crashed(self) -> str | None:
+        """Why the server exited while it should be running, or None if it is running (or
+        was stopped on purpose)."""
+        if self.proc is None or self.proc.poll() is None or self.stderr is None:
+            return None
+        self.stderr.seek(0)
+        last = self.stderr.read().decode(errors="replace").strip().splitlines()[-3:]
+        return f"test camera exited with status {self.proc.returncode}: {' | '.join(last)}"
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None:
@@ -54,6 +69,9 @@ class TestCamera:
                 proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
 
     def url(self, mount: str = "h264", user: str | None = None, password: str | None = None) -> str:
         cred = f"{user}:{password}@" if user else ""

@@ -24,6 +24,8 @@ def testcam() -> Iterator[TestCamera]:
     """A real RTSP server (GStreamer) shared by a test module: 640x360, 15 fps, GOP 15."""
     with TestCamera() as cam:
         yield cam
+        if why := cam.crashed():  # name the cause of the module's timeouts, if it was this
+            pytest.fail(why)
 
 
 @pytest.fixture
@@ -37,8 +39,11 @@ def testcam_factory() -> Iterator[type[TestCamera]]:
             started.append(self)
 
     yield Factory
+    crashes = [why for cam in started if (why := cam.crashed())]
     for cam in started:
         cam.stop()
+    if crashes:
+        pytest.fail("; ".join(crashes))
 
 
 @pytest.fixture(autouse=True, scope="module")

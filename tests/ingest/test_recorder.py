@@ -101,10 +101,9 @@ async def test_records_three_codecs_into_continuous_segments(
 @pytest.mark.slow
 @pytest.mark.parametrize("reader", ["ffmpeg", "nvr"])
 async def test_camera_offline_then_back_leaves_one_offline_gap(
-    testcam_factory: type[TestCamera], tmp_path: Path, reader: str
+    testcam_factory: type[TestCamera], tmp_path: Path, index: Index, reader: str
 ) -> None:
     cam = testcam_factory().start()
-    index = await open_index(tmp_path)
     sink = IndexSink(index)
     rec = make_recorder("door", cam.url("h264-noaudio"), tmp_path, sink, reader=reader)
     rec.start()
@@ -132,17 +131,15 @@ async def test_camera_offline_then_back_leaves_one_offline_gap(
     assert before[-1].end_us == gaps[0].start_us and after[0].start_us == gaps[0].end_us
     states = [s for _, s, _ in sink.states]
     assert states[:2] == ["connecting", "recording"] and "backoff" in states
-    await index.db.close()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("reader", ["ffmpeg", "nvr"])
 async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
-    testcam: TestCamera, testcam_factory: type[TestCamera], tmp_path: Path,
+    testcam: TestCamera, testcam_factory: type[TestCamera], tmp_path: Path, index: Index,
     capsys: pytest.CaptureFixture[str], reader: str,
 ) -> None:
     locked = testcam_factory("--require-auth", "--user", "u", "--password", "s3cret-pw").start()
-    index = await open_index(tmp_path)
     sink = IndexSink(index)
     bad = {
         "wrong-pass": (locked.url("h264", "u", "wrong-pw"), "credentials refused by camera"),
@@ -169,4 +166,3 @@ async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
     assert not (tmp_path / "segments" / "wrong-pass").exists()
     logs = capsys.readouterr().out
     assert "camera_state" in logs and "wrong-pw" not in logs  # never log credentials
-    await index.db.close()

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from nvr.storage.index import Index
 from nvr.timeutil import to_iso
 from tests.camserver import TestCamera
-from tests.ingest.recording_helpers import IndexSink, make_recorder, open_index, wait_for
+from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
 
 
 async def _lags_ms(seconds: float) -> list[float]:
@@ -25,8 +26,9 @@ async def _lags_ms(seconds: float) -> list[float]:
 
 
 @pytest.mark.slow
-async def test_event_loop_lag_with_eight_cameras(testcam: TestCamera, tmp_path: Path) -> None:
-    index = await open_index(tmp_path)
+async def test_event_loop_lag_with_eight_cameras(
+    testcam: TestCamera, tmp_path: Path, index: Index
+) -> None:
     sink = IndexSink(index)
     # One client of /h264 only: GStreamer refuses a second video-only client of a shared
     # media that also has audio (5XX; see the report). Real cameras do not.
@@ -48,14 +50,12 @@ async def test_event_loop_lag_with_eight_cameras(testcam: TestCamera, tmp_path: 
     assert len(slow) <= 2 and max(lags) < 1000, slow
     for i in range(8):  # and they all recorded, rotating every second or so
         assert len(await index.segments(f"cam{i}")) >= 3
-    await index.db.close()
 
 
 @pytest.mark.slow
 async def test_pause_for_full_disk_records_a_disk_full_gap(
-    testcam: TestCamera, tmp_path: Path
+    testcam: TestCamera, tmp_path: Path, index: Index
 ) -> None:
-    index = await open_index(tmp_path)
     sink = IndexSink(index)
     rec = make_recorder("hall", testcam.url("h264-noaudio"), tmp_path, sink)
     rec.start()
@@ -84,15 +84,13 @@ async def test_pause_for_full_disk_records_a_disk_full_gap(
     (gap,) = await index.gaps("hall")
     assert gap.reason == "disk_full" and 1.5 <= (gap.end_us - gap.start_us) / 1e6 <= 6
     assert rec.status()["errors"] == 0
-    await index.db.close()
 
 
 async def test_a_disk_error_at_segment_close_does_not_end_the_camera_thread(
-    testcam: TestCamera, tmp_path: Path
+    testcam: TestCamera, tmp_path: Path, index: Index
 ) -> None:
     """ENOSPC while a segment is being closed must not kill the camera's thread: the recorder
     reports it, backs off and records again once writing works."""
-    index = await open_index(tmp_path)
     sink = IndexSink(index)
     rec = make_recorder("dock", testcam.url("h264-noaudio"), tmp_path, sink)
     real_end_session = rec.writer.end_session
@@ -121,4 +119,3 @@ async def test_a_disk_error_at_segment_close_does_not_end_the_camera_thread(
         assert rec._thread is not None and rec._thread.is_alive()
     finally:
         await rec.stop()
-        await index.db.close()

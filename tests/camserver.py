@@ -31,10 +31,15 @@ class TestCamera:
     def start(self, timeout: float = 15.0) -> TestCamera:
         cmd = [SYSTEM_PYTHON, str(TESTCAM), "--port", str(self.port), *self.args]
         self.stderr = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-            start_new_session=True,
-        )
+        try:
+            self.proc = subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
+                start_new_session=True,
+            )
+        except BaseException:
+            self.stderr.close()
+            self.stderr = None
+            raise
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -44,19 +49,24 @@ class TestCamera:
                 return self
             if not line and self.proc.poll() is not None:
                 break
+        why = self.crashed() or "no READY line"
         self.stop()
-        raise RuntimeError(f"test camera did not start: {' '.join(cmd)}")
+        raise RuntimeError(f"test camera did not start ({why}): {' '.join(cmd)}")
 
     def crashed(self) -> str | None:
         """Why the server exited while it should be running, or None if it is running (or
         was stopped on purpose)."""
         if self.proc is None or self.proc.poll() is None or self.stderr is None:
             return None
-        self.stderr.seek(0)
+        self.stderr.seek(0, os.SEEK_END)
+        self.stderr.seek(max(0, self.stderr.tell() - 4096))  # the last words are enough
         last = self.stderr.read().decode(errors="replace").strip().splitlines()[-3:]
         return f"test camera exited with status {self.proc.returncode}: {' | '.join(last)}"
 
     def stop(self) -> None:
+        """Stop the server (a camera going offline). Raises if it had already exited on its
+        own: a test that stops a crashed camera must not pass over the crash."""
+        why = self.crashed()
         proc, self.proc = self.proc, None
         if proc is None:
             return
@@ -72,6 +82,8 @@ class TestCamera:
         if self.stderr is not None:
             self.stderr.close()
             self.stderr = None
+        if why is not None:
+            raise RuntimeError(why)
 
     def url(self, mount: str = "h264", user: str | None = None, password: str | None = None) -> str:
         cred = f"{user}:{password}@" if user else ""

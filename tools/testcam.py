@@ -136,24 +136,26 @@ def feed_timecode(factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.
 
 
 def not_seekable(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
-    """Answer the pipeline's SEEKING query with "not seekable", as a live camera does. The
-    query is answered as it was made: a new SEEKING query says "not seekable" until an element
-    fills it in (and PyGObject cannot fill it in: its wrapper holds a second reference, so the
-    query is never writable here)."""
+    """Fail the pipeline's SEEKING query: gst-rtsp-server then takes the media for one that
+    cannot seek at all (seekable -1), as a camera's live stream is. (Answering it unfilled would
+    read as "seekable to the beginning only", which 1.22 happens not to seek either, under a
+    FIXME; a later version may.)"""
     query = info.get_query()
     if query is not None and query.type == Gst.QueryType.SEEKING:
-        return Gst.PadProbeReturn.HANDLED
+        return Gst.PadProbeReturn.DROP
     return Gst.PadProbeReturn.OK
 
 
 def live_only(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
-    """Make the media refuse to seek, as a camera's live stream does. FFmpeg's PLAY carries
-    `Range: npt=0.000-`; with a seekable pipeline (videotestsrc can seek) gst-rtsp-server 1.22
-    answers it with a flushing seek of the shared pipeline. The flush clears every stream's
+    """Make the media refuse to seek, as a camera's live stream does. A PLAY from FFmpeg or
+    from nvr's own reader carries `Range: npt=0.000-`; with a seekable pipeline (videotestsrc
+    can seek) gst-rtsp-server 1.22 answers it with a flushing seek of the shared pipeline,
+    which also restarts the picture for every other client. The flush clears every stream's
     segment, so a second client's PLAY arriving right then finds a stream without one and
-    gst_rtsp_media_get_rates() aborts the whole server (g_assert, rtsp-media.c:2766): about
-    once in 40 rounds of 8 clients connecting at once, and the test camera was gone for the
-    rest of the test module."""
+    gst_rtsp_media_get_rates() aborts the whole server (g_assert, rtsp-media.c:2766): after 37
+    and after 14 rounds of 8 clients connecting at once, and the test camera was gone for the
+    rest of the test module. The probe sits on each stream's source pad, where the pipeline's
+    query (through rtpbin) and gst-rtsp-server's per-stream query both pass."""
     for i in range(media.n_streams()):
         media.get_stream(i).get_srcpad().add_probe(Gst.PadProbeType.QUERY_UPSTREAM, not_seekable)
 

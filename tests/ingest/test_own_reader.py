@@ -17,7 +17,6 @@ from tests.ingest.recording_helpers import (
     IndexSink,
     ffprobe,
     make_recorder,
-    open_index,
     wait_for,
 )
 from tests.ingest.test_recorder import FPS, _check_segment_file
@@ -52,8 +51,7 @@ def _check_b_frame_segment(seg: Segment, codec: str) -> None:
 
 @pytest.mark.slow
 async def test_own_reader_records_h264_h265_and_b_frames_frame_for_frame(
-        testcam: TestCamera, tmp_path: Path) -> None:
-    index: Index = await open_index(tmp_path)
+        testcam: TestCamera, tmp_path: Path, index: Index) -> None:
     sink = IndexSink(index)
     mounts = {"with-audio": ("h264", "h264"), "bframes": ("h264-bframes", "h264"),
               "hevc": ("h265", "hevc"), "hevc-bframes": ("h265-bframes", "hevc")}
@@ -70,24 +68,21 @@ async def test_own_reader_records_h264_h265_and_b_frames_frame_for_frame(
     finally:
         await asyncio.gather(*(r.stop() for r in recs.values()))
     wall_s = asyncio.get_running_loop().time() - t0
-    try:
-        for cid, (_, codec) in mounts.items():
-            st = status[cid]
-            assert st["state"] == "recording" and 12 <= st["fps"] <= 18, (cid, st)
-            segs = await index.segments(cid)
-            steady = [s for s in segs if s.start_us > t0_wall_us]
-            assert len(steady) >= 3, (cid, len(steady))
-            for a, b in zip(steady, steady[1:], strict=False):
-                assert a.end_us == b.start_us, f"{cid}: consecutive segments chain exactly"
-            for s in segs:
-                if "bframes" in cid:  # the first picture shows after its decode time
-                    _check_b_frame_segment(s, codec)
-                else:
-                    _check_segment_file(s, codec)
-                assert _decode_all(Path(s.path)) == s.frames, f"{cid}: {s.path}"
-            frames = sum(s.frames for s in steady)
-            assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (cid, frames)
-            assert not await index.gaps(cid) or all(
-                g.end_us <= t0_wall_us for g in await index.gaps(cid))
-    finally:
-        await index.db.close()
+    for cid, (_, codec) in mounts.items():
+        st = status[cid]
+        assert st["state"] == "recording" and 12 <= st["fps"] <= 18, (cid, st)
+        segs = await index.segments(cid)
+        steady = [s for s in segs if s.start_us > t0_wall_us]
+        assert len(steady) >= 3, (cid, len(steady))
+        for a, b in zip(steady, steady[1:], strict=False):
+            assert a.end_us == b.start_us, f"{cid}: consecutive segments chain exactly"
+        for s in segs:
+            if "bframes" in cid:  # the first picture shows after its decode time
+                _check_b_frame_segment(s, codec)
+            else:
+                _check_segment_file(s, codec)
+            assert _decode_all(Path(s.path)) == s.frames, f"{cid}: {s.path}"
+        frames = sum(s.frames for s in steady)
+        assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (cid, frames)
+        assert not await index.gaps(cid) or all(
+            g.end_us <= t0_wall_us for g in await index.gaps(cid))

@@ -12,7 +12,7 @@ import pytest
 
 from nvr.storage.index import Index, Segment
 from tests.camserver import TestCamera
-from tests.ingest.recording_helpers import IndexSink, ffprobe, make_recorder, open_index, wait_for
+from tests.ingest.recording_helpers import IndexSink, ffprobe, make_recorder, wait_for
 
 FPS = 15
 FRAME_US = 1_000_000 // FPS
@@ -47,55 +47,53 @@ def _check_segment_file(seg: Segment, codec: str) -> None:
 
 @pytest.mark.slow
 async def test_records_three_codecs_into_continuous_segments(
-    testcam: TestCamera, tmp_path: Path
+    testcam: TestCamera, tmp_path: Path, index: Index
 ) -> None:
-    index: Index = await open_index(tmp_path)
     sink = IndexSink(index)
     mounts = {"cam-h264": ("h264", "h264"), "cam-noaudio": ("h264-noaudio", "h264"),
               "cam-h265": ("h265", "hevc")}
     recs = {cid: make_recorder(cid, testcam.url(m), tmp_path, sink) for cid, (m, _) in mounts.items()}
     for r in recs.values():
         r.start()
-    await wait_for(lambda: all(r.status()["state"] == "recording" for r in recs.values()))
-    # The steady window starts once every camera has a segment indexed: the test camera's
-    # pipelines start on the first client, and under CI start-up load one stalled for over
-    # the 3 s read timeout right after its first frame (a reconnect the recorder must explain
-    # with a gap, checked below, but not the continuity this test measures).
-    await wait_for(lambda: all(sink.indexed.get(cid, 0) >= 1 for cid in recs))
-    t0 = asyncio.get_running_loop().time()
-    t0_wall_us = time.time_ns() // 1000
-    await asyncio.sleep(7.0)
-    status = {cid: r.status() for cid, r in recs.items()}
-    await asyncio.gather(*(r.stop() for r in recs.values()))
-    wall_s = asyncio.get_running_loop().time() - t0
     try:
-        for cid, (_, codec) in mounts.items():
-            st = status[cid]
-            assert st["state"] == "recording" and 12 <= st["fps"] <= 18, st
-            assert st["bitrate_bps"] > 0 and st["last_segment_end"] is not None
-            segs = await index.segments(cid)
-            files = await _segments_on_disk(tmp_path, cid)
-            assert sorted(Path(s.path) for s in segs) == files  # rows == files
-            gaps = await index.gaps(cid)
-            for a, b in zip(segs, segs[1:], strict=False):
-                if b.start_us <= t0_wall_us and a.end_us != b.start_us:  # start-up only
-                    assert any(g.start_us <= a.end_us and g.end_us >= b.start_us and g.reason
-                               for g in gaps), f"{cid}: a start-up hole without a reason"
-            steady = [s for s in segs if s.start_us > t0_wall_us]
-            assert len(steady) >= 3
-            for a, b in zip(steady, steady[1:], strict=False):
-                assert a.end_us == b.start_us, "consecutive segments chain exactly"
-            for s in segs:
-                _check_segment_file(s, codec)
-            frames = sum(s.frames for s in steady)
-            media_s = (steady[-1].end_us - steady[0].start_us) / 1e6
-            assert abs(frames - media_s * FPS) <= 1
-            # Every frame the camera sent in the steady window is there: all but the first
-            # segment boundary after t0 (at most one segment, 2 s) and the stop.
-            assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (frames, wall_s)
-            assert not [g for g in gaps if g.end_us > t0_wall_us]
+        await wait_for(lambda: all(r.status()["state"] == "recording" for r in recs.values()))
+        # The steady window starts once every camera has a segment indexed: the test camera's
+        # pipelines start on the first client, and under CI start-up load one stalled for over
+        # the 3 s read timeout right after its first frame (a reconnect the recorder must
+        # explain with a gap, checked below, but not the continuity this test measures).
+        await wait_for(lambda: all(sink.indexed.get(cid, 0) >= 1 for cid in recs))
+        t0 = asyncio.get_running_loop().time()
+        t0_wall_us = time.time_ns() // 1000
+        await asyncio.sleep(7.0)
+        status = {cid: r.status() for cid, r in recs.items()}
     finally:
-        await index.db.close()
+        await asyncio.gather(*(r.stop() for r in recs.values()))
+    wall_s = asyncio.get_running_loop().time() - t0
+    for cid, (_, codec) in mounts.items():
+        st = status[cid]
+        assert st["state"] == "recording" and 12 <= st["fps"] <= 18, st
+        assert st["bitrate_bps"] > 0 and st["last_segment_end"] is not None
+        segs = await index.segments(cid)
+        files = await _segments_on_disk(tmp_path, cid)
+        assert sorted(Path(s.path) for s in segs) == files  # rows == files
+        gaps = await index.gaps(cid)
+        for a, b in zip(segs, segs[1:], strict=False):
+            if b.start_us <= t0_wall_us and a.end_us != b.start_us:  # start-up only
+                assert any(g.start_us <= a.end_us and g.end_us >= b.start_us and g.reason
+                           for g in gaps), f"{cid}: a start-up hole without a reason"
+        steady = [s for s in segs if s.start_us > t0_wall_us]
+        assert len(steady) >= 3
+        for a, b in zip(steady, steady[1:], strict=False):
+            assert a.end_us == b.start_us, "consecutive segments chain exactly"
+        for s in segs:
+            _check_segment_file(s, codec)
+        frames = sum(s.frames for s in steady)
+        media_s = (steady[-1].end_us - steady[0].start_us) / 1e6
+        assert abs(frames - media_s * FPS) <= 1
+        # Every frame the camera sent in the steady window is there: all but the first
+        # segment boundary after t0 (at most one segment, 2 s) and the stop.
+        assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (frames, wall_s)
+        assert not [g for g in gaps if g.end_us > t0_wall_us]
 
 
 @pytest.mark.slow

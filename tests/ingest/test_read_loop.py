@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from nvr.ingest import read_loop
 from nvr.storage.index import Index
 from tests.camserver import TestCamera
 from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
@@ -51,7 +52,8 @@ async def test_one_thread_reads_every_camera_and_a_silent_one_times_out_alone(
         os.killpg(quiet.proc.pid, signal.SIGSTOP)  # connected, but nothing comes any more
         try:
             await wait_for(lambda: recs["frozen"].status()["state"] == "backoff", within_s=15)
-            assert "stopped answering" in recs["frozen"].status()["reason"]
+            # The loop's silence check, not a set-up failure ("...while setting up the stream").
+            assert "stopped answering: no data for 2 s" in recs["frozen"].status()["reason"]
             await asyncio.sleep(2.5)  # the others keep recording meanwhile
         finally:
             os.killpg(quiet.proc.pid, signal.SIGCONT)
@@ -74,10 +76,10 @@ async def test_a_disk_error_while_writing_one_camera_reaches_its_thread_only(
     good = make_recorder("good", testcam.url("h264-noaudio"), tmp_path, sink, reader="nvr")
     bad = make_recorder("bad", testcam.url("h265"), tmp_path, sink, reader="nvr")
     real_write = bad.writer.write
-    failures = [OSError(28, "No space left on device")]
+    failures: list[OSError] = []
 
     def write_failing_once_double(op: object) -> None:  # a disk error this machine cannot cause
-        if failures and bad.stats.frames > 20:
+        if failures:
             raise failures.pop()
         real_write(op)  # type: ignore[arg-type]
 
@@ -85,14 +87,31 @@ async def test_a_disk_error_while_writing_one_camera_reaches_its_thread_only(
     good.start()
     bad.start()
     try:
-        await wait_for(lambda: sink.indexed.get("good", 0) >= 1)
+        await wait_for(lambda: all(sink.indexed.get(c, 0) >= 1 for c in ("good", "bad")))
         t0_us = time.time_ns() // 1000
+        failures.append(OSError(28, "No space left on device"))  # armed after t0
         await wait_for(lambda: bad.status()["errors"] >= 1)
         assert "No space left on device" in bad.status()["last_error"]
         n = sink.indexed.get("bad", 0)
         await wait_for(lambda: sink.indexed.get("bad", 0) > n)  # it records again
         await asyncio.sleep(2.5)
         assert bad._thread is not None and bad._thread.is_alive()
+        assert good.status()["errors"] == 0 and good.status()["state"] == "recording"
     finally:
         await asyncio.gather(good.stop(), bad.stop())
     await _no_hole_since(index, "good", t0_us)
+
+
+def test_a_stuck_read_loop_takes_no_new_session() -> None:
+    """Invariant 4: a loop that has not finished a round for LOOP_STALL_S is replaced for new
+    sessions (its cameras are restarted by the watchdog onto the new one)."""
+    stuck = read_loop.ReadLoop()
+    stuck._thread = threading.Thread()  # stands for a loop thread stuck in a step
+    stuck.round_at = time.monotonic() - read_loop.LOOP_STALL_S - 1
+    read_loop._shared = stuck
+    try:
+        fresh = read_loop.shared_read_loop()
+        assert fresh is not stuck and not fresh.stalled(time.monotonic())
+        assert read_loop.shared_read_loop() is fresh
+    finally:
+        read_loop._shared = None

@@ -55,8 +55,13 @@ class SubstreamReader:
                             break
                         if pkt.size == 0:
                             continue
+                        # A packet shows B-frames only when both times are known and
+                        # differ: joining a camera's stream mid-GOP, FFmpeg's first packets
+                        # have a pts and no dts yet, which is not a reordered picture.
+                        reordered = (pkt.pts is not None and pkt.dts is not None
+                                     and pkt.pts != pkt.dts)
                         self.feed.from_thread(bytes(pkt), pkt.is_keyframe, cc.extradata,
-                                              cc.name, pkt.pts != pkt.dts)
+                                              cc.name, reordered)
             except Exception as exc:  # noqa: BLE001 - retried while someone watches
                 _log.info("live_substream_failed", camera=cam,
                           error=redact_text(str(exc), self.url))

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import select
 import selectors
 import socket
@@ -49,6 +50,8 @@ from nvr.ingest.session import SessionEnd
 _log = log.get("nvr.ingest.read_loop")
 IDLE_SELECT_S = 1.0  # with nothing readable: look at stops and timeouts at least this often
 LOOP_STALL_S = 30.0  # invariant 4 (well under the watchdog's CAMERA_STALL_S, 90 s)
+PACE_GRID_S = 0.1  # parked sessions wake on this grid (_due)
+LIVE_GRID_S = 0.01  # ... and a session with a short pace (watched live) on this one
 
 
 @dataclass(eq=False)
@@ -190,7 +193,7 @@ class ReadLoop:
             if pace > 0:
                 sel.unregister(entry.sock)
                 entry.parked = True
-                heapq.heappush(parked, (time.monotonic() + pace, next(order), entry))
+                heapq.heappush(parked, (_due(time.monotonic() + pace, pace), next(order), entry))
             else:
                 entry.waiting_since = time.monotonic()
         now = time.monotonic()
@@ -216,6 +219,16 @@ class ReadLoop:
             sel.unregister(entry.sock)  # invariant 2: before the thread wakes
         entry.end, entry.error = end, error
         entry.done.set()
+
+
+def _due(at: float, pace: float) -> float:
+    """`at`, rounded up to the loop's grid: sessions due about together are woken together, so
+    the loop wakes at most 1/PACE_GRID_S times a second however many cameras it reads (a
+    wake-up per camera per pace cost more than the reading: 0.67-0.71x of ffmpeg's CPU at 16
+    cameras against 0.56-0.65x for one wake-up for all). A watched camera's short pace keeps a
+    fine grid of its own."""
+    grid = PACE_GRID_S if pace >= 4 * PACE_GRID_S else LIVE_GRID_S
+    return math.ceil(at / grid) * grid
 
 
 def _silent(sock: socket.socket) -> bool:

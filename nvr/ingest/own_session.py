@@ -26,7 +26,7 @@ import av.stream
 from nvr import log
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.redact import host_of
-from nvr.ingest.rtp import AccessUnit, Depacketizer
+from nvr.ingest.rtp import Depacketizer
 from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
@@ -97,8 +97,13 @@ class _Unwrap:
 
 def run_own_session(ctx: SessionContext) -> SessionEnd:
     """Record until the stream fails or should_stop() says why to stop (never raises for
-    camera trouble; the open segment is always finished before returning)."""
+    camera trouble; the open segment is always finished before returning).
+
+    The camera's thread sets the stream up (blocking RTSP requests, one camera at a time) and
+    then hands it to the shared read loop (nvr.ingest.read_loop), whose one thread reads every
+    camera's socket; this thread waits until the loop hands the session back, then finishes it."""
     probes: list[av.container.InputContainer] = []  # closed after the writer is done with it
+    reading: Reading | None = None
     try:
         rtsp = RtspSession(ctx.url, ctx.io_timeout_s)
     except RtspError as e:  # a URL it cannot read, or not rtsp://
@@ -111,97 +116,123 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
             return _end_of(e)
         except TimeoutError:
             return SessionEnd("timeout", "camera stopped answering while setting up the stream")
-        return _read(ctx, rtsp, track, probes)
+        reading = Reading(ctx, rtsp, track, probes)
+        from nvr.ingest.read_loop import shared_read_loop
+
+        return shared_read_loop().run(reading)
     except _Stop as e:
         return e.end
-    except RtspError as e:
-        return _end_of(e)
-    except TimeoutError:
-        return SessionEnd("timeout", f"camera stopped answering: no data for "
-                                     f"{ctx.io_timeout_s:g} s")
-    except TimestampError as e:
-        return SessionEnd("offline", f"unusable timestamps: {e}")
     finally:
         try:
-            ctx.writer.end_session()
+            if reading is not None:
+                reading.flush()
         finally:
-            rtsp.close()
-            for probe in probes:
-                probe.close()
+            try:
+                ctx.writer.end_session()
+            finally:
+                rtsp.close()
+                for probe in probes:
+                    probe.close()
 
 
-def _read(ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
-          probes: list[av.container.InputContainer]) -> SessionEnd:
-    tb = Fraction(1, track.clock_rate)
-    depack = Depacketizer(track.codec)
-    unwrap = _Unwrap()
-    # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
-    # timestamp repairer calls the same jump a discontinuity: a new segment).
-    times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(max_jump=10 * track.clock_rate)
-    # One frame at 15 fps until the repairer has seen real durations.
-    repair: TimestampRepair[av.Packet] = TimestampRepair(tb, track.clock_rate // 15)
-    wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
-    state: dict[str, object] = {"video": None, "started": False}
-    units: list[AccessUnit] = []
+def end_of_error(e: BaseException, io_timeout_s: float) -> SessionEnd | None:
+    """The session end that a camera's trouble while reading means; None for anything else
+    (a bug or a disk error: raised in the camera's thread, which logs it and retries)."""
+    if isinstance(e, _Stop):
+        return e.end
+    if isinstance(e, RtspError):
+        return _end_of(e)
+    if isinstance(e, TimeoutError):
+        return SessionEnd("timeout", f"camera stopped answering: no data for {io_timeout_s:g} s")
+    if isinstance(e, TimestampError):
+        return SessionEnd("offline", f"unusable timestamps: {e}")
+    return None
 
-    def handle(op: OutPacket[av.Packet]) -> None:
-        video = state["video"]
-        assert isinstance(video, av.stream.Stream)
-        if not state["started"] or op.discontinuity:
-            start = ctx.writer.start_session(video, wall0 + (op.arrival_mono_us - mono0))
-            if not state["started"]:
-                state["started"] = True
+
+class Reading:
+    """One camera's stream after set-up: each step() takes what one recv() brings, through
+    depacketizing, decode times and timestamp repair, into the segment writer. Steps run in
+    the read loop's thread, one at a time; flush() runs in the camera's thread afterwards."""
+
+    def __init__(self, ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
+                 probes: list[av.container.InputContainer]) -> None:
+        self.ctx, self.rtsp, self.track, self.probes = ctx, rtsp, track, probes
+        self.tb = Fraction(1, track.clock_rate)
+        self.depack = Depacketizer(track.codec)
+        self.unwrap = _Unwrap()
+        # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
+        # timestamp repairer calls the same jump a discontinuity: a new segment).
+        self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
+            max_jump=10 * track.clock_rate)
+        # One frame at 15 fps until the repairer has seen real durations.
+        self.repair: TimestampRepair[av.Packet] = TimestampRepair(
+            self.tb, track.clock_rate // 15)
+        self.wall0, self.mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
+        self.video: av.stream.Stream | None = None
+        self.started = False
+        self.last_data = time.monotonic()  # when a recv() last brought bytes
+        self.got = 0  # what the last recv() took
+
+    def step(self) -> None:
+        """One recv() (the socket is readable: it does not block) and all it completes."""
+        depack = self.depack
+        self.got = self.rtsp.read_some(depack.push_at)
+        units, depack.ready = depack.ready, []
+        self.last_data = time.monotonic()
+        now = self.ctx.clock.mono_us()  # the arrival of what this recv() took
+        for au in units:
+            if self.video is None:
+                if not au.key:
+                    continue  # undecodable before the first keyframe
+                probe, video = template_stream(self.track, au.data)
+                self.probes.append(probe)
+                self.video = video
+                # The reorder depth the SPS declares (FFmpeg read it while probing).
+                self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
+            self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
+                                       len(au.data)))
+
+    def pace(self) -> float:
+        """How long this camera's bytes may gather in its socket before the next read: the
+        socket is drained, so one wake-up and one recv() take several frames, not one RTP
+        packet as it lands (docs/design.md, "Ingest hot path"). While somebody watches live, a
+        shorter wait keeps the picture prompt. Until the first frame is written, no wait: its
+        arrival is the session's wall-clock anchor. At a high bit rate the wait shrinks, so
+        that one wait never gathers more than PACE_BYTES."""
+        if self.got >= RECV_BYTES or not self.started:
+            return 0.0
+        watched = self.ctx.watched is not None and self.ctx.watched()
+        pace = LIVE_PACE_S if watched else READ_PACE_S
+        return min(pace, pace * PACE_BYTES / max(self.got, 1))
+
+    def flush(self) -> None:
+        """The frames still held for decode-time derivation and repair, into the writer."""
+        if self.video is not None:
+            self._emit(self.times.flush())
+            for last in self.repair.flush():
+                self._handle(last)
+        if self.depack.lost:
+            _log.warning("rtp_packets_lost", camera=self.ctx.camera_id, packets=self.depack.lost)
+
+    def _handle(self, op: OutPacket[av.Packet]) -> None:
+        ctx, video = self.ctx, self.video
+        assert video is not None
+        if not self.started or op.discontinuity:
+            start = ctx.writer.start_session(video, self.wall0 + (op.arrival_mono_us - self.mono0))
+            if not self.started:
+                self.started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
         if ctx.on_packet is not None:
             ctx.on_packet(op, video)
         ctx.stats.add(op.arrival_mono_us, sum(p.size for p in op.payloads))
 
-    def emit(ready: list[tuple[int, int | None, bool, tuple[bytes, int]]]) -> None:
+    def _emit(self, ready: list[tuple[int, int | None, bool, tuple[bytes, int]]]) -> None:
+        tb, repair = self.tb, self.repair
         for pts, dts, key, (data, arrival) in ready:
             pkt = av.Packet(data)
             pkt.time_base = tb
             for op in repair.feed(InPacket(pts, dts, key, pkt, arrival)):
-                handle(op)
+                self._handle(op)
         for what, detail in repair.drain_notes():
-            _log.info("timestamps_repaired", camera=ctx.camera_id, action=what, **detail)
-
-    try:
-        while True:
-            got = rtsp.read_some(lambda p: units.extend(depack.push(p)))
-            now = ctx.clock.mono_us()  # the arrival of what this recv() took
-            for au in units:
-                if state["video"] is None:
-                    if not au.key:
-                        continue  # undecodable before the first keyframe
-                    probe, video = template_stream(track, au.data)
-                    probes.append(probe)
-                    state["video"] = video
-                    # The reorder depth the SPS declares (FFmpeg read it while probing).
-                    times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
-                emit(times.feed(unwrap(au.rtp_ts), au.key, (au.data, now), len(au.data)))
-            units.clear()
-            # Asked after a read, so that a stop that came during the wait below still takes
-            # what the socket holds (up to READ_PACE_S of video) into the last segment.
-            why = ctx.should_stop()
-            if why is not None:
-                return why
-            if got < RECV_BYTES and state["started"]:
-                # The socket is drained: let the next frames gather in its buffer, so that one
-                # wake-up and one recv() take several frames, not one RTP packet as it lands
-                # (docs/design.md, "Ingest hot path"). While somebody watches live, a shorter
-                # wait keeps the picture prompt. The buffer holds seconds of video, and a full
-                # recv() never waits.
-                # (Until the first frame is written, no wait: its arrival is the session's
-                # wall-clock anchor.) At a high bit rate the wait shrinks, so that one wait
-                # never gathers more than PACE_BYTES, whatever the socket buffer has grown to.
-                watched = ctx.watched is not None and ctx.watched()
-                pace = LIVE_PACE_S if watched else READ_PACE_S
-                time.sleep(min(pace, pace * PACE_BYTES / max(got, 1)))
-    finally:
-        if state["video"] is not None:
-            emit(times.flush())
-            for last in repair.flush():
-                handle(last)
-        if depack.lost:
-            _log.warning("rtp_packets_lost", camera=ctx.camera_id, packets=depack.lost)
+            _log.info("timestamps_repaired", camera=self.ctx.camera_id, action=what, **detail)

@@ -13,11 +13,13 @@ bytes of a damaged picture still decode up to the hole; counting them is what ma
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
 Codec = Literal["h264", "hevc"]
 START = b"\x00\x00\x00\x01"
+_SEQ_TS = struct.Struct(">HI")  # an RTP header's sequence number and timestamp
 # An access unit larger than this is dropped (a 4K keyframe at a high rate is ~2 MB): a broken
 # or hostile camera that never ends a unit must not grow the recorder's memory without bound.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
@@ -44,29 +46,38 @@ class Depacketizer:
     _seq: int | None = None
     _size: int = 0  # bytes of the unit so far
     oversized: int = 0  # access units dropped for passing MAX_UNIT_BYTES
+    ready: list[AccessUnit] = field(default_factory=list)  # completed, not yet taken
 
     def push(self, pkt: bytes | memoryview) -> list[AccessUnit]:
         """One RTP packet (header included); the access units it completes (0, 1 or 2)."""
-        if len(pkt) < 12 or pkt[0] >> 6 != 2:
-            return []
-        b0 = pkt[0]
-        hdr = 12 + 4 * (b0 & 0x0F)
+        data = bytes(pkt)
+        self.push_at(data, 0, len(data))
+        out, self.ready = self.ready, []
+        return out
+
+    def push_at(self, data: bytes, start: int, end: int) -> None:
+        """The RTP packet data[start:end]; the access units it completes are appended to
+        `ready` (the caller takes them). The reader's hot path: no slice, list or view per
+        packet."""
+        out = self.ready
+        if end - start < 12 or data[start] >> 6 != 2:
+            return
+        b0 = data[start]
+        hdr = start + 12 + 4 * (b0 & 0x0F)
         if b0 & 0x10:  # header extension
-            if len(pkt) < hdr + 4:
-                return []
-            hdr += 4 + 4 * ((pkt[hdr + 2] << 8) | pkt[hdr + 3])
-        stop = len(pkt) - (pkt[-1] if b0 & 0x20 else 0)  # padding
+            if end < hdr + 4:
+                return
+            hdr += 4 + 4 * ((data[hdr + 2] << 8) | data[hdr + 3])
+        stop = end - (data[end - 1] if b0 & 0x20 else 0)  # padding
         if stop <= hdr:
-            return []
-        seq = (pkt[2] << 8) | pkt[3]
-        ts = int.from_bytes(pkt[4:8], "big")
-        out: list[AccessUnit] = []
+            return
+        seq, ts = _SEQ_TS.unpack_from(data, start + 2)
         if self._seq is not None and seq != (self._seq + 1) & 0xFFFF:
             gap = (seq - self._seq - 1) & 0xFFFF
             if gap < 0x8000:  # lost packets
                 self.lost += gap
             elif 0x10000 - gap <= 64:  # just behind: a duplicate or a late retransmission
-                return []
+                return
             # else the camera restarted its sequence (RFC 3550 A.1): follow it.
             self._fu = None
             self._damaged = True
@@ -77,22 +88,20 @@ class Depacketizer:
             else:
                 self._size = 0  # a unit dropped as oversized ended without its marker
         self._ts = ts
-        payload = pkt[hdr:stop]
         self._size += stop - hdr
         if self._size > MAX_UNIT_BYTES:
             if self._nals or self._fu is not None:
                 self.oversized += 1
             self._nals, self._fu, self._damaged = [], None, True
-            if pkt[1] & 0x80:
+            if data[start + 1] & 0x80:
                 self._size, self._key, self._damaged = 0, False, False
-            return out
+            return
         if self.codec == "h264":
-            self._h264(payload)
+            self._h264(data, hdr, stop)
         else:
-            self._h265(payload)
-        if pkt[1] & 0x80:
+            self._h265(data, hdr, stop)
+        if data[start + 1] & 0x80:
             out.extend(self._finish())
-        return out
 
     def _finish(self) -> list[AccessUnit]:
         nals, self._nals = self._nals, []
@@ -106,64 +115,62 @@ class Depacketizer:
             return []
         return [AccessUnit(self._ts, b"".join(nals), key, damaged)]
 
-    # -- H.264 (RFC 6184) ---------------------------------------------------------------------
-    def _h264(self, p: bytes | memoryview) -> None:
-        kind = p[0] & 0x1F
+    # -- H.264 (RFC 6184): the payload is p[a:b] ----------------------------------------------
+    def _h264(self, p: bytes, a: int, b: int) -> None:
+        kind = p[a] & 0x1F
         if 1 <= kind <= 23:
             self._key = self._key or kind == 5
-            self._nals.append(START + bytes(p))
+            self._nals.append(START + p[a:b])
         elif kind == 24:  # STAP-A: [size][NAL] ...
-            i = 1
-            while i + 2 < len(p):
+            i = a + 1
+            while i + 2 < b:
                 size = (p[i] << 8) | p[i + 1]
-                nal = p[i + 2:i + 2 + size]
-                if size == 0 or len(nal) < size:
+                if size == 0 or i + 2 + size > b:
                     break
-                self._key = self._key or (nal[0] & 0x1F) == 5
-                self._nals.append(START + bytes(nal))
+                self._key = self._key or (p[i + 2] & 0x1F) == 5
+                self._nals.append(START + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 28 and len(p) > 2:  # FU-A
-            fu = p[1]
+        elif kind == 28 and b - a > 2:  # FU-A
+            fu = p[a + 1]
             if fu & 0x80:
                 self._fu = bytearray(START)
-                self._fu.append((p[0] & 0xE0) | (fu & 0x1F))
+                self._fu.append((p[a] & 0xE0) | (fu & 0x1F))
                 self._key = self._key or (fu & 0x1F) == 5
             if self._fu is not None:
-                self._fu += p[2:]
+                self._fu += memoryview(p)[a + 2:b]
                 if fu & 0x40:
                     self._nals.append(bytes(self._fu))
                     self._fu = None
         else:
             self.unsupported += 1
 
-    # -- H.265 (RFC 7798) ---------------------------------------------------------------------
-    def _h265(self, p: bytes | memoryview) -> None:
-        if len(p) < 3:
+    # -- H.265 (RFC 7798): the payload is p[a:b] ----------------------------------------------
+    def _h265(self, p: bytes, a: int, b: int) -> None:
+        if b - a < 3:
             return
-        kind = (p[0] >> 1) & 0x3F
+        kind = (p[a] >> 1) & 0x3F
         if kind < 48:
             self._key = self._key or 16 <= kind <= 21
-            self._nals.append(START + bytes(p))
+            self._nals.append(START + p[a:b])
         elif kind == 48:  # AP: [size][NAL] ...
-            i = 2
-            while i + 2 < len(p):
+            i = a + 2
+            while i + 2 < b:
                 size = (p[i] << 8) | p[i + 1]
-                nal = p[i + 2:i + 2 + size]
-                if size < 2 or len(nal) < size:
+                if size < 2 or i + 2 + size > b:
                     break
-                self._key = self._key or 16 <= (nal[0] >> 1) & 0x3F <= 21
-                self._nals.append(START + bytes(nal))
+                self._key = self._key or 16 <= (p[i + 2] >> 1) & 0x3F <= 21
+                self._nals.append(START + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 49 and len(p) > 3:  # FU
-            fu = p[2]
+        elif kind == 49 and b - a > 3:  # FU
+            fu = p[a + 2]
             inner = fu & 0x3F
             if fu & 0x80:
                 self._fu = bytearray(START)
-                self._fu.append((p[0] & 0x81) | (inner << 1))
-                self._fu.append(p[1])
+                self._fu.append((p[a] & 0x81) | (inner << 1))
+                self._fu.append(p[a + 1])
                 self._key = self._key or 16 <= inner <= 21
             if self._fu is not None:
-                self._fu += p[3:]
+                self._fu += memoryview(p)[a + 3:b]
                 if fu & 0x40:
                     self._nals.append(bytes(self._fu))
                     self._fu = None

@@ -347,44 +347,40 @@ class RtspSession:
         return reply
 
     # -- streaming ------------------------------------------------------------------------------
-    def read_some(self, on_packet: Callable[[memoryview], object]) -> int:
-        """One recv(): every complete RTP packet of the video channel in it goes to `on_packet`
-        (the view is valid only during the call: copy what you keep). Returns the bytes that
-        recv() took (RECV_BYTES: there may be more waiting)."""
+    def read_some(self, on_packet: Callable[[bytes, int, int], object]) -> int:
+        """One recv(): every complete RTP packet of the video channel in it goes to
+        `on_packet(data, start, stop)`, the packet being data[start:stop] (offsets, so that a
+        packet costs no slice of its own). Returns the bytes that recv() took (RECV_BYTES:
+        there may be more waiting)."""
         if time.monotonic() - self._last_sent >= self.keepalive_s:
             self._send(self.keepalive_method, self.play_url, {})
         got = self._fill()
-        buf = self.buf
-        pos, end = 0, len(buf)
-        mv = memoryview(buf)
-        try:
-            while end - pos >= 4:
-                if buf[pos] != 0x24:  # a reply to a keep-alive: skip it whole
-                    stop = buf.find(b"\r\n\r\n", pos)
-                    if stop < 0:
-                        if end - pos > MAX_HEADER_BYTES:
-                            raise RtspError("protocol", "camera sent 64 KB that are neither "
-                                                        "RTP nor an RTSP reply")
-                        break
-                    length = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:stop])
-                    body = int(length.group(1)) if length else 0
-                    if body > MAX_BODY_BYTES:
-                        raise RtspError("protocol", f"camera sent an RTSP body of {body} bytes")
-                    skip = stop + 4 + body
-                    if skip > end:
-                        break
-                    pos = skip
-                    continue
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                if end - pos - 4 < n:
+        buf = bytes(self.buf)  # one copy a recv(): packets are read from it by offset
+        pos, end, channel = 0, len(buf), self.channel
+        while end - pos >= 4:
+            if buf[pos] != 0x24:  # a reply to a keep-alive: skip it whole
+                stop = buf.find(b"\r\n\r\n", pos)
+                if stop < 0:
+                    if end - pos > MAX_HEADER_BYTES:
+                        raise RtspError("protocol", "camera sent 64 KB that are neither "
+                                                    "RTP nor an RTSP reply")
                     break
-                if buf[pos + 1] == self.channel:
-                    with mv[pos + 4:pos + 4 + n] as packet:
-                        on_packet(packet)
-                pos += 4 + n
-        finally:
-            mv.release()
-        del buf[:pos]
+                length = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:stop])
+                body = int(length.group(1)) if length else 0
+                if body > MAX_BODY_BYTES:
+                    raise RtspError("protocol", f"camera sent an RTSP body of {body} bytes")
+                skip = stop + 4 + body
+                if skip > end:
+                    break
+                pos = skip
+                continue
+            n = (buf[pos + 2] << 8) | buf[pos + 3]
+            if end - pos - 4 < n:
+                break
+            if buf[pos + 1] == channel:
+                on_packet(buf, pos + 4, pos + 4 + n)
+            pos += 4 + n
+        del self.buf[:pos]
         return got
 
     def close(self) -> None:

@@ -35,7 +35,9 @@ def read_units(url: str, wanted: int = 40, deadline_s: float = 30.0
         while sum(1 for _ in _from_key(units)) < wanted:
             assert time.monotonic() < deadline, (
                 f"{len(units)} access units in {deadline_s:g} s, {wanted} wanted after a keyframe")
-            s.read_some(lambda p: units.extend(d.push(p)))
+            s.read_some(d.push_at)
+            units.extend(d.ready)
+            d.ready.clear()
     finally:
         s.close()
     return s, units, d
@@ -90,11 +92,11 @@ def test_a_camera_that_goes_silent_times_out_and_one_that_is_gone_is_offline() -
     try:
         s = RtspSession(c.url("h264-noaudio"), timeout_s=1.0)
         s.open()
-        s.read_some(lambda p: None)
+        s.read_some(lambda data, start, stop: None)
         c.stop()  # the server dies: the connection closes
         with pytest.raises(RtspError) as e:
             for _ in range(1000):
-                s.read_some(lambda p: None)
+                s.read_some(lambda data, start, stop: None)
         assert e.value.kind == "offline"
         s.close()
     finally:

@@ -1,42 +1,50 @@
-"""One MP4 for a time range: check the sources' hashes, then copy their packets (no re-encode).
+"""One MP4 for a time range: check the sources' hashes, then copy their frames (no re-encode).
 
 Runs in a worker thread (the daemon calls export_clip through asyncio.to_thread); nothing here
-touches the event loop. Memory does not grow with the range: packets stream one at a time, and
-only the MP4 sample tables (a few bytes a frame) and at most one GOP of pre-roll are held.
+touches the event loop. Memory does not grow with the range: a few bytes of sample table per
+frame, and at most three segments' bytes (the one being copied, the one being read and checked
+ahead, the one whose copy is still being hashed).
 
 Time line (docs/export.md): clip time t shows what happened at wall time actual_start + t.
-Packets are placed by wall clock, so a hole in the recording stays a hole in the clip's time
+Frames are placed by wall clock, so a hole in the recording stays a hole in the clip's time
 line, and each gap also gets a chapter titled "GAP ..." that players list.
+
+How (docs/export.md, "Writing the clip"): the sample table of every source comes from its small
+boxes (nvr.export.fragments), so the whole clip is planned — which frames, at what time, at
+which offset — before a frame is copied. The clip is then written once, front to back: ftyp,
+moov, mdat. Each source is read ONCE, whole: a second thread reads the next one and checks its
+sha256 against the index; the copy checks that the boxes the plan came from are those same bytes,
+and copies the frames from them; a third thread hashes the clip as it is written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
+import struct
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import av
-
 from nvr import log
 from nvr.errors import DataError, IntegrityError
-from nvr.export.faststart import faststart_and_hash
+from nvr.export import mp4write
+from nvr.export.fragments import NotASegment, SegmentLayout, read_layout
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 
-TICKS = 90_000  # output time base 1/90000 s: exact for 15, 25, 30 fps and for RTP clocks
+TICKS = 90_000  # clip time base 1/90000 s: exact for 15, 25, 30 fps and for RTP clocks
 TB = Fraction(1, TICKS)
 # A hole between two segments longer than this, with no gap row, is still shown as a gap.
 HOLE_TOLERANCE_US = US
 CHUNK = 1 << 20
-# FFmpeg's read buffer over a segment held in memory: the mp4 demuxer seeks (mfra at the end,
-# then each fragment), and every seek refills the buffer; 256 KB measured best (1 MB: slower).
-DEMUX_BUFFER = 1 << 18
+# A clip whose times do not fit 32-bit MP4 fields at 1/90000 s (a gap of over 13 h inside the
+# range) is timed in milliseconds instead.
+FALLBACK_TIMESCALE = 1000
 
 _log = log.get("nvr.export")
 
@@ -74,17 +82,41 @@ class ClipResult:
 
 
 @dataclass(slots=True)
-class _Timeline:
-    """Where the clip starts (wall ticks) and the last DTS written, across segments."""
+class _Run:
+    """Frames of one source that lie back to back in it: one chunk of the clip."""
 
-    start_ticks: int
+    source: int  # index into the chosen segments
+    offset: int
+    length: int
+    frames: int
+
+
+# (source, offset, size, key, wall pts, wall dts, duration): one frame on its way to the clip
+_Frame = tuple[int, int, int, int, int, int, int]
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Which frames go into the clip and when, in clip ticks (1/90000 s from the origin)."""
+
+    start_ticks: int  # requested range, wall ticks since the epoch
     end_ticks: int
-    origin: int | None = None
+    origin: int | None = None  # wall ticks of the clip's first frame (its pts)
     last_dts: int | None = None
-    last_end: int = 0  # wall ticks where the last written frame ends
-    frames: int = 0
-    preroll: list[tuple[int, int, av.Packet]] = field(default_factory=list)
+    last_end: int = 0  # wall ticks where the last frame ends
+    last_duration: int = 0
+    dts: array[int] = field(default_factory=lambda: array("q"))
+    pts: array[int] = field(default_factory=lambda: array("q"))
+    sizes: array[int] = field(default_factory=lambda: array("q"))
+    keys: bytearray = field(default_factory=bytearray)
+    runs: list[_Run] = field(default_factory=list)
+    # The GOP that holds the requested start, as _Frame tuples, until the origin is known.
+    preroll: list[_Frame] = field(default_factory=list)
     done: bool = False
+
+    @property
+    def frames(self) -> int:
+        return len(self.dts)
 
 
 def export_clip(
@@ -106,17 +138,25 @@ def export_clip(
     if not chosen:
         raise NoFootage(f"nothing recorded between {to_iso(start_us)} and {to_iso(end_us)}")
     _check_uniform(chosen)
-    step = _stepper(progress, 2 * len(chosen))
-    tl = _Timeline(start_us * TICKS // US, -(-end_us * TICKS // US))
+    layouts = [_layout(seg) for seg in chosen]
+    plan = _Plan(start_us * TICKS // US, -(-end_us * TICKS // US))
+    for i, (seg, layout) in enumerate(zip(chosen, layouts, strict=True)):
+        _plan_segment(plan, i, seg, layout)
+        if plan.done:
+            break
+    if plan.origin is None:
+        raise NoFootage(
+            f"no decodable footage (no keyframe) between {to_iso(start_us)} and {to_iso(end_us)}"
+        )
     all_gaps = clip_gaps(chosen, gaps, start_us, end_us)
-    size, digest = _write_clip(chosen, tl, all_gaps, out_path, step)
-    assert tl.origin is not None
-    actual_start, actual_end = _us(tl.origin), _us(tl.last_end)
+    step = _stepper(progress, 2 * len(chosen))
+    size, digest = _write_clip(chosen, layouts, plan, _chapters(plan, all_gaps), out_path, step)
+    actual_start, actual_end = _us(plan.origin), _us(plan.last_end)
     first = chosen[0]
-    _log.info("clip_exported", path=str(out_path), frames=tl.frames, bytes=size,
+    _log.info("clip_exported", path=str(out_path), frames=plan.frames, bytes=size,
               start=to_iso(actual_start), end=to_iso(actual_end), gaps=len(all_gaps))
     return ClipResult(
-        path=out_path, sha256=digest, frames=tl.frames, actual_start_us=actual_start,
+        path=out_path, sha256=digest, frames=plan.frames, actual_start_us=actual_start,
         actual_end_us=actual_end,
         gaps=all_gaps,  # every gap in the *requested* range, also before/after the footage
         sources=[_source(s) for s in chosen if s.start_us < actual_end],
@@ -124,50 +164,267 @@ def export_clip(
     )
 
 
-def _write_clip(
-    chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path,
-    step: Callable[[], None],
-) -> tuple[int, str]:
-    """Remux the sources, each read ONCE: a second thread reads the next segment into memory
-    and checks its sha256 (hashlib and file reads release the GIL: on 2 cores the hashing is
-    hidden behind the remux), and the remux demuxes those same bytes. A mismatch raises
-    SegmentTampered before a single packet of that segment is used, and deletes the clip.
-    Then the moov goes in front (faststart) and the clip is hashed in that same pass:
-    (bytes, sha256)."""
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)  # FFmpeg reopens it by name; the mode stays 0600
-    with ThreadPoolExecutor(1, thread_name_prefix="export-read") as pool:
-        reads: list[Future[bytes]] = []
+def _layout(seg: Segment) -> SegmentLayout:
+    """The segment's sample table (its small boxes only). A file that does not parse is checked
+    against its sha256 first: tampering is named as such, not as a broken file."""
+    fd = os.open(seg.path, os.O_RDONLY)
+    try:
+        return read_layout(fd, os.fstat(fd).st_size)
+    except (NotASegment, ValueError, IndexError, struct.error) as e:
+        check_hash(seg)
+        raise DataError(f"segment {seg.path} is not a fragmented MP4 the recorder wrote: {e}") from e
+    finally:
+        os.close(fd)
 
-        def source(i: int) -> bytes:
+
+# -- the plan: pure, from the sample tables -------------------------------------------------------
+def _plan_segment(plan: _Plan, source: int, seg: Segment, lay: SegmentLayout) -> None:
+    """Add source's frames to the plan in decode order. A frame's wall time is the segment's
+    start (the recorder names segments by their first frame) plus its pts since that frame."""
+    num, den = TICKS, lay.timescale
+    seg_ticks = seg.start_us * TICKS // US
+    base: int | None = None
+    shift: int | None = None
+    for i in range(len(lay.dts)):
+        if lay.size[i] == 0:
+            continue
+        dts = lay.dts[i]
+        pts = dts + lay.cto[i]
+        if base is None:
+            base = pts
+        wall_pts = seg_ticks + (pts - base) * num // den
+        wall_dts = seg_ticks + (dts - base) * num // den
+        dur = lay.duration[i] * num // den
+        if wall_pts >= plan.end_ticks:
+            plan.done = True  # decode order: nothing after this may be written
+            return
+        frame = (source, lay.offset[i], lay.size[i], lay.key[i], wall_pts, wall_dts, dur)
+        if plan.origin is None:
+            if lay.key[i]:
+                plan.preroll = [frame]  # a later keyframe at or before the start wins
+            elif plan.preroll:
+                plan.preroll.append(frame)
+            else:
+                continue  # no keyframe yet: these frames could not be decoded
+            if wall_pts + max(dur, 1) <= plan.start_ticks:
+                continue  # this frame is over before the requested start
+            plan.origin = plan.preroll[0][4]
+            for held in plan.preroll:
+                _add(plan, held, 0)
+            plan.preroll.clear()
+            continue
+        if shift is None:
+            # Clocks of consecutive segments may disagree by a few ms: rather than drop the
+            # frames that would go back in time, move the whole segment after the last frame.
+            rel = wall_dts - plan.origin
+            shift = 0 if plan.last_dts is None or rel > plan.last_dts else plan.last_dts + 1 - rel
+            if shift:
+                _log.warning("segment_moved_later", path=seg.path, ms=shift * 1000 // TICKS)
+        _add(plan, frame, shift)
+
+
+def _add(plan: _Plan, frame: _Frame, shift: int) -> None:
+    source, offset, size, key, wall_pts, wall_dts, dur = frame
+    assert plan.origin is not None
+    dts = wall_dts + shift - plan.origin
+    if plan.last_dts is not None and dts <= plan.last_dts:
+        _log.warning("frame_dropped", reason="dts_not_increasing", dts=dts, last_dts=plan.last_dts)
+        return
+    plan.last_dts = dts
+    plan.dts.append(dts)
+    plan.pts.append(wall_pts + shift - plan.origin)
+    plan.sizes.append(size)
+    plan.keys.append(key)
+    plan.last_duration = dur
+    plan.last_end = max(plan.last_end, wall_pts + shift + dur)
+    run = plan.runs[-1] if plan.runs else None
+    if run is not None and run.source == source and run.offset + run.length == offset:
+        run.length += size
+        run.frames += 1
+    else:
+        plan.runs.append(_Run(source, offset, size, 1))
+
+
+# -- the clip's boxes ------------------------------------------------------------------------
+def _video_table(plan: _Plan, layout: SegmentLayout) -> mp4write.VideoTable:
+    """The plan as an MP4 track: decode times from 0, the edit list starting the presentation
+    at the origin's pts (B-frames decode before they are shown, so the first dts is <= 0)."""
+    first = plan.dts[0]
+    dts = [d - first for d in plan.dts]
+    cto = [p - d for p, d in zip(plan.pts, plan.dts, strict=True)]
+    assert plan.origin is not None
+    last_duration, shown, timescale = plan.last_duration, plan.last_end - plan.origin, TICKS
+    media_time = -first
+    deltas = max((b - a for a, b in zip(dts, dts[1:], strict=False)), default=0)
+    if max(deltas, last_duration, max(cto), shown) > mp4write.U32:
+        # A gap of over 13 h inside the range: 1/90000 s no longer fits 32-bit fields.
+        timescale = FALLBACK_TIMESCALE
+        scaled: list[int] = []
+        for d in dts:
+            scaled.append(max(d * timescale // TICKS, scaled[-1] + 1 if scaled else 0))
+        cto = [max((d + c) * timescale // TICKS - s, 0) for d, c, s in zip(dts, cto, scaled,
+                                                                            strict=True)]
+        dts, media_time = scaled, media_time * timescale // TICKS
+        last_duration = max(last_duration * timescale // TICKS, 1)
+        shown = -(-shown * timescale // TICKS)
+    offsets, counts, at = [], [], 0
+    for run in plan.runs:
+        offsets.append(at)
+        counts.append(run.frames)
+        at += run.length
+    return mp4write.VideoTable(
+        sample_entry=layout.sample_entry, width=layout.width, height=layout.height,
+        timescale=timescale, dts=dts, cto=cto, last_duration=last_duration, sizes=plan.sizes,
+        keys=plan.keys, chunk_samples=counts, chunk_offsets=offsets, media_time=media_time,
+        shown=shown)
+
+
+def _head(video: mp4write.VideoTable, chapters: mp4write.Chapters | None, codec: str,
+          payload: int) -> bytes:
+    """ftyp + moov + the mdat's header: everything before the first frame's bytes."""
+    ftyp = mp4write.ftyp(codec)
+    mdat = mp4write.mdat_header(payload)
+    size = len(mp4write.moov(video, chapters, 0, wide=False))
+    wide = len(ftyp) + size + len(mdat) + payload > mp4write.U32
+    moov = mp4write.moov(video, chapters, 0, wide=wide)  # its length, with the right width
+    return ftyp + mp4write.moov(video, chapters, len(ftyp) + len(moov) + len(mdat),
+                                wide=wide) + mdat
+
+
+def _chapters(plan: _Plan, gaps: list[Gap]) -> mp4write.Chapters | None:
+    """"recording" stretches and "GAP <reason>" holes, in ms from the clip start; None when
+    the clip has no gap (no chapter track needed)."""
+    assert plan.origin is not None
+    origin, end = _us(plan.origin), _us(plan.last_end)
+    marks: list[tuple[int, int, str]] = []
+    cursor = origin
+    for g in gaps:
+        g0, g1 = max(g.start_us, origin), min(g.end_us, end)
+        if g1 <= g0:
+            continue
+        if g0 > cursor:
+            marks.append((cursor, g0, f"recording from {to_iso(cursor)}"))
+        marks.append((g0, g1, f"GAP {g.reason}: nothing recorded {to_iso(g.start_us)} to {to_iso(g.end_us)}"))
+        cursor = g1
+    if not marks:
+        return None
+    if cursor < end:
+        marks.append((cursor, end, f"recording from {to_iso(cursor)}"))
+    starts = [(a - origin) // 1000 for a, _, _ in marks]
+    ends = starts[1:] + [-(-(end - origin) // 1000)]
+    return mp4write.Chapters(
+        titles=[t for _, _, t in marks], starts_ms=starts,
+        lengths_ms=[max(b - a, 1) for a, b in zip(starts, ends, strict=True)],
+        offset=sum(r.length for r in plan.runs))
+
+
+# -- writing: each source read once, the clip written once ----------------------------------------
+def _write_clip(
+    chosen: Sequence[Segment], layouts: Sequence[SegmentLayout], plan: _Plan,
+    chapters: mp4write.Chapters | None, out_path: Path, step: Callable[[], None],
+) -> tuple[int, str]:
+    """Write the clip front to back; (bytes, sha256). Any error deletes the clip."""
+    video = _video_table(plan, layouts[0])
+    texts = mp4write.chapter_samples(chapters.titles) if chapters else []
+    payload = sum(r.length for r in plan.runs) + sum(len(t) for t in texts)
+    head = _head(video, chapters, chosen[0].codec, payload)
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    h = hashlib.sha256()
+    # Three buffers in turn, each as large as the largest source: segment i + 1 is read into
+    # one while segment i is copied from the next and segment i - 1's copy is hashed from the
+    # third. Reusing them spares the kernel zeroing fresh pages for every segment.
+    largest = max(seg.bytes for seg in chosen)
+    buffers = [bytearray(largest) for _ in range(min(3, len(chosen)))]
+    with ThreadPoolExecutor(1, thread_name_prefix="export-read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="export-hash") as hasher:
+        reads: list[Future[memoryview]] = []
+        hashing: Future[None] | None = None
+
+        def source(i: int) -> memoryview:
             """Segment i's checked bytes; the read of segment i + 1 starts meanwhile."""
             while len(reads) < min(i + 2, len(chosen)):
-                reads.append(pool.submit(_read_checked, chosen[len(reads)], step))
-            data = reads[i].result()
-            reads[i] = _DONE  # release the bytes as soon as the remux is done with them
-            return data
+                n = len(reads)
+                reads.append(reader.submit(_read_checked, chosen[n], buffers[n % 3], step))
+            return reads[i].result()
+
+        def written(views: Sequence[memoryview | bytes]) -> None:
+            nonlocal hashing
+            _write_all(fd, views)
+            if hashing is not None:
+                hashing.result()  # the copy before this one is hashed: its buffer is free
+            hashing = hasher.submit(_update, h, views)
 
         try:
-            _remux(chosen, tl, gaps, out_path, step, source)
-            return faststart_and_hash(out_path)
+            written([head])
+            runs_of: list[list[_Run]] = [[] for _ in chosen]
+            for run in plan.runs:
+                runs_of[run.source].append(run)
+            for i, seg in enumerate(chosen):
+                data = source(i)  # checked against the index, also past the end of the range
+                _check_layout(seg, layouts[i], data)
+                written([data[r.offset:r.offset + r.length] for r in runs_of[i]])
+                step()
+            written(texts)
+            if hashing is not None:
+                hashing.result()
+            size = os.fstat(fd).st_size
         except BaseException:
             for f in reads:
                 f.cancel()
             out_path.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(fd)
+    if size != len(head) + payload:
+        out_path.unlink(missing_ok=True)
+        raise OSError(f"clip {out_path} is {size} bytes, {len(head) + payload} were planned")
+    return size, h.hexdigest()
 
 
-_DONE: Future[bytes] = Future()
-_DONE.set_result(b"")
-
-
-def _read_checked(seg: Segment, step: Callable[[], None]) -> bytes:
-    data = Path(seg.path).read_bytes()
-    actual = hashlib.sha256(data).hexdigest()
+def _read_checked(seg: Segment, buffer: bytearray, step: Callable[[], None]) -> memoryview:
+    """The segment's bytes, read once into `buffer` and checked against the index's sha256."""
+    with open(seg.path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size != seg.bytes:  # not what was indexed: name it with both hashes
+            raise SegmentTampered(seg.path, seg.sha256, sha256_file(seg.path))
+        view = memoryview(buffer)[:size]
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                raise SegmentTampered(seg.path, seg.sha256, sha256_file(seg.path))
+            got += n
+    actual = hashlib.sha256(view).hexdigest()
     if actual != seg.sha256:
         raise SegmentTampered(seg.path, seg.sha256, actual)
     step()
-    return data
+    return view
+
+
+def _check_layout(seg: Segment, layout: SegmentLayout, data: memoryview) -> None:
+    """The boxes the plan was made from are in the bytes just checked against the index."""
+    for at, box in layout.boxes:
+        if data[at:at + len(box)] != box:
+            raise IntegrityError(f"segment {seg.path} changed while it was being exported")
+    if layout.offset and layout.offset[-1] + layout.size[-1] > len(data):
+        raise IntegrityError(f"segment {seg.path} changed while it was being exported")
+
+
+def _write_all(fd: int, views: Sequence[memoryview | bytes]) -> None:
+    """os.writev, resumed after short writes; at most IOV_MAX (1024) pieces a call."""
+    pending = [memoryview(v) for v in views if len(v)]
+    while pending:
+        n = os.writev(fd, pending[:1024])
+        while n and pending:
+            if n >= len(pending[0]):
+                n -= len(pending.pop(0))
+            else:
+                pending[0], n = pending[0][n:], 0
+
+
+def _update(h: hashlib._Hash, views: Sequence[memoryview | bytes]) -> None:
+    for v in views:
+        h.update(v)
 
 
 def sha256_file(path: Path | str) -> str:
@@ -230,6 +487,7 @@ def missing_us(gaps: Sequence[Gap], start_us: int, end_us: int) -> int:
     return total
 
 
+
 def _check_uniform(chosen: Sequence[Segment]) -> None:
     """One MP4 track holds one codec at one size; a change mid-range needs two exports."""
     first = chosen[0]
@@ -241,135 +499,6 @@ def _check_uniform(chosen: Sequence[Segment]) -> None:
                 "export the ranges before and after that time separately"
             )
 
-
-def _remux(
-    chosen: Sequence[Segment], tl: _Timeline, gaps: list[Gap], out_path: Path,
-    step: Callable[[], None], source: Callable[[int], bytes],
-) -> None:
-    # No +faststart: nvr.export.faststart moves the moov afterwards and hashes in that pass.
-    with av.open(str(out_path), "w", format="mp4") as out:
-        ost: av.VideoStream | None = None
-        for i, seg in enumerate(chosen):
-            data = source(i)  # checked against the index even when past the end
-            if tl.done:
-                step()  # past the end: nothing more to read
-                continue
-            with av.open(io.BytesIO(data), "r", format="mp4", buffer_size=DEMUX_BUFFER) as src:
-                ist = src.streams.video[0]
-                if ost is None:
-                    ost = out.add_stream_from_template(ist)
-                    ost.time_base = TB
-                    if ist.codec_context.name == "hevc":
-                        ost.codec_tag = "hvc1"  # hev1 does not play in Apple players/browsers
-                _copy_segment(seg, src, ist, ost, out, tl)
-            step()
-        if tl.origin is None:
-            raise NoFootage(
-                f"no decodable footage (no keyframe) between {to_iso(_us(tl.start_ticks))} "
-                f"and {to_iso(_us(tl.end_ticks))}"
-            )
-        out.set_chapters(_chapters(tl, gaps))  # type: ignore[arg-type]  # PyAV's stub: TypedDict
-
-
-def _copy_segment(
-    seg: Segment, src: av.container.InputContainer, ist: av.VideoStream,
-    ost: av.VideoStream, out: av.container.OutputContainer, tl: _Timeline,
-) -> None:
-    shift: int | None = None
-    for wall_pts, wall_dts, pkt in _wall_packets(seg, src, ist):
-        if wall_pts >= tl.end_ticks:
-            tl.done = True  # decode order: nothing after this may be written
-            return
-        if tl.origin is None:
-            if not _preroll(tl, wall_pts, wall_dts, pkt):
-                continue
-            for p_pts, p_dts, p in tl.preroll:
-                _write(tl, p_pts, p_dts, p, ost, out, shift=0)
-            tl.preroll.clear()
-            continue
-        if shift is None:
-            # Clocks of consecutive segments may disagree by a few ms: never let DTS go back.
-            shift = 0 if tl.last_dts is None or wall_dts > tl.last_dts else tl.last_dts + 1 - wall_dts
-        _write(tl, wall_pts, wall_dts, pkt, ost, out, shift=shift)
-
-
-def _preroll(tl: _Timeline, wall_pts: int, wall_dts: int, pkt: av.Packet) -> bool:
-    """Collect the GOP that holds the requested start; True once the clip's origin is fixed."""
-    if pkt.is_keyframe:
-        tl.preroll = [(wall_pts, wall_dts, pkt)]  # a later keyframe at or before start wins
-    elif tl.preroll:
-        tl.preroll.append((wall_pts, wall_dts, pkt))
-    else:
-        return False  # no keyframe yet: these frames could not be decoded
-    if wall_pts + max(pkt.duration or 0, 1) <= tl.start_ticks:
-        return False  # this frame is over before the requested start
-    tl.origin = tl.preroll[0][0]
-    return True
-
-
-def _write(
-    tl: _Timeline, wall_pts: int, wall_dts: int, pkt: av.Packet,
-    ost: av.VideoStream, out: av.container.OutputContainer, *, shift: int,
-) -> None:
-    assert tl.origin is not None
-    dts = wall_dts + shift - tl.origin
-    if tl.last_dts is not None and dts <= tl.last_dts:
-        _log.warning("packet_dropped", reason="dts_not_increasing", dts=dts, last_dts=tl.last_dts)
-        return
-    pkt.pts, pkt.dts = wall_pts + shift - tl.origin, dts
-    pkt.time_base = TB
-    pkt.stream = ost
-    tl.last_dts = dts
-    tl.last_end = max(tl.last_end, wall_pts + shift + (pkt.duration or 0))
-    tl.frames += 1
-    out.mux(pkt)
-
-
-def _wall_packets(
-    seg: Segment, src: av.container.InputContainer, ist: av.VideoStream
-) -> Iterator[tuple[int, int, av.Packet]]:
-    """(pts, dts, packet) with times in wall-clock ticks since the epoch, duration in ticks.
-
-    The segment's first packet is at seg.start_us (the recorder names segments by it).
-    """
-    tb = ist.time_base
-    assert tb is not None
-    num, den = tb.numerator * TICKS, tb.denominator
-    base: int | None = None
-    seg_ticks = seg.start_us * TICKS // US
-    for pkt in src.demux(ist):
-        if pkt.size == 0 or pkt.dts is None:
-            continue
-        pts = pkt.pts if pkt.pts is not None else pkt.dts
-        if base is None:
-            base = pts
-        pkt.duration = (pkt.duration or 0) * num // den
-        yield seg_ticks + (pts - base) * num // den, seg_ticks + (pkt.dts - base) * num // den, pkt
-
-
-def _chapters(tl: _Timeline, gaps: list[Gap]) -> list[dict[str, object]]:
-    """Chapters in µs from the clip start: "recording" stretches and "GAP <reason>" holes."""
-    assert tl.origin is not None
-    origin, end = _us(tl.origin), _us(tl.last_end)
-    marks: list[tuple[int, int, str]] = []
-    cursor = origin
-    for g in gaps:
-        g0, g1 = max(g.start_us, origin), min(g.end_us, end)
-        if g1 <= g0:
-            continue
-        if g0 > cursor:
-            marks.append((cursor, g0, f"recording from {to_iso(cursor)}"))
-        marks.append((g0, g1, f"GAP {g.reason}: nothing recorded {to_iso(g.start_us)} to {to_iso(g.end_us)}"))
-        cursor = g1
-    if not marks:
-        return []  # no gap: no chapters needed
-    if cursor < end:
-        marks.append((cursor, end, f"recording from {to_iso(cursor)}"))
-    return [
-        {"id": i + 1, "start": a - origin, "end": b - origin, "time_base": Fraction(1, US),
-         "metadata": {"title": title}}
-        for i, (a, b, title) in enumerate(marks)
-    ]
 
 
 def _source(seg: Segment) -> dict[str, str]:

@@ -135,7 +135,7 @@ def test_recorder_records_under_the_units_restrictions(testcam: TestCamera) -> N
                     frames = sum(1 for _ in c.decode(video=0))
                 assert frames > 0, seg
         assert "sandbox: user=nvrtest-nvr" in (tmp / "daemon.log").read_text()
-        # An export (remux with faststart, Ed25519 signing) works under the same restrictions.
+        # An export (clip written moov first, Ed25519 signing) works under the same restrictions.
         res = run_cli(["recordings", "--camera", "hevc", "--json", "--socket", str(socket_path)])
         seg = res.json()["segments"][0]
         out = tmp / "out"

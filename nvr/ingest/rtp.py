@@ -33,7 +33,7 @@ class AccessUnit:
     damaged: bool  # a packet inside it was lost
 
 
-@dataclass
+@dataclass(slots=True)
 class Depacketizer:
     codec: Codec
     lost: int = 0  # RTP packets lost (sequence gaps), over the session

@@ -19,10 +19,15 @@ from __future__ import annotations
 import os
 import struct
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"traf"}
 _NON_SYNC = 0x00010000  # sample_is_non_sync_sample in the sample flags
+# A trun may hold at most this many samples (~4.9 h at 60 fps, where a recorder fragment holds
+# one GOP): a forged count must not make the exporter build a table of billions of entries.
+MAX_TRUN_SAMPLES = 1 << 20
+MAX_DTS = 1 << 62  # decode times beyond this are forged, not recorded
 
 # tfhd flags
 _BASE_DATA_OFFSET = 0x000001
@@ -52,6 +57,7 @@ class SegmentLayout:
     sample_entry: bytes  # the video stsd entry (avc1/hvc1 … with avcC/hvcC), verbatim
     width: int
     height: int
+    file_size: int = 0
     boxes: list[tuple[int, bytes]] = field(default_factory=list)  # (offset, bytes) read
     dts: array[int] = field(default_factory=lambda: array("q"))
     cto: array[int] = field(default_factory=lambda: array("q"))
@@ -64,13 +70,22 @@ class SegmentLayout:
 
 def read_layout(fd: int, file_size: int) -> SegmentLayout:
     """The layout of the segment open at fd (preads only: the file position is not used)."""
+    return _read_layout(lambda n, pos: os.pread(fd, n, pos), file_size)
+
+
+def layout_of_bytes(data: bytes | memoryview) -> SegmentLayout:
+    """The layout of a segment held in memory (the same walk over the same boxes)."""
+    return _read_layout(lambda n, pos: bytes(data[pos:pos + n]), len(data))
+
+
+def _read_layout(pread: Callable[[int, int], bytes], file_size: int) -> SegmentLayout:
     layout: SegmentLayout | None = None
     track_id = 0
     trex = (0, 0, 0)  # default duration, size, flags from mvex/trex
     next_dts = 0
     pos = 0
     while pos + 8 <= file_size:
-        head = os.pread(fd, 16, pos)
+        head = pread(16, pos)
         n, kind = struct.unpack_from(">I4s", head)
         if n == 1:
             n = struct.unpack_from(">Q", head, 8)[0]
@@ -81,7 +96,7 @@ def read_layout(fd: int, file_size: int) -> SegmentLayout:
                 layout.truncated = True
             break
         if kind in (b"moov", b"moof"):
-            body = os.pread(fd, n, pos)
+            body = pread(n, pos)
             if len(body) != n:
                 raise OSError("segment shrank while it was being read")
             if kind == b"moov":
@@ -96,6 +111,13 @@ def read_layout(fd: int, file_size: int) -> SegmentLayout:
         pos += n
     if layout is None:
         raise NotASegment("no moov box")
+    layout.file_size = file_size
+    # Frames whose bytes are not (all) in the file: a segment cut inside its last fragment.
+    while layout.offset and layout.offset[-1] + layout.size[-1] > file_size:
+        for column in (layout.dts, layout.cto, layout.duration, layout.offset, layout.size):
+            column.pop()
+        layout.key.pop()
+        layout.truncated = True
     return layout
 
 
@@ -195,6 +217,8 @@ def _fragment(moof: bytes, moof_at: int, track_id: int, trex: tuple[int, int, in
         if b"tfdt" in parts:
             c = parts[b"tfdt"][0]
             next_dts = struct.unpack_from(">Q" if moof[c] == 1 else ">I", moof, c + 4)[0]
+            if next_dts >= MAX_DTS:
+                raise NotASegment(f"decode time {next_dts} out of range")
         for kind2, c, _d in _children(moof, a, b):
             if kind2 == b"trun":
                 next_dts, data_end = _trun(moof, c, base, (dur, size, sflags), next_dts, layout)
@@ -207,6 +231,8 @@ def _trun(moof: bytes, c: int, base: int, defaults: tuple[int, int, int], dts: i
     version = moof[c]
     flags = int.from_bytes(moof[c + 1:c + 4], "big")
     (count,) = struct.unpack_from(">I", moof, c + 4)
+    if count > MAX_TRUN_SAMPLES:
+        raise NotASegment(f"a trun of {count} samples")
     p = c + 8
     offset = base
     if flags & _DATA_OFFSET:

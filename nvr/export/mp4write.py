@@ -215,8 +215,11 @@ def _chapter_trak(c: Chapters, data_at: int, wide: bool, duration_ms: int) -> by
 
 
 def _chpl(c: Chapters) -> bytes:
-    parts = [struct.pack(">IB", 0, len(c.titles))]
-    for start_ms, title in zip(c.starts_ms, c.titles, strict=True):
+    """Nero chapters: a one-byte count, so the first 255 (as FFmpeg writes them); the text
+    track holds them all."""
+    titles = list(c.titles)[:255]
+    parts = [struct.pack(">IB", 0, len(titles))]
+    for start_ms, title in zip(c.starts_ms, titles, strict=False):
         text = title.encode()[:255]
         parts.append(struct.pack(">QB", start_ms * 10_000, len(text)) + text)
     return full_box(b"chpl", 1, 0, *parts)

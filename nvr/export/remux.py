@@ -33,7 +33,7 @@ from pathlib import Path
 from nvr import log
 from nvr.errors import DataError, IntegrityError
 from nvr.export import mp4write
-from nvr.export.fragments import NotASegment, SegmentLayout, read_layout
+from nvr.export.fragments import SegmentLayout, layout_of_bytes, read_layout
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 
@@ -60,6 +60,18 @@ class SegmentTampered(IntegrityError):
             f"(index {expected[:16]}…, file {actual[:16]}…): footage altered or damaged"
         )
         self.path, self.expected, self.actual = path, expected, actual
+
+
+class SegmentChanged(SegmentTampered):
+    """Raised when a segment's boxes differ between the plan and the bytes whose sha256
+    matched: the file changed while it was being exported (it did not match the index at
+    one of the two reads)."""
+
+    def __init__(self, path: str, expected: str) -> None:
+        IntegrityError.__init__(
+            self, f"segment {path} changed while it was being exported "
+            "(its frames are not where its boxes said a moment before): footage altered")
+        self.path, self.expected, self.actual = path, expected, ""
 
 
 class NoFootage(DataError):
@@ -138,16 +150,22 @@ def export_clip(
     if not chosen:
         raise NoFootage(f"nothing recorded between {to_iso(start_us)} and {to_iso(end_us)}")
     _check_uniform(chosen)
-    layouts = [_layout(seg) for seg in chosen]
     plan = _Plan(start_us * TICKS // US, -(-end_us * TICKS // US))
-    for i, (seg, layout) in enumerate(zip(chosen, layouts, strict=True)):
-        _plan_segment(plan, i, seg, layout)
-        if plan.done:
-            break
-    if plan.origin is None:
-        raise NoFootage(
-            f"no decodable footage (no keyframe) between {to_iso(start_us)} and {to_iso(end_us)}"
-        )
+    try:
+        layouts = [_layout(seg) for seg in chosen]
+        for i, (seg, layout) in enumerate(zip(chosen, layouts, strict=True)):
+            _plan_segment(plan, i, seg, layout)
+            if plan.done:
+                break
+        if plan.origin is None:
+            raise NoFootage(f"no decodable footage (no keyframe) between {to_iso(start_us)} "
+                            f"and {to_iso(end_us)}")
+    except Exception:
+        # The plan comes from bytes not yet checked: a segment altered to hide footage or to
+        # break the plan must be reported as altered, not as "no footage" or a parse error.
+        for seg in chosen:
+            check_hash(seg)
+        raise
     all_gaps = clip_gaps(chosen, gaps, start_us, end_us)
     step = _stepper(progress, 2 * len(chosen))
     size, digest = _write_clip(chosen, layouts, plan, _chapters(plan, all_gaps), out_path, step)
@@ -165,13 +183,11 @@ def export_clip(
 
 
 def _layout(seg: Segment) -> SegmentLayout:
-    """The segment's sample table (its small boxes only). A file that does not parse is checked
-    against its sha256 first: tampering is named as such, not as a broken file."""
+    """The segment's sample table (its small boxes only)."""
     fd = os.open(seg.path, os.O_RDONLY)
     try:
         return read_layout(fd, os.fstat(fd).st_size)
-    except (NotASegment, ValueError, IndexError, struct.error) as e:
-        check_hash(seg)
+    except (ValueError, IndexError, struct.error, OverflowError) as e:
         raise DataError(f"segment {seg.path} is not a fragmented MP4 the recorder wrote: {e}") from e
     finally:
         os.close(fd)
@@ -256,7 +272,7 @@ def _video_table(plan: _Plan, layout: SegmentLayout) -> mp4write.VideoTable:
     last_duration, shown, timescale = plan.last_duration, plan.last_end - plan.origin, TICKS
     media_time = -first
     deltas = max((b - a for a, b in zip(dts, dts[1:], strict=False)), default=0)
-    if max(deltas, last_duration, max(cto), shown) > mp4write.U32:
+    if max(deltas, last_duration, max(cto)) > mp4write.U32:
         # A gap of over 13 h inside the range: 1/90000 s no longer fits 32-bit fields.
         timescale = FALLBACK_TIMESCALE
         scaled: list[int] = []
@@ -328,15 +344,15 @@ def _write_clip(
     texts = mp4write.chapter_samples(chapters.titles) if chapters else []
     payload = sum(r.length for r in plan.runs) + sum(len(t) for t in texts)
     head = _head(video, chapters, chosen[0].codec, payload)
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     h = hashlib.sha256()
     # Three buffers in turn, each as large as the largest source: segment i + 1 is read into
     # one while segment i is copied from the next and segment i - 1's copy is hashed from the
     # third. Reusing them spares the kernel zeroing fresh pages for every segment.
-    largest = max(seg.bytes for seg in chosen)
+    largest = max(layout.file_size for layout in layouts)
     buffers = [bytearray(largest) for _ in range(min(3, len(chosen)))]
     with ThreadPoolExecutor(1, thread_name_prefix="export-read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="export-hash") as hasher:
+        fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         reads: list[Future[memoryview]] = []
         hashing: Future[None] | None = None
 
@@ -385,8 +401,8 @@ def _read_checked(seg: Segment, buffer: bytearray, step: Callable[[], None]) -> 
     """The segment's bytes, read once into `buffer` and checked against the index's sha256."""
     with open(seg.path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
-        if size != seg.bytes:  # not what was indexed: name it with both hashes
-            raise SegmentTampered(seg.path, seg.sha256, sha256_file(seg.path))
+        if size > len(buffer):  # it grew since the plan: the check below names what changed
+            buffer = bytearray(size)
         view = memoryview(buffer)[:size]
         got = 0
         while got < size:
@@ -402,12 +418,17 @@ def _read_checked(seg: Segment, buffer: bytearray, step: Callable[[], None]) -> 
 
 
 def _check_layout(seg: Segment, layout: SegmentLayout, data: memoryview) -> None:
-    """The boxes the plan was made from are in the bytes just checked against the index."""
-    for at, box in layout.boxes:
-        if data[at:at + len(box)] != box:
-            raise IntegrityError(f"segment {seg.path} changed while it was being exported")
-    if layout.offset and layout.offset[-1] + layout.size[-1] > len(data):
-        raise IntegrityError(f"segment {seg.path} changed while it was being exported")
+    """The plan was made from the segment's boxes read first; the frames are copied from the
+    bytes read later and checked against the index. Walking those bytes again must find the
+    very same boxes at the same places in a file of the same size, or the plan could leave out
+    (or misplace) frames of a segment that was swapped in between."""
+    try:
+        again = layout_of_bytes(data)
+    except (ValueError, IndexError, struct.error, OverflowError):
+        raise SegmentChanged(seg.path, seg.sha256) from None
+    if (again.boxes, again.file_size, again.truncated) != (
+            layout.boxes, layout.file_size, layout.truncated):
+        raise SegmentChanged(seg.path, seg.sha256)
 
 
 def _write_all(fd: int, views: Sequence[memoryview | bytes]) -> None:

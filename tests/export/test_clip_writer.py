@@ -227,3 +227,102 @@ def test_a_clip_past_4_gib_gets_64_bit_offsets_and_mdat_size(bframes: dict[str, 
     stco = head.index(b"stco")
     assert struct.unpack_from(">I3I", head, stco + 8) == (3, len(head), len(head) + 1000,
                                                           len(head) + 2000)
+
+
+def _boxes(data: bytes | bytearray, start: int = 0, end: int | None = None) -> list[tuple[str, int]]:
+    """(type, offset) of every box, depth first, through the containers a segment has."""
+    end = len(data) if end is None else end
+    out = []
+    pos = start
+    while pos + 8 <= end:
+        n, kind = struct.unpack_from(">I4s", data, pos)
+        n = end - pos if n == 0 else n
+        out.append((kind.decode("latin1"), pos))
+        if kind in (b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"traf"):
+            out += _boxes(data, pos + 8, pos + n)
+        pos += n
+    return out
+
+
+def _copies(source: Path, folder: Path, n: int) -> list[Segment]:
+    segs = []
+    for i in range(n):
+        path = folder / f"{i}.mp4"
+        shutil.copy(source, path)
+        segs.append(_segment(path, T0 + i * 6 * US, "h264"))
+    return segs
+
+
+def test_a_segment_swapped_during_the_plan_is_named_as_altered(bframes: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    """An insider swaps segment 1 for its first boxes alone while the export plans, and puts
+    the genuine file back before it is hashed: the plan would leave out its frames while every
+    hash matches. The copy walks the hashed bytes again and refuses."""
+    segs = _copies(bframes["h264"], tmp_path, 3)
+    genuine = Path(segs[1].path).read_bytes()
+    first_moof = next(at for kind, at in _boxes(genuine) if kind == "moof")
+    (tmp_path / "prefix").write_bytes(genuine[:first_moof])
+    os.rename(tmp_path / "prefix", segs[1].path)
+    restored: list[int] = []
+
+    def put_back(done: int, total: int) -> None:  # the first progress step comes after the plan
+        if not restored:
+            (tmp_path / "genuine").write_bytes(genuine)
+            os.rename(tmp_path / "genuine", segs[1].path)
+            restored.append(done)
+
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(remux.SegmentChanged, match="changed while it was being exported"):
+        export_clip(segs, [], T0, T0 + 18 * US, out, progress=put_back)
+    assert restored and not out.exists()
+    assert isinstance(remux.SegmentChanged(segs[1].path, ""), remux.SegmentTampered)  # audited
+
+
+@pytest.mark.parametrize("edit", ["track_id", "non_sync", "trun_count"])
+def test_an_edit_that_breaks_the_plan_is_named_as_tampering(bframes: dict[str, Path],
+                                                            tmp_path: Path, edit: str) -> None:
+    """Edits of a few bytes that would make the footage vanish from the plan ("no footage"),
+    or make it build a table of 3 million frames, are reported as what they are."""
+    (seg,) = _copies(bframes["h264"], tmp_path, 1)
+    data = bytearray(Path(seg.path).read_bytes())
+    for kind, at in _boxes(data):
+        if edit == "track_id" and kind == "tfhd":
+            data[at + 15] ^= 0x02
+        if edit == "non_sync" and kind == "trun":
+            assert int.from_bytes(data[at + 9:at + 12], "big") & 0x4  # first_sample_flags
+            data[at + 21] |= 0x01
+        if edit == "trun_count" and kind == "trun":
+            struct.pack_into(">II", data, at + 8, 0x000001, 3_000_000)
+    Path(seg.path).write_bytes(bytes(data))
+    out = tmp_path / "clip.mp4"
+    with pytest.raises(remux.SegmentTampered, match="does not match its recorded sha256"):
+        export_clip([seg], [], T0, T0 + 6 * US, out)
+    assert not out.exists()
+
+
+def test_more_than_255_chapters(bframes: dict[str, Path], tmp_path: Path) -> None:
+    """A flaky camera over a day: 130 outages make 261 chapters. Nero chapters hold 255 (one
+    byte of count, as FFmpeg writes them); the clip is written and every frame plays."""
+    segs, gaps = [], []
+    for i in range(130):
+        path = tmp_path / f"{i}.mp4"
+        shutil.copy(bframes["h264"], path)
+        segs.append(_segment(path, T0 + i * 8 * US, "h264"))
+        gaps.append(Gap("cam", T0 + i * 8 * US + 6 * US, T0 + (i + 1) * 8 * US, "offline"))
+    out = tmp_path / "clip.mp4"
+    clip = export_clip(segs, gaps, T0, T0 + 130 * 8 * US, out)
+    assert clip.frames == 130 * 90
+    chapters = ffprobe(out)["chapters"]
+    assert len(chapters) >= 255 and chapters[1]["tags"]["title"].startswith("GAP offline")
+
+
+def test_a_segment_cut_inside_its_last_fragment_exports_what_it_holds(
+        bframes: dict[str, Path], tmp_path: Path) -> None:
+    (seg,) = _copies(bframes["h264"], tmp_path, 1)
+    data = Path(seg.path).read_bytes()
+    Path(seg.path).write_bytes(data[:-1000])  # the last fragment's frames lose their tail
+    seg = _segment(Path(seg.path), T0, "h264")  # indexed as it is (crash recovery cuts such)
+    out = tmp_path / "clip.mp4"
+    clip = export_clip([seg], [], T0, T0 + 6 * US, out)
+    assert 60 <= clip.frames < 90
+    assert len(decoded_frames(out)) == clip.frames

@@ -22,6 +22,8 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from nvr.storage.recovery import top_level_boxes
+
 _CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"traf"}
 _NON_SYNC = 0x00010000  # sample_is_non_sync_sample in the sample flags
 # A trun may hold at most this many samples (~4.9 h at 60 fps, where a recorder fragment holds
@@ -83,35 +85,27 @@ def _read_layout(pread: Callable[[int, int], bytes], file_size: int) -> SegmentL
     track_id = 0
     trex = (0, 0, 0)  # default duration, size, flags from mvex/trex
     next_dts = 0
-    pos = 0
-    while pos + 8 <= file_size:
-        head = pread(16, pos)
-        n, kind = struct.unpack_from(">I4s", head)
-        if n == 1:
-            n = struct.unpack_from(">Q", head, 8)[0]
-        elif n == 0:
-            n = file_size - pos
-        if n < 8 or pos + n > file_size:
+    boxes = top_level_boxes(file_size, lambda pos, n: pread(n, pos))
+    for kind, pos, n in boxes:
+        if kind not in (b"moov", b"moof"):
+            continue
+        body = pread(n, pos)
+        if len(body) != n:
+            raise OSError("segment shrank while it was being read")
+        if kind == b"moov":
             if layout is not None:
-                layout.truncated = True
-            break
-        if kind in (b"moov", b"moof"):
-            body = pread(n, pos)
-            if len(body) != n:
-                raise OSError("segment shrank while it was being read")
-            if kind == b"moov":
-                if layout is not None:
-                    raise NotASegment("two moov boxes")
-                layout, track_id, trex = _init(body)
-            else:
-                if layout is None:
-                    raise NotASegment("a moof before the moov")
-                next_dts = _fragment(body, pos, track_id, trex, next_dts, layout)
-            layout.boxes.append((pos, body))
-        pos += n
+                raise NotASegment("two moov boxes")
+            layout, track_id, trex = _init(body)
+        else:
+            if layout is None:
+                raise NotASegment("a moof before the moov")
+            next_dts = _fragment(body, pos, track_id, trex, next_dts, layout)
+        layout.boxes.append((pos, body))
     if layout is None:
         raise NotASegment("no moov box")
     layout.file_size = file_size
+    walked = boxes[-1][1] + boxes[-1][2] if boxes else 0
+    layout.truncated = file_size - walked >= 8  # the file ends inside a box
     # Frames whose bytes are not (all) in the file: a segment cut inside its last fragment.
     while layout.offset and layout.offset[-1] + layout.size[-1] > file_size:
         for column in (layout.dts, layout.cto, layout.duration, layout.offset, layout.size):

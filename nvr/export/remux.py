@@ -27,7 +27,6 @@ from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 from nvr import log
@@ -38,7 +37,6 @@ from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 
 TICKS = 90_000  # clip time base 1/90000 s: exact for 15, 25, 30 fps and for RTP clocks
-TB = Fraction(1, TICKS)
 # A hole between two segments longer than this, with no gap row, is still shown as a gap.
 HOLE_TOLERANCE_US = US
 CHUNK = 1 << 20

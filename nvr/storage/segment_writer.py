@@ -2,18 +2,19 @@
 
 Lifecycle of a segment file (the invariants recovery relies on):
   1. created with O_EXCL, 0600, in `<root>/segments/<camera>/` (0700), named by its start;
-  2. written as fragmented MP4 (empty moov, one moof+mdat a GOP, flushed per fragment), so a
-     kill at any moment leaves a file playable up to its last complete fragment. FFmpeg writes
-     the file itself (`pipe:<fd>` on our O_EXCL descriptor): no Python file object, so no write
-     takes the GIL (docs/design.md, "Ingest hot path");
-  3. closed: trailer → fsync file → fsync folder → sha256 of the closed file (read back from
-     the page cache, on this thread) → THEN `on_closed(NewSegment)` (the row).
+  2. written as fragmented MP4: the session's ftyp+moov (written by FFmpeg once per stream
+     description, nvr.storage.init_segment), then one moof+mdat a GOP (nvr.storage.fmp4, the
+     bytes FFmpeg's muxer wrote), each written whole with one writev() when the next keyframe
+     arrives, so a kill at any moment leaves a file playable up to its last complete fragment
+     (docs/design.md, "Ingest hot path");
+  3. closed: last fragment and mfra → fsync file → fsync folder → THEN `on_closed(NewSegment)`
+     (the row), whose sha256 is that of every byte written, hashed as it was written.
 
 Time (docs/time.md): a session has one wall-time anchor (the arrival of its first keyframe);
 every segment of the session starts at anchor + media time since the session's first dts, so
 segment N ends exactly where N+1 starts and no frame is dropped or doubled at a cut.
 
-Runs on the camera's thread; nothing here touches the event loop.
+Runs on the camera's thread (or the read loop's); nothing here touches the event loop.
 """
 
 from __future__ import annotations
@@ -21,26 +22,30 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 
 import av
-import av.container
 import av.stream
 
 from nvr import log, timeutil
 from nvr.ingest.timestamps import OutPacket
-from nvr.storage import fsutil
+from nvr.storage import fmp4, fsutil, init_segment
 from nvr.storage.index import NewSegment
 
-MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 _PARAM_NALS = {"h264": frozenset({7, 8}), "hevc": frozenset({32, 33, 34})}
+# A fragment is written at each keyframe, as FFmpeg's frag_keyframe did. A camera with a long
+# or "smart" GOP (a keyframe a minute) would hold that much video in memory, and lose it to a
+# crash: its fragments are also cut at these (a fragment may then start on a non-keyframe).
+FRAGMENT_MAX_S = 10.0
+FRAGMENT_MAX_BYTES = 16 * 1024 * 1024
+_IOV_MAX = 1024  # buffers one writev() takes (Linux UIO_MAXIOV)
 
 _log = log.get("nvr.storage.segment_writer")
 
 
-def param_sets(data: bytes, codec: str) -> tuple[bytes, ...]:
+def param_sets(data: bytes | bytearray, codec: str) -> tuple[bytes, ...]:
     """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B packet,
     each once, in order of appearance. A change of these means a new segment."""
     wanted = _PARAM_NALS.get(codec)
@@ -59,7 +64,7 @@ def param_sets(data: bytes, codec: str) -> tuple[bytes, ...]:
         if kind not in wanted:
             continue
         end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        nal = data[s:end].rstrip(b"\x00")  # a 4-byte start code leaves a trailing zero
+        nal = bytes(data[s:end]).rstrip(b"\x00")  # a 4-byte start code leaves a trailing zero
         if nal not in out:
             out.append(nal)
     return tuple(out)
@@ -74,15 +79,22 @@ def stagger_fraction(camera_id: str) -> float:
 @dataclasses.dataclass
 class _Open:
     path: Path
-    fd: int  # ours (O_EXCL, 0600); FFmpeg writes through it and leaves it open at close
-    container: av.container.OutputContainer
-    stream: av.stream.Stream
+    fd: int  # ours (O_EXCL, 0600)
     start_us: int
     first_dts: int
     params: tuple[bytes, ...]
+    init: init_segment.InitSegment
+    hasher: hashlib._Hash
+    offset: int = 0  # bytes written (and hashed)
     frames: int = 0
     keyframes: int = 0
     end_dts: int = 0  # last dts + its duration, in input ticks
+    last_dts: int = -1  # last dts written, in track ticks (from 0 at the segment's first)
+    same_clock: bool = True  # the track's timescale is the input's: no rescaling
+    sequence: int = 0  # fragments written
+    with_cts: bool = False  # a frame had pts != dts: every later trun carries offsets
+    fragment: fmp4.Fragment = dataclasses.field(default_factory=fmp4.Fragment)
+    random_access: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
 
 class SegmentWriter:
@@ -104,6 +116,7 @@ class SegmentWriter:
         self._target_s = segment_seconds * (0.5 + 0.5 * frac)
         self._open: _Open | None = None
         self._template: av.stream.Stream | None = None
+        self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
         self._anchor_us = 0
         self._anchor_dts: int | None = None
         self._tb = Fraction(1, 90000)
@@ -116,6 +129,8 @@ class SegmentWriter:
         self.close_segment()
         if self.last_end_us is not None:
             anchor_us = max(anchor_us, self.last_end_us)
+        if template is not self._template:
+            self._inits = {}
         self._template = template
         self._tb = Fraction(template.time_base or Fraction(1, 90000))
         self._anchor_us = anchor_us
@@ -128,6 +143,7 @@ class SegmentWriter:
             return self.close_segment()
         finally:
             self._template = None
+            self._inits = {}
 
     def _us(self, dts: int) -> int:
         assert self._anchor_dts is not None
@@ -139,14 +155,15 @@ class SegmentWriter:
         params: tuple[bytes, ...] = ()
         if self._template is None:
             raise RuntimeError("write() outside a session: call start_session() first")
+        data = _payload_bytes(op.payloads)
         if op.key:
-            params = param_sets(_payload_bytes(op.payloads), self._codec)
+            params = param_sets(data, self._codec)
         if seg is None:
             if not op.key:
                 return  # the timestamp repairer starts sessions on a keyframe; be safe anyway
             if self._anchor_dts is None:
                 self._anchor_dts = op.dts
-            seg = self._begin(op.dts, params)
+            seg = self._begin(op.dts, params, data)
         elif op.key:
             elapsed_s = float((op.dts - seg.first_dts) * self._tb)
             changed = bool(params) and bool(seg.params) and params != seg.params
@@ -155,21 +172,31 @@ class SegmentWriter:
                     _log.info("codec_parameters_changed", camera=self.camera_id)
                 self._target_s = self.segment_seconds
                 self._finish(seg, self._us(op.dts))
-                seg = self._begin(op.dts, params or seg.params)
-        self._mux(seg, op)
+                seg = self._begin(op.dts, params or seg.params, data)
+        self._add(seg, op, data)
 
-    def _mux(self, seg: _Open, op: OutPacket[av.Packet]) -> None:
-        if len(op.payloads) == 1:
-            pkt = op.payloads[0]
-        else:  # pieces of one access unit, merged by the timestamp repairer
-            pkt = av.Packet(_payload_bytes(op.payloads))
-            pkt.time_base = self._tb
-        pkt.pts = op.pts - seg.first_dts
-        pkt.dts = op.dts - seg.first_dts
-        pkt.duration = op.duration
-        pkt.is_keyframe = op.key
-        pkt.stream = seg.stream
-        seg.container.mux(pkt)  # rescales pkt in place: nobody else may hold this packet
+    def _add(self, seg: _Open, op: OutPacket[av.Packet], data: bytearray) -> None:
+        ticks = seg.init.timescale
+        if seg.same_clock:
+            dts, cts, duration = op.dts - seg.first_dts, op.pts - op.dts, op.duration
+        else:  # (never seen: both readers give 1/90000)
+            dts = _rescale(op.dts - seg.first_dts, self._tb, ticks)
+            cts = _rescale(op.pts - seg.first_dts, self._tb, ticks) - dts
+            duration = _rescale(op.dts + op.duration - seg.first_dts, self._tb, ticks) - dts
+        if dts <= seg.last_dts or cts < 0:
+            raise ValueError(f"frames out of order for the muxer: dts {dts} after "
+                             f"{seg.last_dts}, pts - dts {cts}")
+        frag = seg.fragment
+        if len(frag) and (op.key or dts - frag.dts0 >= FRAGMENT_MAX_S * ticks
+                          or frag.nbytes >= FRAGMENT_MAX_BYTES):
+            self._write_fragment(seg)
+            frag = seg.fragment
+        sample = fmp4.length_prefixed(data)
+        if self._codec == "hevc":
+            sample = fmp4.without_parameter_sets(sample)
+        frag.add(dts, cts, duration, op.key, sample)
+        seg.with_cts = seg.with_cts or cts != 0
+        seg.last_dts = dts
         seg.frames += 1
         seg.keyframes += int(op.key)
         seg.end_dts = op.dts + op.duration
@@ -180,35 +207,62 @@ class SegmentWriter:
         return str(self._template.codec_context.name)
 
     # -- files ---------------------------------------------------------------------------------
-    def _begin(self, first_dts: int, params: tuple[bytes, ...]) -> _Open:
-        assert self._template is not None
+    def _init_for(self, params: tuple[bytes, ...],
+                  first_key: bytearray) -> init_segment.InitSegment:
+        init = self._inits.get(params)
+        if init is None:
+            assert self._template is not None
+            extradata = self._template.codec_context.extradata or b""
+            override = None
+            if params and params != param_sets(extradata, self._codec):
+                # In-band SPS/PPS differ from the SDP's (or the SDP had none): the moov must
+                # describe what the packets really are.
+                override = b"".join(b"\x00\x00\x00\x01" + p for p in params)
+            init = init_segment.build(self._template, self._codec, override, bytes(first_key),
+                                      self._tb)
+            self._inits[params] = init
+        return init
+
+    def _begin(self, first_dts: int, params: tuple[bytes, ...], first_key: bytearray) -> _Open:
+        init = self._init_for(params, first_key)
         start_us = self._us(first_dts)
         fsutil.make_private_dir(self.folder)
         path = self.folder / timeutil.segment_name(start_us)
         fd = fsutil.create_exclusive(path)
+        seg = _Open(path, fd, start_us, first_dts, params, init, hashlib.sha256(),
+                    same_clock=init.timescale * self._tb == 1)
         try:
-            # FFmpeg's pipe protocol writes to our descriptor and does not close it. It is not
-            # seekable, so the muxer never goes back over bytes already written.
-            container = av.open(
-                f"pipe:{fd}", "w", format="mp4",
-                options={"movflags": MOVFLAGS, "flush_packets": "1"},
-            )
-            stream = container.add_stream_from_template(self._template)
-            if self._codec == "hevc":
-                stream.codec_tag = "hvc1"  # hev1 (the default) does not play in most browsers
-            extradata = self._template.codec_context.extradata or b""
-            template_params = param_sets(extradata, self._codec)
-            if params and params != template_params:
-                # In-band SPS/PPS differ from the SDP's (or the SDP had none): the moov must
-                # describe what the packets really are.
-                stream.codec_context.extradata = b"".join(b"\x00\x00\x00\x01" + p for p in params)
+            self._write(seg, [init.data])
         except BaseException:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
-        self._open = _Open(path, fd, container, stream, start_us, first_dts, params)
+        self._open = seg
         _log.debug("segment_opened", camera=self.camera_id, path=str(path))
-        return self._open
+        return seg
+
+    def _write_fragment(self, seg: _Open) -> None:
+        frag = seg.fragment
+        seg.sequence += 1
+        head = fmp4.moof(seg.sequence, frag, seg.with_cts) + fmp4.mdat_header(frag.nbytes)
+        seg.random_access.append((frag.dts0 + frag.cts0, seg.offset))
+        seg.fragment = fmp4.Fragment()
+        self._write(seg, [head, *frag.data])
+
+    def _write(self, seg: _Open, parts: Sequence[bytes | bytearray]) -> None:
+        """Write every part, in order, with as few writev() calls as it takes; hash them."""
+        for part in parts:
+            seg.hasher.update(part)
+        i = 0
+        while i < len(parts):
+            batch = list(parts[i:i + _IOV_MAX])
+            wanted = sum(len(b) for b in batch)
+            done = os.writev(seg.fd, batch)
+            while done < wanted:  # a short write (a signal, a full disk): the rest, in order
+                rest = memoryview(b"".join(bytes(b) for b in batch))[done:]
+                done += os.write(seg.fd, rest)
+            seg.offset += wanted
+            i += _IOV_MAX
 
     def close_segment(self) -> NewSegment | None:
         """Finish the open segment (end = start + media duration) and hand it on."""
@@ -220,7 +274,12 @@ class SegmentWriter:
     def _finish(self, seg: _Open, end_us: int) -> NewSegment | None:
         self._open = None
         try:
-            seg.container.close()  # writes the last fragment and the trailer (mfra)
+            if len(seg.fragment):
+                self._write_fragment(seg)
+            self._write(seg, [fmp4.mfra(seg.random_access)])
+            size = os.fstat(seg.fd).st_size
+            if size != seg.offset:  # the hash must describe the file as it is
+                raise OSError(f"segment {seg.path.name}: {size} bytes on disk, {seg.offset} written")
         finally:
             try:
                 os.fsync(seg.fd)
@@ -230,15 +289,12 @@ class SegmentWriter:
             seg.path.unlink(missing_ok=True)
             return None
         fsutil.fsync_dir(self.folder)
-        # Hash what is durable on disk, read back once from the page cache (hashlib and the
-        # reads release the GIL): the row's sha256 is exactly the file's bytes.
-        size, digest = fsutil.size_and_sha256(seg.path)
-        ctx = seg.stream.codec_context
+        assert self._template is not None
         new = NewSegment(
             camera=self.camera_id, start_us=seg.start_us, end_us=max(end_us, seg.start_us),
-            path=str(seg.path), bytes=size, frames=seg.frames,
-            keyframes=seg.keyframes, codec=self._codec, width=int(ctx.width or 0),
-            height=int(ctx.height or 0), sha256=digest,
+            path=str(seg.path), bytes=seg.offset, frames=seg.frames,
+            keyframes=seg.keyframes, codec=self._codec, width=seg.init.width,
+            height=seg.init.height, sha256=seg.hasher.hexdigest(),
         )
         self.last_end_us = new.end_us
         _log.info(
@@ -249,7 +305,14 @@ class SegmentWriter:
         return new
 
 
-def _payload_bytes(payloads: list[av.Packet]) -> bytes:
+def _rescale(value: int, tb: Fraction, ticks: int) -> int:
+    """value × tb in 1/ticks, rounded half away from zero (av_rescale_q's rounding)."""
+    exact = value * tb * ticks
+    return int(exact + Fraction(1, 2)) if exact >= 0 else -int(-exact + Fraction(1, 2))
+
+
+def _payload_bytes(payloads: list[av.Packet]) -> bytearray:
+    """The access unit's bytes, copied once (the writer rewrites them in place)."""
     if len(payloads) == 1:
-        return bytes(payloads[0])
-    return b"".join(bytes(p) for p in payloads)
+        return bytearray(payloads[0])
+    return bytearray(b"".join(bytes(p) for p in payloads))

@@ -1,0 +1,226 @@
+"""The segment writer's own fragments against FFmpeg's mov muxer: the same frames, muxed both
+ways, must give the same file, byte for byte (H.264 with and without B-frames, H.265 with
+B-frames, a parameter change, odd Annex-B), and a long GOP is cut into fragments that still
+decode frame for frame."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import random
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.container
+import av.stream
+import pytest
+
+from nvr.ingest.timestamps import InPacket, OutPacket, TimestampRepair
+from nvr.storage import fmp4
+from nvr.storage.index import NewSegment
+from nvr.storage.init_segment import MOVFLAGS
+from nvr.storage.recovery import probe_segment, top_level_boxes
+from nvr.storage.segment_writer import FRAGMENT_MAX_S, SegmentWriter
+from tests.ingest.recording_helpers import ffprobe
+
+T0 = 1_790_000_000_000_000
+
+
+def _encode(codec: str, frames: int, *, bframes: int = 0, gop: int = 15,
+            size: tuple[int, int] = (160, 96), seed: int = 1) -> bytes:
+    """An MPEG-TS (Annex-B, as RTSP gives it) of noise, so frames are of real, varied sizes."""
+    rng = random.Random(seed)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        if codec == "libx265":
+            opts = {"preset": "ultrafast",
+                    "x265-params": f"keyint={gop}:bframes={bframes}:log-level=error"}
+        else:
+            opts = {"g": str(gop), "bf": str(bframes), "preset": "ultrafast"}
+            if bframes:
+                opts["x264-params"] = "b-pyramid=normal"
+        s = out.add_stream(codec, rate=15, options=opts)
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame(size[0], size[1], "yuv420p")
+            for plane in frame.planes:
+                tile = rng.randbytes(64)
+                plane.update(tile * (plane.buffer_size // 64) + bytes(plane.buffer_size % 64))
+            frame.pts = i
+            out.mux(s.encode(frame))
+        out.mux(s.encode(None))
+    return buf.getvalue()
+
+
+def _packets(container: av.container.InputContainer,
+             offset: int = 0) -> Iterator[OutPacket[av.Packet]]:
+    v = container.streams.video[0]
+    tb = Fraction(v.time_base)
+    repair: TimestampRepair[av.Packet] = TimestampRepair(tb, int(1 / (tb * 15)))
+    for p in container.demux(v):
+        if p.size:
+            yield from repair.feed(InPacket(p.pts + offset, p.dts + offset, p.is_keyframe, p))
+    yield from repair.flush()
+
+
+def _ours(tmp: Path, clips: list[bytes], seconds: float = 2.0) -> list[NewSegment]:
+    closed: list[NewSegment] = []
+    w = SegmentWriter("cam", tmp, seconds, closed.append, first_segment_fraction=1.0)
+    offset = 0
+    with av.open(io.BytesIO(clips[0])) as first:
+        w.start_session(first.streams.video[0], T0)
+        for clip in clips:
+            with av.open(io.BytesIO(clip)) as c:
+                last = 0
+                for op in _packets(c, offset):
+                    w.write(op)
+                    last = op.dts + op.duration
+                offset = last
+        w.end_session()
+    return closed
+
+
+def _ffmpeg(template: av.stream.Stream, ops: list[OutPacket[av.Packet]],
+            extradata: bytes | None) -> bytes:
+    """What FFmpeg's muxer writes for these frames through a file descriptor, as the recorder
+    used to (`pipe:<fd>`: not seekable; movflags as ours)."""
+    with tempfile.TemporaryFile() as f:
+        out = av.open(f"pipe:{f.fileno()}", "w", format="mp4",
+                      options={"movflags": MOVFLAGS, "flush_packets": "1"})
+        stream = out.add_stream_from_template(template)
+        if template.codec_context.name == "hevc":
+            stream.codec_tag = "hvc1"
+        if extradata is not None:
+            stream.codec_context.extradata = extradata
+        first = ops[0].dts
+        for op in ops:
+            pkt = av.Packet(b"".join(bytes(p) for p in op.payloads))
+            pkt.time_base = Fraction(template.time_base)
+            pkt.pts, pkt.dts, pkt.duration = op.pts - first, op.dts - first, op.duration
+            pkt.is_keyframe = op.key
+            pkt.stream = stream
+            out.mux(pkt)
+        out.close()
+        f.seek(0)
+        return f.read()
+
+
+def _reference(clips: list[bytes], segments: list[NewSegment]) -> list[bytes]:
+    """FFmpeg's file for each of our segments: the same frames (by dts range), the same moov
+    description (a later clip's in-band SPS/PPS as extradata, as the writer does)."""
+    ops: list[tuple[OutPacket[av.Packet], bytes | None]] = []
+    keep: list[av.container.InputContainer] = []
+    offset = 0
+    with av.open(io.BytesIO(clips[0])) as first:
+        template = first.streams.video[0]
+        for n, clip in enumerate(clips):
+            c = av.open(io.BytesIO(clip))
+            keep.append(c)
+            extradata = None if n == 0 else c.streams.video[0].codec_context.extradata
+            last = 0
+            for op in _packets(c, offset):
+                ops.append((op, extradata))
+                last = op.dts + op.duration
+            offset = last
+        files: list[bytes] = []
+        i = 0
+        for seg in segments:
+            part = ops[i:i + seg.frames]
+            i += seg.frames
+            files.append(_ffmpeg(template, [op for op, _ in part], part[0][1]))
+    for c in keep:
+        c.close()
+    return files
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)))
+
+
+@pytest.mark.parametrize(("codec", "bframes"), [
+    ("libx264", 0), ("libx264", 3), ("libx265", 3)])
+def test_same_bytes_as_ffmpegs_muxer(tmp_path: Path, codec: str, bframes: int) -> None:
+    clips = [_encode(codec, 50, bframes=bframes)]
+    ours = _ours(tmp_path, clips)
+    assert len(ours) == 2 and sum(s.frames for s in ours) == 50  # a cut at a keyframe after 2 s
+    for seg, theirs in zip(ours, _reference(clips, ours), strict=True):
+        data = Path(seg.path).read_bytes()
+        assert data == theirs, f"{Path(seg.path).name} differs from FFmpeg's at byte " \
+            f"{_first_difference(data, theirs)}"
+        assert seg.bytes == len(data)
+        assert seg.sha256 == hashlib.sha256(data).hexdigest()
+        assert seg.width == 160 and seg.height == 96
+        assert len(ffprobe(Path(seg.path))["packets"]) == seg.frames
+
+
+def test_parameter_change_gets_its_own_moov_as_ffmpeg_wrote_it(tmp_path: Path) -> None:
+    clips = [_encode("libx264", 40, bframes=2), _encode("libx264", 40, bframes=2, size=(192, 96))]
+    ours = _ours(tmp_path, clips)
+    assert [s.frames for s in ours] == [30, 10, 30, 10]
+    widths = [ffprobe(Path(s.path))["streams"][0]["width"] for s in ours]
+    assert widths == [160, 160, 192, 192]  # the new segment's avcC holds the new SPS
+    for seg, theirs in zip(ours, _reference(clips, ours), strict=True):
+        assert Path(seg.path).read_bytes() == theirs
+
+
+def _decodes(path: Path) -> int:
+    """Frames decoded with FFmpeg's error detection on, failing on any error."""
+    r = subprocess.run(["ffmpeg", "-v", "error", "-xerror", "-err_detect", "explode", "-i",
+                        str(path), "-f", "null", "-"], capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and not r.stderr.strip(), r.stderr
+    return len(ffprobe(path)["packets"])
+
+
+def test_a_long_gop_is_cut_into_fragments_that_decode(tmp_path: Path) -> None:
+    # One keyframe in 250 frames (16.7 s at 15 fps), one segment: FFmpeg held it all in one
+    # fragment; ours cuts at FRAGMENT_MAX_S, mid-GOP.
+    clips = [_encode("libx264", 200, bframes=2, gop=250)]
+    [seg] = _ours(tmp_path, clips, seconds=60.0)
+    path = Path(seg.path)
+    data = path.read_bytes()
+    boxes = top_level_boxes(len(data), lambda off, n: data[off:off + n])
+    kinds = [k for k, _, _ in boxes]
+    assert kinds == [b"ftyp", b"moov", b"moof", b"mdat", b"moof", b"mdat", b"mfra"]
+    # the first fragment holds FRAGMENT_MAX_S of video: its trun's sample count
+    moof_at = boxes[2][1]
+    count = struct.unpack_from(">I", data, data.index(b"trun", moof_at) + 8)[0]
+    assert count == int(FRAGMENT_MAX_S * 15)
+    assert _decodes(path) == seg.frames == 200
+    probe = probe_segment(path)
+    assert probe is not None and probe.frames == 200 and probe.keyframes == 1
+
+
+@pytest.mark.parametrize("annexb", [
+    b"\x00\x00\x00\x01\x65\x88\x84",  # one NAL, 4-byte code
+    b"\x00\x00\x00\x01\x09\x10\x00\x00\x00\x01\x65\x88\x84\x00",  # AUD, a trailing zero kept
+    b"\x00\x00\x01\x65\x88\x00\x00\x01\x41\x9a",  # 3-byte codes
+    b"\x00\x00\x00\x01\x67\x42\x00\x00\x01\x68\xce\x00\x00\x00\x01\x65\x88",  # mixed
+    b"\x00\x00\x00\x00\x01\x65\x88\x84",  # a leading zero before the first code
+    b"\x00\x00\x00\x01\x00\x00\x00\x01\x65\x88",  # an empty NAL unit
+    b"\x65\x88\x84\x00\x00\x01\x41\x9a",  # bytes before the first start code
+])
+def test_length_prefixing_matches_ffmpeg(annexb: bytes) -> None:
+    # FFmpeg's conversion, read back from what its muxer put in the mdat
+    with av.open(io.BytesIO(_encode("libx264", 1))) as c:
+        template = c.streams.video[0]
+        op = OutPacket(0, 0, 6000, True, [av.Packet(annexb)], 0)
+        theirs = _ffmpeg(template, [op], None)
+    boxes = top_level_boxes(len(theirs), lambda off, n: theirs[off:off + n])
+    [(_, at, size)] = [b for b in boxes if b[0] == b"mdat"]
+    assert bytes(fmp4.length_prefixed(bytearray(annexb))) == theirs[at + 8:at + size]
+
+
+def test_hevc_parameter_sets_leave_the_sample() -> None:
+    vps, sps, pps = b"\x40\x01\x0c", b"\x42\x01\x01", b"\x44\x01\xc1"
+    sei, idr = b"\x4e\x01\x05", b"\x26\x01\xaf"
+    sample = b"".join(struct.pack(">I", len(n)) + n for n in (vps, sps, pps, sei, idr))
+    kept = fmp4.without_parameter_sets(sample)
+    assert kept == b"".join(struct.pack(">I", len(n)) + n for n in (sei, idr))
+    plain = struct.pack(">I", 3) + idr
+    assert fmp4.without_parameter_sets(plain) is plain  # nothing to drop: not copied

@@ -20,7 +20,8 @@ mov_write_tfra_tag), so that readers see nothing new:
   file has had pts != dts (and from then on);
 - tfra: a fragment's time is its first frame's pts, its offset that of its moof.
 
-Frames arrive in Annex-B (start codes), as both RTSP readers give them; MP4 wants each NAL unit
+H.264 and H.265 frames arrive in Annex-B (start codes), as both RTSP readers give them (other
+codecs, e.g. MJPEG through FFmpeg's reader, are written as they come); MP4 wants each NAL unit
 behind its 4-byte length (ff_avc_parse_nal_units: the zero byte before a 3-byte start code
 belongs to the start code), and an H.265 (`hvc1`) sample without its parameter sets.
 """
@@ -189,9 +190,46 @@ def moof(sequence: int, frag: Fragment, with_cts: bool, track_id: int = 1) -> by
 
 
 def mdat_header(nbytes: int) -> bytes:
-    if nbytes + 8 <= 0xFFFFFFFF:
-        return struct.pack(">I4s", nbytes + 8, b"mdat")
-    return struct.pack(">I4sQ", 1, b"mdat", nbytes + 16)
+    """A 32-bit mdat header, as FFmpeg writes one per fragment (the writer's fragments stay far
+    below 4 GiB: FRAGMENT_MAX_BYTES, and no frame is that large)."""
+    if nbytes + 8 > 0xFFFFFFFF:
+        raise ValueError(f"a fragment of {nbytes} bytes does not fit a 32-bit mdat")
+    return struct.pack(">I4s", nbytes + 8, b"mdat")
+
+
+def starts_with_sync(moof: bytes) -> bool:
+    """Whether a fragment's first frame is a keyframe (moof > traf: tfhd, trun), for any moof
+    FFmpeg's muxer or ours writes. A player must start at such a fragment."""
+    traf = _inner(moof, 8, b"traf")
+    tfhd, trun = _inner(traf, 8, b"tfhd"), _inner(traf, 8, b"trun")
+    if not tfhd or not trun:
+        return False
+    flags: int | None = None
+    t_flags = int.from_bytes(tfhd[9:12], "big")
+    if t_flags & 0x20:  # default sample flags, after the optional fields before them
+        at = 16 + 8 * bool(t_flags & 0x1) + 4 * (bool(t_flags & 0x2) + bool(t_flags & 0x8)
+                                                  + bool(t_flags & 0x10))
+        flags = int.from_bytes(tfhd[at:at + 4], "big")
+    r_flags = int.from_bytes(trun[9:12], "big")
+    at = 16 + 4 * bool(r_flags & 0x1)
+    if r_flags & _TRUN_FIRST_FLAGS:
+        flags = int.from_bytes(trun[at:at + 4], "big")
+    elif r_flags & _TRUN_FLAGS:
+        at += 4 * bool(r_flags & _TRUN_DURATION) + 4 * bool(r_flags & _TRUN_SIZE)
+        flags = int.from_bytes(trun[at:at + 4], "big")
+    return flags is not None and not flags & 0x00010000  # sample_is_non_sync_sample
+
+
+def _inner(box: bytes, at: int, kind: bytes) -> bytes:
+    """The first child box of that kind (whole), or b"" ."""
+    while at + 8 <= len(box):
+        size = int.from_bytes(box[at:at + 4], "big")
+        if size < 8:
+            return b""
+        if box[at + 4:at + 8] == kind:
+            return box[at:at + size]
+        at += size
+    return b""
 
 
 def mfra(entries: list[tuple[int, int]], track_id: int = 1) -> bytes:

@@ -86,9 +86,12 @@ class _Open:
     init: init_segment.InitSegment
     hasher: hashlib._Hash
     offset: int = 0  # bytes written (and hashed)
+    # What is in the file: frames of written fragments only (a fragment that failed to write
+    # is not counted, and is tried again at close).
     frames: int = 0
     keyframes: int = 0
-    end_dts: int = 0  # last dts + its duration, in input ticks
+    end_dts: int = 0  # last written frame's dts + its duration, in input ticks
+    added_end_dts: int = 0  # the same for the last frame added to the fragment in progress
     last_dts: int = -1  # last dts written, in track ticks (from 0 at the segment's first)
     same_clock: bool = True  # the track's timescale is the input's: no rescaling
     sequence: int = 0  # fragments written
@@ -116,6 +119,9 @@ class SegmentWriter:
         self._target_s = segment_seconds * (0.5 + 0.5 * frac)
         self._open: _Open | None = None
         self._template: av.stream.Stream | None = None
+        self._codec_name = ""
+        # ftyp+moov by parameter sets, for this session (a camera that alternates between two
+        # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
         self._anchor_us = 0
         self._anchor_dts: int | None = None
@@ -132,6 +138,7 @@ class SegmentWriter:
         if template is not self._template:
             self._inits = {}
         self._template = template
+        self._codec_name = str(template.codec_context.name)
         self._tb = Fraction(template.time_base or Fraction(1, 90000))
         self._anchor_us = anchor_us
         self._anchor_dts = None
@@ -191,20 +198,21 @@ class SegmentWriter:
                           or frag.nbytes >= FRAGMENT_MAX_BYTES):
             self._write_fragment(seg)
             frag = seg.fragment
-        sample = fmp4.length_prefixed(data)
-        if self._codec == "hevc":
-            sample = fmp4.without_parameter_sets(sample)
+        codec = self._codec
+        sample: bytes | bytearray = data  # other codecs (MJPEG from FFmpeg's reader): as they are
+        if codec in _PARAM_NALS:
+            sample = fmp4.length_prefixed(data)
+            if codec == "hevc":
+                sample = fmp4.without_parameter_sets(sample)
         frag.add(dts, cts, duration, op.key, sample)
         seg.with_cts = seg.with_cts or cts != 0
         seg.last_dts = dts
-        seg.frames += 1
-        seg.keyframes += int(op.key)
-        seg.end_dts = op.dts + op.duration
+        seg.added_end_dts = op.dts + op.duration
 
     @property
     def _codec(self) -> str:
         assert self._template is not None
-        return str(self._template.codec_context.name)
+        return self._codec_name
 
     # -- files ---------------------------------------------------------------------------------
     def _init_for(self, params: tuple[bytes, ...],
@@ -220,6 +228,8 @@ class SegmentWriter:
                 override = b"".join(b"\x00\x00\x00\x01" + p for p in params)
             init = init_segment.build(self._template, self._codec, override, bytes(first_key),
                                       self._tb)
+            if len(self._inits) >= 4:
+                self._inits.clear()
             self._inits[params] = init
         return init
 
@@ -242,36 +252,55 @@ class SegmentWriter:
         return seg
 
     def _write_fragment(self, seg: _Open) -> None:
+        """Write the fragment in progress; only then count its frames. If the write fails the
+        file is as it was before it, and the fragment stays to be tried again at close."""
         frag = seg.fragment
-        seg.sequence += 1
-        head = fmp4.moof(seg.sequence, frag, seg.with_cts) + fmp4.mdat_header(frag.nbytes)
-        seg.random_access.append((frag.dts0 + frag.cts0, seg.offset))
-        seg.fragment = fmp4.Fragment()
+        at = seg.offset
+        head = fmp4.moof(seg.sequence + 1, frag, seg.with_cts) + fmp4.mdat_header(frag.nbytes)
         self._write(seg, [head, *frag.data])
+        seg.sequence += 1
+        if frag.keys[0]:  # a player may start here (a fragment cut mid-GOP is not listed)
+            seg.random_access.append((frag.dts0 + frag.cts0, at))
+        seg.frames += len(frag)
+        seg.keyframes += sum(frag.keys)
+        seg.end_dts = seg.added_end_dts
+        seg.fragment = fmp4.Fragment()
 
     def _write(self, seg: _Open, parts: Sequence[bytes | bytearray]) -> None:
-        """Write every part, in order, with as few writev() calls as it takes; hash them."""
+        """Write every part, in order, with as few writev() calls as it takes, then hash them.
+        All or nothing: on an error the file is cut back to where it was, and nothing hashed,
+        so the row's sha256 and size always describe the file."""
+        start = seg.offset
+        done_total = 0
+        try:
+            for i in range(0, len(parts), _IOV_MAX):
+                batch = list(parts[i:i + _IOV_MAX])
+                wanted = sum(len(b) for b in batch)
+                done = os.writev(seg.fd, batch)
+                while done < wanted:  # a short write (a signal, a full disk): the rest, in order
+                    rest = memoryview(b"".join(bytes(b) for b in batch))[done:]
+                    done += os.write(seg.fd, rest)
+                done_total += wanted
+        except BaseException:
+            try:
+                os.ftruncate(seg.fd, start)
+            except OSError:
+                pass  # the size check at close refuses the row; recovery cuts the file back
+            raise
         for part in parts:
             seg.hasher.update(part)
-        i = 0
-        while i < len(parts):
-            batch = list(parts[i:i + _IOV_MAX])
-            wanted = sum(len(b) for b in batch)
-            done = os.writev(seg.fd, batch)
-            while done < wanted:  # a short write (a signal, a full disk): the rest, in order
-                rest = memoryview(b"".join(bytes(b) for b in batch))[done:]
-                done += os.write(seg.fd, rest)
-            seg.offset += wanted
-            i += _IOV_MAX
+        seg.offset = start + done_total
 
     def close_segment(self) -> NewSegment | None:
         """Finish the open segment (end = start + media duration) and hand it on."""
         seg = self._open
         if seg is None:
             return None
-        return self._finish(seg, self._us(seg.end_dts) if seg.frames else seg.start_us)
+        return self._finish(seg, None)
 
-    def _finish(self, seg: _Open, end_us: int) -> NewSegment | None:
+    def _finish(self, seg: _Open, end_us: int | None) -> NewSegment | None:
+        """Close `seg`: its end is `end_us` (the next segment's start, at a rotation) or, if
+        None, its start + the media duration written."""
         self._open = None
         try:
             if len(seg.fragment):
@@ -288,6 +317,8 @@ class SegmentWriter:
         if seg.frames == 0:
             seg.path.unlink(missing_ok=True)
             return None
+        if end_us is None:
+            end_us = self._us(seg.end_dts)
         fsutil.fsync_dir(self.folder)
         assert self._template is not None
         new = NewSegment(

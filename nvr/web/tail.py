@@ -4,9 +4,12 @@ recorder is writing, sent fragment by fragment over a WebSocket into Media Sourc
 The recorder writes fragmented MP4, one moof+mdat per GOP, flushed as it goes (docs/design.md),
 so the open segment file *is* a live fMP4 stream: this module reads what was appended since it
 last looked and forwards whole boxes. Nothing is re-encoded or re-muxed; the cost is latency
-(one GOP plus the poll interval). A new viewer starts at the newest complete fragment, which
-begins with a keyframe; when the recorder starts the next segment, the new file's init segment
-(its moov) is sent first — the page's SourceBuffer runs in "sequence" mode.
+(one GOP plus the poll interval). A new viewer starts at the newest complete fragment that
+begins with a keyframe (a long GOP's fragments are also cut mid-GOP, nvr.storage.
+segment_writer), and gets every complete fragment after it; when the recorder starts the next
+segment, the new file's init segment (its moov) is sent first — the page's SourceBuffer runs
+in "sequence" mode. Only whole moof+mdat pairs are sent: a moof whose mdat is still being
+written waits for it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from nvr.storage.fmp4 import starts_with_sync
 
 POLL_S = 0.1
 Send = Callable[[bytes], Awaitable[None]]
@@ -62,43 +67,52 @@ async def follow(recorder: Any, send: Send, send_mime: Callable[[str], Awaitable
     offset = 0
     started = False
     pending_moof: bytes | None = None
+
+    async def forward(boxes: list[tuple[bytes, bytes]]) -> None:
+        nonlocal pending_moof
+        for kind, box in boxes:
+            if kind == b"moof":
+                pending_moof = box
+            elif kind == b"mdat" and pending_moof is not None:
+                await send(pending_moof + box)
+                pending_moof = None
+
     while not closed():
         current = open_segment(recorder)
         if current is not None and current != path:
             if path is not None:
                 # The old file is complete now (closed before the next was opened): its tail.
                 boxes, offset = await asyncio.to_thread(read_boxes, path, offset)
-                for kind, box in boxes:
-                    if kind in (b"moof", b"mdat"):
-                        await send(box)
-            boxes, off = await asyncio.to_thread(read_boxes, current, 0)
+                await forward(boxes)
+            boxes, _ = await asyncio.to_thread(read_boxes, current, 0)
             kinds = [k for k, _ in boxes]
             if b"moov" not in kinds:
                 await asyncio.sleep(POLL_S)
                 continue
             init = b"".join(b for k, b in boxes if k in (b"ftyp", b"moov"))
-            frags = [(k, b) for k, b in boxes if k in (b"moof", b"mdat")]
+            # Whole moof+mdat pairs only, and the offset just after the last of them.
+            pairs: list[tuple[bytes, bytes]] = []
+            end, pos = 0, 0
+            for i, (kind, box) in enumerate(boxes):
+                pos += len(box)
+                if kind == b"mdat" and i and boxes[i - 1][0] == b"moof":
+                    pairs.append((boxes[i - 1][1], box))
+                    end = pos
             if not started:
                 moov = next(b for k, b in boxes if k == b"moov")
-                await send_mime(f'video/mp4; codecs="{avc_codec_of(moov)}"')
-                # Start at the newest complete fragment (a moof with its mdat).
-                pairs = [i for i in range(len(frags) - 1)
-                         if frags[i][0] == b"moof" and frags[i + 1][0] == b"mdat"]
-                if not pairs:
+                # Start at the newest complete fragment that begins with a keyframe.
+                keyed = [i for i, (moof, _) in enumerate(pairs) if starts_with_sync(moof)]
+                if not keyed:
                     await asyncio.sleep(POLL_S)
                     continue
-                frags = frags[pairs[-1]:pairs[-1] + 2]
+                await send_mime(f'video/mp4; codecs="{avc_codec_of(moov)}"')
+                pairs = pairs[keyed[-1]:]
                 started = True
             await send(init)
-            for _, box in frags:
-                await send(box)
-            path, offset, pending_moof = current, off, None
+            for moof, mdat in pairs:
+                await send(moof + mdat)
+            path, offset, pending_moof = current, max(end, len(init)), None
         elif path is not None:
             boxes, offset = await asyncio.to_thread(read_boxes, path, offset)
-            for kind, box in boxes:
-                if kind == b"moof":
-                    pending_moof = box
-                elif kind == b"mdat" and pending_moof is not None:
-                    await send(pending_moof + box)
-                    pending_moof = None
+            await forward(boxes)
         await asyncio.sleep(POLL_S)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import struct
 import subprocess
@@ -33,11 +34,14 @@ T0 = 1_790_000_000_000_000
 
 def _encode(codec: str, frames: int, *, bframes: int = 0, gop: int = 15,
             size: tuple[int, int] = (160, 96), seed: int = 1) -> bytes:
-    """An MPEG-TS (Annex-B, as RTSP gives it) of noise, so frames are of real, varied sizes."""
+    """An MPEG-TS (Annex-B, as RTSP gives it) of noise, so frames are of real, varied sizes
+    (MJPEG: in NUT, which carries it)."""
     rng = random.Random(seed)
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mpegts") as out:
-        if codec == "libx265":
+    with av.open(buf, "w", format="nut" if codec == "mjpeg" else "mpegts") as out:
+        if codec == "mjpeg":
+            opts = {"qscale": "8"}
+        elif codec == "libx265":
             opts = {"preset": "ultrafast",
                     "x265-params": f"keyint={gop}:bframes={bframes}:log-level=error"}
         else:
@@ -45,9 +49,10 @@ def _encode(codec: str, frames: int, *, bframes: int = 0, gop: int = 15,
             if bframes:
                 opts["x264-params"] = "b-pyramid=normal"
         s = out.add_stream(codec, rate=15, options=opts)
-        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        s.width, s.height = size
+        s.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
         for i in range(frames):
-            frame = av.VideoFrame(size[0], size[1], "yuv420p")
+            frame = av.VideoFrame(size[0], size[1], s.pix_fmt)
             for plane in frame.planes:
                 tile = rng.randbytes(64)
                 plane.update(tile * (plane.buffer_size // 64) + bytes(plane.buffer_size % 64))
@@ -144,7 +149,7 @@ def _first_difference(a: bytes, b: bytes) -> int:
 
 
 @pytest.mark.parametrize(("codec", "bframes"), [
-    ("libx264", 0), ("libx264", 3), ("libx265", 3)])
+    ("libx264", 0), ("libx264", 3), ("libx265", 3), ("mjpeg", 0)])
 def test_same_bytes_as_ffmpegs_muxer(tmp_path: Path, codec: str, bframes: int) -> None:
     clips = [_encode(codec, 50, bframes=bframes)]
     ours = _ours(tmp_path, clips)
@@ -224,3 +229,106 @@ def test_hevc_parameter_sets_leave_the_sample() -> None:
     assert kept == b"".join(struct.pack(">I", len(n)) + n for n in (sei, idr))
     plain = struct.pack(">I", 3) + idr
     assert fmp4.without_parameter_sets(plain) is plain  # nothing to drop: not copied
+
+
+def test_a_failed_fragment_write_leaves_file_and_row_in_agreement(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The disk refuses one fragment (ENOSPC), then has room again by the time the segment
+    # closes: the fragment is written then, and the row's hash, size and frames are the file's.
+    import errno
+
+    from nvr.storage import segment_writer
+
+    real_writev = os.writev
+    calls = {"n": 0}
+
+    def flaky(fd: int, buffers: list[bytes]) -> int:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the init, the first fragment, then this one
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, buffers)
+
+    monkeypatch.setattr(segment_writer.os, "writev", flaky)
+    clip = _encode("libx264", 45, bframes=2)
+    closed: list[NewSegment] = []
+    w = SegmentWriter("cam", tmp_path, 60.0, closed.append, first_segment_fraction=1.0)
+    with av.open(io.BytesIO(clip)) as c:
+        w.start_session(c.streams.video[0], T0)
+        with pytest.raises(OSError, match="No space"):
+            for op in _packets(c):
+                w.write(op)
+        w.end_session()  # the session ends; the fragment left over is written at close
+    [seg] = closed
+    data = Path(seg.path).read_bytes()
+    assert seg.bytes == len(data) and seg.sha256 == hashlib.sha256(data).hexdigest()
+    assert seg.frames == len(ffprobe(Path(seg.path))["packets"]) == 30
+    assert _decodes(Path(seg.path)) == 30
+
+
+def test_a_write_that_keeps_failing_leaves_no_row_and_a_file_recovery_can_cut(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from nvr.storage import segment_writer
+    from nvr.storage.recovery import complete_length
+
+    real_writev = os.writev
+
+    def partial_then_full(fd: int, buffers: list[bytes]) -> int:
+        if sum(len(b) for b in buffers) > 100_000 and os.fstat(fd).st_size > 0:
+            os.write(fd, bytes(buffers[0][:100]))  # a piece of the fragment lands, then ENOSPC
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_writev(fd, buffers)
+
+    clip = _encode("libx264", 45, bframes=2)
+    closed: list[NewSegment] = []
+    w = SegmentWriter("cam", tmp_path, 60.0, closed.append, first_segment_fraction=1.0)
+    with av.open(io.BytesIO(clip)) as c:
+        w.start_session(c.streams.video[0], T0)
+        ops = list(_packets(c))
+        for op in ops[:16]:  # the first fragment is written at the second keyframe
+            w.write(op)
+        monkeypatch.setattr(segment_writer.os, "writev", partial_then_full)
+        with pytest.raises(OSError, match="No space"):
+            for op in ops[16:]:
+                w.write(op)
+        with pytest.raises(OSError, match="No space"):
+            w.end_session()
+    assert not closed  # no row for a segment whose last fragment could not be written
+    [path] = (tmp_path / "segments" / "cam").iterdir()
+    data = path.read_bytes()
+    boxes = top_level_boxes(len(data), lambda off, n: data[off:off + n])
+    assert [k for k, _, _ in boxes] == [b"ftyp", b"moov", b"moof", b"mdat"]
+    assert complete_length(boxes) == len(data)  # cut back: nothing half-written
+    probe = probe_segment(path)
+    assert probe is not None and probe.frames == 15
+
+
+async def test_live_tail_starts_at_a_fragment_that_begins_with_a_keyframe(tmp_path: Path) -> None:
+    # A 250-frame GOP: the newest complete fragment is cut mid-GOP. A viewer must get the one
+    # before it (which starts on the keyframe) and everything after, and all of it decodes.
+    from types import SimpleNamespace
+
+    from nvr.web import tail
+
+    [seg] = _ours(tmp_path, [_encode("libx264", 200, bframes=2, gop=250)], seconds=60.0)
+    data = Path(seg.path).read_bytes()
+    moofs = [data[o:o + s] for k, o, s in top_level_boxes(len(data), lambda o, n: data[o:o + n])
+             if k == b"moof"]
+    assert [fmp4.starts_with_sync(m) for m in moofs] == [True, False]
+    recorder = SimpleNamespace(writer=SimpleNamespace(_open=SimpleNamespace(path=Path(seg.path))))
+    sent: list[bytes] = []
+    mimes: list[str] = []
+
+    async def send(b: bytes) -> None:
+        sent.append(b)
+
+    async def send_mime(m: str) -> None:
+        mimes.append(m)
+
+    await tail.follow(recorder, send, send_mime, closed=lambda: len(sent) >= 3)
+    assert mimes and mimes[0].startswith('video/mp4; codecs="avc1.')
+    assert fmp4.starts_with_sync(sent[1][:len(moofs[0])])
+    played = tmp_path / "played.mp4"
+    played.write_bytes(b"".join(sent))
+    assert _decodes(played) == 200

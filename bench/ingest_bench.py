@@ -81,7 +81,7 @@ def vm_hwm(pid: int) -> int:
 
 # -- the daemon side (child process) -------------------------------------------------------------
 async def daemon_child(url: str, root: Path, n: int, warmup: float, seconds: float,
-                       segment_seconds: float, reader: str = "ffmpeg") -> None:
+                       segment_seconds: float, reader: str = "auto") -> None:
     import resource
 
     from nvr import log
@@ -300,7 +300,7 @@ def main() -> int:
     p.add_argument("--segment-seconds", type=float, default=10)
     p.add_argument("--json", type=Path, help="default: bench/results/ingest-<time>.json")
     p.add_argument("--note", default="", help="stored in the JSON (e.g. 'machine shared')")
-    p.add_argument("--reader", choices=("ffmpeg", "nvr"), default="ffmpeg",
+    p.add_argument("--reader", choices=("auto", "ffmpeg", "nvr"), default="auto",
                    help="the daemon's RTSP reader (the camera map's `reader:`)")
     p.add_argument("--daemon-child", nargs=7, help=argparse.SUPPRESS)
     p.add_argument("--count", type=Path, help=argparse.SUPPRESS)

@@ -97,6 +97,9 @@ def launch_lines(a: argparse.Namespace) -> dict[str, str]:
         "/audio-only": f"( {AUDIO.format(n=0)} )",
         "/h264-bframes": f"( {v}{h264_bframes(a)} )",
         "/h265-bframes": f"( {v}{h265_bframes(a)} )",
+        # Neither H.264 nor H.265: the recorder's own reader cannot read it, FFmpeg's can.
+        "/mjpeg": (f"( {v}videoconvert ! video/x-raw,format=I420 ! jpegenc quality=30 ! "
+                   "rtpjpegpay name=pay0 pt=26 )"),
         "/timecode": (f"( appsrc name=timecode is-live=true format=time do-timestamp=true "
                       f"caps=video/x-raw,format=I420,width={a.width},height={a.height},"
                       f"framerate={a.fps}/1 ! {h264(a)} )"),

@@ -187,9 +187,10 @@ class CameraConfig(Strict):
     retention_days: Annotated[float, Field(gt=0, le=3650)] | None = None
     live_rtsp: str | None = Field(default=None, repr=False)
     enabled: bool = True
-    # Which RTSP client reads the camera: FFmpeg's (the default) or the recorder's own, which
-    # costs about a third of the CPU (docs/design.md, "Ingest hot path").
-    reader: Literal["ffmpeg", "nvr"] = "ffmpeg"
+    # Which RTSP client reads the camera: the recorder's own (`nvr`, about a third of the CPU of
+    # FFmpeg's), FFmpeg's (`ffmpeg`), or `auto` (the default): the own, and FFmpeg's for a
+    # camera the own cannot read or keeps failing on (docs/design.md, "Ingest hot path").
+    reader: Literal["auto", "ffmpeg", "nvr"] = "auto"
 
     @field_validator("area")
     @classmethod

@@ -58,9 +58,10 @@ def _resolve(url: str) -> None:
 def _end_of(e: RtspError) -> SessionEnd:
     if e.kind == "credentials":
         return SessionEnd("credentials", str(e), permanent=True)
-    if e.kind == "no_video":
-        return SessionEnd("no_video", str(e), permanent=True)
-    return SessionEnd("offline", str(e))
+    if e.kind == "no_video":  # no video at all, or not H.264/H.265 (FFmpeg may read that)
+        return SessionEnd("no_video", str(e), permanent=True,
+                          own_reader_cannot=e.codec_unsupported)
+    return SessionEnd("offline", str(e), own_reader_cannot=e.kind == "protocol")
 
 
 def template_stream(track: VideoTrack, first_key: bytes) -> tuple[av.container.InputContainer,
@@ -107,7 +108,7 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
     try:
         rtsp = RtspSession(ctx.url, ctx.io_timeout_s)
     except RtspError as e:  # a URL it cannot read, or not rtsp://
-        return SessionEnd("offline", str(e), permanent=True)
+        return SessionEnd("offline", str(e), permanent=True, own_reader_cannot=True)
     try:
         _resolve(ctx.url)
         try:

@@ -46,10 +46,13 @@ from dataclasses import dataclass, field
 from nvr import log
 from nvr.ingest.own_session import Reading, end_of_error
 from nvr.ingest.session import SessionEnd
+from nvr.watchdog import CAMERA_STALL_S
 
 _log = log.get("nvr.ingest.read_loop")
 IDLE_SELECT_S = 1.0  # with nothing readable: look at stops and timeouts at least this often
-LOOP_STALL_S = 30.0  # invariant 4 (well under the watchdog's CAMERA_STALL_S, 90 s)
+# Invariant 4: well under the watchdog's CAMERA_STALL_S (90 s), so that the sessions of the
+# cameras it restarts go to a fresh loop, not back into the stuck one.
+LOOP_STALL_S = min(30.0, CAMERA_STALL_S / 2)
 PACE_GRID_S = 0.1  # parked sessions wake on this grid (_due)
 LIVE_GRID_S = 0.01  # ... and a session with a short pace (watched live) on this one
 

@@ -71,6 +71,8 @@ class CameraRecorder:
             camera.id, storage_root, storage.segment_seconds, self._segment_closed
         )
         self.writer.last_end_us = last_end_us
+        # The RTSP client in use (camera.reader `auto` starts with the own, nvr.ingest.rtsp)
+        self.reader: str = "ffmpeg" if camera.reader == "ffmpeg" else "nvr"
         self.stats = Stats()
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
@@ -133,7 +135,7 @@ class CameraRecorder:
         end = self.writer.last_end_us
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
-            "bitrate_bps": bps, "frames": self.stats.frames,
+            "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
             "last_segment_end": None if end is None else timeutil.to_iso(end),
             "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
             "last_error_at": (None if self.last_error_us is None
@@ -247,8 +249,10 @@ class CameraRecorder:
             except Exception as e:  # noqa: BLE001 - e.g. ENOSPC while closing a segment
                 # Whatever went wrong, this thread is the camera's only recorder: it must
                 # live on and retry, never die and leave a stale "recording" in status.
-                _log.exception("session_crashed", camera=self.camera.id)
-                end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}")
+                _log.exception("session_crashed", camera=self.camera.id, reader=self.reader)
+                # Not a disk error: the own reader met something in this stream it cannot take.
+                end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}",
+                                 own_reader_cannot=not isinstance(e, OSError))
             if end is STOPPED or self._stop.is_set():
                 break
             uptime_s = (self.clock.mono_us() - began) / 1e6
@@ -264,7 +268,7 @@ class CameraRecorder:
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
             self._on_started, self.io_timeout_s, self._live_packet, self._watched,
         )
-        if self.camera.reader == "nvr":
+        if self.reader == "nvr":
             from nvr.ingest.own_session import run_own_session
 
             return run_own_session(ctx)
@@ -282,6 +286,17 @@ class CameraRecorder:
     def _failed(self, end: SessionEnd, uptime_s: float) -> None:
         if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:
             self._pending_gap = (self.writer.last_end_us, end.gap_reason, end.message)
+        if end.own_reader_cannot and self.reader == "nvr" and self.camera.reader == "auto":
+            # `reader: auto`: FFmpeg's reader takes this camera over, at once and for the rest
+            # of the run (what the own reader cannot read, it will not read on a retry).
+            self.reader = "ffmpeg"
+            self.errors += 1
+            self.last_error = f"the recorder's own RTSP reader cannot read it ({end.message}): " \
+                "FFmpeg's reads it now"
+            self.last_error_us = self.clock.wall_us()
+            _log.warning("reader_fallback", camera=self.camera.id, reason=end.message,
+                         action="FFmpeg's RTSP reader reads this camera from now on")
+            return
         if end.gap_reason == "disk_full":
             return  # not an error of the camera; the pause loop shows the reason
         self.errors += 1

@@ -35,9 +35,10 @@ Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 
 class RtspError(Exception):
-    def __init__(self, kind: Kind, message: str) -> None:
+    def __init__(self, kind: Kind, message: str, *, codec_unsupported: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.codec_unsupported = codec_unsupported  # video, but neither H.264 nor H.265
 
 
 @dataclass(frozen=True)
@@ -222,7 +223,8 @@ class RtspSession:
         track = parse_sdp(sdp, base)
         if track is None:
             if "m=video" in sdp:
-                raise RtspError("no_video", "stream's video is neither H.264 nor H.265")
+                raise RtspError("no_video", "stream's video is neither H.264 nor H.265",
+                                codec_unsupported=True)
             raise RtspError("no_video", "stream has no video")
         reply = self.request("SETUP", track.control,
                              {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})

@@ -51,6 +51,9 @@ class SessionEnd:
     gap_reason: str  # offline, timeout, credentials, no_video, stopped, disk_full
     message: str  # shown in status; no credentials
     permanent: bool = False  # fast retrying cannot fix it: state failed, retried slowly
+    # The recorder's own reader cannot read this camera (a protocol, URL or codec it does not
+    # speak), where FFmpeg's might: `reader: auto` switches the camera to FFmpeg's.
+    own_reader_cannot: bool = False
 
 
 STOPPED = SessionEnd("stopped", "stopped")

@@ -5,6 +5,7 @@ H.265, with and without B-frames (B-pyramid), and the camera's audio never kept.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from pathlib import Path
 
@@ -86,3 +87,34 @@ async def test_own_reader_records_h264_h265_and_b_frames_frame_for_frame(
         assert (wall_s - 2) * FPS - FPS <= frames <= (wall_s + 2.5) * FPS, (cid, frames)
         assert not await index.gaps(cid) or all(
             g.end_us <= t0_wall_us for g in await index.gaps(cid))
+
+
+@pytest.mark.slow
+async def test_auto_reader_keeps_its_own_for_h264_and_hands_mjpeg_to_ffmpegs(
+        testcam: TestCamera, tmp_path: Path, index: Index) -> None:
+    # `reader: auto` (the default): the own reader for what it reads; a camera sending a codec
+    # it does not (MJPEG) is recorded through FFmpeg's reader instead, at once, and says so.
+    sink = IndexSink(index)
+    recs = {cid: make_recorder(cid, testcam.url(m), tmp_path, sink, reader="auto")
+            for cid, m in {"desk": "h264-noaudio", "lobby": "mjpeg"}.items()}
+    for r in recs.values():
+        r.start()
+    try:
+        await wait_for(lambda: all(sink.indexed.get(cid, 0) >= 2 for cid in recs))
+        status = {cid: r.status() for cid, r in recs.items()}
+    finally:
+        await asyncio.gather(*(r.stop() for r in recs.values()))
+    assert status["desk"]["reader"] == "nvr" and status["desk"]["errors"] == 0, status["desk"]
+    lobby = status["lobby"]
+    assert lobby["reader"] == "ffmpeg" and lobby["state"] == "recording", lobby
+    assert "neither H.264 nor H.265" in lobby["last_error"] and "FFmpeg" in lobby["last_error"]
+    segs = await index.segments("lobby")
+    assert len(segs) >= 2
+    for s in segs:
+        data = Path(s.path).read_bytes()
+        assert len(data) == s.bytes and hashlib.sha256(data).hexdigest() == s.sha256
+        probe = ffprobe(Path(s.path))
+        assert [(x["codec_type"], x["codec_name"]) for x in probe["streams"]] == [
+            ("video", "mjpeg")]
+        assert len(probe["packets"]) == s.frames == _decode_all(Path(s.path))
+    assert not await index.gaps("lobby")  # the hand-over happened before anything was recorded

@@ -30,6 +30,7 @@ from nvr.ingest.rtp import Depacketizer
 from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
+from nvr.storage.fmp4 import annexb
 
 _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read
@@ -165,8 +166,9 @@ class Reading:
         # timestamp repairer calls the same jump a discontinuity: a new segment).
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
             max_jump=10 * track.clock_rate)
-        # One frame at 15 fps until the repairer has seen real durations.
-        self.repair: TimestampRepair[av.Packet] = TimestampRepair(
+        # One frame at 15 fps until the repairer has seen real durations. Frames stay the
+        # depacketizer's bytes (length-prefixed NAL units) all the way into the segment file.
+        self.repair: TimestampRepair[bytes] = TimestampRepair(
             self.tb, track.clock_rate // 15)
         self.wall0, self.mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
         self.video: av.stream.Stream | None = None
@@ -185,7 +187,7 @@ class Reading:
             if self.video is None:
                 if not au.key:
                     continue  # undecodable before the first keyframe
-                probe, video = template_stream(self.track, au.data)
+                probe, video = template_stream(self.track, annexb(au.data))
                 self.probes.append(probe)
                 self.video = video
                 # The reorder depth the SPS declares (FFmpeg read it while probing).
@@ -215,25 +217,27 @@ class Reading:
         if self.depack.lost:
             _log.warning("rtp_packets_lost", camera=self.ctx.camera_id, packets=self.depack.lost)
 
-    def _handle(self, op: OutPacket[av.Packet]) -> None:
+    def _handle(self, op: OutPacket[bytes]) -> None:
         ctx, video = self.ctx, self.video
         assert video is not None
         if not self.started or op.discontinuity:
-            start = ctx.writer.start_session(video, self.wall0 + (op.arrival_mono_us - self.mono0))
+            start = ctx.writer.start_session(video, self.wall0 + (op.arrival_mono_us - self.mono0),
+                                             length_prefixed=True)
             if not self.started:
                 self.started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
-        if ctx.on_packet is not None:
-            ctx.on_packet(op, video)
-        ctx.stats.add(op.arrival_mono_us, sum(p.size for p in op.payloads))
+        if ctx.on_packet is not None and (ctx.watched is None or ctx.watched()):
+            # The live view takes start codes; only made while somebody watches.
+            data = b"".join(op.payloads)
+            ctx.on_packet(OutPacket(op.pts, op.dts, op.duration, op.key, [annexb(data)],
+                                    op.arrival_mono_us, op.discontinuity), video)
+        ctx.stats.add(op.arrival_mono_us, sum(len(p) for p in op.payloads))
 
     def _emit(self, ready: list[tuple[int, int | None, bool, tuple[bytes, int]]]) -> None:
-        tb, repair = self.tb, self.repair
+        repair = self.repair
         for pts, dts, key, (data, arrival) in ready:
-            pkt = av.Packet(data)
-            pkt.time_base = tb
-            for op in repair.feed(InPacket(pts, dts, key, pkt, arrival)):
+            for op in repair.feed(InPacket(pts, dts, key, data, arrival)):
                 self._handle(op)
         for what, detail in repair.drain_notes():
             _log.info("timestamps_repaired", camera=self.ctx.camera_id, action=what, **detail)

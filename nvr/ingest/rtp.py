@@ -5,8 +5,9 @@ The recorder's own depacketizer for H.264 (RFC 6184: single NAL unit, STAP-A, FU
 recv() instead of FFmpeg's four syscalls per packet (docs/design.md, "Ingest hot path").
 
 An access unit ends at the RTP marker bit, or when the timestamp changes (a lost marker). Its
-NAL units are written in Annex-B form (4-byte start codes), the form the segment writer and
-the MP4 muxer already take from FFmpeg's demuxer. A sequence-number gap drops the fragment in
+NAL units are written each behind its 4-byte big-endian length: MP4's form, so the segment
+writer stores them as they are (nvr.storage.fmp4.annexb gives the start-code form FFmpeg's
+parsers and the live view take). A sequence-number gap drops the fragment in
 progress and marks the access unit `damaged`: the recorder decides what to do with it (the
 bytes of a damaged picture still decode up to the hole; counting them is what matters).
 """
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Codec = Literal["h264", "hevc"]
-START = b"\x00\x00\x00\x01"
+_LEN = struct.Struct(">I")  # a NAL unit's length, before it
 _SEQ_TS = struct.Struct(">HI")  # an RTP header's sequence number and timestamp
 # An access unit larger than this is dropped (a 4K keyframe at a high rate is ~2 MB): a broken
 # or hostile camera that never ends a unit must not grow the recorder's memory without bound.
@@ -28,7 +29,7 @@ MAX_UNIT_BYTES = 16 * 1024 * 1024
 @dataclass(slots=True)
 class AccessUnit:
     rtp_ts: int  # the RTP timestamp: presentation time in clock-rate ticks, mod 2^32
-    data: bytes  # Annex-B
+    data: bytes  # NAL units, each behind its 4-byte length
     key: bool  # H.264 IDR (type 5); H.265 IRAP (types 16-21)
     damaged: bool  # a packet inside it was lost
 
@@ -120,7 +121,7 @@ class Depacketizer:
         kind = p[a] & 0x1F
         if 1 <= kind <= 23:
             self._key = self._key or kind == 5
-            self._nals.append(START + p[a:b])
+            self._nals.append(_LEN.pack(b - a) + p[a:b])
         elif kind == 24:  # STAP-A: [size][NAL] ...
             i = a + 1
             while i + 2 < b:
@@ -128,17 +129,18 @@ class Depacketizer:
                 if size == 0 or i + 2 + size > b:
                     break
                 self._key = self._key or (p[i + 2] & 0x1F) == 5
-                self._nals.append(START + p[i + 2:i + 2 + size])
+                self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
         elif kind == 28 and b - a > 2:  # FU-A
             fu = p[a + 1]
             if fu & 0x80:
-                self._fu = bytearray(START)
+                self._fu = bytearray(4)  # its length, written when it is complete
                 self._fu.append((p[a] & 0xE0) | (fu & 0x1F))
                 self._key = self._key or (fu & 0x1F) == 5
             if self._fu is not None:
                 self._fu += memoryview(p)[a + 2:b]
                 if fu & 0x40:
+                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
                     self._nals.append(bytes(self._fu))
                     self._fu = None
         else:
@@ -151,7 +153,7 @@ class Depacketizer:
         kind = (p[a] >> 1) & 0x3F
         if kind < 48:
             self._key = self._key or 16 <= kind <= 21
-            self._nals.append(START + p[a:b])
+            self._nals.append(_LEN.pack(b - a) + p[a:b])
         elif kind == 48:  # AP: [size][NAL] ...
             i = a + 2
             while i + 2 < b:
@@ -159,19 +161,20 @@ class Depacketizer:
                 if size < 2 or i + 2 + size > b:
                     break
                 self._key = self._key or 16 <= (p[i + 2] >> 1) & 0x3F <= 21
-                self._nals.append(START + p[i + 2:i + 2 + size])
+                self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
         elif kind == 49 and b - a > 3:  # FU
             fu = p[a + 2]
             inner = fu & 0x3F
             if fu & 0x80:
-                self._fu = bytearray(START)
+                self._fu = bytearray(4)  # its length, written when it is complete
                 self._fu.append((p[a] & 0x81) | (inner << 1))
                 self._fu.append(p[a + 1])
                 self._key = self._key or 16 <= inner <= 21
             if self._fu is not None:
                 self._fu += memoryview(p)[a + 3:b]
                 if fu & 0x40:
+                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
                     self._nals.append(bytes(self._fu))
                     self._fu = None
         else:

@@ -97,7 +97,8 @@ class SessionContext:
     on_started: Callable[[int], None]  # the first segment's start_us
     io_timeout_s: float = 5.0
     # Live view (nvr.web.fanout): every packet written, with its stream; returns at once.
-    on_packet: Callable[[OutPacket[av.Packet], av.stream.Stream], None] | None = None
+    on_packet: Callable[[OutPacket[av.Packet] | OutPacket[bytes], av.stream.Stream],
+                        None] | None = None
     # Whether somebody watches live now (the own reader then waits less between reads).
     watched: Callable[[], bool] | None = None
 

@@ -62,6 +62,18 @@ def length_prefixed(data: bytearray) -> bytes | bytearray:
     return data
 
 
+def annexb(sample: bytes | bytearray) -> bytes:
+    """A length-prefixed access unit in Annex-B form (each length replaced by a 4-byte start
+    code): what FFmpeg's parsers and the live view take."""
+    out = bytearray(sample)
+    i, end = 0, len(out)
+    while end - i >= 4:
+        n = int.from_bytes(out[i:i + 4], "big")
+        out[i:i + 4] = b"\x00\x00\x00\x01"
+        i += 4 + n
+    return bytes(out)
+
+
 def without_parameter_sets(sample: bytes | bytearray) -> bytes | bytearray:
     """An H.265 sample (length-prefixed) without its VPS, SPS and PPS: FFmpeg's muxer drops them
     from an `hvc1` track, whose parameter sets live in the hvcC only (ff_hevc_annexb2mp4 with

@@ -45,12 +45,26 @@ _IOV_MAX = 1024  # buffers one writev() takes (Linux UIO_MAXIOV)
 _log = log.get("nvr.storage.segment_writer")
 
 
-def param_sets(data: bytes | bytearray, codec: str) -> tuple[bytes, ...]:
-    """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B packet,
-    each once, in order of appearance. A change of these means a new segment."""
+def param_sets(data: bytes | bytearray, codec: str, *,
+               length_prefixed: bool = False) -> tuple[bytes, ...]:
+    """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B (or
+    length-prefixed) packet, each once, in order of appearance. A change of these means a new
+    segment."""
     wanted = _PARAM_NALS.get(codec)
     if wanted is None:
         return ()
+    if length_prefixed:
+        found: list[bytes] = []
+        i = 0
+        while len(data) - i > 4:
+            n = int.from_bytes(data[i:i + 4], "big")
+            b = data[i + 4]
+            if ((b & 0x1F) if codec == "h264" else (b >> 1) & 0x3F) in wanted:
+                nal = bytes(data[i + 4:i + 4 + n])
+                if nal not in found:
+                    found.append(nal)
+            i += 4 + n
+        return tuple(found)
     starts: list[int] = []
     i = data.find(b"\x00\x00\x01")
     while i >= 0:
@@ -120,6 +134,7 @@ class SegmentWriter:
         self._open: _Open | None = None
         self._template: av.stream.Stream | None = None
         self._codec_name = ""
+        self._length_prefixed = False
         # ftyp+moov by parameter sets, for this session (a camera that alternates between two
         # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
@@ -129,9 +144,13 @@ class SegmentWriter:
         self.last_end_us: int | None = None
 
     # -- session -------------------------------------------------------------------------------
-    def start_session(self, template: av.stream.Stream, anchor_us: int) -> int:
+    def start_session(self, template: av.stream.Stream, anchor_us: int, *,
+                      length_prefixed: bool = False) -> int:
         """A new input (or a timestamp discontinuity): the next keyframe starts a segment at
-        `anchor_us`, clamped so that it never starts before the previous segment ended."""
+        `anchor_us`, clamped so that it never starts before the previous segment ended.
+        `length_prefixed`: the session's H.264/H.265 frames come with each NAL unit behind its
+        4-byte length (the own reader's), not in Annex-B (FFmpeg's reader's): stored as they
+        are."""
         self.close_segment()
         if self.last_end_us is not None:
             anchor_us = max(anchor_us, self.last_end_us)
@@ -139,6 +158,7 @@ class SegmentWriter:
             self._inits = {}
         self._template = template
         self._codec_name = str(template.codec_context.name)
+        self._length_prefixed = length_prefixed and self._codec_name in _PARAM_NALS
         self._tb = Fraction(template.time_base or Fraction(1, 90000))
         self._anchor_us = anchor_us
         self._anchor_dts = None
@@ -157,14 +177,14 @@ class SegmentWriter:
         return self._anchor_us + int((dts - self._anchor_dts) * self._tb * 1_000_000)
 
     # -- packets -------------------------------------------------------------------------------
-    def write(self, op: OutPacket[av.Packet]) -> None:
+    def write(self, op: OutPacket[av.Packet] | OutPacket[bytes]) -> None:
         seg = self._open
         params: tuple[bytes, ...] = ()
         if self._template is None:
             raise RuntimeError("write() outside a session: call start_session() first")
-        data = _payload_bytes(op.payloads)
+        data = _payload_bytes(op.payloads, self._length_prefixed)
         if op.key:
-            params = param_sets(data, self._codec)
+            params = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
         if seg is None:
             if not op.key:
                 return  # the timestamp repairer starts sessions on a keyframe; be safe anyway
@@ -182,7 +202,8 @@ class SegmentWriter:
                 seg = self._begin(op.dts, params or seg.params, data)
         self._add(seg, op, data)
 
-    def _add(self, seg: _Open, op: OutPacket[av.Packet], data: bytearray) -> None:
+    def _add(self, seg: _Open, op: OutPacket[av.Packet] | OutPacket[bytes],
+             data: bytes | bytearray) -> None:
         ticks = seg.init.timescale
         if seg.same_clock:
             dts, cts, duration = op.dts - seg.first_dts, op.pts - op.dts, op.duration
@@ -199,9 +220,11 @@ class SegmentWriter:
             self._write_fragment(seg)
             frag = seg.fragment
         codec = self._codec
-        sample: bytes | bytearray = data  # other codecs (MJPEG from FFmpeg's reader): as they are
+        sample = data  # other codecs (MJPEG from FFmpeg's reader): as they are
         if codec in _PARAM_NALS:
-            sample = fmp4.length_prefixed(data)
+            if not self._length_prefixed:
+                assert isinstance(data, bytearray)
+                sample = fmp4.length_prefixed(data)
             if codec == "hevc":
                 sample = fmp4.without_parameter_sets(sample)
         frag.add(dts, cts, duration, op.key, sample)
@@ -216,7 +239,7 @@ class SegmentWriter:
 
     # -- files ---------------------------------------------------------------------------------
     def _init_for(self, params: tuple[bytes, ...],
-                  first_key: bytearray) -> init_segment.InitSegment:
+                  first_key: bytes | bytearray) -> init_segment.InitSegment:
         init = self._inits.get(params)
         if init is None:
             assert self._template is not None
@@ -226,14 +249,15 @@ class SegmentWriter:
                 # In-band SPS/PPS differ from the SDP's (or the SDP had none): the moov must
                 # describe what the packets really are.
                 override = b"".join(b"\x00\x00\x00\x01" + p for p in params)
-            init = init_segment.build(self._template, self._codec, override, bytes(first_key),
-                                      self._tb)
+            key = fmp4.annexb(first_key) if self._length_prefixed else bytes(first_key)
+            init = init_segment.build(self._template, self._codec, override, key, self._tb)
             if len(self._inits) >= 4:
                 self._inits.clear()
             self._inits[params] = init
         return init
 
-    def _begin(self, first_dts: int, params: tuple[bytes, ...], first_key: bytearray) -> _Open:
+    def _begin(self, first_dts: int, params: tuple[bytes, ...],
+               first_key: bytes | bytearray) -> _Open:
         init = self._init_for(params, first_key)
         start_us = self._us(first_dts)
         fsutil.make_private_dir(self.folder)
@@ -342,8 +366,14 @@ def _rescale(value: int, tb: Fraction, ticks: int) -> int:
     return int(exact + Fraction(1, 2)) if exact >= 0 else -int(-exact + Fraction(1, 2))
 
 
-def _payload_bytes(payloads: list[av.Packet]) -> bytearray:
-    """The access unit's bytes, copied once (the writer rewrites them in place)."""
+def _payload_bytes(payloads: list[av.Packet] | list[bytes],
+                   length_prefixed: bool) -> bytes | bytearray:
+    """The access unit's bytes: as they are if already length-prefixed, else copied once (the
+    writer rewrites their start codes in place)."""
+    if length_prefixed:
+        if len(payloads) == 1:
+            return bytes(payloads[0])
+        return b"".join(bytes(p) for p in payloads)
     if len(payloads) == 1:
         return bytearray(payloads[0])
     return bytearray(b"".join(bytes(p) for p in payloads))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from nvr.ingest.rtp import START, Depacketizer
+from nvr.ingest.rtp import Depacketizer
+
+
+def lp(*nals: bytes) -> bytes:
+    """NAL units as the depacketizer writes them: each behind its 4-byte length."""
+    return b"".join(len(n).to_bytes(4, "big") + n for n in nals)
 
 
 def rtp(seq: int, ts: int, payload: bytes, marker: bool = False) -> bytes:
@@ -23,7 +28,7 @@ def test_h264_stap_a_and_fu_a_make_one_keyframe() -> None:
     assert d.push(rtp(3, 9000, fu_a(5, b"BBBB", False, False))) == []
     (au,) = d.push(rtp(4, 9000, fu_a(5, b"CCCC", False, True), marker=True))
     assert au.key and not au.damaged and au.rtp_ts == 9000
-    assert au.data == START + sps + START + pps + START + bytes([0x65]) + b"AAAABBBBCCCC"
+    assert au.data == lp(sps, pps, bytes([0x65]) + b"AAAABBBBCCCC")
 
 
 def test_a_lost_fragment_drops_that_nal_and_marks_the_unit_damaged() -> None:
@@ -33,7 +38,7 @@ def test_a_lost_fragment_drops_that_nal_and_marks_the_unit_damaged() -> None:
     # seq 3 (the middle fragment) is lost
     (au,) = d.push(rtp(4, 0, fu_a(1, b"CCCC", False, True), marker=True))
     assert au.damaged and d.lost == 1 and not au.key
-    assert au.data == START + bytes([0x41]) + b"slice0"  # the broken NAL is not half-kept
+    assert au.data == lp(bytes([0x41]) + b"slice0")  # the broken NAL is not half-kept
     (nxt,) = d.push(rtp(5, 3000, bytes([0x41]) + b"next", marker=True))
     assert not nxt.damaged
 
@@ -50,7 +55,7 @@ def test_h265_fu_rebuilds_the_nal_header_and_sees_an_irap() -> None:
     hdr = bytes([49 << 1, 1])  # FU, layer 0, tid 1
     d.push(rtp(1, 0, hdr + bytes([0x80 | 19]) + b"xx"))  # IDR_W_RADL, start
     (au,) = d.push(rtp(2, 0, hdr + bytes([0x40 | 19]) + b"yy", marker=True))
-    assert au.key and au.data == START + bytes([19 << 1, 1]) + b"xxyy"
+    assert au.key and au.data == lp(bytes([19 << 1, 1]) + b"xxyy")
 
 
 def test_duplicates_and_garbage_are_ignored() -> None:
@@ -73,14 +78,14 @@ def test_a_unit_that_never_ends_is_dropped_not_kept_in_memory() -> None:
     assert d.oversized == 1 and d._fu is None and not d._nals
     assert d.push(rtp(seq & 0xFFFF, 0, fu_a(5, body, False, True), marker=True)) == []
     (nxt,) = d.push(rtp((seq + 1) & 0xFFFF, 6000, bytes([0x41]) + b"p", marker=True))
-    assert not nxt.damaged and nxt.data == START + bytes([0x41]) + b"p"
+    assert not nxt.damaged and nxt.data == lp(bytes([0x41]) + b"p")
 
 
 def test_a_camera_that_restarts_its_sequence_is_followed() -> None:
     d = Depacketizer("h264")
     d.push(rtp(40000, 0, bytes([0x65]) + b"a", marker=True))
     (au,) = d.push(rtp(5, 3000, bytes([0x41]) + b"b", marker=True))  # a new random start
-    assert au.data == START + bytes([0x41]) + b"b" and au.damaged
+    assert au.data == lp(bytes([0x41]) + b"b") and au.damaged
     (nxt,) = d.push(rtp(6, 6000, bytes([0x41]) + b"c", marker=True))
     assert not nxt.damaged
 

@@ -13,6 +13,7 @@ import pytest
 
 from nvr.ingest.rtp import AccessUnit, Depacketizer
 from nvr.ingest.rtsp import RtspError, RtspSession
+from nvr.storage.fmp4 import annexb
 from tests.camserver import TestCamera
 
 
@@ -63,7 +64,7 @@ def test_what_it_reads_decodes_without_errors(cam: TestCamera, mount: str) -> No
     ctx.extradata = b"".join(b"\x00\x00\x00\x01" + p for p in s.track.params)
     frames = 0
     for u in [*kept, None]:
-        for frame in ctx.decode(None if u is None else av.Packet(u.data)):
+        for frame in ctx.decode(None if u is None else av.Packet(annexb(u.data))):
             assert frame.width > 0 and not frame.is_corrupt
             frames += 1
     assert frames == len(kept), f"{frames} pictures decoded from {len(kept)} access units"

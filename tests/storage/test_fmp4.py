@@ -73,17 +73,26 @@ def _packets(container: av.container.InputContainer,
     yield from repair.flush()
 
 
-def _ours(tmp: Path, clips: list[bytes], seconds: float = 2.0) -> list[NewSegment]:
+def _ours(tmp: Path, clips: list[bytes], seconds: float = 2.0,
+          length_prefixed: bool = False) -> list[NewSegment]:
+    """Our writer's segments; `length_prefixed`: the frames handed over as the own RTSP reader
+    hands them (each NAL unit behind its length), not in Annex-B."""
     closed: list[NewSegment] = []
     w = SegmentWriter("cam", tmp, seconds, closed.append, first_segment_fraction=1.0)
     offset = 0
     with av.open(io.BytesIO(clips[0])) as first:
-        w.start_session(first.streams.video[0], T0)
+        w.start_session(first.streams.video[0], T0, length_prefixed=length_prefixed)
         for clip in clips:
             with av.open(io.BytesIO(clip)) as c:
                 last = 0
                 for op in _packets(c, offset):
-                    w.write(op)
+                    if length_prefixed:
+                        lp = bytes(fmp4.length_prefixed(bytearray(b"".join(
+                            bytes(p) for p in op.payloads))))
+                        w.write(OutPacket(op.pts, op.dts, op.duration, op.key, [lp],
+                                          op.arrival_mono_us, op.discontinuity))
+                    else:
+                        w.write(op)
                     last = op.dts + op.duration
                 offset = last
         w.end_session()
@@ -148,11 +157,13 @@ def _first_difference(a: bytes, b: bytes) -> int:
                 min(len(a), len(b)))
 
 
-@pytest.mark.parametrize(("codec", "bframes"), [
-    ("libx264", 0), ("libx264", 3), ("libx265", 3), ("mjpeg", 0)])
-def test_same_bytes_as_ffmpegs_muxer(tmp_path: Path, codec: str, bframes: int) -> None:
+@pytest.mark.parametrize(("codec", "bframes", "length_prefixed"), [
+    ("libx264", 0, False), ("libx264", 3, False), ("libx265", 3, False), ("mjpeg", 0, False),
+    ("libx264", 3, True), ("libx265", 3, True)])
+def test_same_bytes_as_ffmpegs_muxer(tmp_path: Path, codec: str, bframes: int,
+                                     length_prefixed: bool) -> None:
     clips = [_encode(codec, 50, bframes=bframes)]
-    ours = _ours(tmp_path, clips)
+    ours = _ours(tmp_path, clips, length_prefixed=length_prefixed)
     assert len(ours) == 2 and sum(s.frames for s in ours) == 50  # a cut at a keyframe after 2 s
     for seg, theirs in zip(ours, _reference(clips, ours), strict=True):
         data = Path(seg.path).read_bytes()
@@ -164,9 +175,11 @@ def test_same_bytes_as_ffmpegs_muxer(tmp_path: Path, codec: str, bframes: int) -
         assert len(ffprobe(Path(seg.path))["packets"]) == seg.frames
 
 
-def test_parameter_change_gets_its_own_moov_as_ffmpeg_wrote_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("length_prefixed", [False, True])
+def test_parameter_change_gets_its_own_moov_as_ffmpeg_wrote_it(tmp_path: Path,
+                                                               length_prefixed: bool) -> None:
     clips = [_encode("libx264", 40, bframes=2), _encode("libx264", 40, bframes=2, size=(192, 96))]
-    ours = _ours(tmp_path, clips)
+    ours = _ours(tmp_path, clips, length_prefixed=length_prefixed)
     assert [s.frames for s in ours] == [30, 10, 30, 10]
     widths = [ffprobe(Path(s.path))["streams"][0]["width"] for s in ours]
     assert widths == [160, 160, 192, 192]  # the new segment's avcC holds the new SPS
@@ -219,6 +232,17 @@ def test_length_prefixing_matches_ffmpeg(annexb: bytes) -> None:
     boxes = top_level_boxes(len(theirs), lambda off, n: theirs[off:off + n])
     [(_, at, size)] = [b for b in boxes if b[0] == b"mdat"]
     assert bytes(fmp4.length_prefixed(bytearray(annexb))) == theirs[at + 8:at + size]
+
+
+def test_annexb_and_length_prefixed_forms_round_trip() -> None:
+    units = [b"\x67\x42\x00\x1f", b"\x68\xce", b"\x65" + bytes(range(200))]
+    annex = b"".join(b"\x00\x00\x00\x01" + u for u in units)
+    lp = b"".join(len(u).to_bytes(4, "big") + u for u in units)
+    assert bytes(fmp4.length_prefixed(bytearray(annex))) == lp
+    assert fmp4.annexb(lp) == annex
+    from nvr.storage.segment_writer import param_sets
+    assert param_sets(lp, "h264", length_prefixed=True) == param_sets(annex, "h264") \
+        == (units[0], units[1])
 
 
 def test_hevc_parameter_sets_leave_the_sample() -> None:

@@ -36,6 +36,9 @@ _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read
 LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
 PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP buffer (tcp_rmem)
+# Video flowing this long without a keyframe (IDR/IRAP) the reader can start on: a stream it
+# cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
+NO_KEYFRAME_S = 30.0
 
 
 class _Stop(Exception):
@@ -174,6 +177,7 @@ class Reading:
         self.video: av.stream.Stream | None = None
         self.started = False
         self.last_data = time.monotonic()  # when a recv() last brought bytes
+        self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
 
     def step(self) -> None:
@@ -186,6 +190,7 @@ class Reading:
         for au in units:
             if self.video is None:
                 if not au.key:
+                    self._no_keyframe_yet()
                     continue  # undecodable before the first keyframe
                 probe, video = template_stream(self.track, annexb(au.data))
                 self.probes.append(probe)
@@ -194,6 +199,15 @@ class Reading:
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
             self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
                                        len(au.data)))
+
+    def _no_keyframe_yet(self) -> None:
+        now = time.monotonic()
+        if self.first_unit is None:
+            self.first_unit = now
+        elif now - self.first_unit > NO_KEYFRAME_S:
+            raise _Stop(SessionEnd(
+                "no_video", f"no keyframe in {NO_KEYFRAME_S:g} s of video (intra refresh "
+                "without IDR frames?)", permanent=True, own_reader_cannot=True))
 
     def pace(self) -> float:
         """How long this camera's bytes may gather in its socket before the next read: the

@@ -57,6 +57,11 @@ PACE_GRID_S = 0.1  # parked sessions wake on this grid (_due)
 LIVE_GRID_S = 0.01  # ... and a session with a short pace (watched live) on this one
 
 
+class ReadLoopFailed(RuntimeError):
+    """The loop itself failed (not one camera's stream): raised in every waiting camera's
+    thread. Not a reason to hand a `reader: auto` camera to FFmpeg's reader."""
+
+
 @dataclass(eq=False)
 class _Entry:
     reading: Reading
@@ -104,7 +109,7 @@ class ReadLoop:
             self._wake()
         while not entry.done.wait(1.0):
             if not thread.is_alive() and not entry.done.is_set():
-                raise RuntimeError("the read loop ended without handing the session back")
+                raise ReadLoopFailed("the read loop ended without handing the session back")
         if entry.error is not None:
             raise entry.error
         assert entry.end is not None
@@ -144,7 +149,8 @@ class ReadLoop:
                     try:
                         sel.register(entry.sock, selectors.EVENT_READ, entry)
                     except (OSError, ValueError) as e:  # (a socket closed under us)
-                        entry.error = e
+                        entry.error = ReadLoopFailed(f"the read loop could not take the "
+                                                     f"session: {type(e).__name__}: {e}")
                         entry.done.set()
                         continue
                     live.add(entry)
@@ -158,7 +164,7 @@ class ReadLoop:
                 self._close_pipe()
                 self._thread = None
             for entry in left:
-                entry.error = RuntimeError(f"the read loop failed: {type(e).__name__}: {e}")
+                entry.error = ReadLoopFailed(f"the read loop failed: {type(e).__name__}: {e}")
                 entry.done.set()
         finally:
             sel.close()

@@ -250,9 +250,12 @@ class CameraRecorder:
                 # Whatever went wrong, this thread is the camera's only recorder: it must
                 # live on and retry, never die and leave a stale "recording" in status.
                 _log.exception("session_crashed", camera=self.camera.id, reader=self.reader)
-                # Not a disk error: the own reader met something in this stream it cannot take.
+                # Not a disk error, nor the read loop failing for every camera: the own reader
+                # met something in this camera's stream it cannot take.
+                from nvr.ingest.read_loop import ReadLoopFailed
+
                 end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}",
-                                 own_reader_cannot=not isinstance(e, OSError))
+                                 own_reader_cannot=not isinstance(e, OSError | ReadLoopFailed))
             if end is STOPPED or self._stop.is_set():
                 break
             uptime_s = (self.clock.mono_us() - began) / 1e6

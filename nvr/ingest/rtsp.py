@@ -244,12 +244,23 @@ class RtspSession:
 
     def _check(self, reply: Reply, what: str) -> None:
         if reply.status == 401:
+            if self.user and self._auth is None and reply.headers.get("www-authenticate"):
+                # Challenged in a way this reader cannot answer (e.g. Digest MD5-sess,
+                # SHA-256): not the password's fault; FFmpeg's reader may answer it.
+                raise RtspError("protocol", f"{what}: the camera asks for an authentication "
+                                            "this reader does not speak")
             raise RtspError("credentials", "credentials refused by camera")
         if reply.status == 404:
             raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
         if reply.status != 200:
             reason = "".join(c for c in reply.reason[:60] if c.isprintable())
-            raise RtspError("protocol", f"{what} refused: {reply.status} {reason}")
+            # A server error or a full session table (453, 454) is the camera being busy or
+            # booting: retried, as for an offline camera. Anything else is a dialect of RTSP
+            # this reader does not speak.
+            busy = reply.status >= 500 and reply.status not in (501, 505) \
+                or reply.status in (453, 454)
+            raise RtspError("offline" if busy else "protocol",
+                            f"{what} refused: {reply.status} {reason}")
 
     def request(self, method: str, uri: str, headers: dict[str, str] | None = None) -> Reply:
         reply = self._send_and_wait(method, uri, headers or {})

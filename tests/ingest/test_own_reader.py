@@ -118,3 +118,39 @@ async def test_auto_reader_keeps_its_own_for_h264_and_hands_mjpeg_to_ffmpegs(
             ("video", "mjpeg")]
         assert len(probe["packets"]) == s.frames == _decode_all(Path(s.path))
     assert not await index.gaps("lobby")  # the hand-over happened before anything was recorded
+
+
+@pytest.mark.parametrize(("raised", "switches"), [
+    (KeyError("a bug of ours meeting this stream"), True),
+    (OSError(28, "No space left on device"), False),  # the disk, not the camera
+    ("loop", False),  # the read loop failing fails every camera: not this camera's stream
+])
+async def test_auto_reader_hands_over_on_its_own_failures_only(
+        tmp_path: Path, index: Index, monkeypatch: pytest.MonkeyPatch,
+        raised: BaseException | str, switches: bool) -> None:
+    from nvr.ingest import own_session, session
+    from nvr.ingest.read_loop import ReadLoopFailed
+
+    error = ReadLoopFailed("the read loop failed: KeyError") if raised == "loop" else raised
+    calls: list[str] = []
+
+    def own(ctx: session.SessionContext) -> session.SessionEnd:
+        calls.append("nvr")
+        assert isinstance(error, BaseException)
+        raise error
+
+    def ffmpeg(ctx: session.SessionContext) -> session.SessionEnd:
+        calls.append("ffmpeg")
+        return session.SessionEnd("offline", "camera unreachable: test")
+
+    monkeypatch.setattr(own_session, "run_own_session", own)
+    monkeypatch.setattr("nvr.ingest.recorder.run_session", ffmpeg)
+    rec = make_recorder("desk", "rtsp://127.0.0.1:9/x", tmp_path, IndexSink(index),
+                        reader="auto")
+    rec.start()
+    try:
+        await wait_for(lambda: len(calls) >= 2)
+    finally:
+        await rec.stop()
+    assert calls[:2] == (["nvr", "ffmpeg"] if switches else ["nvr", "nvr"])
+    assert rec.status()["reader"] == ("ffmpeg" if switches else "nvr")

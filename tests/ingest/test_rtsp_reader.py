@@ -162,3 +162,46 @@ def test_digest_challenges_with_commas_and_qop_lists_are_answered() -> None:
     assert challenge_params(ch)["realm"] == "IP Camera, Inc"
     header = digest_header("u", "p", ch, "DESCRIBE", "rtsp://h/x", "cn", 2)
     assert 'realm="IP Camera, Inc"' in header and "qop=auth, nc=00000002" in header
+
+
+def _camera_answering(status_line: bytes, headers: bytes = b"") -> int:
+    """A real TCP server answering every RTSP request with the same status (CSeq echoed)."""
+    import re
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(5)
+            try:
+                while data := conn.recv(4096):
+                    cseq = re.search(rb"CSeq: *(\d+)", data)
+                    conn.sendall(status_line + b"\r\nCSeq: " + (cseq.group(1) if cseq else b"1")
+                                 + b"\r\n" + headers + b"Content-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+        srv.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return int(srv.getsockname()[1])
+
+
+@pytest.mark.parametrize(("status", "headers", "kind"), [
+    # busy or booting: retried like an offline camera (`reader: auto` keeps the own reader)
+    (b"RTSP/1.0 503 Service Unavailable", b"", "offline"),
+    (b"RTSP/1.0 453 Not Enough Bandwidth", b"", "offline"),
+    # a dialect the reader does not speak: `reader: auto` hands the camera to FFmpeg's
+    (b"RTSP/1.0 461 Unsupported Transport", b"", "protocol"),
+    (b"RTSP/1.0 401 Unauthorized",
+     b'WWW-Authenticate: Digest realm="cam", nonce="n1", algorithm=MD5-sess\r\n', "protocol"),
+    # a challenge it answers, refused: the password is wrong
+    (b"RTSP/1.0 401 Unauthorized", b'WWW-Authenticate: Basic realm="cam"\r\n', "credentials"),
+])
+def test_refusals_are_told_apart(status: bytes, headers: bytes, kind: str) -> None:
+    port = _camera_answering(status, headers)
+    with pytest.raises(RtspError) as e:
+        RtspSession(f"rtsp://u:p@127.0.0.1:{port}/x", 3.0).open()
+    assert e.value.kind == kind, e.value

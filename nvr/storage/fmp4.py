@@ -212,8 +212,8 @@ def mdat_header(nbytes: int) -> bytes:
 def starts_with_sync(moof: bytes) -> bool:
     """Whether a fragment's first frame is a keyframe (moof > traf: tfhd, trun), for any moof
     FFmpeg's muxer or ours writes. A player must start at such a fragment."""
-    traf = _inner(moof, 8, b"traf")
-    tfhd, trun = _inner(traf, 8, b"tfhd"), _inner(traf, 8, b"trun")
+    traf = child_box(moof, 8, b"traf")
+    tfhd, trun = child_box(traf, 8, b"tfhd"), child_box(traf, 8, b"trun")
     if not tfhd or not trun:
         return False
     flags: int | None = None
@@ -232,8 +232,9 @@ def starts_with_sync(moof: bytes) -> bool:
     return flags is not None and not flags & 0x00010000  # sample_is_non_sync_sample
 
 
-def _inner(box: bytes, at: int, kind: bytes) -> bytes:
-    """The first child box of that kind (whole), or b"" ."""
+def child_box(box: bytes, at: int, kind: bytes) -> bytes:
+    """The first box of that kind (whole) among the boxes from `at` (a box's header length:
+    its children), or b"" ."""
     while at + 8 <= len(box):
         size = int.from_bytes(box[at:at + 4], "big")
         if size < 8:

@@ -18,6 +18,7 @@ import av
 import av.container
 import av.stream
 
+from nvr.storage.fmp4 import child_box
 from nvr.storage.recovery import top_level_boxes
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
@@ -87,12 +88,7 @@ def build(template: av.stream.Stream, codec: str, extradata: bytes | None,
 
 
 def _child(box: bytes, header: int, kind: bytes) -> bytes:
-    off = header
-    while off + 8 <= len(box):
-        size, k = struct.unpack_from(">I4s", box, off)
-        if size < 8:
-            break
-        if k == kind:
-            return box[off:off + size]
-        off += size
-    raise ValueError(f"no {kind.decode()} box in the muxer's moov")
+    found = child_box(box, header, kind)
+    if not found:
+        raise ValueError(f"no {kind.decode()} box in the muxer's moov")
+    return found

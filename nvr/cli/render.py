@@ -297,14 +297,17 @@ def status(out: Out, result: dict[str, Any]) -> None:
     title = f"{site}: {fmt.plural(len(cams), 'camera')}" if site else fmt.plural(len(cams), "camera")
     items: list[tuple[str, str]] = []
     new = any(isinstance(c, dict) and "oldest_footage" in c for c in cams)  # issue-13 daemon
+    # "Now" is the daemon's (its reply's `at`), not this process's clock: the same reply
+    # renders the same way on any day; only a reply without `at` (an older daemon) uses ours.
     now = fmt.parse_iso(result.get("at") or "") or dt.datetime.now(dt.UTC)
+    today = now.isoformat()
     if cams:
         if new:
             columns = [*STATUS_TABLE] if out.terminal else [*STATUS_TABLE, *STATUS_MORE, WHY]
         else:
             columns = [*STATUS_COLUMNS] if out.terminal else [*STATUS_COLUMNS, WHY]
         shown = [_status_row(c, now) for c in cams]
-        rows = [[_status_cell(out, k, c) for k, _h in columns] for c in shown]
+        rows = [[_status_cell(out, k, c, today) for k, _h in columns] for c in shown]
         out.table([h for _k, h in columns], rows, title, [k for k, _h in columns])
         if out.terminal:
             alerted = {a.get("camera") for a in result.get("alerts") or [] if isinstance(a, dict)}
@@ -313,7 +316,7 @@ def status(out: Out, result: dict[str, Any]) -> None:
                     items.append((f"{c.get('id')}", f"{c.get('state')}: {c['reason']}"))
                 if c.get("last_error") and c.get("last_error") != c.get("reason"):
                     at = c.get("last_error_at")
-                    when = f" at {out.when(at, same_day_as=_now_iso())}" if at else ""
+                    when = f" at {out.when(at, same_day_as=today)}" if at else ""
                     items.append((f"{c.get('id')}", f"last error{when}: {c['last_error']}"))
                 if c.get("held_bytes"):
                     items.append((f"{c.get('id')}", "held: " + _held_text(c)))
@@ -346,9 +349,9 @@ def status(out: Out, result: dict[str, Any]) -> None:
     out.pairs(items)
 
 
-def _status_cell(out: Out, key: str, c: dict[str, Any]) -> str:
+def _status_cell(out: Out, key: str, c: dict[str, Any], today: str) -> str:
     if key == "last_segment_end":
-        return out.when(c.get(key), same_day_as=_now_iso())
+        return out.when(c.get(key), same_day_as=today)
     if key == "held_bytes" and not c.get(key):
         return "-"
     if key == "held_seconds":
@@ -368,10 +371,6 @@ def _disk_text(disk: dict[str, Any], result: dict[str, Any]) -> str:
     if "days_left" in disk:
         return fmt.disk_line(disk, None)
     return fmt.disk_line(disk, _daily_bytes(result))
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat()
 
 
 def recordings(out: Out, result: dict[str, Any]) -> None:

@@ -77,8 +77,10 @@ def on_terminal(sock: Path, *argv: str, columns: int = 80) -> list[str]:
 
 def test_status_and_recordings_show_local_times_with_the_zone(sock: Path) -> None:
     status = piped(sock, "status", env=NY)
-    assert "2026-11-29 07:20:19 EST" not in status  # same day as "now" is not assumed…
+    # "Today" is the daemon's day (its reply's `at`, 2026-11-29 here), never this machine's:
+    assert "2026-11-29 07:20:19 EST" not in status  # today's time: time of day only…
     assert "07:20:19 EST" in status  # …but the time of day and the zone always show
+    assert "2026-11-28 18:59:58 EST" in status  # another day's: with its date
     assert "2026-10-30 08:00:00 EDT" in status  # the oldest footage, in summer time
     rec = piped(sock, "recordings", "--camera", "front", env=NY)
     assert "2026-11-29 07:20:15 EST" in rec and ".034035" not in rec

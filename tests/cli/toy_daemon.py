@@ -46,7 +46,7 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
     a: Any = args
     await asyncio.to_thread(_record, op, args.model_dump(exclude_none=True))
     if op == "status":
-        return Reply({"site": "Hanson", "cameras": [
+        return Reply({"site": "Hanson", "at": "2026-11-29T12:20:30.000000Z", "cameras": [
             {"id": "front", "state": "recording", "fps": 15.0, "bitrate_bps": 2_000_000,
              "last_segment_end": "2026-11-29T12:20:19.034035Z", "errors": 0, "reason": None},
             {"id": "senior-lounge", "state": "backoff", "fps": 0.0, "bitrate_bps": 0,

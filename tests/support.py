@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 NVR = str(Path(sys.executable).parent / "nvr")
 ACCOUNT_PREFIX = "nvrtest-"
+ACCOUNTS_LOCK = "/run/lock/nvrtest-accounts.lock" if os.path.isdir("/run/lock") else "/tmp/nvrtest-accounts.lock"
 
 
 def is_root() -> bool:
@@ -40,26 +42,36 @@ def ensure_account(name: str) -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(name)
     except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-            check=True, capture_output=True,
-        )
-        return pwd.getpwnam(name)
+        pass
+    # Test processes run side by side (pytest-xdist workers, two checkouts on one machine):
+    # one lock makes "look up, else create" one step, so two never race to useradd one name.
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                check=True, capture_output=True,
+            )
+            return pwd.getpwnam(name)
 
 
 def remove_accounts(names: set[str]) -> list[str]:
     """userdel each of our test accounts; the ones that could not be removed, with why."""
     failed = []
-    for name in sorted(names):
-        if not name.startswith(ACCOUNT_PREFIX):
-            continue
-        try:
-            pwd.getpwnam(name)
-        except KeyError:
-            continue
-        proc = subprocess.run(["userdel", name], capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            failed.append(f"{name}: {proc.stderr.strip()}")
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for name in sorted(names):
+            if not name.startswith(ACCOUNT_PREFIX):
+                continue
+            try:
+                pwd.getpwnam(name)
+            except KeyError:
+                continue
+            proc = subprocess.run(["userdel", name], capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                failed.append(f"{name}: {proc.stderr.strip()}")
     return failed
 
 

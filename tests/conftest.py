@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.camserver import TestCamera
-from tests.support import USED_ACCOUNTS, is_root, remove_accounts
+from tests.support import USED_ACCOUNTS, is_root, release_accounts
 
 # Property tests judge correctness, not speed: on a loaded 2-core CI machine, time limits and
 # the "too slow" health check would fail good code at random.
@@ -61,12 +61,12 @@ def collect_garbage_between_modules() -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the nvrtest-* accounts this run used, so a run leaves the machine as it found
-    it. NVR_KEEP_TEST_ACCOUNTS=1 keeps them (other runs on the same machine may be using them
+    """Remove the nvrtest-* accounts this run used and no other live test process uses (each
+    pytest-xdist worker is one), so a run leaves the machine as it found it. NVR_KEEP_TEST_ACCOUNTS=1 keeps them (other runs on the same machine may be using them
     right now; keeping them also saves creating them again)."""
     if not USED_ACCOUNTS or not is_root() or os.environ.get("NVR_KEEP_TEST_ACCOUNTS") == "1":
         return
-    failed = remove_accounts(set(USED_ACCOUNTS))
+    failed = release_accounts()
     if failed:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

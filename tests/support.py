@@ -35,10 +35,54 @@ def is_root() -> bool:
 USED_ACCOUNTS: set[str] = set()
 
 
+# Each live test process lists the accounts it uses in a file of its own here, so a process
+# that ends removes only the accounts no other live process (an xdist worker, another run on
+# the machine) still uses.
+SESSIONS_DIR = Path(ACCOUNTS_LOCK).parent / "nvrtest-sessions"
+
+
+def _register_use(name: str) -> None:
+    if name in USED_ACCOUNTS:
+        return
+    USED_ACCOUNTS.add(name)
+    SESSIONS_DIR.mkdir(mode=0o700, exist_ok=True)
+    with (SESSIONS_DIR / str(os.getpid())).open("a") as f:
+        f.write(name + "\n")
+
+
+def accounts_in_use_elsewhere() -> set[str]:
+    """Accounts listed by other test processes that are still alive."""
+    names: set[str] = set()
+    for entry in SESSIONS_DIR.glob("*") if SESSIONS_DIR.is_dir() else ():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            os.kill(int(entry.name), 0)
+        except ProcessLookupError:
+            entry.unlink(missing_ok=True)  # a process that died without cleaning up
+            continue
+        except PermissionError:
+            pass
+        names.update(entry.read_text().split())
+    return names
+
+
+def release_accounts() -> list[str]:
+    """At the end of this process: remove the accounts it used that no other live test process
+    uses; the ones that could not be removed, with why."""
+    with open(ACCOUNTS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        (SESSIONS_DIR / str(os.getpid())).unlink(missing_ok=True)
+        unused = set(USED_ACCOUNTS) - accounts_in_use_elsewhere()
+    return remove_accounts(unused)
+
+
 def ensure_account(name: str) -> pwd.struct_passwd:
     """A real system account for role tests (CI runs as root)."""
-    if name.startswith(ACCOUNT_PREFIX):
-        USED_ACCOUNTS.add(name)
+    if name.startswith(ACCOUNT_PREFIX) and is_root():
+        with open(ACCOUNTS_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _register_use(name)
     try:
         return pwd.getpwnam(name)
     except KeyError:

@@ -15,7 +15,8 @@ import base64
 import concurrent.futures
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,28 @@ from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
 from nvr.export.records import Exports, Stills
-from nvr.export.remux import ClipResult, SegmentTampered, export_clip, missing_us
+from nvr.export.remux import (
+    ClipPlan,
+    ClipResult,
+    NoFootage,
+    SegmentTampered,
+    first_frame_at_or_after,
+    missing_us,
+    plan_clip,
+    write_planned,
+)
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
-from nvr.storage.index import Gap, Segment
+from nvr.storage.index import Segment
 from nvr.timeutil import to_iso
 
 logger = log.get("nvr.export")
+
+@dataclass(frozen=True, slots=True)
+class StillPlan:
+    segments: list[Segment]  # the first two at or after the time asked
+    frame_us: int  # the frame the still will show
+
 
 # At most this many progress lines a second reach the client.
 PROGRESS_PER_SECOND = 8
@@ -62,38 +78,67 @@ def _progress_bridge(
     return on_progress, sent
 
 
+async def plan_export(svc: RecorderPort, camera: str, start: int, end: int) -> ClipPlan | None:
+    """What an export of [start, end) would deliver, from the index and the segments' small
+    boxes (no frame is read): the handler decides on the planned window, lead-in included,
+    before anything is copied. None when there is nothing decodable to deliver."""
+    segments = await svc.index.segments(camera, start, end)
+    if not segments:
+        return None
+    gaps = await svc.index.gaps(camera, start, end)
+    try:
+        return await asyncio.to_thread(plan_clip, segments, gaps, start, end)
+    except NoFootage:
+        return None
+    except SegmentTampered as exc:
+        await _audit_tampered(svc, camera, exc)
+        raise
+
+
+async def lead_in(svc: RecorderPort, camera: str, start: int) -> int:
+    """Where footage shown from `start` really begins: the keyframe at or before it (a player
+    needs it to draw `start`), or `start` itself when no frame of that camera covers it."""
+    segments = await svc.index.segments(camera, start, start + 1)
+    if not segments:
+        return start
+    try:
+        planned = await asyncio.to_thread(plan_clip, segments, [], start, start + 1)
+    except NoFootage:
+        return start
+    except SegmentTampered as exc:
+        await _audit_tampered(svc, camera, exc)
+        raise
+    return min(start, planned.start_us)
+
+
+def no_footage(camera: str, start: int, end: int, now: int) -> DataError:
+    """The refusal for an export with nothing to deliver, saying what to do next."""
+    if start >= now:
+        return DataError(f"no footage of camera {camera} from {to_iso(start)}: that is in the "
+                         "future")
+    return DataError(
+        f"no footage of camera {camera} between {to_iso(start)} and {to_iso(end)}; "
+        "see `nvr recordings --camera " + camera + "`"
+    )
+
+
 async def export(
     svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
-    window: tuple[int, int], progress: Progress,
-    check_lead_in: Callable[[int], Awaitable[None]],
+    planned: ClipPlan, progress: Progress,
 ) -> Reply:
-    """An export the handler has already authorized: remux → (lead-in check) → sign → record
-    with its audit row in one unit of work → hand over the descriptor. Flows one way: it never
-    calls back into the handlers except through `check_lead_in`, which it is given."""
-    start, end = window
-    segments = await svc.index.segments(cam.id, start, end)
-    if not segments:
-        raise DataError(
-            f"no footage of camera {cam.id} between {to_iso(start)} and {to_iso(end)}; "
-            "see `nvr recordings --camera " + cam.id + "`"
-        )
-    gaps = await svc.index.gaps(cam.id, start, end)
+    """An export the handler has planned and authorized (on the planned window): copy → sign
+    → record with its audit row in one unit of work → hand over the descriptor. Flows one way:
+    it never calls back into the handlers."""
     # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
     # line, before a byte is written, if this export would take more than its share.
-    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}",
-                               sum(s.bytes for s in segments),
+    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}", planned.source_bytes,
                                counted=role not in PRIVILEGED)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
-    # From here on, any failure (a client that went away, a cancelled task, a refused
-    # release) must not leave a copy of the clip behind in the recorder.
+    # From here on, any failure (a client that went away, a cancelled task) must not leave a
+    # copy of the clip behind in the recorder.
     try:
-        clip = await _remux(svc, cam.id, segments, gaps, start, end, tmp, progress)
-        # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
-        if clip.actual_start_us < start - 1000:
-            # The clip starts at the keyframe before --start: the handler decides whether
-            # that lead-in is covered too (a staff grant's window must cover it).
-            await check_lead_in(clip.actual_start_us)
-        result = await _sign_and_record(svc, caller, role, a, cam, clip, (start, end))
+        clip = await _write(svc, cam.id, planned, tmp, progress)
+        result = await _sign_and_record(svc, caller, role, a, cam, clip, planned.requested)
         fd, keep_fd = await asyncio.to_thread(_open_and_unlink, tmp)
         svc.spool.delivered(ticket, keep_fd, clip.bytes)
     except BaseException:
@@ -105,21 +150,23 @@ async def export(
     return Reply(result=result, fd=fd)
 
 
-async def _remux(svc: RecorderPort, camera: str, segments: Sequence[Segment],
-                 gaps: Sequence[Gap], start: int, end: int, tmp: Path,
+async def _audit_tampered(svc: RecorderPort, camera: str, exc: SegmentTampered) -> None:
+    await svc.audit.append(
+        at_us=svc.clock(), actor="nvr", uid=os.getuid(), role="system",
+        action="segment_integrity_failure", allowed=False,
+        detail={"camera": camera, "error": str(exc)},
+    )
+    logger.error("segment_tampered", camera=camera, error=str(exc))
+
+
+async def _write(svc: RecorderPort, camera: str, planned: ClipPlan, tmp: Path,
                  progress: Progress) -> ClipResult:
-    """export_clip in a worker thread, with progress lines and integrity failures audited."""
+    """write_planned in a worker thread, with progress lines and integrity failures audited."""
     on_progress, sent = _progress_bridge(progress)
     try:
-        clip = await asyncio.to_thread(export_clip, segments, gaps, start, end, tmp,
-                                       progress=on_progress)
+        clip = await asyncio.to_thread(write_planned, planned, tmp, progress=on_progress)
     except SegmentTampered as exc:
-        await svc.audit.append(
-            at_us=svc.clock(), actor="nvr", uid=os.getuid(), role="system",
-            action="segment_integrity_failure", allowed=False,
-            detail={"camera": camera, "error": str(exc)},
-        )
-        logger.error("segment_tampered", camera=camera, error=str(exc))
+        await _audit_tampered(svc, camera, exc)
         raise
     except OSError as exc:
         # A source segment vanished or could not be read mid-export (retention, a disk error).
@@ -183,12 +230,20 @@ async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any
     }
 
 
-async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
-                at: int, until: int) -> Reply:
-    """A still the handler has already authorized: extract → record with its audit row."""
-    segments = await svc.index.segments(cam.id, at, None)
+async def plan_still(svc: RecorderPort, camera: str, at: int) -> StillPlan | None:
+    """Which frame a still of `at` shows (the first at or after it), from the sample tables:
+    the handler decides on that frame's time before a frame is decoded. None: no footage."""
+    segments = (await svc.index.segments(camera, at, None))[:2]
     if not segments:
-        raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
+        return None
+    frame_us = await asyncio.to_thread(first_frame_at_or_after, segments, at)
+    return None if frame_us is None else StillPlan(segments, frame_us)
+
+
+async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
+                planned: StillPlan, until: int) -> Reply:
+    """A still the handler has planned and authorized: extract → record with its audit row."""
+    segments, at = planned.segments, planned.frame_us
     still_id = f"S-{secrets.token_hex(4)}"
     path = svc.root / "stills" / f"{still_id}.jpg"
     # The row (with its expiry) exists before the file does, so the expirer finds every copy,
@@ -198,7 +253,7 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
                                 path=str(path), reason=a.reason,
                                 created_by=caller.user or str(caller.uid))
     try:
-        result = await asyncio.to_thread(extract_still, segments[:2], at, path)
+        result = await asyncio.to_thread(extract_still, segments, at, path)
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             async with svc.index.unit():  # the still's record and its audit row, as one

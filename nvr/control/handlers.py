@@ -161,11 +161,24 @@ class Handlers:
         approve: bool | None = None,
         minutes: int | None = None,
     ) -> Decision:
+        """The policy's decision on this context, made once and recorded: an allowed one is
+        returned with its audit row appended, a refused one is audited and raised."""
         now = self.svc.clock()
-        role = self.role(caller)
         decision = await self.decision(caller, action, now, cameras=cameras,
                                         start_us=start_us, end_us=end_us, reason=reason,
                                         request=request, approve=approve, minutes=minutes)
+        return await self._record(caller, action, decision, now, cameras=cameras,
+                                  start_us=start_us, end_us=end_us, reason=reason,
+                                  request=request, detail=detail)
+
+    async def _record(
+        self, caller: Caller, action: Action, decision: Decision, now: int, *,
+        cameras: Sequence[str] = (), start_us: int | None = None, end_us: int | None = None,
+        reason: str | None = None, request: RequestInfo | None = None,
+        detail: dict[str, Any] | None = None, **_decided_on: Any,
+    ) -> Decision:
+        """Audit a decision already made (never decide again here); raise it if refused."""
+        role = self.role(caller)
         record: dict[str, Any] = {"cameras": list(cameras), "rule": decision.rule}
         if start_us is not None:
             record["start"] = to_iso(start_us)
@@ -207,19 +220,20 @@ class Handlers:
 
     @asynccontextmanager
     async def authorized(self, caller: Caller, action: Action, **kw: Any) -> AsyncIterator[Decision]:
-        """authorize(), then the body (the action), as ONE unit of work: the decision's audit
+        """One decision, then the body (the action), as ONE unit of work: the decision's audit
         row commits with the action's rows, or neither does. A refusal is audited alone and
         raised before the unit opens. If the action fails after an allowed decision, the unit
-        rolls back whole and the decision is then audited alone, as an attempt (as before)."""
+        rolls back whole and the same decision is then audited alone, as an attempt."""
+        now = self.svc.clock()
         ctx = {k: v for k, v in kw.items() if k != "detail"}  # detail is only recorded
-        decision = await self.decision(caller, action, self.svc.clock(), **ctx)
+        decision = await self.decision(caller, action, now, **ctx)
         if not decision.allowed:
-            await self.authorize(caller, action, **kw)  # audits the refusal and raises
+            await self._record(caller, action, decision, now, **kw)  # audits, raises
         try:
             async with self.svc.index.unit():
-                yield await self.authorize(caller, action, **kw)
+                yield await self._record(caller, action, decision, now, **kw)
         except BaseException:
-            await self.authorize(caller, action, **kw)
+            await self._record(caller, action, decision, now, **kw)
             raise
 
     # -- metadata ---------------------------------------------------------------------------
@@ -296,8 +310,16 @@ class Handlers:
 
     # -- footage: export and stills (nvr.control.footage) ----------------------------------
 
+    def may_plan(self, caller: Caller, action: Action, camera: str) -> bool:
+        """Whether to look at footage to plan before deciding: not for an account the policy
+        refuses this action outright, nor for a camera not in the map (no disk read for
+        them, and they learn nothing about what is recorded)."""
+        denied = MATRIX[action].cells[self.role(caller)].kind is Kind.deny
+        return not denied and self.svc.config.camera(camera) is not None
+
     async def op_export(self, caller: Caller, a: Any, progress: Progress) -> Reply:
-        """handler (times, request, decision) → nvr.control.footage (remux, sign, record)."""
+        """Plan the clip (which frames, from the keyframe before --start), decide ONCE on the
+        window it will really deliver, then copy → sign → record (nvr.control.footage)."""
         start, end = parse_time(a.start), parse_time(a.end)
         if end <= start:
             raise UsageError("--end must be after --start")
@@ -305,31 +327,42 @@ class Handlers:
         request: RequestInfo | None = None
         if a.request:
             request = await self._request_info(caller, action, a.request)
-        await self.authorize(caller, action, cameras=[a.camera], start_us=start, end_us=end,
-                             reason=a.reason, request=request, detail={"incident": a.incident})
+        planned = (await footage.plan_export(self.svc, a.camera, start, end)
+                   if self.may_plan(caller, action, a.camera) else None)
+        detail: dict[str, Any] = {"incident": a.incident}
+        window_start = start
+        # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
+        if planned is not None and planned.start_us < start - 1000:
+            # The clip starts at the keyframe before --start: the decision covers that
+            # lead-in too (a staff grant's or an approved request's window must include it).
+            window_start = planned.start_us
+            detail.update(requested_start=to_iso(start), lead_in_from=to_iso(window_start))
+        await self.authorize(caller, action, cameras=[a.camera], start_us=window_start,
+                             end_us=end, reason=a.reason, request=request, detail=detail)
         cam = self.camera(a.camera)
-        role = self.role(caller)
-
-        async def check_lead_in(lead_in_us: int) -> None:
-            # A grant's window (staff), or a release's approved window, must cover the
-            # lead-in too: the clip starts at the keyframe before --start.
-            if role is Role.staff or action is Action.release:
-                await self.authorize(caller, action, cameras=[cam.id], start_us=lead_in_us,
-                                     end_us=end, reason=a.reason,
-                                     detail={"lead_in_from": to_iso(lead_in_us)})
-
-        return await footage.export(self.svc, caller, role, a, cam, (start, end), progress,
-                                    check_lead_in)
+        if planned is None:
+            raise footage.no_footage(cam.id, start, end, self.svc.clock())
+        return await footage.export(self.svc, caller, self.role(caller), a, cam, planned,
+                                    progress)
 
     async def op_still(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+        """Find the frame the still will show, decide ONCE on that frame's time, then decode."""
         at = parse_time(a.at)
         until = parse_time(a.until, end_of_day=True)
         if until <= self.svc.clock():
             raise UsageError("--until must be in the future: it is when the suspension ends")
-        await self.authorize(caller, Action.still, cameras=[a.camera], start_us=at, end_us=at,
-                             reason=a.reason, detail={"until": to_iso(until)})
+        planned = (await footage.plan_still(self.svc, a.camera, at)
+                   if self.may_plan(caller, Action.still, a.camera) else None)
+        shown = at if planned is None else planned.frame_us
+        detail: dict[str, Any] = {"until": to_iso(until)}
+        if shown != at:
+            detail["asked"] = to_iso(at)
+        await self.authorize(caller, Action.still, cameras=[a.camera], start_us=shown,
+                             end_us=shown, reason=a.reason, detail=detail)
         cam = self.camera(a.camera)
-        return await footage.still(self.svc, caller, self.role(caller), a, cam, at, until)
+        if planned is None:
+            raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
+        return await footage.still(self.svc, caller, self.role(caller), a, cam, planned, until)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.export.signing import key_show, published_key_path

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nvr import log
 from nvr.config.model import Role
+from nvr.control import footage
 from nvr.control.protocol import Caller
 from nvr.errors import Unavailable, UsageError
 from nvr.policy.actions import Action
@@ -78,9 +79,20 @@ async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     if end <= start:
         raise UsageError("--end must be after --start (and --start in the past)")
     minutes = a.minutes or PLAYBACK_DEFAULT_MINUTES
+    # The page must start each camera at the keyframe before --start: the decision covers that
+    # lead-in too, as an export's does (a staff grant's window must include it).
+    shown_from = start
+    if all(h.may_plan(caller, Action.playback, c) for c in a.cameras):
+        for cam_id in a.cameras:
+            shown_from = min(shown_from, await footage.lead_in(h.svc, cam_id, start))
+    detail: dict[str, Any] = {"minutes": minutes}
+    if shown_from < start - 1000:  # (1 ms of slack, as export's)
+        detail.update(requested_start=to_iso(start), lead_in_from=to_iso(shown_from))
+    else:
+        shown_from = start
     # The decision, the link and its audit row commit as one unit of work.
-    async with h.authorized(caller, Action.playback, cameras=a.cameras, start_us=start,
-                            end_us=end, reason=a.reason, detail={"minutes": minutes}):
+    async with h.authorized(caller, Action.playback, cameras=a.cameras, start_us=shown_from,
+                            end_us=end, reason=a.reason, detail=detail):
         for cam_id in a.cameras:
             h.camera(cam_id)
         return await _mint(h, caller, "playback", list(a.cameras), minutes, a.reason, start,

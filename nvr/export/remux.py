@@ -129,16 +129,38 @@ class _Plan:
         return len(self.dts)
 
 
-def export_clip(
-    segments: Sequence[Segment],
-    gaps: Sequence[Gap],
-    start_us: int,
-    end_us: int,
-    out_path: Path,
-    *,
-    progress: Progress | None = None,
-) -> ClipResult:
-    """Write the footage of [start_us, end_us) to out_path (created 0600; must not exist)."""
+@dataclass(slots=True)
+class ClipPlan:
+    """What a clip will hold, worked out from the sources' small boxes before a frame is read:
+    the decision to deliver it is made on `start_us`..`end_us` (the keyframe lead-in before the
+    requested start included), and only then is anything copied."""
+
+    chosen: list[Segment]
+    layouts: list[SegmentLayout]
+    plan: _Plan
+    gaps: list[Gap]
+    requested: tuple[int, int]
+
+    @property
+    def start_us(self) -> int:
+        """Where the clip starts: the keyframe at or before the requested start."""
+        assert self.plan.origin is not None
+        return _us(self.plan.origin)
+
+    @property
+    def end_us(self) -> int:
+        """Where the clip's last frame ends (it starts before the requested end)."""
+        return _us(self.plan.last_end)
+
+    @property
+    def source_bytes(self) -> int:
+        return sum(s.bytes for s in self.chosen)
+
+
+def plan_clip(segments: Sequence[Segment], gaps: Sequence[Gap], start_us: int,
+              end_us: int) -> ClipPlan:
+    """Plan the clip of [start_us, end_us) from the sources' sample tables (small boxes only;
+    no frame is read). Raises NoFootage when nothing decodable lies in the range."""
     if end_us <= start_us:
         raise DataError(f"export range ends ({to_iso(end_us)}) before it starts ({to_iso(start_us)})")
     chosen = sorted(
@@ -164,20 +186,65 @@ def export_clip(
         for seg in chosen:
             check_hash(seg)
         raise
-    all_gaps = clip_gaps(chosen, gaps, start_us, end_us)
+    return ClipPlan(chosen, layouts, plan, clip_gaps(chosen, gaps, start_us, end_us),
+                    (start_us, end_us))
+
+
+def write_planned(clip: ClipPlan, out_path: Path, *,
+                  progress: Progress | None = None) -> ClipResult:
+    """Write a planned clip to out_path (created 0600; must not exist), checking every source's
+    sha256 and that its boxes are those the plan came from."""
+    chosen, layouts, plan = clip.chosen, clip.layouts, clip.plan
     step = _stepper(progress, 2 * len(chosen))
-    size, digest = _write_clip(chosen, layouts, plan, _chapters(plan, all_gaps), out_path, step)
-    actual_start, actual_end = _us(plan.origin), _us(plan.last_end)
+    size, digest = _write_clip(chosen, layouts, plan, _chapters(plan, clip.gaps), out_path, step)
+    actual_start, actual_end = clip.start_us, clip.end_us
     first = chosen[0]
     _log.info("clip_exported", path=str(out_path), frames=plan.frames, bytes=size,
-              start=to_iso(actual_start), end=to_iso(actual_end), gaps=len(all_gaps))
+              start=to_iso(actual_start), end=to_iso(actual_end), gaps=len(clip.gaps))
     return ClipResult(
         path=out_path, sha256=digest, frames=plan.frames, actual_start_us=actual_start,
         actual_end_us=actual_end,
-        gaps=all_gaps,  # every gap in the *requested* range, also before/after the footage
+        gaps=clip.gaps,  # every gap in the *requested* range, also before/after the footage
         sources=[_source(s) for s in chosen if s.start_us < actual_end],
         codec=first.codec, width=first.width, height=first.height, bytes=size,
     )
+
+
+def export_clip(
+    segments: Sequence[Segment],
+    gaps: Sequence[Gap],
+    start_us: int,
+    end_us: int,
+    out_path: Path,
+    *,
+    progress: Progress | None = None,
+) -> ClipResult:
+    """Write the footage of [start_us, end_us) to out_path (created 0600; must not exist):
+    plan_clip, then write_planned."""
+    return write_planned(plan_clip(segments, gaps, start_us, end_us), out_path,
+                         progress=progress)
+
+
+def first_frame_at_or_after(segments: Sequence[Segment], at_us: int) -> int | None:
+    """Wall time of the first frame shown at or after at_us, from the sample tables alone (the
+    frame a still of at_us shows; nvr.export.still picks it the same way); None if none."""
+    for seg in sorted(segments, key=lambda s: s.start_us):
+        if seg.end_us <= at_us:
+            continue
+        lay = _layout(seg)
+        base: int | None = None
+        best: int | None = None
+        for i in range(len(lay.dts)):
+            if lay.size[i] == 0:
+                continue
+            pts = lay.dts[i] + lay.cto[i]
+            base = pts if base is None else base
+            wall = seg.start_us + (pts - base) * US // lay.timescale
+            if wall >= at_us and (best is None or wall < best):
+                best = wall
+        if best is not None:
+            return best
+    return None
 
 
 def _layout(seg: Segment) -> SegmentLayout:

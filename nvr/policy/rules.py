@@ -61,6 +61,9 @@ CONTROLLED = "The recorders and recorded data are located in a limited access, c
 
 RELEASE_KINDS = frozenset({"subpoena", "court_order", "voluntary"})
 # Actions that touch pictures and so must say why (clause PURPOSE).
+# Actions that show footage: what a member of the public asks for, and is advised about.
+FOOTAGE_ACTIONS = frozenset({Action.live, Action.playback, Action.export, Action.release,
+                             Action.still})
 NEEDS_REASON = frozenset({Action.export, Action.release, Action.still, Action.live,
                           Action.playback})
 
@@ -382,7 +385,12 @@ def decide(
     rule = f"matrix.{action.value}.{caller_role.value}.{cell.kind.value}"
     who = caller_role.value.replace("_", " ")
     if cell.kind is Kind.deny:
-        return _decision(False, rule, cell.clause, f"{who} may not {MATRIX[action].what}")
+        text = f"{who} may not {MATRIX[action].what}"
+        if caller_role is Role.public and action in FOOTAGE_ACTIONS:
+            # The policy's answer to a member of the public who asks to see footage.
+            text += ("; to ask for footage, file a police report or a public records request "
+                     f'(policy: "{PUBLIC_ADVICE}")')
+        return _decision(False, rule, cell.clause, text)
     denied = _condition(cell, action, caller_role, ctx, grants, now_us, user)
     if denied is None:
         denied = _other_rules(action, ctx, now_us)

@@ -566,9 +566,9 @@ def _fresh_root(root: Path, root_fd: int) -> None:
             continue
         if stat.S_ISLNK(st.st_mode) or not (stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode)):
             raise _refuse_kind(root / name, st.st_mode, "something a fresh storage root holds")
-        raise BackupError(f"{root} already holds {name}; restore only into a fresh storage root "
-                          "(new or empty, but for the footage in segments/): move the old one "
-                          "aside first")
+        raise BackupError(f"{root / name} exists; restore only into a fresh storage root (new "
+                          "or empty, but for the footage in segments/): move the old one aside "
+                          "first")
 
 
 def _install(root: Path, root_fd: int, stage: Path, manifest: dict[str, Any]) -> None:

@@ -125,9 +125,12 @@ def _open_dir(name: str, dir_fd: int, shown: Path) -> int:
     return fd
 
 
-def _open_file(name: str, dir_fd: int, shown: Path) -> tuple[int, os.stat_result]:
-    """A regular file with one name, opened without following a link; (fd, its fstat).
-    Anything else is refused before it is opened: opening a device can itself do something."""
+def _open_file(name: str, dir_fd: int, shown: Path,
+               one_name: bool = True) -> tuple[int, os.stat_result]:
+    """A regular file, opened without following a link; (fd, its fstat). Anything else is
+    refused before it is opened: opening a device can itself do something. one_name: a file
+    with a second name (hard link) is refused too, where its content is not checked against a
+    signed hash (the storage root), since it may be someone else's file (/etc/shadow)."""
     before = _lstat(name, dir_fd)
     if before is None:
         raise FileNotFoundError(errno.ENOENT, "no such file", str(shown))
@@ -143,17 +146,17 @@ def _open_file(name: str, dir_fd: int, shown: Path) -> tuple[int, os.stat_result
     if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
         os.close(fd)
         raise BackupError(f"{shown} was replaced while it was opened: refusing it")
-    if st.st_nlink != 1:
+    if one_name and st.st_nlink != 1:
         os.close(fd)
-        # A second name may be a hard link to a file of someone else's (/etc/shadow).
         raise BackupError(f"{shown} has {st.st_nlink} names (hard links): refusing it, it may "
                           "be another file's; copy it to a file of its own and retry")
     os.set_blocking(fd, True)
     return fd, st
 
 
-def _read_small(name: str, dir_fd: int, shown: Path) -> tuple[bytes, os.stat_result]:
-    fd, st = _open_file(name, dir_fd, shown)
+def _read_small(name: str, dir_fd: int, shown: Path,
+                one_name: bool = True) -> tuple[bytes, os.stat_result]:
+    fd, st = _open_file(name, dir_fd, shown, one_name)
     try:
         if st.st_size > MAX_SMALL:
             raise BackupError(f"{shown} is {st.st_size} bytes, too big for what it should be")
@@ -318,6 +321,9 @@ def _signing_key(files: dict[str, bytes], where: Path) -> SigningKey:
 def backup(config_path: Path, out: Path) -> dict[str, Any]:
     config = load_camera_map(config_path)
     root = config.storage.root
+    # The folders above --out resolved once: each is then checked, and a link among them (one
+    # another account could repoint between two steps) is not looked up again.
+    out = Path(os.path.realpath(out.parent)) / out.name
     with _umask(0o077):
         try:
             root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -428,11 +434,11 @@ def _verify_manifest(src: Path, src_fd: int) -> tuple[dict[str, Any], Ed25519Pub
                                                        list[os.stat_result]]:
     """The manifest as signed, its signing key, and the fstat of both files (for trust)."""
     try:
-        body, m_st = _read_small(MANIFEST, src_fd, src / MANIFEST)
+        body, m_st = _read_small(MANIFEST, src_fd, src / MANIFEST, one_name=False)
     except FileNotFoundError:
         raise BackupError(f"{src} is not an nvr backup: no {MANIFEST}") from None
     try:
-        raw, s_st = _read_small(SIG, src_fd, src / SIG)
+        raw, s_st = _read_small(SIG, src_fd, src / SIG, one_name=False)
     except FileNotFoundError:
         raise _changed(src, f"{SIG} is missing, so nothing shows the backup unchanged (an "
                        "unsigned backup, from an older nvr, or changed since the backup)") from None
@@ -522,7 +528,9 @@ def _stage(src: Path, src_fd: int, manifest: dict[str, Any], stage: Path,
             base = name.split("/")[-1]
             from_fd = keys_fd if in_keys and keys_fd is not None else src_fd
             try:
-                fd, st = _open_file(base, from_fd, src / name)
+                # A second name is fine here: only bytes matching the signed hash are used
+                # (and backup rotation tools hard-link unchanged files).
+                fd, st = _open_file(base, from_fd, src / name, one_name=False)
             except FileNotFoundError:
                 raise _changed(src, f"{name} is missing") from None
             try:
@@ -694,6 +702,9 @@ def _restore(src: Path, src_fd: int, root: Path, key_arg: str | None) -> dict[st
                            "WHERE path LIKE ? ESCAPE '\\'",
                            (new, len(old) + 1, _like_prefix(old) + "/%"))
             db.close()
+        with sqlite3.connect(f"file:{stage / INDEX}?mode=ro", uri=True) as db:
+            paths = [r[0] for r in db.execute("SELECT path FROM segments")]
+        db.close()
         root_fd = _open_root(root)
         try:
             _fresh_root(root, root_fd)
@@ -701,9 +712,6 @@ def _restore(src: Path, src_fd: int, root: Path, key_arg: str | None) -> dict[st
         finally:
             os.close(root_fd)
     dst = root / INDEX
-    with sqlite3.connect(f"file:{dst}?mode=ro", uri=True) as db:
-        paths = [r[0] for r in db.execute("SELECT path FROM segments")]
-    db.close()
     missing = sum(1 for p in paths if not os.path.exists(p))
     return {"restored": str(dst), "from": str(src), "segments": len(paths),
             "segments_missing_on_disk": missing, "audit_checkpoint": manifest["audit_checkpoint"],

@@ -243,6 +243,16 @@ def test_backup_refuses_links_in_the_storage_root(site: Site, scratch: Path) -> 
         assert not out.exists()  # refused before the folder is made
     finally:
         link.unlink()
+    # A second name (hard link) of a file outside: its content would land in the backup.
+    hard = keys / "zz"
+    os.link(scratch / "victim.txt", hard)
+    try:
+        out = scratch / "b3"
+        res = run_cli(["backup", "--config", str(site.rec.config), "--out", str(out)])
+        assert res.code == 65 and f"{hard} has 2 names" in res.err, res.err
+        assert not out.exists()
+    finally:
+        hard.unlink()
     # keys -> a folder outside: refused, not copied.
     moved = site.rec.root / "keys.real"
     keys.rename(moved)

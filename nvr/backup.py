@@ -298,6 +298,8 @@ def _read_keys(root_fd: int, root: Path) -> dict[str, bytes]:
     try:
         files: dict[str, bytes] = {}
         for name in sorted(os.listdir(keys_fd)):
+            if name.startswith("."):
+                continue  # a key being written (nvr.export.signing's temp file), not a key
             files[name] = _read_small(name, keys_fd, root / KEYS / name)[0]
         return files
     finally:
@@ -602,9 +604,12 @@ def _install(root: Path, root_fd: int, stage: Path, manifest: dict[str, Any]) ->
         if CHECKPOINTS in manifest["files"]:
             _put(stage / CHECKPOINTS, CHECKPOINTS, root_fd, made, owner if chown else None)
         tmp = INDEX + ".restoring"
-        _put(stage / INDEX, tmp, root_fd, made, owner if chown else None)
+        ours = _put(stage / INDEX, tmp, root_fd, made, owner if chown else None)
         os.link(tmp, INDEX, src_dir_fd=root_fd, dst_dir_fd=root_fd, follow_symlinks=False)
         made.append((root_fd, INDEX, False))
+        linked = os.stat(INDEX, dir_fd=root_fd, follow_symlinks=False)
+        if (linked.st_dev, linked.st_ino) != ours:
+            raise BackupError(f"{root / tmp} was replaced while it was written: refusing it")
         os.unlink(tmp, dir_fd=root_fd)
         made.remove((root_fd, tmp, False))
         os.fsync(root_fd)
@@ -624,7 +629,8 @@ def _install(root: Path, root_fd: int, stage: Path, manifest: dict[str, Any]) ->
 
 
 def _put(staged: Path, name: str, dir_fd: int, made: list[tuple[int, str, bool]],
-         owner: os.stat_result | None) -> None:
+         owner: os.stat_result | None) -> tuple[int, int]:
+    """Copy a staged file to a new name in the root; (st_dev, st_ino) of what was written."""
     src_fd = os.open(staged, _READ)
     try:
         fd = os.open(name, _NEW, 0o600, dir_fd=dir_fd)
@@ -639,6 +645,8 @@ def _put(staged: Path, name: str, dir_fd: int, made: list[tuple[int, str, bool]]
                 # made by tmpfiles.d or StateDirectory=), though root ran it: by descriptor.
                 os.fchown(fd, owner.st_uid, owner.st_gid)
             os.fsync(fd)
+            st = os.fstat(fd)
+            return st.st_dev, st.st_ino
         finally:
             os.close(fd)
     finally:

@@ -68,7 +68,7 @@ def cmd_backup(ns: argparse.Namespace) -> int:
 
 def cmd_restore(ns: argparse.Namespace) -> int:
     config = _need_config(ns)
-    return _late("nvr.backup", "main_restore")(ns.source, config)
+    return _late("nvr.backup", "main_restore")(ns.source, config, ns.key)
 
 
 def cmd_export_verify(ns: argparse.Namespace) -> int:

@@ -58,15 +58,21 @@ COMMANDS: dict[str, dict[str, Any]] = {
     "backup": {
         "help": "copy the index (online, while recording), the signing key, the audit "
                 "checkpoints and the camera map into a new folder, with a manifest",
-        "opts": {"--out": "the folder to create for the backup (must not exist or be empty); "
-                          "e.g. --out /srv/backup/nvr-2026-11-29"},
+        "opts": {"--out": "the folder to create for the backup: a new one (an existing folder "
+                          "is refused, whoever made it); e.g. --out /srv/backup/nvr-2026-11-29"},
         "examples": ["nvr backup --config /etc/nvr/nvr.yaml --out /srv/backup/nvr-2026-11-29"]},
     "restore": {
         "help": "put a backup's index and signing key into the fresh storage root of "
                 "--config's camera map (the recorder stopped; copy the footage separately)",
         "opts": {"--from": "the backup folder made by `nvr backup`; "
-                           "e.g. --from /srv/backup/nvr-2026-11-29"},
-        "examples": ["nvr restore --config /etc/nvr/nvr.yaml --from /srv/backup/nvr-2026-11-29"]},
+                           "e.g. --from /srv/backup/nvr-2026-11-29",
+                 "--key": "trust the backup by its signing key (the fingerprint `nvr backup` "
+                          "printed, or a public-key PEM file) instead of by who owns its files; "
+                          "needed for a backup copied by another account; e.g. --key "
+                          "3f9a…(64 hex digits) or --key /root/nvr-export.pub.pem"},
+        "examples": ["nvr restore --config /etc/nvr/nvr.yaml --from /srv/backup/nvr-2026-11-29",
+                     "nvr restore --config /etc/nvr/nvr.yaml --from /mnt/usb/nvr-2026-11-29 "
+                     "--key FINGERPRINT"]},
     "status": {
         "help": "cameras (state, frame rate, bitrate, last segment), disk space and retention",
         "examples": ["nvr status", "nvr status --utc", "nvr status --json"]},

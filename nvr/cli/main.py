@@ -82,6 +82,7 @@ def _offline(sub: Any, common: Parser) -> None:
     p.set_defaults(handler="backup")
     p = sub.add_parser("restore", help="put a backup's index and signing key into --config's fresh storage root (recorder stopped)", parents=[common])  # fmt: skip
     p.add_argument("--from", dest="source", required=True, metavar="DIR")
+    p.add_argument("--key", metavar="FINGERPRINT|PEMFILE")
     p.set_defaults(handler="restore")
 
 

@@ -50,10 +50,10 @@ Handlers._mut_authorized = _mut_authorized  # type: ignore[attr-defined]
 '''
 
 
-def sites() -> list[tuple[str, int, str]]:
+def sites(base: Path) -> list[tuple[str, int, str]]:
     out = []
     for rel in FILES:
-        for n, line in enumerate((ROOT / rel).read_text().splitlines(), 1):
+        for n, line in enumerate((base / rel).read_text().splitlines(), 1):
             if CALL.search(line) and "def " not in line:
                 out.append((rel, n, line.strip()))
     return out
@@ -76,12 +76,17 @@ def main() -> int:
                     default=["tests/stories", "tests/e2e/test_policy_matrix.py"])
     args = ap.parse_args()
     survived = []
-    found = sites()
+    # The committed tree (HEAD), not the working tree: edits made while this runs must not
+    # move the lines it mutates.
+    base = Path(tempfile.mkdtemp(prefix="nvr-mutation-base-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
+    found = sites(base)
     for i, (rel, lineno, text) in enumerate(found, 1):
         with tempfile.TemporaryDirectory(prefix="nvr-mutant-") as tmp:
             tree = Path(tmp) / "tree"
-            shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".venv", ".git", "*.pyc",
-                                                                      "__pycache__"))
+            shutil.copytree(base, tree)
             os.chmod(tmp, 0o755)
             mutate(tree, rel, lineno)
             env = {**os.environ, "PYTHONPATH": str(tree), "NVR_KEEP_TEST_ACCOUNTS": "1"}
@@ -99,6 +104,7 @@ def main() -> int:
             survived.append(f"{rel}:{lineno}")
         print(f"[{i}/{len(found)}] {rel}:{lineno} {'killed' if killed else 'SURVIVED'} "
               f"({took:.0f} s) {text[:60]!r} {caught}", flush=True)
+    shutil.rmtree(base, ignore_errors=True)
     print(f"{len(found) - len(survived)} of {len(found)} mutations killed; survived: "
           f"{', '.join(survived) or 'none'}")
     return 1 if survived else 0

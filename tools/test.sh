@@ -8,4 +8,11 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
-exec .venv/bin/pytest "$@"
+# Test files run side by side in NVR_TEST_WORKERS processes (default 3 on any machine: most
+# of the suite waits on real cameras in real time, not on the CPU); a file stays in one process,
+# so its module fixtures (a camera, a daemon) are shared as written. NVR_TEST_WORKERS=0: serial.
+workers="${NVR_TEST_WORKERS:-3}"
+if [ "$workers" = 0 ]; then
+  exec .venv/bin/pytest "$@"
+fi
+exec .venv/bin/pytest -n "$workers" --dist loadfile "$@"

@@ -32,6 +32,7 @@ from nvr.errors import (
 )
 from nvr.policy.actions import Action
 from nvr.policy.rules import MATRIX, AccessContext, CameraInfo, Decision, Kind, RequestInfo, decide
+from nvr.policy.store import new_id
 from nvr.retention.disk import disk_state
 from nvr.timeutil import parse_time, to_iso
 
@@ -445,15 +446,19 @@ class Handlers:
 
     async def op_request_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         start, end = _opt_time(a.start), _opt_time(a.end)
+        # The id is chosen first so that the audit row names the request it records: the
+        # chain request → approval → release → delivery is then one request id throughout.
+        request_id = new_id("R")
         async with self.authorized(caller, Action.request_create, cameras=a.cameras or (),
                                    start_us=start, end_us=end,
-                                   detail={"kind": a.kind, "requester": a.requester}):
+                                   detail={"kind": a.kind, "requester": a.requester,
+                                           "request": request_id}):
             for cam_id in a.cameras or ():
                 self.camera(cam_id)
             req = await self.svc.requests.create(
                 kind=a.kind, requester=a.requester, details=a.details,
                 created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
-                cameras=a.cameras, start_us=start, end_us=end,
+                cameras=a.cameras, start_us=start, end_us=end, request_id=request_id,
             )
         return _as_dict(req)
 

@@ -195,8 +195,10 @@ class Requests:
     async def create(
         self, *, kind: str, requester: str, details: str, now_us: int, created_by: str,
         cameras: Sequence[str] | None = None, start_us: int | None = None,
-        end_us: int | None = None,
+        end_us: int | None = None, request_id: str | None = None,
     ) -> RequestRecord:
+        """`request_id`: chosen by the caller when its audit row must name the request before
+        the request exists (the row and the request commit together)."""
         if kind not in REQUEST_KINDS:
             raise UsageError(f"request kind {kind!r} is not one of {', '.join(REQUEST_KINDS)}")
         if not requester.strip() or not details.strip():
@@ -209,7 +211,7 @@ class Requests:
         if start_us is not None and end_us is not None and end_us <= start_us:
             raise UsageError(f"--end {to_iso(end_us)} must be after --start {to_iso(start_us)}")
         cams = None if cameras is None else tuple(sorted(set(cameras)))
-        rec = RequestRecord(new_id("R"), kind, requester, details,
+        rec = RequestRecord(request_id or new_id("R"), kind, requester, details,
                             "refused" if public else "pending", now_us, created_by,
                             now_us if public else None, SYSTEM if public else None,
                             PUBLIC_ADVICE if public else None, (), cams, start_us, end_us)

@@ -60,7 +60,11 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
     metrics = await _start_metrics(service, config)
     # systemd: ready only now, with the index open, recovery done and the socket listening.
     service.notifier.ready(watchdog.summary(service, await watchdog.free_percent(service)))
-    service.spawn(watchdog.run(service, service.notifier))
+    # Critical: without the watchdog's pings systemd would kill us anyway; better to stop now,
+    # saying why, with a non-zero exit that systemd restarts.
+    service.supervisor.keep_running("watchdog",
+                                    lambda: watchdog.run(service, service.notifier),
+                                    critical=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = 0
@@ -77,13 +81,19 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop_signal, sig.name)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload("SIGHUP")))
+    fatal = service.supervisor.fatal
     try:
-        await stop.wait()
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(fatal.wait())]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        if fatal.is_set():
+            logger.error("stopping_after_task_failure", reason=service.supervisor.fatal_reason)
     finally:
         if metrics is not None:
             await metrics.close()
         await service.stop()
-    return EX_OK
+    return EX_SOFTWARE if fatal.is_set() else EX_OK
 
 
 async def _start_metrics(service: Service, config: CameraMap) -> MetricsServer | None:

@@ -58,6 +58,7 @@ class Snapshot:
     loop_lag_s: float = 0.0
     audit_rows: int = 0
     alerts: dict[str, int] = field(default_factory=dict)
+    task_failures: dict[str, int] = field(default_factory=dict)
 
 
 async def snapshot(service: Service) -> Snapshot:
@@ -84,6 +85,7 @@ async def snapshot(service: Service) -> Snapshot:
     snap.audit_rows = (await service.audit.head())[0]
     # The same alerts as `nvr status` and the STATUS= line (nvr.alerts).
     snap.alerts = alerts.counts(alerts.of_service(service))
+    snap.task_failures = dict(service.supervisor.failures)
     return snap
 
 
@@ -132,6 +134,12 @@ class _SnapshotCollector:
                                 "tick woke: the event loop's responsiveness", value=s.loop_lag_s)
         yield CounterMetricFamily("nvr_audit_rows", "Rows in the hash-chained audit log",
                                   value=s.audit_rows)
+        failures = CounterMetricFamily("nvr_task_failures", "Failures of a background task "
+                                       "(logged with their traceback; nvr/tasks.py)",
+                                       labels=["task"])
+        for task, count in sorted(s.task_failures.items()):
+            failures.add_metric([task], count)
+        yield failures
         alerts = GaugeMetricFamily("nvr_alerts", "Active alerts by kind (0 when none)",
                                    labels=["alert"])
         for kind, n in sorted(s.alerts.items()):

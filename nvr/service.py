@@ -35,6 +35,7 @@ from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import BackgroundCheck, reconcile_startup
+from nvr.tasks import Supervisor
 from nvr.timeutil import now_us, to_iso
 
 if TYPE_CHECKING:
@@ -111,8 +112,9 @@ class Service:
         self.uri_caches: dict[str, OnvifUriCache] = {}
         # camera → (end of its last indexed segment, why nothing was recorded since)
         self.downtime: dict[str, tuple[int, str]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
         self.stopping = asyncio.Event()
+        # Every background task, supervised (nvr/tasks.py: logged, counted, restarted).
+        self.supervisor = Supervisor(self.stopping)
         self.paused: set[str] = set()
         self.pause_alert: str | None = None
         self.sink = Sink(self)
@@ -167,9 +169,13 @@ class Service:
         self.clock_ref = ClockRef(self.clock(), self.mono_clock(), await self.newest_footage())
         for cam in self.config.cameras:
             await self.launch_camera(cam, reason)
-        self.spawn(self.every(AUDIT_HEAD_INTERVAL_S, self.checkpoint_audit))
-        self.spawn(self.every(REFUSAL_FLUSH_INTERVAL_S,
-                              lambda: self.refusals.flush(self.clock())))
+        tasks = self.supervisor
+        tasks.every("audit_checkpoint", AUDIT_HEAD_INTERVAL_S, self.checkpoint_audit)
+
+        async def flush_refusals() -> None:
+            await self.refusals.flush(self.clock())
+
+        tasks.every("refusal_flush", REFUSAL_FLUSH_INTERVAL_S, flush_refusals)
         from nvr.control import handlers
         from nvr.control.server import ControlServer
 
@@ -180,19 +186,19 @@ class Service:
                                      on_bad_request=h.bad_request)
         await self.control.start()
         # After the socket: a first pass over a big index must not delay the answers.
-        self.spawn(self.retention.run_forever(self.config.retention.interval_seconds,
-                                              self.stopping))
-        self.spawn(self._background_check())
-        self.spawn(self.every(STILL_EXPIRY_INTERVAL_S,
-                              still_expirer(self.db, self.audit, self.clock)))
-        self.spawn(self.every(SPOOL_RELEASE_INTERVAL_S, self.release_spool))
+        tasks.every("retention", self.config.retention.interval_seconds, self.retention.run_once)
+        # Meant to finish: its failure is logged, counted and shown in `nvr status`.
+        tasks.keep_running("recovery_check", self._background_check, restart=False)
+        tasks.every("still_expiry", STILL_EXPIRY_INTERVAL_S,
+                    still_expirer(self.db, self.audit, self.clock))
+        tasks.every("spool_release", SPOOL_RELEASE_INTERVAL_S, self.release_spool)
         # A grant that expires or a camera map that changes ends the links it no longer allows.
         from nvr.control import views
 
         async def recheck_links() -> None:
             await views.recheck_links(h)
 
-        self.spawn(self.every(LINK_RECHECK_INTERVAL_S, recheck_links))
+        tasks.every("link_recheck", LINK_RECHECK_INTERVAL_S, recheck_links)
         logger.info("started", cameras=len(self.config.cameras),
                     socket=str(self.config.control.socket), storage=str(self.root))
 
@@ -296,18 +302,6 @@ class Service:
 
     async def release_spool(self) -> None:
         self.spool.release_expired()
-
-    def spawn(self, coro: Awaitable[None]) -> None:
-        self.tasks.append(asyncio.ensure_future(coro))
-
-    async def every(self, interval_s: float, fn: Callable[[], Awaitable[object]]) -> None:
-        while not self.stopping.is_set():
-            try:
-                await fn()
-            except Exception:
-                logger.exception("periodic_task_failed", task=getattr(fn, "__name__", "?"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), interval_s)
 
     async def launch_camera(self, cam: CameraConfig, downtime_reason: str | None) -> None:
         """The one way a camera starts, at start-up and on reload: registered in the index,
@@ -413,9 +407,7 @@ class Service:
             await self.web.stop()
         await asyncio.gather(*(rec.stop() for rec in self.recorders.values()),
                              return_exceptions=True)
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.supervisor.stop()
         try:
             await self.checkpoint_audit()  # at every stop: the tail cut later shows
         except Exception:

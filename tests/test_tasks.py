@@ -1,0 +1,101 @@
+"""Background tasks fail loudly and come back (nvr/tasks.py's written policy)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from structlog.testing import capture_logs
+
+from nvr import tasks
+from nvr.tasks import Supervisor
+
+
+@pytest.fixture(autouse=True)
+def quick_restarts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "FIRST_RESTART_S", 0.01)
+    monkeypatch.setattr(tasks, "MAX_BACKOFF_S", 0.05)
+
+
+async def test_a_periodic_job_that_raises_is_logged_with_its_traceback_counted_and_runs_again(
+) -> None:
+    stopping = asyncio.Event()
+    sup = Supervisor(stopping)
+    runs: list[int] = []
+    ran_again = asyncio.Event()
+
+    async def job() -> None:
+        runs.append(len(runs))
+        if len(runs) == 1:
+            raise RuntimeError("disk hiccup")
+        ran_again.set()
+
+    with capture_logs() as logs:
+        sup.every("still_expiry", 0.01, job)
+        await asyncio.wait_for(ran_again.wait(), 5)
+    stopping.set()
+    await sup.stop()
+    failed = [e for e in logs if e["event"] == "task_failed"]
+    assert failed and failed[0]["task"] == "still_expiry"
+    assert failed[0]["exc_info"] is True  # logger.exception: the traceback goes with it
+    assert sup.failures["still_expiry"] == 1
+    assert sup.running() == []
+
+
+async def test_a_long_running_task_that_raises_is_restarted_with_backoff() -> None:
+    stopping = asyncio.Event()
+    sup = Supervisor(stopping)
+    starts: list[float] = []
+    third = asyncio.Event()
+
+    async def loop_forever() -> None:
+        starts.append(asyncio.get_running_loop().time())
+        if len(starts) >= 3:
+            third.set()
+            await stopping.wait()
+            return
+        raise OSError("database is locked")
+
+    with capture_logs() as logs:
+        sup.keep_running("retention", loop_forever)
+        await asyncio.wait_for(third.wait(), 5)
+    assert sup.failures["retention"] == 2 and sup.restarts["retention"] == 2
+    assert starts[2] - starts[1] >= starts[1] - starts[0]  # the wait does not shrink
+    assert [e["task"] for e in logs if e["event"] == "task_failed"] == ["retention"] * 2
+    stopping.set()
+    await sup.stop()
+
+
+async def test_a_critical_task_that_fails_stops_the_daemon_instead() -> None:
+    stopping = asyncio.Event()
+    sup = Supervisor(stopping)
+
+    async def watchdog() -> None:
+        raise RuntimeError("cannot read the disk's free space")
+
+    sup.keep_running("watchdog", watchdog, critical=True)
+    await asyncio.wait_for(sup.fatal.wait(), 5)
+    assert sup.fatal_reason is not None and "watchdog" in sup.fatal_reason
+    assert sup.restarts["watchdog"] == 0
+    await sup.stop()
+
+
+async def test_a_task_meant_to_finish_is_not_restarted_but_its_failure_is_counted() -> None:
+    stopping = asyncio.Event()
+    sup = Supervisor(stopping)
+    done = asyncio.Event()
+
+    async def check() -> None:
+        done.set()
+        raise ValueError("segment unreadable")
+
+    sup.keep_running("recovery_check", check, restart=False)
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0)  # let the supervisor see the exception
+    for _ in range(100):
+        if not sup.running():
+            break
+        await asyncio.sleep(0.01)
+    assert sup.running() == [] and sup.failures["recovery_check"] == 1
+    assert sup.restarts["recovery_check"] == 0
+    await sup.stop()

@@ -73,10 +73,7 @@ async def export(
     start, end = window
     segments = await svc.index.segments(cam.id, start, end)
     if not segments:
-        raise DataError(
-            f"no footage of camera {cam.id} between {to_iso(start)} and {to_iso(end)}; "
-            "see `nvr recordings --camera " + cam.id + "`"
-        )
+        raise DataError(await _no_footage(svc, cam.id, start, end))
     gaps = await svc.index.gaps(cam.id, start, end)
     # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
     # line, before a byte is written, if this export would take more than its share.
@@ -183,12 +180,28 @@ async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any
     }
 
 
+async def _no_footage(svc: RecorderPort, camera: str, start: int, end: int | None) -> str:
+    """Why there is nothing to cut, in words a person can act on: a time still to come is
+    named as such, and the footage there is (or that there is none yet) is said."""
+    asked = (f"at or after {to_iso(start)}" if end is None
+             else f"between {to_iso(start)} and {to_iso(end)}")
+    now = svc.clock()
+    if start > now:
+        return (f"no footage of camera {camera} {asked}: that is in the future "
+                f"(it is now {to_iso(now)})")
+    last = await svc.index.last_segment(camera)
+    if last is None:
+        return f"no footage of camera {camera} yet; see `nvr status`"
+    return (f"no footage of camera {camera} {asked}; its newest footage ends at "
+            f"{to_iso(last.end_us)}, see `nvr recordings --camera {camera}`")
+
+
 async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
                 at: int, until: int) -> Reply:
     """A still the handler has already authorized: extract → record with its audit row."""
     segments = await svc.index.segments(cam.id, at, None)
     if not segments:
-        raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
+        raise DataError(await _no_footage(svc, cam.id, at, None))
     still_id = f"S-{secrets.token_hex(4)}"
     path = svc.root / "stills" / f"{still_id}.jpg"
     # The row (with its expiry) exists before the file does, so the expirer finds every copy,

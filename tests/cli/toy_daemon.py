@@ -21,7 +21,7 @@ import uvloop
 
 from nvr.control.protocol import Args, Caller, Reply
 from nvr.control.server import ControlServer, Progress
-from nvr.errors import PermissionDenied
+from nvr.errors import DataError, PermissionDenied
 
 CLIP = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 1200
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20 + b"\xff\xd9"
@@ -87,6 +87,9 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
              "why": "older than 30 days"}], "keep": [
             {"camera": "front", "path": "/var/lib/nvr/segments/front/20261129T122017.034035Z.mp4",
              "why": "held: hold H-1 'incident 2026-114' until 2027-06-30"}]})
+    if op == "export" and a.camera == "empty":  # the daemon's refusal, with a suggestion
+        raise DataError("no footage of camera empty between 2026-11-29T10:00:00.000000Z and "
+                        "2026-11-29T10:01:00.000000Z; see `nvr recordings --camera empty`")
     if op == "export":
         await progress({"done": 1, "total": 2, "message": "exporting"})
         sha = "0" * 64 if a.reason == "lie" else hashlib.sha256(CLIP).hexdigest()

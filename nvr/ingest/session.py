@@ -142,8 +142,34 @@ class _End(Exception):
         self.end = end
 
 
+# FFmpeg's errors in words a person can act on; str() of one is "[Errno 1094995529] Invalid
+# data found when processing input: 'rtsp://…'", its number meaning nothing to anyone.
+_FFMPEG_WORDS: dict[type[BaseException], str] = {
+    av.error.InvalidDataError: "the camera sent a stream FFmpeg cannot read (invalid data): "
+                               "check the camera's codec (H.264 or H.265) and its rtsp: path",
+    av.error.HTTPNotFoundError: "the camera has no stream at this path (RTSP 404): check the "
+                                "path in its rtsp: address",
+    av.error.HTTPForbiddenError: "the camera forbids this stream to this account (RTSP 403)",
+    av.error.HTTPBadRequestError: "the camera refused the request (RTSP 400)",
+    av.error.HTTPServerError: "the camera reported an internal error (RTSP 5xx)",
+    av.error.EOFError: "the camera ended the stream",
+}
+
+
+def error_words(e: BaseException, url: str) -> str:
+    """`e` in words, without an errno number and without the camera's address (which may
+    carry its password)."""
+    for kind, words in _FFMPEG_WORDS.items():
+        if isinstance(e, kind):
+            return words
+    strerror = getattr(e, "strerror", None)
+    if isinstance(e, OSError | av.error.FFmpegError) and isinstance(strerror, str) and strerror:
+        return f"{strerror[0].lower()}{strerror[1:]} ({host_of(url)})"
+    return redact_text(str(e), url)
+
+
 def _classify(e: BaseException, url: str) -> SessionEnd:
-    text = redact_text(str(e), url)
+    text = error_words(e, url)
     if isinstance(e, TimeoutError) or getattr(e, "errno", None) == errno.ETIMEDOUT:
         return SessionEnd("timeout", f"camera stopped answering: {text}")
     if isinstance(e, TimestampError):

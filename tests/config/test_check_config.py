@@ -254,3 +254,24 @@ def test_yaml_anchors_and_merge_keys_work(
     rc, err, out = check(write(tmp_path, text), capsys)
     assert (rc, err) == (0, [])
     assert out.endswith("ok (2 cameras, 2 people)\n")
+
+
+def test_yaml_indentation_error_shows_the_key_and_the_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: the parser's words alone ("expected <block end>") do not say that a key is
+    one space off; the line says which key, both indentations, and never the value."""
+    assert "    area: entrance\n" in GOOD
+    path = write(tmp_path, GOOD.replace("    area: entrance\n", "   area: entrance\n", 1))
+    rc, err, _ = check(path, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert err[0].startswith(f"{path}:{line_of(path, 'area: entrance')}: YAML syntax: "), err
+    assert "at `area:` (indented 3 spaces, the line above 4: check the indentation" in err[0]
+    assert "entrance" not in err[0].split("YAML syntax:")[1]
+
+
+def test_yaml_tab_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.replace("    area: entrance\n", "\tarea: entrance\n", 1))
+    rc, err, _ = check(path, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert "(a tab: YAML indents with spaces only)" in err[0], err

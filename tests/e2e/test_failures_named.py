@@ -5,6 +5,7 @@ to fix and `nvr reload`), and a camera's error in words, never an FFmpeg errno n
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 
@@ -72,3 +73,12 @@ def test_a_camera_error_is_words_not_an_errno(rec: Recorder) -> None:
     junk = next(c for c in status["cameras"] if c["id"] == "junk")
     assert "Errno" not in junk["last_error"], junk["last_error"]
     assert junk["last_error"] == "camera unreachable: connection refused (127.0.0.1)"
+
+
+def test_each_camera_state_is_logged_once(rec: Recorder) -> None:
+    wait_status(rec, "door failed", lambda s: any(
+        c["id"] == "door" and c["state"] == "failed" for c in s["cameras"]))
+    lines = [json.loads(line) for line in rec.daemon.logs().splitlines()
+             if '"camera_state"' in line]
+    door = [(x["state"], x["reason"]) for x in lines if x.get("camera") == "door"]
+    assert door.count(("connecting", "")) == 1, door

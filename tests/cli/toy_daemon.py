@@ -51,7 +51,12 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
              "last_segment_end": "2026-11-29T12:20:19.034035Z", "errors": 0, "reason": None},
             {"id": "senior-lounge", "state": "backoff", "fps": 0.0, "bitrate_bps": 0,
              "last_segment_end": "2026-11-28T23:59:58.500000Z", "errors": 3,
-             "reason": "camera unreachable: connection refused by 10.0.4.17:554 after 3 tries"}],
+             "reason": "camera unreachable: connection refused by 10.0.4.17:554 after 3 tries"},
+            # Issue 28: a long id and every column of a newer daemon, for the 80-column table.
+            {"id": "senior-center-lounge", "state": "recording", "fps": 14.98,
+             "bitrate_bps": 0, "last_segment_end": "2026-11-29T12:20:18.500000Z",
+             "errors": 12, "oldest_footage": "2026-10-30T12:00:00.000000Z",
+             "held_bytes": 1_400_000_000, "held_seconds": 7200, "reason": None}],
             "disk": {"root": "/var/lib/nvr", "total_bytes": 500_000_000_000,
                      "free_bytes": 252_000_000_000, "free_percent": 50.4, "min_free_percent": 5,
                      "recordings_bytes": 230_000_000_000},

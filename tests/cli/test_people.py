@@ -324,3 +324,19 @@ COMP_WORDS=(nvr --json hold create --camera lobby --inc); COMP_CWORD=6; _nvr; ec
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
                          timeout=30).stdout.splitlines()  # fmt: skip
     assert out == ["export", "create", "--incident"], out
+
+
+def test_camera_completes_camera_ids_from_the_daemon(sock: Path, tmp_path: Path) -> None:
+    """Issue 28: after --camera, Tab offers the camera ids (as `nvr status` lists them,
+    through the --socket typed on the line), not option names."""
+    from nvr.cli.docs import write
+
+    _man, comp = write(tmp_path / "share")
+    script = f"""source {comp}
+COMP_WORDS=({NVR} live --socket {sock} --camera ''); COMP_CWORD=5; _nvr; echo "${{COMPREPLY[@]}}"
+COMP_WORDS=({NVR} hold create --socket {sock} --camera sen); COMP_CWORD=6; _nvr; echo "${{COMPREPLY[@]}}"
+"""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                         timeout=30).stdout.splitlines()  # fmt: skip
+    assert out == ["front senior-lounge senior-center-lounge",
+                   "senior-lounge senior-center-lounge"], out

@@ -12,15 +12,34 @@ from tests.config.helpers import GOOD, REPO, check, line_of, write
 
 
 def test_example_map_passes_on_a_fresh_checkout(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, err, out = check(REPO / "config" / "example.yaml", capsys)
-    assert (rc, err) == (0, [])
-    assert out == f"{REPO / 'config' / 'example.yaml'}: ok (8 cameras, 6 people)\n"
+    path = REPO / "config" / "example.yaml"
+    rc, err, out = check(path, capsys)
+    assert rc == 0
+    # Issue 28: its accounts do not exist here; valid, but each is named (a warning, exit 0).
+    assert err == [f"{path}:{line_of(path, '{user: ' + user)}: people[{i}].user: warning: no "
+                   f"account {user!r} on this machine; create it (adduser) or put that person's "
+                   "real login name here, or they are refused as the public"
+                   for i, user in enumerate(("director", "assistant", "elderaffairs", "itstaff",
+                                             "facilities", "clerk"))]  # fmt: skip
+    assert out == (f"{path}: ok (8 cameras, 6 people); 6 of them without an account on this "
+                   "machine\n")
+
+
+def test_an_existing_account_is_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = REPO / "config" / "example.yaml"
+    mine = write(tmp_path, path.read_text().replace("{user: clerk,", "{user: root,"))
+    (tmp_path / "parking-lot-cam.pass").write_text("s3cret\n")
+    rc, err, out = check(mine, capsys)
+    assert rc == 0 and len(err) == 5 and not any("'root'" in e for e in err), err
+    assert out.endswith("ok (8 cameras, 6 people); 5 of them without an account on this machine\n")
 
 
 def test_demo_map_makes_the_runner_director(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("USER", "librarian")
+    monkeypatch.setenv("USER", "root")  # an account that exists: no warning
     rc, err, out = check(REPO / "config" / "demo.yaml", capsys)
     assert (rc, err) == (0, [])
     assert out.endswith("ok (2 cameras, 1 person)\n")
@@ -252,8 +271,8 @@ def test_yaml_anchors_and_merge_keys_work(
         "  - <<: *cam\n    id: back\n    name: Back\n"
     )
     rc, err, out = check(write(tmp_path, text), capsys)
-    assert (rc, err) == (0, [])
-    assert out.endswith("ok (2 cameras, 2 people)\n")
+    assert (rc, [e for e in err if ": warning: no account" not in e]) == (0, [])
+    assert "ok (2 cameras, 2 people)" in out
 
 
 def test_yaml_indentation_error_shows_the_key_and_the_columns(

@@ -236,10 +236,17 @@ _WHOLE = 24  # a folding cell up to this wide is worth dropping a column to keep
 
 
 def words(text: str) -> list[str]:
-    """Where a cell may break: at spaces, and after a hyphen that follows a letter
-    (`senior-` `center-` `lounge`), never inside a number or a time (`2026-12-07`)."""
-    return [piece for word in text.split() for piece in re.split(r"(?<=[A-Za-z]-)", word)
-            if piece]
+    """Where a cell may break: at spaces, after a hyphen that follows a letter
+    (`senior-` `center-` `lounge`) and after a path's slashes, never inside a number or a time
+    (`2026-12-07`)."""
+    return [piece for word in text.split() for piece in _pieces(word) if piece]
+
+
+def _pieces(word: str) -> list[str]:
+    """A word's breakable pieces: after a hyphen that follows a letter, and in a path (a word
+    starting with /) after each slash."""
+    pattern = r"(?<=[A-Za-z]-)(?=\S)|(?<=/)(?=\S)" if word.startswith("/") else r"(?<=[A-Za-z]-)(?=\S)"
+    return re.split(pattern, word)
 
 
 def wrap(text: str, width: int) -> str:
@@ -249,7 +256,7 @@ def wrap(text: str, width: int) -> str:
     for para in text.split("\n"):
         line = ""
         for word in re.findall(r"\S+\s*", para):
-            for piece in re.split(r"(?<=[A-Za-z]-)(?=\S)", word):
+            for piece in _pieces(word):
                 if line and cell_len((line + piece).rstrip()) > width:
                     lines.append(line.rstrip())
                     line = ""
@@ -274,15 +281,15 @@ def fit(headers: list[str], rows: list[list[str]], keys: list[str], width: int,
         drop: Sequence[str] = ()) -> Fitted:
     """The table laid out for `width` columns: every column as wide as its longest word
     (header words included), the columns in `drop` left out in that order while the words
-    alone do not fit, then the room left given to the columns that may fold (_FOLD and the
-    first one: camera ids, reasons), whose cells break between words. Nothing else breaks:
+    alone do not fit, then the room left given to the columns that may fold (_FOLD, camera
+    ids), in proportion to what each lacks, whose cells break between words. Nothing else breaks:
     a time, a size, a state are never cut."""
     cols = list(range(len(keys)))
 
     def cells(i: int) -> list[str]:
         return [r[i] for r in rows]
 
-    foldable = {i for i in cols if keys[i] in _FOLD or i == 0}
+    foldable = {i for i in cols if keys[i] in _FOLD or keys[i] in ("id", "camera")}
 
     def longest(texts: list[str], split: bool) -> int:
         pieces = [p for t in texts for p in (words(t) if split else t.split("\n"))]
@@ -307,12 +314,13 @@ def fit(headers: list[str], rows: list[list[str]], keys: list[str], width: int,
             dropped.remove(i)
     room = width - _GAP * (len(cols) - 1)
     widths = {i: full[i] if i not in foldable else least[i] for i in cols}
-    spare = room - sum(widths.values())
-    for i in sorted((i for i in cols if i in foldable), key=lambda i: full[i] - least[i]):
-        share = spare // max(1, len([j for j in cols if j in foldable and j >= i]))
-        grow = max(0, min(full[i] - least[i], share))
-        widths[i] += grow
-        spare -= grow
+    spare = max(0, room - sum(widths.values()))
+    need = {i: full[i] - least[i] for i in cols if i in foldable}
+    if sum(need.values()) <= spare:
+        widths.update({i: full[i] for i in need})
+    else:  # each folding column grows by its share of what they all lack
+        for i in need:
+            widths[i] += spare * need[i] // max(1, sum(need.values()))
     return Fitted([wrap(headers[i], widths[i]) for i in cols],
                   [[wrap(r[i], widths[i]) for i in cols] for r in rows],
                   [keys[i] for i in cols], [widths[i] for i in cols],

@@ -174,6 +174,22 @@ def test_no_word_is_cut_at_80_columns(sock: Path, columns: int) -> None:
         line.split()[0] for line in table if line.split())
 
 
+@pytest.mark.parametrize("argv", [("recordings", "--camera", "senior-center-lounge", "--paths"),
+                                  ("retention", "plan", "--paths"), ("status",)])  # fmt: skip
+def test_times_and_numbers_are_never_broken(sock: Path, argv: tuple[str, ...]) -> None:
+    """Every time, size and length the piped output has is on one line of the 80-column
+    terminal too (a long path beside it breaks after a slash instead)."""
+    shown = on_terminal(sock, *argv)
+    cells = {c for line in piped(sock, *argv, env=NY).splitlines() for c in line.split("\t")}
+    whole = [c for c in cells if re.fullmatch(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d [A-Z]{3}|"
+                                              r"\d+(\.\d)? (s|kB|MB|GB)", c)]
+    assert whole, cells
+    flat = "".join("".join(shown).split())
+    for cell in whole:
+        if "".join(cell.split()) in flat:  # shown (a column left out on the terminal is not)
+            assert any(cell in line for line in shown), (cell, "\n".join(shown))
+
+
 def test_paths_only_with_paths_or_json(sock: Path) -> None:
     plain = piped(sock, "recordings", "--camera", "front")
     assert "/var/lib/nvr" not in plain

@@ -103,13 +103,14 @@ def with_fix(reason: str, n: int, cam: Any, path: object) -> str:
 def web_alert(listen: str, config_path: object, exc: OSError) -> str:
     """Why the viewing pages are not served, and the fix, in one line."""
     why = (exc.strerror or str(exc)).lower()
+    port = listen.rsplit(":", 1)[-1]
     if exc.errno in (98, 13):  # EADDRINUSE, EACCES: the address itself is the problem
-        fix = (f"stop what uses it (ss -ltnp | grep {listen.rsplit(':', 1)[-1]}) or set "
-               f"live.listen to another address in {config_path}")
+        fix = (f"stop what uses port {port} (ss -ltnp | grep :{port}) or set live.listen to "
+               f"another address in {config_path}")
     else:
         fix = f"fix live.listen / live.tls in {config_path}"
-    return (f"the viewing pages cannot listen on {listen}: {why}; no live or playback link "
-            f"can be made until then: {fix}, then restart nvr")
+    return (f"the viewing pages cannot listen on {listen} ({why}), so no live or playback "
+            f"link can be made: {fix}, then restart nvr")
 
 
 def short(found: Sequence[Alert]) -> str:

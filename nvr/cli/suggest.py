@@ -32,7 +32,12 @@ def given(argv: Sequence[str]) -> list[str]:
 
 def carry(message: str, argv: Sequence[str]) -> str:
     """`message` with the person's --config/--socket added to each suggested `nvr` command."""
-    flags = given(argv)
+    return carry_flags(message, given(argv))
+
+
+def carry_flags(message: str, flags: Sequence[str]) -> str:
+    """`message` with `flags` ([--config, FILE, --socket, PATH]) added to each suggested
+    `nvr` command that does not have them."""
     if not flags:
         return message
 

@@ -65,6 +65,9 @@ def test_a_wrong_password_names_the_setting_and_reload(rec: Recorder) -> None:
     assert alert["message"] == (
         "camera door is not recording (failed): credentials refused by camera: check the user "
         f"and password in cameras[1].rtsp of {rec.config}, then `nvr reload`")
+    # As shown to the person who reached the daemon with --socket: the fix works as printed.
+    shown = rec.cli("director", "status")
+    assert f"then `nvr reload --socket {rec.socket}`" in shown.out, shown.out
 
 
 def test_a_camera_error_is_words_not_an_errno(rec: Recorder) -> None:

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
 # Every kind of alert, in the order they are listed. `clock` is raised by a clock-sanity check
 # when there is one (a `clock_alert` text on the Service); nothing else here depends on it.
 STORAGE_PAUSED, CLOCK, CAMERA_FAILED = "storage_paused", "clock", "camera_failed"
-KINDS = (STORAGE_PAUSED, CLOCK, CAMERA_FAILED)
+# The viewing pages could not start (port taken, TLS key unreadable): recording goes on, but
+# no live or playback link can be made until it is fixed.
+WEB = "web_unavailable"
+KINDS = (STORAGE_PAUSED, CLOCK, CAMERA_FAILED, WEB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +50,9 @@ def camera_down(state: str, errors: int) -> bool:
 
 
 def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: str | None,
-           clock_alert: str | None = None) -> list[Alert]:
-    """Storage first (it stops every camera), then the clock, then each camera down."""
+           clock_alert: str | None = None, web_alert: str | None = None) -> list[Alert]:
+    """Storage first (it stops every camera), then the clock, then each camera down, then
+    the viewing pages."""
     out: list[Alert] = []
     if paused or pause_alert:
         what = pause_alert or "the disk is full"
@@ -62,19 +66,51 @@ def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: 
         why = cam.reason or f"{cam.errors} error{'' if cam.errors == 1 else 's'}"
         out.append(Alert(CAMERA_FAILED, f"camera {cam.id} is not recording ({cam.state}): "
                          f"{why}", cam.id))
+    if web_alert:
+        out.append(Alert(WEB, web_alert))
     return out
 
 
 def of_service(service: RecorderPort) -> list[Alert]:
     """The running recorder's alerts now (cheap: attributes only, no I/O)."""
     views = []
-    for cam in service.config.cameras:
+    path = getattr(service, "config_path", None) or "the camera map"
+    for n, cam in enumerate(service.config.cameras):
         rec = service.recorders.get(cam.id)
-        views.append(CameraView(cam.id, rec.state, rec.reason, rec.errors) if rec is not None
-                     else CameraView(cam.id, "disabled"))  # fmt: skip
+        views.append(CameraView(cam.id, rec.state, with_fix(rec.reason, n, cam, path), rec.errors)
+                     if rec is not None else CameraView(cam.id, "disabled"))  # fmt: skip
     clock = getattr(service, "clock_alert", None)
+    web = getattr(service, "web_alert", None)
     return alerts(views, service.paused, service.pause_alert,
-                  clock if isinstance(clock, str) else None)
+                  clock if isinstance(clock, str) else None, web if isinstance(web, str) else None)
+
+
+def with_fix(reason: str, n: int, cam: Any, path: object) -> str:
+    """A camera's reason, with the setting to fix where the reason is one a setting fixes."""
+    if not reason.startswith("credentials refused"):
+        return reason
+    onvif = getattr(cam, "onvif", None)
+    if onvif is not None and getattr(onvif, "password_file", None):
+        where = (f"the password file named in cameras[{n}].onvif.password_file "
+                 f"({onvif.password_file}) of {path}")
+    elif onvif is not None:
+        where = f"cameras[{n}].onvif.username and password of {path}"
+    else:
+        where = f"the user and password in cameras[{n}].rtsp of {path}"
+    return f"{reason}: check {where}, then `nvr reload`"
+
+
+def web_alert(listen: str, config_path: object, exc: OSError) -> str:
+    """Why the viewing pages are not served, and the fix, in one line."""
+    why = (exc.strerror or str(exc)).lower()
+    port = listen.rsplit(":", 1)[-1]
+    if exc.errno in (98, 13):  # EADDRINUSE, EACCES: the address itself is the problem
+        fix = (f"stop what uses port {port} (ss -ltnp | grep :{port}) or set live.listen to "
+               f"another address in {config_path}")
+    else:
+        fix = f"fix live.listen / live.tls in {config_path}"
+    return (f"the viewing pages cannot listen on {listen} ({why}), so no live or playback "
+            f"link can be made: {fix}, then restart nvr")
 
 
 def short(found: Sequence[Alert]) -> str:

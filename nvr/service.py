@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nvr import log
+from nvr import alerts, log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
 from nvr.export.records import still_expirer
@@ -95,7 +95,7 @@ class Sink:
                     reason=reason)
 
     def state_changed(self, camera: str, state: str, reason: str) -> None:
-        logger.info("camera_state", camera=camera, state=state, reason=reason)
+        pass  # the recorder logs `camera_state` itself, once; nothing else to do here
 
 
 class Service:
@@ -130,6 +130,7 @@ class Service:
         # add them before start().
         self.extra_routes: list[tuple[str, str, Any]] = []
         self.web: WebServer | None = None
+        self.web_alert: str | None = None  # why the viewing pages are not served (alerts)
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -268,9 +269,10 @@ class Service:
             # Recording matters more than watching: a taken port or an unreadable TLS key
             # leaves the recorder running, and `nvr live` answers that no link can be made.
             logger.error("web_unavailable", listen=self.config.live.listen, error=str(exc))
+            self.web_alert = alerts.web_alert(self.config.live.listen, self.config_path, exc)
             await web.stop()
             return
-        self.web = web
+        self.web, self.web_alert = web, None
 
     def footage_disk(self, root: Path) -> DiskState:
         """The disk as retention should judge it: the export spool (bounded, released within

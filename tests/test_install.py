@@ -129,3 +129,41 @@ def test_install_edit_run_upgrade_uninstall() -> None:
             proc.kill()
             proc.wait()
         remove_tree(t)
+
+
+def test_a_clone_the_service_cannot_see_is_refused() -> None:
+    """Issue 28: the unit has ProtectHome=yes and PrivateTmp=yes; a clone under /tmp or /home
+    would install a service that cannot find its own code. install.sh refuses, naming
+    /opt/nvr, before it changes anything."""
+    for parent in (Path("/tmp"), Path("/home")):
+        if not parent.is_dir():
+            continue
+        clone = Path(shutil.copytree(REPO / "tools", Path(
+            subprocess.run(["mktemp", "-d", "-p", str(parent)], capture_output=True,
+                           text=True, check=True).stdout.strip()) / "tools"))  # fmt: skip
+        try:
+            res = subprocess.run([str(clone / "install.sh"), "--no-setup"], capture_output=True,
+                                 text=True, timeout=60)  # fmt: skip
+            assert res.returncode == 78, res.stdout + res.stderr
+            assert "which the service cannot see" in res.stderr and "/opt/nvr" in res.stderr
+            assert res.stdout == ""  # nothing was done
+        finally:
+            shutil.rmtree(clone.parent)
+
+
+def test_without_systemd_install_says_where_it_stopped() -> None:
+    """Issue 28: on a box (or container) without systemd as PID 1, install.sh does all but
+    systemctl, says so and what to do instead, and succeeds."""
+    t = shared_tmpdir()
+    try:
+        res = subprocess.run([str(REPO / "tools/install.sh"), "--root", str(t), "--no-setup"],
+                             capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "NVR_INSTALL_START": "1",
+                                  "NVR_SYSTEMD_DIR": str(t / "no-systemd-here")})  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "stopped before systemctl: systemd is not running here" in res.stdout
+        assert "runuser -u nvr -- nvr run --config /etc/nvr/nvr.yaml" in res.stdout
+        assert (t / "etc/systemd/system/nvr.service").exists()
+        assert "--no-start" in (REPO / "README.md").read_text()
+    finally:
+        remove_tree(t)

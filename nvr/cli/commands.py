@@ -211,6 +211,16 @@ def cmd_client(ns: argparse.Namespace) -> int:
         result["segments"] = [*result.get("segments", []), *more.get("segments", [])]
         if "next" in more:
             result["next"] = more["next"]
+    if not ns.json and isinstance(result.get("alerts"), list):
+        # An alert's fix (`nvr reload`) works as printed for someone who reached the daemon
+        # with --config or --socket: it gets them too. --json stays exactly the daemon's.
+        from nvr.cli.suggest import carry_flags
+
+        flags = [w for opt in ("config", "socket") if getattr(ns, opt, None)
+                 for w in (f"--{opt}", str(getattr(ns, opt)))]  # fmt: skip
+        for alert in result["alerts"]:
+            if isinstance(alert, dict) and isinstance(alert.get("message"), str):
+                alert["message"] = carry_flags(alert["message"], flags)
     if ns.json:
         # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)

@@ -101,6 +101,15 @@ _nvr() {{
         --config|--out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --socket) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --kind) COMPREPLY=($(compgen -W "subpoena court_order voluntary emergency public" -- "$cur")); return ;;
+        --camera)
+            # The camera ids the daemon reports (`nvr status` piped: its camera table's first
+            # column), reached with the --config/--socket typed on this line; the camera map
+            # itself is often not readable by the person typing.
+            local conn=() j
+            for ((j = 1; j < COMP_CWORD - 1; j++)); do
+                case "${{COMP_WORDS[j]}}" in --config|--socket) conn+=("${{COMP_WORDS[j]}}" "${{COMP_WORDS[j+1]}}") ;; esac
+            done
+            COMPREPLY=($(compgen -W "$("${{COMP_WORDS[0]}}" status "${{conn[@]}}" 2>/dev/null | awk -F'\\t' '/^camera\\tstate/ {{on = 1; next}} on && NF == 0 {{on = 0}} on {{print $1}}')" -- "$cur")); return ;;
     esac
     # The command path typed so far: the words that are not options or their values.
     for ((i = 1; i < COMP_CWORD; i++)); do

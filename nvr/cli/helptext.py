@@ -96,13 +96,16 @@ COMMANDS: dict[str, dict[str, Any]] = {
                           "manifest and signature go beside it; e.g. --out incident-114.mp4",
                  "--request": "the approved law-enforcement request this answers; "
                               "e.g. --request R-7",
-                 "--key": "with verify: the recorder key the clip must be signed with, as its "
-                          "fingerprint or a .pem file (default: this box's published recorder "
-                          "key); e.g. --key SHA256:3f9a…"},
+                 "--key": "with verify: the recorder key the clip must be signed with: the "
+                          "64 hex digits of its fingerprint (as every export and `nvr key show` "
+                          "print it) or its .pem file (default: this box's published recorder "
+                          "key); e.g. --key recorder-key.pem"},
         "examples": ["nvr export --camera lobby --start 2026-11-29T14:00 --end 2026-11-29T14:10 "
                      "--reason 'incident 2026-114' --out incident-114.mp4",
                      "nvr export verify incident-114.mp4",
-                     "nvr export verify incident-114.mp4 --key recorder-key.pem"],
+                     "nvr export verify incident-114.mp4 --key recorder-key.pem",
+                     "nvr export verify incident-114.mp4 --key "
+                     "67b5459d7909306cc599609ab47ab9140c61aa59830e8409c13afc7384f77b42"],
         "times": True},
     "still": {
         "help": "one still image (JPEG) for a suspension notice",
@@ -118,7 +121,7 @@ COMMANDS: dict[str, dict[str, Any]] = {
         "help": "a link to a live view that stops working after N minutes",
         "opts": {"--minutes": "how long the link works, in minutes (default 15); "
                               "e.g. --minutes 30"},
-        "examples": ["nvr live --camera lobby --minutes 10"]},
+        "examples": ["nvr live --camera lobby --reason 'patron reports a fight' --minutes 10"]},
     "playback": {
         "help": "a link to recorded playback from a time, that stops working after N minutes",
         "opts": {"--start": f"play from this time; {T}",

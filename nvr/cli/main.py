@@ -264,7 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Exit as exc:
         return exc.status
     except NvrError as exc:
-        sys.stderr.write(f"nvr: {' '.join(str(exc).split())}\n")
+        from nvr.cli.suggest import carry
+
+        said = carry(" ".join(str(exc).split()), sys.argv[1:] if argv is None else argv)
+        sys.stderr.write(f"nvr: {said}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("nvr: interrupted\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.padding import Padding
 from rich.progress import (
@@ -163,9 +165,10 @@ class Out:
             sys.stdout.write(text + "\n")
 
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], title: str = "",
-              keys: Sequence[str] | None = None) -> None:
+              keys: Sequence[str] | None = None, drop: Sequence[str] = ()) -> None:
         """Rows of ready-made cells. Piped: a header line, then TAB-separated rows (tabs and
-        newlines inside a cell become spaces), no title."""
+        newlines inside a cell become spaces), no title. On a terminal: fitted to its width
+        without cutting a word (`fit`): the columns in `drop` go first, in that order."""
         keys = keys or headers
         self._gap()
         if not self.terminal:
@@ -175,18 +178,21 @@ class Out:
             for row in rows:
                 sys.stdout.write("\t".join(clean(c) for c in row) + "\n")
             return
+        fitted = fit(list(headers), [list(r) for r in rows], list(keys), self.console.width,
+                     drop)  # fmt: skip
         # Two spaces between columns, none at the edges: room for the cells in 80 columns.
         t = Table(title=Text(title) if title else None, title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False, show_edge=False, header_style="bold",
                   padding=(0, 1, 0, 0), collapse_padding=True)  # fmt: skip
-        for key, header in zip(keys, headers, strict=True):
-            fold = key in _FOLD
-            t.add_column(Text(header), overflow="fold", no_wrap=not fold,
-                         justify="right" if key in _RIGHT else "left",
-                         ratio=1 if fold else None)  # fmt: skip
-        for row in rows:
+        for key, header, width in zip(fitted.keys, fitted.headers, fitted.widths, strict=True):
+            t.add_column(Text(header), overflow="fold", no_wrap=True, width=width,
+                         justify="right" if key in _RIGHT else "left")  # fmt: skip
+        for row in fitted.rows:
             t.add_row(*(Text(c) for c in row))
         self.console.print(t)
+        if fitted.dropped:
+            self.console.print(Text(f"(left out at {self.console.width} columns: "
+                                    f"{', '.join(fitted.dropped)}; --json has every field)"))
 
     def rows(self, rows: Sequence[dict[str, Any]], columns: Columns | None = None,
              title: str = "", *, extra: bool = True) -> None:
@@ -223,6 +229,104 @@ class Out:
         self.console.print(t)
 
 
+# -- fitting a table to the terminal, never cutting a word ---------------------------------------
+
+_GAP = 2  # columns between two cells (padding and the blank separator)
+_WHOLE = 24  # a folding cell up to this wide is worth dropping a column to keep on one line
+
+
+def words(text: str) -> list[str]:
+    """Where a cell may break: at spaces, after a hyphen that follows a letter
+    (`senior-` `center-` `lounge`) and after a path's slashes, never inside a number or a time
+    (`2026-12-07`)."""
+    return [piece for word in text.split() for piece in _pieces(word) if piece]
+
+
+def _pieces(word: str) -> list[str]:
+    """A word's breakable pieces: after a hyphen that follows a letter, and in a path (a word
+    starting with /) after each slash."""
+    pattern = r"(?<=[A-Za-z]-)(?=\S)|(?<=/)(?=\S)" if word.startswith("/") else r"(?<=[A-Za-z]-)(?=\S)"
+    return re.split(pattern, word)
+
+
+def wrap(text: str, width: int) -> str:
+    """`text` folded at `words` boundaries into lines of at most `width` cells; a word
+    longer than the line (only on a terminal narrower than the word) is the only cut."""
+    lines: list[str] = []
+    for para in text.split("\n"):
+        line = ""
+        for word in re.findall(r"\S+\s*", para):
+            for piece in _pieces(word):
+                if line and cell_len((line + piece).rstrip()) > width:
+                    lines.append(line.rstrip())
+                    line = ""
+                while cell_len(piece.rstrip()) > width:
+                    lines.append(piece[:width])
+                    piece = piece[width:]
+                line += piece
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    headers: list[str]
+    rows: list[list[str]]
+    keys: list[str]
+    widths: list[int]
+    dropped: list[str]  # headers of the columns left out
+
+
+def fit(headers: list[str], rows: list[list[str]], keys: list[str], width: int,
+        drop: Sequence[str] = ()) -> Fitted:
+    """The table laid out for `width` columns: every column as wide as its longest word
+    (header words included), the columns in `drop` left out in that order while the words
+    alone do not fit, then the room left given to the columns that may fold (_FOLD, camera
+    ids), in proportion to what each lacks, whose cells break between words. Nothing else breaks:
+    a time, a size, a state are never cut."""
+    cols = list(range(len(keys)))
+
+    def cells(i: int) -> list[str]:
+        return [r[i] for r in rows]
+
+    foldable = {i for i in cols if keys[i] in _FOLD or keys[i] in ("id", "camera")}
+
+    def longest(texts: list[str], split: bool) -> int:
+        pieces = [p for t in texts for p in (words(t) if split else t.split("\n"))]
+        return max((cell_len(p) for p in pieces), default=1)
+
+    least = {i: max(longest([headers[i]], True), longest(cells(i), i in foldable)) for i in cols}
+    full = {i: max(least[i], longest(cells(i), False)) for i in cols}
+    # Whole cells rather than every column: a column in `drop` goes while the cells would not
+    # fit whole, counting a folding column (a long camera id) as at most _WHOLE wide.
+    wanted = {i: full[i] if i not in foldable else max(least[i], min(full[i], _WHOLE))
+              for i in cols}
+    dropped: list[int] = []
+    for key in drop:
+        if sum(wanted[i] for i in cols) + _GAP * (len(cols) - 1) <= width:
+            break
+        for i in [i for i in cols if keys[i] == key and len(cols) > 1]:
+            cols.remove(i)
+            dropped.append(i)
+    for i in reversed(dropped[:-1]):  # one dropped early may fit again beside the rest
+        if sum(wanted[j] for j in [*cols, i]) + _GAP * len(cols) <= width:
+            cols = sorted([*cols, i])
+            dropped.remove(i)
+    room = width - _GAP * (len(cols) - 1)
+    widths = {i: full[i] if i not in foldable else least[i] for i in cols}
+    spare = max(0, room - sum(widths.values()))
+    need = {i: full[i] - least[i] for i in cols if i in foldable}
+    if sum(need.values()) <= spare:
+        widths.update({i: full[i] for i in need})
+    else:  # each folding column grows by its share of what they all lack
+        for i in need:
+            widths[i] += spare * need[i] // max(1, sum(need.values()))
+    return Fitted([wrap(headers[i], widths[i]) for i in cols],
+                  [[wrap(r[i], widths[i]) for i in cols] for r in rows],
+                  [keys[i] for i in cols], [widths[i] for i in cols],
+                  [headers[i] for i in dropped])
+
+
 def _daily_bytes(result: dict[str, Any]) -> float | None:
     """Bytes a day at the cameras' current combined bitrate ("today's rate")."""
     bps = sum(c.get("bitrate_bps") or 0 for c in result.get("cameras") or []
@@ -237,6 +341,10 @@ STATUS_TABLE: Columns = (
     ("last_segment_end", "last segment"), ("oldest_age", "oldest"), ("held_bytes", "held"),
     ("errors", "errors"),
 )  # fmt: skip
+# On a terminal too narrow for every column, these go first, in this order: held footage and
+# the oldest footage are also said below the table (per camera, and on the retention line),
+# bitrate and frame rate are for IT; camera, state and last segment always stay.
+STATUS_DROP = ("held_bytes", "oldest_age", "bitrate_bps", "fps", "errors")
 STATUS_MORE: Columns = (
     ("oldest_footage", "oldest footage"), ("held_seconds", "held time"),
     ("last_error_at", "last error at"), ("last_error", "last error"),
@@ -308,7 +416,8 @@ def status(out: Out, result: dict[str, Any]) -> None:
             columns = [*STATUS_COLUMNS] if out.terminal else [*STATUS_COLUMNS, WHY]
         shown = [_status_row(c, now) for c in cams]
         rows = [[_status_cell(out, k, c, today) for k, _h in columns] for c in shown]
-        out.table([h for _k, h in columns], rows, title, [k for k, _h in columns])
+        out.table([h for _k, h in columns], rows, title, [k for k, _h in columns],
+                  drop=STATUS_DROP)
         if out.terminal:
             alerted = {a.get("camera") for a in result.get("alerts") or [] if isinstance(a, dict)}
             for c in cams:

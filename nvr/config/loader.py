@@ -189,7 +189,42 @@ def _parse_yaml(text: str, file: str) -> Any:
         dup = re.match(r'found duplicate key "(.*?)" with value', problem)
         if dup:
             problem = f"key {dup.group(1)!r} appears twice in the same mapping"
-        raise ConfigError([ConfigProblem(file, line, "", f"YAML syntax: {problem}")]) from None
+        where = _yaml_context(text, line, problem)
+        raise ConfigError([ConfigProblem(file, line, "", f"YAML syntax: {problem}{where}")]
+                          ) from None
+
+
+# Parser messages that mean, nearly always, a line indented differently from its siblings.
+_INDENT_TROUBLE = ("mapping values are not allowed", "expected <block end>",
+                   "could not find expected ':'", "did not find expected key",
+                   "did not find expected '-'")
+
+
+def _yaml_context(text: str, line: int, problem: str) -> str:
+    """The line the parser stopped at, as written, and what is likely wrong with it: the
+    parser's words alone do not say that a key is one space off."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return ""
+    here = lines[line - 1]
+    if "appears twice" in problem:
+        return ""  # the problem names the key already
+    # The key only, never its value: a value may be a password, and this line may be logged.
+    shown = here.strip().split(":", 1)[0] + ":" if ":" in here else here.strip()
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    context = f", at `{shown}`" if shown else ""
+    if "\t" in here[: len(here) - len(here.lstrip())] or "'\\t'" in problem:
+        return context + " (a tab: YAML indents with spaces only)"
+    if not any(p in problem for p in _INDENT_TROUBLE):
+        return context
+    above = next((x for x in reversed(lines[: line - 1]) if x.strip()
+                  and not x.lstrip().startswith("#")), None)
+    indent = len(here) - len(here.lstrip(" "))
+    if above is None:
+        return context + " (check this line's indentation)"
+    above_indent = len(above) - len(above.lstrip(" "))
+    return (f"{context} (indented {indent} spaces, the line above {above_indent}: check the "
+            "indentation; keys of one mapping start in the same column)")
 
 
 def _dicts(value: Any) -> list[dict[str, object]]:

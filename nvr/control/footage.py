@@ -111,15 +111,20 @@ async def lead_in(svc: RecorderPort, camera: str, start: int) -> int:
     return min(start, planned.start_us)
 
 
-def no_footage(camera: str, start: int, end: int, now: int) -> DataError:
-    """The refusal for an export with nothing to deliver, saying what to do next."""
-    if start >= now:
-        return DataError(f"no footage of camera {camera} from {to_iso(start)}: that is in the "
-                         "future")
-    return DataError(
-        f"no footage of camera {camera} between {to_iso(start)} and {to_iso(end)}; "
-        "see `nvr recordings --camera " + camera + "`"
-    )
+async def no_footage(svc: RecorderPort, camera: str, start: int, end: int | None) -> str:
+    """Why there is nothing to cut, in words a person can act on: a time still to come is
+    named as such, and the footage there is (or that there is none yet) is said."""
+    asked = (f"at or after {to_iso(start)}" if end is None
+             else f"between {to_iso(start)} and {to_iso(end)}")
+    now = svc.clock()
+    if start > now:
+        return (f"no footage of camera {camera} {asked}: that is in the future "
+                f"(it is now {to_iso(now)})")
+    last = await svc.index.last_segment(camera)
+    if last is None:
+        return f"no footage of camera {camera} yet; see `nvr status`"
+    return (f"no footage of camera {camera} {asked}; its newest footage ends at "
+            f"{to_iso(last.end_us)}, see `nvr recordings --camera {camera}`")
 
 
 async def export(

@@ -342,7 +342,7 @@ class Handlers:
                              end_us=end, reason=a.reason, request=request, detail=detail)
         cam = self.camera(a.camera)
         if planned is None:
-            raise footage.no_footage(cam.id, start, end, self.svc.clock())
+            raise DataError(await footage.no_footage(self.svc, cam.id, start, end))
         return await footage.export(self.svc, caller, self.role(caller), a, cam, planned,
                                     progress)
 
@@ -362,7 +362,7 @@ class Handlers:
                              end_us=shown, reason=a.reason, detail=detail)
         cam = self.camera(a.camera)
         if planned is None:
-            raise DataError(f"no footage of camera {cam.id} at or after {to_iso(at)}")
+            raise DataError(await footage.no_footage(self.svc, cam.id, at, None))
         return await footage.still(self.svc, caller, self.role(caller), a, cam, planned, until)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:

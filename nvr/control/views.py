@@ -35,7 +35,11 @@ ALL_LINKS = frozenset({Role.director, Role.assistant_director})
 def _web(h: Handlers) -> WebServer:
     web = getattr(h.svc, "web", None)
     if web is None:
-        raise Unavailable("the web server is not running, so no viewing link can be made")
+        why = getattr(h.svc, "web_alert", None)
+        if isinstance(why, str) and why:
+            raise Unavailable(why)  # names the address, the cause and the setting to fix
+        raise Unavailable("the web server is not running, so no viewing link can be made; "
+                          "the recorder's log says why (journalctl -u nvr)")
     return web  # type: ignore[no-any-return]
 
 

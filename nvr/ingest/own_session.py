@@ -163,6 +163,7 @@ class Reading:
                  probes: list[av.container.InputContainer]) -> None:
         self.ctx, self.rtsp, self.track, self.probes = ctx, rtsp, track, probes
         self.tb = Fraction(1, track.clock_rate)
+        self.us_per_tick = 1_000_000 / track.clock_rate  # a float: used for every frame
         self.depack = Depacketizer(track.codec)
         self.unwrap = _Unwrap()
         # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
@@ -246,7 +247,8 @@ class Reading:
             data = b"".join(op.payloads)
             ctx.on_packet(OutPacket(op.pts, op.dts, op.duration, op.key, [annexb(data)],
                                     op.arrival_mono_us, op.discontinuity), video)
-        ctx.stats.add(op.arrival_mono_us, sum(len(p) for p in op.payloads))
+        ctx.stats.add(op.arrival_mono_us, sum(len(p) for p in op.payloads),
+                      int(op.dts * self.us_per_tick))
 
     def _emit(self, ready: list[tuple[int, int | None, bool, tuple[bytes, int]]]) -> None:
         repair = self.repair

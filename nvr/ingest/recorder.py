@@ -78,6 +78,7 @@ class CameraRecorder:
         self._announced = ("", "")
         self.errors, self.last_error, self.dropped = 0, "", 0
         self.last_error_us: int | None = None  # when last_error happened (`nvr status`)
+        self._handed_over = ""  # why `reader: auto` gave this camera to FFmpeg's reader
         self._stop = threading.Event()
         self._paused: str | None = None
         self._pending_gap: tuple[int, str, str] | None = None
@@ -293,6 +294,7 @@ class CameraRecorder:
             # `reader: auto`: FFmpeg's reader takes this camera over, at once and for the rest
             # of the run (what the own reader cannot read, it will not read on a retry).
             self.reader = "ffmpeg"
+            self._handed_over = end.message
             self.errors += 1
             self.last_error = f"the recorder's own RTSP reader cannot read it ({end.message}): " \
                 "FFmpeg's reads it now"
@@ -303,10 +305,14 @@ class CameraRecorder:
         if end.gap_reason == "disk_full":
             return  # not an error of the camera; the pause loop shows the reason
         self.errors += 1
-        self.last_error = end.message
+        message = end.message
+        if self._handed_over:  # the first reason stays in sight, not only in the log
+            message += (f"; FFmpeg's reader reads it since the recorder's own could not "
+                        f"({self._handed_over})")
+        self.last_error = message
         self.last_error_us = self.clock.wall_us()
         delay = self.backoff.delay(uptime_s, permanent=end.permanent)
-        self._set_state("failed" if end.permanent else "backoff", end.message)
+        self._set_state("failed" if end.permanent else "backoff", message)
         _log.info("camera_retry", camera=self.camera.id, delay_s=round(delay, 2))
         self._wait(delay)
 

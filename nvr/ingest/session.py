@@ -57,6 +57,7 @@ class SessionEnd:
 
 
 STOPPED = SessionEnd("stopped", "stopped")
+RATE_WINDOW_US = 5_000_000  # `nvr status`'s fps and bitrate: the frames of the last 5 s
 
 
 @dataclass
@@ -65,25 +66,35 @@ class Stats:
 
     frames: int = 0
     bytes: int = 0
-    _window: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
+    # (arrival µs, size, decode time µs on the camera's clock or None), newest last.
+    _window: deque[tuple[int, int, int | None]] = field(default_factory=lambda: deque(maxlen=512))
     _lock: Lock = field(default_factory=Lock)
 
-    def add(self, mono_us: int, size: int) -> None:
+    def add(self, mono_us: int, size: int, media_us: int | None = None) -> None:
         with self._lock:
             self.frames += 1
             self.bytes += size
-            self._window.append((mono_us, size))
+            self._window.append((mono_us, size, media_us))
 
-    def rates(self, now_mono_us: int, span_us: int = 5_000_000) -> tuple[float, int]:
-        """(frames per second, bits per second) over the last `span_us`."""
+    def rates(self, now_mono_us: int, span_us: int = RATE_WINDOW_US) -> tuple[float, int]:
+        """(frames per second, bits per second) of the frames that arrived in the last
+        `span_us`, measured on the camera's own timestamps: frames arrive in bursts (a
+        reader's batch, TCP), and a burst's arrival times made a 15 fps camera read 16.5;
+        the time between the first and the last frame's decode times does not burst. Arrival
+        times only when the frames carry none, or a timestamp jump lies in the window."""
         with self._lock:
-            recent = [(t, s) for t, s in self._window if now_mono_us - t <= span_us]
+            recent = [e for e in self._window if now_mono_us - e[0] <= span_us]
         if len(recent) < 2:
             return 0.0, 0
-        dt = (recent[-1][0] - recent[0][0]) / 1e6
+        first, last = recent[0][2], recent[-1][2]
+        if first is not None and last is not None and 0 < last - first <= 2 * span_us:
+            dt = (last - first) / 1e6
+        else:
+            dt = (recent[-1][0] - recent[0][0]) / 1e6
         if dt <= 0:
             return 0.0, 0
-        return round((len(recent) - 1) / dt, 2), int(sum(s for _, s in recent[1:]) * 8 / dt)
+        # n frames span n-1 frame intervals; the first frame's bytes came before the span.
+        return round((len(recent) - 1) / dt, 2), int(sum(e[1] for e in recent[1:]) * 8 / dt)
 
 
 @dataclass
@@ -142,8 +153,34 @@ class _End(Exception):
         self.end = end
 
 
+# FFmpeg's errors in words a person can act on; str() of one is "[Errno 1094995529] Invalid
+# data found when processing input: 'rtsp://…'", its number meaning nothing to anyone.
+_FFMPEG_WORDS: dict[type[BaseException], str] = {
+    av.error.InvalidDataError: "the camera sent a stream FFmpeg cannot read (invalid data): "
+                               "check the camera's codec (H.264 or H.265) and its rtsp: path",
+    av.error.HTTPNotFoundError: "the camera has no stream at this path (RTSP 404): check the "
+                                "path in its rtsp: address",
+    av.error.HTTPForbiddenError: "the camera forbids this stream to this account (RTSP 403)",
+    av.error.HTTPBadRequestError: "the camera refused the request (RTSP 400)",
+    av.error.HTTPServerError: "the camera reported an internal error (RTSP 5xx)",
+    av.error.EOFError: "the camera ended the stream",
+}
+
+
+def error_words(e: BaseException, url: str) -> str:
+    """`e` in words, without an errno number and without the camera's address (which may
+    carry its password)."""
+    for kind, words in _FFMPEG_WORDS.items():
+        if isinstance(e, kind):
+            return words
+    strerror = getattr(e, "strerror", None)
+    if isinstance(e, OSError | av.error.FFmpegError) and isinstance(strerror, str) and strerror:
+        return f"{strerror[0].lower()}{strerror[1:]} ({host_of(url)})"
+    return redact_text(str(e), url)
+
+
 def _classify(e: BaseException, url: str) -> SessionEnd:
-    text = redact_text(str(e), url)
+    text = error_words(e, url)
     if isinstance(e, TimeoutError) or getattr(e, "errno", None) == errno.ETIMEDOUT:
         return SessionEnd("timeout", f"camera stopped answering: {text}")
     if isinstance(e, TimestampError):
@@ -177,6 +214,7 @@ def _read(
     ctx: SessionContext, container: av.container.InputContainer, video: av.stream.Stream
 ) -> SessionEnd:
     tb = Fraction(video.time_base or Fraction(1, 90000))
+    us_per_tick = float(tb) * 1_000_000  # a float: this runs for every frame
     rate = video.average_rate or video.guessed_rate or 15
     repair: TimestampRepair[av.Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
     wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
@@ -198,7 +236,7 @@ def _read(
             ctx.on_packet(op, video)
         payloads = op.payloads
         size = payloads[0].size if len(payloads) == 1 else sum(p.size for p in payloads)
-        ctx.stats.add(op.arrival_mono_us, size)
+        ctx.stats.add(op.arrival_mono_us, size, int(op.dts * us_per_tick))
 
     try:
         for pkt in container.demux(video):

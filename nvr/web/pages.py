@@ -40,6 +40,9 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
     async def script(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "view.js")
 
+    async def no_icon(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
+
     async def style(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "view.css")
 
@@ -156,6 +159,8 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
 
     app.router.add_get("/api/l/{link}/live/{camera}/fmp4", fmp4)
     app.router.add_get("/view", page)
+    # Browsers ask every page for it; an empty 204 instead of a 404 in every log and console.
+    app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/static/view.js", script)
     app.router.add_get("/static/view.css", style)
     app.router.add_post("/api/session", open_session)

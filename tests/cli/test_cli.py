@@ -268,3 +268,28 @@ def test_export_verify_runs_offline(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["export", "verify", str(clip)]) == 65
     assert main(["--json", "export", "verify", str(clip)]) == 65
     assert main(["export", "verify"]) == 64
+
+
+def test_a_suggestion_in_an_error_works_as_printed(daemon: Path, tmp_path: Path) -> None:
+    """The daemon suggests `nvr recordings --camera empty`; the person reached it with
+    --socket, so the suggestion carries it, and pasted as printed it is answered (exit 0)."""
+    proc = subprocess.run([str(NVR), "export", "--camera", "empty", "--start", "2026-11-29T10:00",
+                           "--end", "2026-11-29T10:01", "--reason", "r", "--out",
+                           str(tmp_path / "clip.mp4"), "--socket", str(daemon)],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert proc.returncode == 65, proc.stderr
+    suggested = proc.stderr.split("`")[1]
+    assert suggested == f"nvr recordings --camera empty --socket {daemon}", proc.stderr
+    again = subprocess.run([str(NVR), *suggested.split()[1:]], capture_output=True, text=True,
+                           timeout=30)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+
+
+def test_suggestions_carry_config_and_socket_but_not_into_help() -> None:
+    from nvr.cli.suggest import carry
+
+    argv = ["status", "--config=my map.yaml"]
+    assert carry("see `nvr status`", argv) == "see `nvr status --config 'my map.yaml'`"
+    assert carry("see `nvr help export`", argv) == "see `nvr help export`"
+    assert carry("see `nvr status --config x`", argv) == "see `nvr status --config x`"
+    assert carry("see `nvr status`", ["status"]) == "see `nvr status`"

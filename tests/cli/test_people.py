@@ -139,6 +139,57 @@ def test_every_table_fits_80_columns(sock: Path, argv: tuple[str, ...]) -> None:
     assert not too_wide, "\n".join(too_wide)
 
 
+@pytest.mark.parametrize("columns", [80, 64, 100])
+def test_no_word_is_cut_at_80_columns(sock: Path, columns: int) -> None:
+    """Issue 28: the status table fits by leaving columns out (and saying which), or by
+    breaking a camera id after a hyphen, never by cutting a word: every word on the terminal
+    is a word (or a hyphen-piece of one) of the same cells piped, every time shown whole."""
+    lines = on_terminal(sock, "status", columns=columns)
+    piped_out = piped(sock, "status", env=NY).splitlines()
+    header, *rows = [line.split("\t") for line in piped_out[: piped_out.index("")]]
+    cells = [c for row in [header, *rows] for c in row]
+    whole = {w for c in cells for w in c.split()}
+    pieces = whole | {p for w in whole for p in re.split(r"(?<=[A-Za-z]-)", w) if p}
+    end = next(i for i, line in enumerate(lines) if not line.strip() and i > 1)
+    note = next((i for i, line in enumerate(lines) if line.startswith("(left out")), end)
+    table, footnote = lines[1:note], " ".join(lines[note:end])
+    assert all(len(line) <= columns for line in lines), "\n".join(lines)
+    for line in table:
+        if set(line.strip()) <= {"─"}:
+            continue
+        cut = [w for w in line.split() if w not in pieces]
+        assert not cut, f"cut at {columns} columns: {cut}\n" + "\n".join(lines)
+    text = "\n".join(table)
+    for i, name in enumerate(header):
+        if name in ("last segment",):  # times: whole, with their zone, on one line
+            for row in rows:
+                assert row[i] in text, (row[i], text)
+    left = [w for w in header[:8] if w not in " ".join(table[:1])]
+    if left:
+        assert footnote.startswith(f"(left out at {columns} columns: "), footnote
+        assert all(w in footnote for w in left), (left, footnote)
+    else:
+        assert not footnote
+    assert "senior-center-lounge" in text or "senior-\ncenter-" in "\n".join(
+        line.split()[0] for line in table if line.split())
+
+
+@pytest.mark.parametrize("argv", [("recordings", "--camera", "senior-center-lounge", "--paths"),
+                                  ("retention", "plan", "--paths"), ("status",)])  # fmt: skip
+def test_times_and_numbers_are_never_broken(sock: Path, argv: tuple[str, ...]) -> None:
+    """Every time, size and length the piped output has is on one line of the 80-column
+    terminal too (a long path beside it breaks after a slash instead)."""
+    shown = on_terminal(sock, *argv)
+    cells = {c for line in piped(sock, *argv, env=NY).splitlines() for c in line.split("\t")}
+    whole = [c for c in cells if re.fullmatch(r"(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d [A-Z]{3}|"
+                                              r"\d+(\.\d)? (s|kB|MB|GB)", c)]
+    assert whole, cells
+    flat = "".join("".join(shown).split())
+    for cell in whole:
+        if "".join(cell.split()) in flat:  # shown (a column left out on the terminal is not)
+            assert any(cell in line for line in shown), (cell, "\n".join(shown))
+
+
 def test_paths_only_with_paths_or_json(sock: Path) -> None:
     plain = piped(sock, "recordings", "--camera", "front")
     assert "/var/lib/nvr" not in plain
@@ -289,3 +340,19 @@ COMP_WORDS=(nvr --json hold create --camera lobby --inc); COMP_CWORD=6; _nvr; ec
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
                          timeout=30).stdout.splitlines()  # fmt: skip
     assert out == ["export", "create", "--incident"], out
+
+
+def test_camera_completes_camera_ids_from_the_daemon(sock: Path, tmp_path: Path) -> None:
+    """Issue 28: after --camera, Tab offers the camera ids (as `nvr status` lists them,
+    through the --socket typed on the line), not option names."""
+    from nvr.cli.docs import write
+
+    _man, comp = write(tmp_path / "share")
+    script = f"""source {comp}
+COMP_WORDS=({NVR} live --socket {sock} --camera ''); COMP_CWORD=5; _nvr; echo "${{COMPREPLY[@]}}"
+COMP_WORDS=({NVR} hold create --socket {sock} --camera sen); COMP_CWORD=6; _nvr; echo "${{COMPREPLY[@]}}"
+"""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                         timeout=30).stdout.splitlines()  # fmt: skip
+    assert out == ["front senior-lounge senior-center-lounge",
+                   "senior-lounge senior-center-lounge"], out

@@ -21,7 +21,7 @@ import uvloop
 
 from nvr.control.protocol import Args, Caller, Reply
 from nvr.control.server import ControlServer, Progress
-from nvr.errors import PermissionDenied
+from nvr.errors import DataError, PermissionDenied
 
 CLIP = b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 1200
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 20 + b"\xff\xd9"
@@ -51,7 +51,12 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
              "last_segment_end": "2026-11-29T12:20:19.034035Z", "errors": 0, "reason": None},
             {"id": "senior-lounge", "state": "backoff", "fps": 0.0, "bitrate_bps": 0,
              "last_segment_end": "2026-11-28T23:59:58.500000Z", "errors": 3,
-             "reason": "camera unreachable: connection refused by 10.0.4.17:554 after 3 tries"}],
+             "reason": "camera unreachable: connection refused by 10.0.4.17:554 after 3 tries"},
+            # Issue 28: a long id and every column of a newer daemon, for the 80-column table.
+            {"id": "senior-center-lounge", "state": "recording", "fps": 14.98,
+             "bitrate_bps": 0, "last_segment_end": "2026-11-29T12:20:18.500000Z",
+             "errors": 12, "oldest_footage": "2026-10-30T12:00:00.000000Z",
+             "held_bytes": 1_400_000_000, "held_seconds": 7200, "reason": None}],
             "disk": {"root": "/var/lib/nvr", "total_bytes": 500_000_000_000,
                      "free_bytes": 252_000_000_000, "free_percent": 50.4, "min_free_percent": 5,
                      "recordings_bytes": 230_000_000_000},
@@ -87,6 +92,9 @@ async def dispatch(caller: Caller, op: str, args: Args, progress: Progress) -> R
              "why": "older than 30 days"}], "keep": [
             {"camera": "front", "path": "/var/lib/nvr/segments/front/20261129T122017.034035Z.mp4",
              "why": "held: hold H-1 'incident 2026-114' until 2027-06-30"}]})
+    if op == "export" and a.camera == "empty":  # the daemon's refusal, with a suggestion
+        raise DataError("no footage of camera empty between 2026-11-29T10:00:00.000000Z and "
+                        "2026-11-29T10:01:00.000000Z; see `nvr recordings --camera empty`")
     if op == "export":
         await progress({"done": 1, "total": 2, "message": "exporting"})
         sha = "0" * 64 if a.reason == "lie" else hashlib.sha256(CLIP).hexdigest()

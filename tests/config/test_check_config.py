@@ -12,15 +12,34 @@ from tests.config.helpers import GOOD, REPO, check, line_of, write
 
 
 def test_example_map_passes_on_a_fresh_checkout(capsys: pytest.CaptureFixture[str]) -> None:
-    rc, err, out = check(REPO / "config" / "example.yaml", capsys)
-    assert (rc, err) == (0, [])
-    assert out == f"{REPO / 'config' / 'example.yaml'}: ok (8 cameras, 6 people)\n"
+    path = REPO / "config" / "example.yaml"
+    rc, err, out = check(path, capsys)
+    assert rc == 0
+    # Issue 28: its accounts do not exist here; valid, but each is named (a warning, exit 0).
+    assert err == [f"{path}:{line_of(path, '{user: ' + user)}: people[{i}].user: warning: no "
+                   f"account {user!r} on this machine; create it (adduser) or put that person's "
+                   "real login name here, or they are refused as the public"
+                   for i, user in enumerate(("director", "assistant", "elderaffairs", "itstaff",
+                                             "facilities", "clerk"))]  # fmt: skip
+    assert out == (f"{path}: ok (8 cameras, 6 people); 6 of them without an account on this "
+                   "machine\n")
+
+
+def test_an_existing_account_is_no_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = REPO / "config" / "example.yaml"
+    mine = write(tmp_path, path.read_text().replace("{user: clerk,", "{user: root,"))
+    (tmp_path / "parking-lot-cam.pass").write_text("s3cret\n")
+    rc, err, out = check(mine, capsys)
+    assert rc == 0 and len(err) == 5 and not any("'root'" in e for e in err), err
+    assert out.endswith("ok (8 cameras, 6 people); 5 of them without an account on this machine\n")
 
 
 def test_demo_map_makes_the_runner_director(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("USER", "librarian")
+    monkeypatch.setenv("USER", "root")  # an account that exists: no warning
     rc, err, out = check(REPO / "config" / "demo.yaml", capsys)
     assert (rc, err) == (0, [])
     assert out.endswith("ok (2 cameras, 1 person)\n")
@@ -252,5 +271,26 @@ def test_yaml_anchors_and_merge_keys_work(
         "  - <<: *cam\n    id: back\n    name: Back\n"
     )
     rc, err, out = check(write(tmp_path, text), capsys)
-    assert (rc, err) == (0, [])
-    assert out.endswith("ok (2 cameras, 2 people)\n")
+    assert (rc, [e for e in err if ": warning: no account" not in e]) == (0, [])
+    assert "ok (2 cameras, 2 people)" in out
+
+
+def test_yaml_indentation_error_shows_the_key_and_the_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 28: the parser's words alone ("expected <block end>") do not say that a key is
+    one space off; the line says which key, both indentations, and never the value."""
+    assert "    area: entrance\n" in GOOD
+    path = write(tmp_path, GOOD.replace("    area: entrance\n", "   area: entrance\n", 1))
+    rc, err, _ = check(path, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert err[0].startswith(f"{path}:{line_of(path, 'area: entrance')}: YAML syntax: "), err
+    assert "at `area:` (indented 3 spaces, the line above 4: check the indentation" in err[0]
+    assert "entrance" not in err[0].split("YAML syntax:")[1]
+
+
+def test_yaml_tab_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.replace("    area: entrance\n", "\tarea: entrance\n", 1))
+    rc, err, _ = check(path, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert "(a tab: YAML indents with spaces only)" in err[0], err

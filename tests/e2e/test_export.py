@@ -119,6 +119,25 @@ def test_export_audited_and_refused_for_it(rec: Recorder) -> None:
                for r in rows)
 
 
+def test_export_of_no_footage_says_future_or_what_there_is(rec: Recorder) -> None:
+    """Issue 28: a range in the future is named as such; a range before the footage says
+    where the footage ends, and its suggestion, pasted as printed, is answered."""
+    segs = rec.wait_for_segments("lobby", 2)
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", soon.isoformat(),
+                  "--end", (soon + dt.timedelta(minutes=1)).isoformat(), "--reason", "r",
+                  "--out", rec.out_path("future.mp4"))
+    assert res.code == 65 and "that is in the future" in res.err, res.err
+    before = iso(iso_us(segs[0]["start"]) - 3_600_000_000)
+    res = rec.cli("director", "export", "--camera", "lobby", "--start", before, "--end",
+                  iso(iso_us(before) + 60_000_000), "--reason", "r",
+                  "--out", rec.out_path("before.mp4"))
+    assert res.code == 65 and "its newest footage ends at" in res.err, res.err
+    suggested = res.err.split("`")[1].split()
+    assert suggested[:3] == ["nvr", "recordings", "--camera"] and "--socket" in suggested
+    assert rec.cli("director", *suggested[1:suggested.index("--socket")]).code == 0
+
+
 def test_still_is_owner_only_and_expires(rec: Recorder) -> None:
     segs = rec.wait_for_segments("lobby", 2)
     out = rec.out_path("notice.jpg")

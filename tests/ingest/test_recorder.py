@@ -71,7 +71,9 @@ async def test_records_three_codecs_into_continuous_segments(
     wall_s = asyncio.get_running_loop().time() - t0
     for cid, (_, codec) in mounts.items():
         st = status[cid]
-        assert st["state"] == "recording" and 12 <= st["fps"] <= 18, st
+        # The test camera sends 15 fps: status says 15 (it said 16.5 when measured on bursty
+        # arrival times, issue 28).
+        assert st["state"] == "recording" and 14.5 <= st["fps"] <= 15.5, st
         assert st["bitrate_bps"] > 0 and st["last_segment_end"] is not None
         segs = await index.segments(cid)
         files = await _segments_on_disk(tmp_path, cid)

@@ -205,7 +205,10 @@ def test_emergency_feed_lists_time_left_and_ending_it_closes_viewers_at_once(
     page.goto(em["url"])
     wait_js(page, "document.querySelector('video[data-camera=\"lobby\"]')?.videoWidth > 0", 3,
             "the emergency feed's picture")
-    assert "Emergency live feed" in page.inner_text("#nvr-title")
+    # The heading says "emergency" once (issue 28: it read "...: emergency: Hanson Police").
+    assert page.inner_text("#nvr-title") == "Emergency live feed: Hanson Police"
+    # Every page asks for /favicon.ico: an empty answer, not a 404.
+    assert page.evaluate("async () => (await fetch('/favicon.ico')).status") == 204
     # Live only: the emergency link cannot fetch recordings.
     got = page.evaluate("async (id) => (await fetch(`/api/l/${id}/timeline/lobby`)).status",
                         em["id"])

@@ -318,8 +318,10 @@ async function main() {
   history.replaceState(null, "", location.pathname + "?link=" + encodeURIComponent(link.id));
   state.link = link;
   document.body.dataset.state = "open";
+  // An emergency link's purpose is stored as "emergency: AGENCY": the heading says the word once.
+  const purpose = link.kind === "emergency" ? link.purpose.replace(/^emergency: /, "") : link.purpose;
   $("nvr-title").textContent = (link.kind === "playback" ? "Recorded footage" :
-    link.kind === "emergency" ? "Emergency live feed" : "Live view") + ": " + link.purpose;
+    link.kind === "emergency" ? "Emergency live feed" : "Live view") + ": " + purpose;
   say("link " + link.id + ", valid until " + link.expires);
   openEvents(link);
   if (link.kind === "playback") await startPlayback(link);

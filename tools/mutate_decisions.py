@@ -99,7 +99,9 @@ def main() -> int:
         caught = ""
         if killed:
             failed = re.findall(r"^FAILED (\S+)", proc.stdout, flags=re.M)
-            caught = failed[0] if failed else proc.stdout.strip().splitlines()[-1]
+            why = re.findall(r"^E +(.+)$", proc.stdout, flags=re.M)
+            caught = (failed[0] if failed else proc.stdout.strip().splitlines()[-1]) + \
+                (f" — {why[0][:160]}" if why else "")
         else:
             survived.append(f"{rel}:{lineno}")
         print(f"[{i}/{len(found)}] {rel}:{lineno} {'killed' if killed else 'SURVIVED'} "

@@ -68,8 +68,8 @@ COMMANDS: dict[str, dict[str, Any]] = {
                            "e.g. --from /srv/backup/nvr-2026-11-29",
                  "--key": "trust the backup by its signing key (the fingerprint `nvr backup` "
                           "printed, or a public-key PEM file) instead of by who owns its files; "
-                          "needed for a backup copied by another account; e.g. --key "
-                          "3f9a…(64 hex digits) or --key /root/nvr-export.pub.pem"},
+                          "needed for a backup copied by another account (or the 64 hex digits "
+                          "of the fingerprint); e.g. --key /root/nvr-export.pub.pem"},
         "examples": ["nvr restore --config /etc/nvr/nvr.yaml --from /srv/backup/nvr-2026-11-29",
                      "nvr restore --config /etc/nvr/nvr.yaml --from /mnt/usb/nvr-2026-11-29 "
                      "--key FINGERPRINT"]},

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nvr import log
-from nvr.web import rtc
+from nvr.web import limits, rtc
 from nvr.web.server import STATIC, Refused, WebServer, cookie_name
 
 _log = log.get("nvr.web.pages")
@@ -83,16 +83,19 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                 feed.unsupported = unsupported_reason(last.codec, False)
         if feed.unsupported:
             raise Refused(f"no live picture: {feed.unsupported}", 409)
+        give_back = srv.peer_slot(request, link)  # Refused beyond the limits
         viewer = feed.join()
         try:
             pc, sdp = await rtc.answer(body.sdp, viewer)
         except Exception as exc:
+            give_back()
             viewer.close()
             _log.info("rtc_offer_failed", camera=camera, error=str(exc))
             raise Refused(f"cannot start live view: {exc}", 400) from None
 
         async def close() -> None:
             viewer.close()
+            give_back()
             await rtc.close_quietly(pc)
 
         sess.closers.add(close)
@@ -106,10 +109,23 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                 ended = True
                 sess.closers.discard(close)
                 viewer.close()
+                give_back()
                 await rtc.close_quietly(pc)
                 await srv.audit(link, "view_disconnect", remote=request.remote, camera=camera,
                                 stream="webrtc", packets=viewer.sent, dropped=viewer.dropped)
 
+        async def connect_deadline() -> None:
+            # An offer whose ICE and DTLS never complete (no candidates, a peer that went
+            # away) would keep its UDP sockets for good: closed after RTC_CONNECT_S.
+            await asyncio.sleep(limits.RTC_CONNECT_S)
+            if pc.connectionState != "connected" and not ended:
+                _log.info("rtc_connect_timeout", camera=camera, state=pc.connectionState)
+                sess.closers.discard(close)
+                await close()
+
+        deadline = asyncio.ensure_future(connect_deadline())
+        srv.background.add(deadline)
+        deadline.add_done_callback(srv.background.discard)
         await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
                         stream="webrtc")
         return web.json_response({"sdp": sdp, "type": "answer"})

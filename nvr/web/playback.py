@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from nvr.export.remux import segment_layout, segment_window
 from nvr.storage import fmp4
@@ -88,6 +89,31 @@ def cut_bytes(piece: Piece) -> bytes:
                      *frag.data])
 
 
+class _Download(web.FileResponse):
+    """A segment file being sent, held open in its session: when the session ends (the link
+    revoked or expired) the connection is aborted, so a download in progress stops there."""
+
+    def __init__(self, path: Path, sess: Session) -> None:
+        super().__init__(path, headers={"Content-Type": "video/mp4"})
+        self.sess = sess
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        transport = request.transport
+
+        async def abort() -> None:
+            if transport is not None:
+                transport.abort()
+
+        if self.sess.ended:  # ended between the check and now
+            await abort()
+            return None
+        self.sess.closers.add(abort)
+        try:
+            return await super().prepare(request)  # the whole file (or range) is sent here
+        finally:
+            self.sess.closers.discard(abort)
+
+
 def add_routes(app: web.Application, srv: WebServer) -> None:
     async def covered(request: web.Request) -> tuple[Link, Session, str]:
         link, sess = srv.session(request, request.match_info["link"])
@@ -147,7 +173,7 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
             await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
                             stream="playback")
         if piece.whole:
-            return web.FileResponse(Path(seg.path), headers={"Content-Type": "video/mp4"})
+            return _Download(Path(seg.path), sess)
         body = await asyncio.to_thread(cut_bytes, piece)
         return web.Response(body=body, headers={"Content-Type": "video/mp4"})
 

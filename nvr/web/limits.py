@@ -185,13 +185,13 @@ class Acceptor:
     def __init__(self, factory: Callable[[], asyncio.Protocol], *,
                  ssl_context: ssl.SSLContext | None,
                  on_refused: Callable[[str, str], None],
-                 max_connections: int = MAX_CONNECTIONS, max_per_peer: int = MAX_PER_PEER,
+                 max_connections: int | None = None, max_per_peer: int | None = None,
                  ) -> None:
         self.factory = factory
         self.ssl_context = ssl_context
         self.on_refused = on_refused
-        self.max_connections = max_connections
-        self.max_per_peer = max_per_peer
+        self.max_connections = MAX_CONNECTIONS if max_connections is None else max_connections
+        self.max_per_peer = MAX_PER_PEER if max_per_peer is None else max_per_peer
         self.open = 0
         self.per_peer: dict[str, int] = {}
         self.refused = 0

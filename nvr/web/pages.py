@@ -100,19 +100,32 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
 
         sess.closers.add(close)
 
-        ended = False
+        ended = connected = False
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
-            nonlocal ended
+            nonlocal ended, connected
+            if pc.connectionState == "connected" and not connected and not ended:
+                # Audited when the stream really flows: an offer that never connects (a flood
+                # of them, each without ICE candidates) is not a row each (below).
+                connected = True
+                await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
+                                stream="webrtc")
             if pc.connectionState in ("failed", "closed") and not ended:
                 ended = True
                 sess.closers.discard(close)
                 viewer.close()
                 give_back()
                 await rtc.close_quietly(pc)
-                await srv.audit(link, "view_disconnect", remote=request.remote, camera=camera,
-                                stream="webrtc", packets=viewer.sent, dropped=viewer.dropped)
+                if connected:
+                    await srv.audit(link, "view_disconnect", remote=request.remote,
+                                    camera=camera, stream="webrtc", packets=viewer.sent,
+                                    dropped=viewer.dropped)
+                elif not sess.ended:
+                    srv.refuse_limited(request, link, "rtc_not_connected",
+                                       f"refused: a live view of camera {camera} did not connect "
+                                       f"(ICE/DTLS) within {limits.RTC_CONNECT_S:g} s; its offer "
+                                       "was dropped")
 
         async def connect_deadline() -> None:
             # An offer whose ICE and DTLS never complete (no candidates, a peer that went
@@ -126,8 +139,6 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
         deadline = asyncio.ensure_future(connect_deadline())
         srv.background.add(deadline)
         deadline.add_done_callback(srv.background.discard)
-        await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
-                        stream="webrtc")
         return web.json_response({"sdp": sdp, "type": "answer"})
 
     async def fmp4(request: web.Request) -> web.StreamResponse:

@@ -183,7 +183,14 @@ def test_connection_and_offer_flood_leaves_recording_and_the_socket_alone(
         with sqlite3.connect(rec.root / "index.db") as db:
             rows = db.execute("SELECT action, detail FROM audit WHERE action IN "
                               "('view_refused', 'refusals_coalesced')").fetchall()
+            connects = db.execute("SELECT count(*) FROM audit WHERE action = 'view_connect'"
+                                  ).fetchone()[0]
         rec.cleanup()
-    assert 2 <= len(rows) <= 4, rows
+    # Three kinds (connections over the cap, offers over the link's cap, offers that never
+    # connected): at most two rows each, however many attempts.
+    assert 3 <= len(rows) <= 6, rows
     counted = sum(json.loads(d).get("count", 0) for a, d in rows if a == "refusals_coalesced")
-    assert counted >= OFFERS - limits.MAX_PEERS_PER_LINK - 1, rows
+    # every offer (over the cap, or never connected) and every connection over the cap
+    refused_total = OFFERS + IDLE_CONNECTIONS - limits.MAX_CONNECTIONS
+    assert counted >= refused_total - 3, (counted, rows)
+    assert connects == 0, "an offer that never connected was audited as a connection"

@@ -139,6 +139,12 @@ def test_connection_and_offer_flood_leaves_recording_and_the_socket_alone(
         took = time.monotonic() - t0
         assert status.code == 0, status.err
         assert took < 1.0, f"nvr status took {took:.2f} s during the flood"
+        # ... and the link can be revoked (the attack made `nvr view revoke` fail, exit 69).
+        # (another link: the flooded one's peers must end by their own deadline, below)
+        other = rec.cli("director", "live", "--camera", "lobby", "--reason", "x", "--json")
+        assert other.code == 0, other.err
+        revoked = rec.cli("director", "view", "revoke", json.loads(other.out)["id"])
+        assert revoked.code == 0, revoked.err
 
         # Caps: the first MAX_PEERS_PER_LINK offers answered, the rest refused (429).
         assert statuses.count(200) == limits.MAX_PEERS_PER_LINK, statuses

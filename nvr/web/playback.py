@@ -175,7 +175,25 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
         if piece.whole:
             return _Download(Path(seg.path), sess)
         body = await asyncio.to_thread(cut_bytes, piece)
-        return web.Response(body=body, headers={"Content-Type": "video/mp4"})
+        resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        resp.content_length = len(body)
+        transport = request.transport
+
+        async def abort() -> None:  # like _Download: the session's end stops the sending
+            if transport is not None:
+                transport.abort()
+
+        sess.closers.add(abort)
+        try:
+            await resp.prepare(request)
+            for at in range(0, len(body), 256 * 1024):
+                if sess.ended:
+                    break
+                await resp.write(body[at:at + 256 * 1024])
+            await resp.write_eof()
+        finally:
+            sess.closers.discard(abort)
+        return resp
 
     app.router.add_get("/api/l/{link}/timeline/{camera}", timeline)
     app.router.add_get("/api/l/{link}/media/{camera}/{segment}", media)

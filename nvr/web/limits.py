@@ -195,35 +195,48 @@ class Acceptor:
         self.open = 0
         self.per_peer: dict[str, int] = {}
         self.refused = 0
-        self.sock: socket.socket | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.socks: list[socket.socket] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._serving: set[asyncio.Task[None]] = set()
 
     def listen(self, host: str, port: int) -> int:
+        """Listen on every address `host` resolves to (as asyncio's create_server would: a
+        `localhost` both IPv4 and IPv6); returns the port."""
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
-        family, kind, proto, _, addr = infos[0]
-        sock = socket.socket(family, kind, proto)
+        seen: set[tuple[int, Any]] = set()
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-            sock.listen(128)
-            sock.setblocking(False)
+            for family, kind, proto, _, addr in infos:
+                if (family, addr) in seen:
+                    continue
+                seen.add((family, addr))
+                sock = socket.socket(family, kind, proto)
+                self.socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6 and len(infos) > 1:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if port == 0 and len(self.socks) > 1:  # the same port on every address
+                    addr = (addr[0], self.socks[0].getsockname()[1], *addr[2:])
+                sock.bind(addr)
+                sock.listen(128)
+                sock.setblocking(False)
         except BaseException:
-            sock.close()
+            for sock in self.socks:
+                sock.close()
+            self.socks.clear()
             raise
-        self.sock = sock
-        self._task = asyncio.ensure_future(self._accept_loop())
-        return int(sock.getsockname()[1])
+        self._tasks = [asyncio.ensure_future(self._accept_loop(sock)) for sock in self.socks]
+        return int(self.socks[0].getsockname()[1])
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
+                await task
+        self._tasks.clear()
+        for sock in self.socks:
+            sock.close()
+        self.socks.clear()
         for task in list(self._serving):
             task.cancel()
 
@@ -234,12 +247,11 @@ class Acceptor:
             return f"{self.max_per_peer} web connections open from {peer}, the most allowed"
         return descriptors_short()
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        assert self.sock is not None
         while True:
             try:
-                conn, addr = await loop.sock_accept(self.sock)
+                conn, addr = await loop.sock_accept(sock)
             except OSError as exc:
                 # Out of descriptors (or memory): the pending connection waits in the backlog;
                 # try again shortly rather than spin.

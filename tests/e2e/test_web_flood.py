@@ -200,3 +200,22 @@ def test_connection_and_offer_flood_leaves_recording_and_the_socket_alone(
     refused_total = OFFERS + IDLE_CONNECTIONS - limits.MAX_CONNECTIONS
     assert counted >= refused_total - 3, (counted, rows)
     assert connects == 0, "an offer that never connected was audited as a connection"
+
+
+def test_the_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 1024:
+        pytest.skip(f"hard limit {hard}: nothing to raise a soft limit of 1024 to")
+    # The daemon inherits a soft limit of 1024 (the common default) under a higher hard one.
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        rec = Recorder([])
+        rec.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        assert rec.daemon.proc is not None
+        assert resource.prlimit(rec.daemon.proc.pid, resource.RLIMIT_NOFILE) == (hard, hard)
+        assert "file_descriptors" in rec.daemon.logs()
+    finally:
+        rec.cleanup()

@@ -128,4 +128,10 @@ def main(config_path: str) -> int:
     except RootBusy as exc:
         sys.stderr.write(f"nvr: {exc}\n")
         return exc.exit_code
+    # Descriptors: a soft limit below the hard one (1024 by default) is raised, so cameras,
+    # segment files and viewers have the room the web server's limits assume (nvr.web.limits).
+    from nvr.web.limits import raise_nofile, reserve
+
+    soft, hard = raise_nofile()
+    logger.info("file_descriptors", soft=soft, hard=hard, web_reserve=reserve(soft))
     return uvloop.run(_run(path, config, lock))

@@ -4,18 +4,32 @@ The figures are read from the running Service at scrape time (a snapshot taken o
 loop, disk figures from a worker thread), then rendered by prometheus_client; nothing in the
 recording path is instrumented, so a slow scraper costs the recorder nothing but the scrape.
 
-Served by its own small aiohttp app on `metrics.listen` (camera map) when that is set;
-`metrics_handler` is the same handler for mounting on the live-view server's loopback address.
-Only counts and states: no footage, no names of people, no camera URLs.
+Served by its own small aiohttp app on `metrics.listen` (camera map) when that is set, and
+on the live-view server's address when that is loopback. Only counts and states: no footage, no
+names of people, no camera URLs.
+
+Who may read them (issue 27): the figures are what `nvr status` shows, which unlisted accounts
+are refused, so
+- a request must name the listen address in its Host header (a web page whose name was
+  rebound to 127.0.0.1 sends its own name: refused), and on a loopback listen address must come
+  from this machine;
+- the full figures need `Authorization: Bearer TOKEN`, TOKEN being the content of
+  `storage.root/keys/metrics.token` (made by the recorder at start, 0600 in a 0700 folder:
+  readable by the recorder's account and root only). Without it a loopback listener answers
+  `nvr_up` and nothing about cameras; a listener on any other address answers 401.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import ipaddress
+import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -25,6 +39,10 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from nvr import alerts, log
 from nvr.retention.disk import disk_state
+from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
+
+MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
+MAX_PER_PEER = 8
 
 if TYPE_CHECKING:
     from nvr.service import Service
@@ -153,22 +171,96 @@ def render(snap: Snapshot) -> bytes:
     return generate_latest(registry)
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    return await _scrape(request.app[SERVICE_KEY])
+TOKEN_NAME = "metrics.token"
+PUBLIC = (b"# HELP nvr_up 1: the recorder answers. Camera figures need the bearer token in "
+          b"storage.root/keys/metrics.token (docs/commands.md, Metrics)\n"
+          b"# TYPE nvr_up gauge\nnvr_up 1.0\n")
 
 
-async def _scrape(service: Service) -> web.Response:
+def token_path(storage_root: Path) -> Path:
+    from nvr.export.signing import keys_dir
+
+    return keys_dir(storage_root) / TOKEN_NAME
+
+
+def load_or_create_token(storage_root: Path) -> str:
+    """The metrics bearer token, made (0600, in the 0700 keys folder) if there is none."""
+    path = token_path(storage_root)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        logger.info("metrics_token_created", path=str(path))
+    token = path.read_text().strip()
+    if len(token) < 16:
+        raise ValueError(f"{path} holds no usable token; delete it and restart to make one")
+    return token
+
+
+class Gate:
+    """Who gets which figures from one listener (module docstring)."""
+
+    def __init__(self, listen: str, token: str) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]").lower()
+        self.loopback = is_loopback(listen)
+        self.token = token.encode()
+        shown = f"[{host}]" if ":" in host else host
+        self.hosts = {f"{shown}:{port}"}
+        if self.loopback:
+            self.hosts |= {f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+        self.listen = f"{shown}:{port}"
+
+    def full(self, request: web.Request) -> bool:
+        """True: all figures; False: only nvr_up; raises an HTTP error for a refused request."""
+        if request.host.lower() not in self.hosts:
+            raise web.HTTPForbidden(text=f"refused: this recorder's metrics answer to Host "
+                                         f"{self.listen} only, not {request.host[:80]!r}\n")
+        local = _is_loopback_ip(request.remote)
+        if self.loopback and not local:
+            raise web.HTTPForbidden(text="refused: metrics on a loopback address are for "
+                                         "this machine only\n")
+        given = request.headers.get("Authorization", "")
+        if given:
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(),
+                                                                     self.token):
+                raise web.HTTPUnauthorized(text="refused: wrong metrics token; use the one in "
+                                                "storage.root/keys/metrics.token\n")
+            return True
+        if not self.loopback:
+            raise web.HTTPUnauthorized(text="refused: metrics on a non-loopback address need "
+                                            "'Authorization: Bearer TOKEN' (the token is in "
+                                            "storage.root/keys/metrics.token)\n")
+        return False
+
+
+def _is_loopback_ip(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote).is_loopback
+    except ValueError:
+        return False
+
+
+async def _scrape(service: Service, full: bool) -> web.Response:
+    if not full:
+        return web.Response(body=PUBLIC, headers={"Content-Type": CONTENT_TYPE_LATEST})
     started = time.monotonic()
     body = render(await snapshot(service))
     logger.debug("metrics_scraped", ms=round(1000 * (time.monotonic() - started), 1))
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def handler_for(service: Service) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET /metrics for another app (the viewing pages' server on a loopback live.listen)."""
+def handler_for(service: Service, listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET /metrics for a server on `listen` (metrics.listen, or a loopback live.listen)."""
+    gate = Gate(listen, load_or_create_token(service.root))
 
     async def handler(request: web.Request) -> web.Response:
-        return await _scrape(service)
+        return await _scrape(service, gate.full(request))
 
     return handler
 
@@ -181,12 +273,6 @@ def is_loopback(listen: str) -> bool:
         return host == "localhost"
 
 
-def add_routes(app: web.Application, service: Service) -> None:
-    """Mount GET /metrics on an existing aiohttp app (e.g. live view on loopback)."""
-    app[SERVICE_KEY] = service
-    app.router.add_get("/metrics", metrics_handler)
-
-
 class MetricsServer:
     """The standalone listener on `metrics.listen`."""
 
@@ -194,17 +280,36 @@ class MetricsServer:
         self.service = service
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
+        self.listen = listen
         self.runner: web.AppRunner | None = None
+        self.acceptor: Acceptor | None = None
+        self.refused = 0
 
     async def start(self) -> None:
         app = web.Application()
-        add_routes(app, self.service)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        app[SERVICE_KEY] = self.service
+        app.router.add_get("/metrics", handler_for(self.service, self.listen))
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                    keepalive_timeout=HEADER_TIMEOUT_S)
         await self.runner.setup()
-        await web.TCPSite(self.runner, self.host, self.port).start()
+        server = self.runner.server
+        assert server is not None
+        # Bounded like the viewing pages' server (nvr.web.limits): a scraper needs a few
+        # connections, a flood must not spend the recorder's descriptors.
+        self.acceptor = Acceptor(lambda: server(), ssl_context=None, on_refused=self._refused,
+                                 max_connections=MAX_CONNECTIONS, max_per_peer=MAX_PER_PEER)
+        self.port = self.acceptor.listen(self.host, self.port)
         logger.info("metrics_listening", listen=f"{self.host}:{self.port}")
 
+    def _refused(self, peer: str, why: str) -> None:
+        self.refused += 1
+        if self.refused == 1 or self.refused % 1000 == 0:
+            logger.warning("metrics_connections_refused", count=self.refused, peer=peer, why=why)
+
     async def close(self) -> None:
+        if self.acceptor is not None:
+            await self.acceptor.close()
+            self.acceptor = None
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None

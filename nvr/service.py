@@ -254,13 +254,13 @@ class Service:
     async def start_web(self) -> None:
         """The viewing pages on live.listen (nvr.web), before the control socket opens so that
         the first `nvr live` can already be answered. On a loopback address it also answers
-        GET /metrics (no token: only this machine can reach it)."""
+        GET /metrics (for this machine only; camera figures need the metrics token)."""
         from nvr import metrics
         from nvr.web.server import WebServer
 
         web = WebServer(self)
         if metrics.is_loopback(self.config.live.listen):
-            web.add_route("GET", "/metrics", metrics.handler_for(self))
+            web.add_route("GET", "/metrics", metrics.handler_for(self, self.config.live.listen))
         for method, path, handler in self.extra_routes:
             web.add_route(method, path, handler)
         try:

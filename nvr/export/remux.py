@@ -247,6 +247,43 @@ def first_frame_at_or_after(segments: Sequence[Segment], at_us: int) -> int | No
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SegmentWindow:
+    """The frames of one segment an export of [start, end) would take: `frames` are indices
+    into the segment's layout (decode order), from the keyframe at or before the start (the
+    lead-in a player needs to decode it) to the last frame shown before the end."""
+
+    frames: list[int]
+    start_us: int  # wall time of the first frame (the lead-in keyframe)
+    end_us: int  # wall time where the last frame ends
+
+
+def segment_window(seg: Segment, layout: SegmentLayout, start_us: int,
+                   end_us: int) -> SegmentWindow | None:
+    """What of `seg` lies in [start_us, end_us), by the export's own plan (the same lead-in
+    rule for a clip and for playback); None if nothing decodable does."""
+    plan = _Plan(start_us * TICKS // US, -(-end_us * TICKS // US))
+    _plan_segment(plan, 0, seg, layout)
+    if plan.origin is None:
+        return None
+    taken = sorted((run.offset, run.offset + run.length) for run in plan.runs)
+    frames = []
+    r = 0
+    for i, off in enumerate(layout.offset):  # frames lie in the file in decode order
+        while r < len(taken) and off >= taken[r][1]:
+            r += 1
+        if r == len(taken):
+            break
+        if off >= taken[r][0] and layout.size[i]:
+            frames.append(i)
+    return SegmentWindow(frames, _us(plan.origin), _us(plan.last_end))
+
+
+def segment_layout(seg: Segment) -> SegmentLayout:
+    """The segment's sample table (its small boxes only); DataError if it is not ours."""
+    return _layout(seg)
+
+
 def _layout(seg: Segment) -> SegmentLayout:
     """The segment's sample table (its small boxes only)."""
     fd = os.open(seg.path, os.O_RDONLY)

@@ -39,6 +39,7 @@ PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP b
 # Video flowing this long without a keyframe (IDR/IRAP) the reader can start on: a stream it
 # cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
 NO_KEYFRAME_S = 30.0
+FRAME_TIMEOUTS = 2  # a whole frame at least every two io timeouts (10 s by default)
 
 
 class _Stop(Exception):
@@ -110,7 +111,7 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
     probes: list[av.container.InputContainer] = []  # closed after the writer is done with it
     reading: Reading | None = None
     try:
-        rtsp = RtspSession(ctx.url, ctx.io_timeout_s)
+        rtsp = RtspSession(ctx.url, ctx.io_timeout_s, on_socket=ctx.on_socket)
     except RtspError as e:  # a URL it cannot read, or not rtsp://
         return SessionEnd("offline", str(e), permanent=True, own_reader_cannot=True)
     try:
@@ -119,8 +120,9 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
             track = rtsp.open()
         except RtspError as e:
             return _end_of(e)
-        except TimeoutError:
-            return SessionEnd("timeout", "camera stopped answering while setting up the stream")
+        except TimeoutError as e:
+            return SessionEnd("timeout", "camera stopped answering while setting up the stream"
+                              + (f" ({e})" if str(e) else ""))
         reading = Reading(ctx, rtsp, track, probes)
         from nvr.ingest.read_loop import shared_read_loop
 
@@ -154,6 +156,16 @@ def end_of_error(e: BaseException, io_timeout_s: float) -> SessionEnd | None:
     return None
 
 
+def starved(reading: Reading, now: float) -> SessionEnd | None:
+    """A session whose bytes come but complete no frame for FRAME_TIMEOUTS io timeouts (a
+    camera that trickles a byte every few seconds beats any per-recv() timeout) ends."""
+    limit = FRAME_TIMEOUTS * reading.ctx.io_timeout_s
+    if now - reading.last_unit > limit:
+        return SessionEnd("timeout", f"camera sends no whole frame: none in {limit:g} s "
+                                     "(bytes trickle in, too few to make one)")
+    return None
+
+
 class Reading:
     """One camera's stream after set-up: each step() takes what one recv() brings, through
     depacketizing, decode times and timestamp repair, into the segment writer. Steps run in
@@ -178,6 +190,7 @@ class Reading:
         self.video: av.stream.Stream | None = None
         self.started = False
         self.last_data = time.monotonic()  # when a recv() last brought bytes
+        self.last_unit = self.last_data  # when a recv() last completed a frame (progress)
         self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
 
@@ -187,6 +200,8 @@ class Reading:
         self.got = self.rtsp.read_some(depack.push_at)
         units, depack.ready = depack.ready, []
         self.last_data = time.monotonic()
+        if units:
+            self.last_unit = self.last_data
         now = self.ctx.clock.mono_us()  # the arrival of what this recv() took
         for au in units:
             if self.video is None:

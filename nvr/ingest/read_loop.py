@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 
 from nvr import log
-from nvr.ingest.own_session import Reading, end_of_error
+from nvr.ingest.own_session import Reading, end_of_error, starved
 from nvr.ingest.session import SessionEnd
 from nvr.watchdog import CAMERA_STALL_S
 
@@ -215,6 +215,8 @@ class ReadLoop:
                         > reading.ctx.io_timeout_s
                         and _silent(entry.sock)):
                     why = end_of_error(TimeoutError(), reading.ctx.io_timeout_s)
+                if why is None and not entry.parked:
+                    why = starved(reading, now)
             except BaseException as e:  # noqa: BLE001 - handed to the camera's thread
                 self._release(sel, live, entry, None, e)
                 continue

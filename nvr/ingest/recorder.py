@@ -11,7 +11,9 @@ full and counted in status()["dropped"] (status() itself reads the thread's coun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -80,6 +82,9 @@ class CameraRecorder:
         self.last_error_us: int | None = None  # when last_error happened (`nvr status`)
         self._handed_over = ""  # why `reader: auto` gave this camera to FFmpeg's reader
         self._stop = threading.Event()
+        # The own reader's camera socket while a session has one open (abandon() shuts it).
+        self._sock: socket.socket | None = None
+        self._sock_lock = threading.Lock()
         self._paused: str | None = None
         self._pending_gap: tuple[int, str, str] | None = None
         # Gaps before this recorder's first segment are the daemon's (recorder_stopped, crash).
@@ -195,8 +200,20 @@ class CameraRecorder:
     def abandon(self) -> None:
         """Give up on a wedged thread: it is told to stop (and will, if it ever wakes, finish
         its segment, and its consumer still indexes it); the caller starts its replacement.
-        A Python thread cannot be killed, only left behind."""
+        A Python thread cannot be killed, only left behind — but its camera socket can be
+        shut down: a read blocked on it (a camera trickling bytes during set-up) returns at
+        once, so the thread ends instead of holding a thread and a socket for good."""
         self._stop.set()
+        with self._sock_lock:
+            sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            _log.info("camera_socket_shut", camera=self.camera.id)
+
+    def _on_socket(self, sock: socket.socket | None) -> None:
+        with self._sock_lock:
+            self._sock = sock
 
     def _wait(self, seconds: float) -> None:
         """Sleep on the stop Event in steps of a second, beating the heart at each."""
@@ -271,6 +288,7 @@ class CameraRecorder:
         ctx = SessionContext(
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
             self._on_started, self.io_timeout_s, self._live_packet, self._watched,
+            self._on_socket,
         )
         if self.reader == "nvr":
             from nvr.ingest.own_session import run_own_session

@@ -31,6 +31,9 @@ RECV_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header
 MAX_BODY_BYTES = 1024 * 1024  # an RTSP reply's body (an SDP is a few hundred bytes)
 USER_AGENT = "nvr"
+# The whole set-up (OPTIONS … PLAY) must finish within this many io timeouts: the socket's
+# timeout is per recv(), and a camera that trickles a byte now and then never hits it.
+SETUP_TIMEOUTS = 3
 Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 
@@ -164,7 +167,8 @@ def digest_header(user: str, password: str, challenge: str, method: str, uri: st
 
 
 class RtspSession:
-    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 5.0,
+                 on_socket: Callable[[socket.socket | None], object] | None = None) -> None:
         try:
             u = urlsplit(url)
             port = u.port
@@ -180,6 +184,8 @@ class RtspSession:
         netloc = host if port is None else f"{host}:{port}"
         self.url = urlunsplit((u.scheme, netloc, u.path, u.query, ""))  # no credentials
         self.timeout_s = timeout_s
+        self.on_socket = on_socket  # told the socket (None once closed): a watchdog may shut it
+        self.deadline: float | None = None  # while setting up: when it must be done
         self.sock: socket.socket | None = None
         self.buf = bytearray()
         self.cseq = 0
@@ -198,11 +204,17 @@ class RtspSession:
     def open(self) -> VideoTrack:
         """Connect, describe, set up the video track and play; the socket is closed again if
         any step fails."""
+        self.deadline = time.monotonic() + SETUP_TIMEOUTS * self.timeout_s
         try:
-            return self._open()
+            track = self._open()
         except BaseException:
             self.close()
             raise
+        finally:
+            self.deadline = None
+        assert self.sock is not None
+        self.sock.settimeout(self.timeout_s)  # _fill may have shortened it to the deadline
+        return track
 
     def _open(self) -> VideoTrack:
         try:
@@ -210,6 +222,8 @@ class RtspSession:
         except OSError as e:
             raise RtspError("offline", f"cannot connect to {self.host}:{self.port}: "
                                        f"{e.strerror or e}") from None
+        if self.on_socket is not None:
+            self.on_socket(self.sock)
         self.sock.settimeout(self.timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         options = self.request("OPTIONS", self.url)
@@ -315,9 +329,17 @@ class RtspSession:
 
     def _fill(self) -> int:
         assert self.sock is not None
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"set-up not done in {SETUP_TIMEOUTS * self.timeout_s:g} s")
+            self.sock.settimeout(min(self.timeout_s, left))
         try:
             chunk = self.sock.recv(RECV_BYTES)
         except TimeoutError:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise TimeoutError(f"set-up not done in {SETUP_TIMEOUTS * self.timeout_s:g} s"
+                                   ) from None
             raise
         except OSError as e:
             raise RtspError("offline", f"camera connection failed: {e.strerror or e}") from None
@@ -409,4 +431,6 @@ class RtspSession:
         except OSError:
             pass
         finally:
+            if self.on_socket is not None:
+                self.on_socket(None)
             sock.close()

@@ -112,6 +112,9 @@ class SessionContext:
                         None] | None = None
     # Whether somebody watches live now (the own reader then waits less between reads).
     watched: Callable[[], bool] | None = None
+    # Told the own reader's camera socket when it opens (None when it closes), so that the
+    # watchdog abandoning a wedged thread can shut the socket and the thread ends.
+    on_socket: Callable[[socket.socket | None], object] | None = None
 
 
 def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:

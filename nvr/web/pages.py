@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nvr import log
-from nvr.web import rtc
+from nvr.web import limits, rtc
 from nvr.web.server import STATIC, Refused, WebServer, cookie_name
 
 _log = log.get("nvr.web.pages")
@@ -86,35 +86,62 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                 feed.unsupported = unsupported_reason(last.codec, False)
         if feed.unsupported:
             raise Refused(f"no live picture: {feed.unsupported}", 409)
+        give_back = srv.peer_slot(request, link)  # Refused beyond the limits
         viewer = feed.join()
         try:
             pc, sdp = await rtc.answer(body.sdp, viewer)
         except Exception as exc:
+            give_back()
             viewer.close()
             _log.info("rtc_offer_failed", camera=camera, error=str(exc))
             raise Refused(f"cannot start live view: {exc}", 400) from None
 
         async def close() -> None:
             viewer.close()
+            give_back()
             await rtc.close_quietly(pc)
 
         sess.closers.add(close)
 
-        ended = False
+        ended = connected = False
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
-            nonlocal ended
+            nonlocal ended, connected
+            if pc.connectionState == "connected" and not connected and not ended:
+                # Audited when the stream really flows: an offer that never connects (a flood
+                # of them, each without ICE candidates) is not a row each (below).
+                connected = True
+                await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
+                                stream="webrtc")
             if pc.connectionState in ("failed", "closed") and not ended:
                 ended = True
                 sess.closers.discard(close)
                 viewer.close()
+                give_back()
                 await rtc.close_quietly(pc)
-                await srv.audit(link, "view_disconnect", remote=request.remote, camera=camera,
-                                stream="webrtc", packets=viewer.sent, dropped=viewer.dropped)
+                if connected:
+                    await srv.audit(link, "view_disconnect", remote=request.remote,
+                                    camera=camera, stream="webrtc", packets=viewer.sent,
+                                    dropped=viewer.dropped)
+                elif not sess.ended:
+                    srv.refuse_limited(request, link, "rtc_not_connected",
+                                       f"refused: a live view of camera {camera} did not connect "
+                                       f"(ICE/DTLS) within {limits.RTC_CONNECT_S:g} s; its offer "
+                                       "was dropped")
 
-        await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
-                        stream="webrtc")
+        async def connect_deadline() -> None:
+            # An offer whose ICE and DTLS never complete (no candidates, a peer that went
+            # away) would keep its UDP sockets for good: closed after RTC_CONNECT_S.
+            await asyncio.sleep(limits.RTC_CONNECT_S)
+            if pc.connectionState != "connected" and not ended:
+                _log.info("rtc_connect_timeout", camera=camera, state=pc.connectionState)
+                sess.closers.discard(close)
+                await close()
+
+        deadline = asyncio.ensure_future(connect_deadline())
+        srv.background.add(deadline)
+        deadline.add_done_callback(srv.background.discard)
         return web.json_response({"sdp": sdp, "type": "answer"})
 
     async def fmp4(request: web.Request) -> web.StreamResponse:

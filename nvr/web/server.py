@@ -7,6 +7,11 @@ named after the link; every request and WebSocket re-checks the cookie and the l
 or revoked → 403); state-changing requests and WebSockets must come from this origin. When a
 link ends, its open streams are closed by the watcher within `WATCH_INTERVAL_S`.
 
+The server shares the recorder's file descriptors, so it is bounded (nvr.web.limits): open
+connections in all and per address, sessions and WebRTC peers per link and in all, a deadline
+for request headers, for TLS and for ICE/DTLS; idle sessions end; refusals beyond the limits
+are audited coalesced, one row per kind (per link) and minute plus one with the count.
+
 Other modules may add routes (issue 13: GET /metrics) with `WebServer.add_route` before start.
 """
 
@@ -27,6 +32,7 @@ from aiohttp import WSMsgType, web
 
 from nvr import log
 from nvr.timeutil import to_iso
+from nvr.web import limits
 from nvr.web.fanout import LiveHub, tap_for
 from nvr.web.links import EXPIRED, Link, Links
 
@@ -55,6 +61,7 @@ class Session:
     link_id: str
     remote: str
     started_us: int
+    last_seen_us: int = 0  # the last request made with it (idle sessions end)
     closers: set[Callable[[], Awaitable[None]]] = field(default_factory=set)
     cameras_seen: set[str] = field(default_factory=set)
     ended: bool = False
@@ -91,6 +98,12 @@ class WebServer:
         self._substreams: dict[str, Any] = {}
         self.tls = service.config.live.tls is not None
         self.port = 0
+        self.acceptor: limits.Acceptor | None = None
+        # WebRTC peers open, in all and per link (each holds UDP sockets: descriptors).
+        self.peers = 0
+        self.link_peers: dict[str, int] = {}
+        self.coalescer = limits.Coalescer(self._write_refusal)
+        self.background: set[asyncio.Future[None]] = set()  # e.g. WebRTC connect deadlines
 
     # -- routes other modules add (e.g. GET /metrics) -----------------------------------------
     def add_route(self, method: str, path: str, handler: Handler) -> None:
@@ -108,8 +121,13 @@ class WebServer:
         playback.add_routes(app, self)
         for method, path, handler in self._extra:
             app.router.add_route(method, path, handler)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        # keepalive_timeout: aiohttp closes a connection that has no whole request waiting
+        # this long after it opened or after its last response: the header deadline.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0,
+                                     keepalive_timeout=limits.HEADER_TIMEOUT_S)
         await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
         host, _, port = self.svc.config.live.listen.rpartition(":")
         host = host.strip("[]")
         ctx = None
@@ -117,9 +135,11 @@ class WebServer:
         if live_tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(live_tls.cert, live_tls.key)
-        site = web.TCPSite(self._runner, host, int(port), ssl_context=ctx)
-        await site.start()
-        self.port = int(port)
+        # Our own accept loop rather than a TCPSite: connections are counted and refused
+        # before TLS or aiohttp spend anything on them (nvr.web.limits).
+        self.acceptor = limits.Acceptor(lambda: server(), ssl_context=ctx,
+                                        on_refused=self._connection_refused)
+        self.port = self.acceptor.listen(host, int(port))
         self._watcher = asyncio.ensure_future(self._watch())
         self.attach_all()
         _log.info("web_started", listen=self.svc.config.live.listen, tls=self.tls)
@@ -155,6 +175,8 @@ class WebServer:
                     rec.live_watched = lambda f=feed: bool(f.active)
 
     async def stop(self) -> None:
+        if self.acceptor is not None:
+            await self.acceptor.close()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -163,8 +185,12 @@ class WebServer:
             await self.end_session(sess, "the recorder is stopping")
         for reader in self._substreams.values():
             reader.stop()
+        for task in list(self.background):
+            task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        with contextlib.suppress(Exception):
+            await self.coalescer.flush(self.svc.clock(), everything=True)
 
     def base_url(self) -> str:
         host, _, _ = self.svc.config.live.listen.rpartition(":")
@@ -210,6 +236,73 @@ class WebServer:
         )
         return Refused(why)
 
+    # -- limits (nvr.web.limits) ---------------------------------------------------------------
+    def _connection_refused(self, peer: str, why: str) -> None:
+        self.coalescer.note(("connection",), self.svc.clock(),
+                            {"refusal": f"refused: {why}", "remote": peer}, peer)
+
+    def refuse_limited(self, request: web.Request, link: Link | None, kind: str, why: str,
+                       status: int = 429) -> Refused:
+        """A refusal because a limit is reached: audited coalesced (one row for the first of
+        this kind on this link each minute, one more with the count), never one per attempt."""
+        self.coalescer.note((link.id if link else "-", kind), self.svc.clock(),
+                            {"refusal": why, "link": link.id if link else None, "limit": kind,
+                             "actor": link.actor if link else "browser",
+                             "uid": link.uid if link else None,
+                             "role": link.role if link else "public",
+                             "remote": request.remote}, request.remote)
+        _log.info("web_limit_reached", limit=kind, link=link.id if link else None,
+                  remote=request.remote)
+        return Refused(why, status)
+
+    async def _write_refusal(self, at_us: int, detail: dict[str, Any],
+                             counted: dict[str, Any] | None) -> None:
+        d = dict(detail)
+        actor, uid, role = d.pop("actor", "browser"), d.pop("uid", None), d.pop("role", "public")
+        if counted is None:
+            await self.svc.audit.append(at_us=at_us, actor=actor, uid=uid, role=role,
+                                        action="view_refused", allowed=False, detail=d)
+            return
+        d.update(counted)
+        d["refusal"] = (f"{counted['count']} more of: {detail['refusal']} (within "
+                        f"{counted['window_s']:g} s; counted here, not one row each)")
+        d.pop("remote", None)
+        await self.svc.audit.append(at_us=at_us, actor=actor, uid=uid, role=role,
+                                    action="refusals_coalesced", allowed=False, detail=d)
+
+    def peer_slot(self, request: web.Request, link: Link) -> Callable[[], None]:
+        """Take a WebRTC peer's place (Refused beyond the limits); the returned function gives
+        it back, once however often it is called."""
+        if self.peers >= limits.MAX_PEERS:
+            raise self.refuse_limited(request, link, "peers", "refused: too many live views "
+                                      f"open on this recorder ({limits.MAX_PEERS}); try again "
+                                      "when one closes", 503)
+        if self.link_peers.get(link.id, 0) >= limits.MAX_PEERS_PER_LINK:
+            raise self.refuse_limited(request, link, "link_peers", "refused: this link has "
+                                      f"{limits.MAX_PEERS_PER_LINK} live views open, the most "
+                                      "allowed; close one first")
+        short = limits.descriptors_short()
+        if short is not None:
+            raise self.refuse_limited(request, link, "descriptors",
+                                      f"refused: no live view now: {short}", 503)
+        self.peers += 1
+        self.link_peers[link.id] = self.link_peers.get(link.id, 0) + 1
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if given_back:
+                return
+            given_back = True
+            self.peers -= 1
+            left = self.link_peers.get(link.id, 1) - 1
+            if left > 0:
+                self.link_peers[link.id] = left
+            else:
+                self.link_peers.pop(link.id, None)
+
+        return give_back
+
     async def open_session(self, request: web.Request, token: str) -> tuple[Link, str]:
         link = self.links.find_token(token)
         now = self.svc.clock()
@@ -217,8 +310,13 @@ class WebServer:
             raise await self.refuse(request, "refused: this viewing link is not valid")
         if not link.usable(now):
             raise await self.refuse(request, "refused: " + link.why_not(now), link)
+        if len(link.sessions) >= limits.MAX_SESSIONS_PER_LINK:
+            raise self.refuse_limited(
+                request, link, "sessions", f"refused: this link is open in "
+                f"{limits.MAX_SESSIONS_PER_LINK} windows, the most allowed; close one (an idle "
+                f"one ends by itself after {limits.SESSION_IDLE_S:g} s)")
         secret = secrets.token_urlsafe(32)
-        sess = Session(_hash(secret), link.id, request.remote or "?", now)
+        sess = Session(_hash(secret), link.id, request.remote or "?", now, now)
         self.sessions[sess.id_hash] = sess
         link.sessions[sess.id_hash] = sess.remote
         await self.audit(link, "view_session_start", remote=sess.remote)
@@ -236,6 +334,7 @@ class WebServer:
             raise Refused("refused: " + link.why_not(now))
         if sess is None or sess.link_id != link_id or sess.ended:
             raise Refused("refused: this viewing session has ended; open the link again")
+        sess.last_seen_us = now
         return link, sess
 
     async def audit(self, link: Link, action: str, **detail: Any) -> None:
@@ -284,6 +383,15 @@ class WebServer:
                         await self.links.end(link, link.expires_us, EXPIRED)
                         await self.audit(link, "view_link_expired",
                                          expires=to_iso(link.expires_us))
+                # A session nothing is open on (no events socket, stream or peer) and no
+                # request came for: the window was closed. Its place on the link is freed.
+                idle_us = int(limits.SESSION_IDLE_S * 1_000_000)
+                for sess in list(self.sessions.values()):
+                    # The clock read now, not at the top: a session opened while this pass
+                    # awaited is not idle (and a test's clock may have moved back).
+                    if not sess.closers and self.svc.clock() - sess.last_seen_us >= idle_us:
+                        await self.end_session(sess, "idle")
+                await self.coalescer.flush(now)
             except Exception:
                 _log.exception("web_watch_failed")
 

@@ -1,4 +1,5 @@
-"""GET /metrics on metrics.listen: valid Prometheus text, one series per camera."""
+"""GET /metrics on metrics.listen: valid Prometheus text, one series per camera — for a caller
+with the metrics token only; without it, no camera (issue 27)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
+from tests.support import run_as
 
 
 def free_port() -> int:
@@ -20,12 +24,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def scrape(url: str) -> str:
+def token_of(rec: Recorder) -> str:
+    """What the IT person (root here) reads to configure the scraper."""
+    return (rec.root / "keys" / "metrics.token").read_text().strip()
+
+
+def scrape(url: str, token: str | None = None) -> str:
     if shutil.which("curl"):  # as the IT person's monitoring check would
-        return subprocess.run(["curl", "-fsS", url], check=True, capture_output=True,
+        auth = ["-H", f"Authorization: Bearer {token}"] if token else []
+        return subprocess.run(["curl", "-fsS", *auth, url], check=True, capture_output=True,
                               text=True, timeout=10).stdout
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return r.read().decode()
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                 if token else {})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return str(r.read().decode())
+
+
+def status_of(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def test_metrics_endpoint_gives_prometheus_text_per_camera(testcam: TestCamera) -> None:
@@ -42,7 +63,7 @@ def test_metrics_endpoint_gives_prometheus_text_per_camera(testcam: TestCamera) 
         rec.cli("director", "status")  # one audited action, so audit rows > 0
         deadline = time.monotonic() + 30
         while True:
-            text = scrape(f"http://127.0.0.1:{port}/metrics")
+            text = scrape(f"http://127.0.0.1:{port}/metrics", token_of(rec))
             families = {f.name: f for f in text_string_to_metric_families(text)}
             states = {(s.labels["camera"], s.labels["state"]): s.value
                       for s in families["nvr_camera_state"].samples}
@@ -79,7 +100,7 @@ def test_metrics_endpoint_gives_prometheus_text_per_camera(testcam: TestCamera) 
         rec.cleanup()
 
 
-def test_metrics_on_a_loopback_live_listen_without_a_token(testcam: TestCamera) -> None:
+def test_metrics_on_a_loopback_live_listen(testcam: TestCamera) -> None:
     """No metrics.listen: the viewing pages' server on loopback answers GET /metrics too."""
     port = free_port()
     cams = [{"id": "lobby", "name": "Lobby", "area": "public_seating",
@@ -87,10 +108,83 @@ def test_metrics_on_a_loopback_live_listen_without_a_token(testcam: TestCamera) 
     rec = Recorder(cams, extra=f"live:\n  listen: 127.0.0.1:{port}\n").start()
     try:
         rec.wait_for_segments("lobby", 1)
-        text = scrape(f"http://127.0.0.1:{port}/metrics")
+        text = scrape(f"http://127.0.0.1:{port}/metrics", token_of(rec))
         families = {f.name: f for f in text_string_to_metric_families(text)}
         frames = [s for s in families["nvr_camera_frames"].samples
                   if s.name == "nvr_camera_frames_total"]
         assert [s.labels["camera"] for s in frames] == ["lobby"] and frames[0].value > 0
+        code, text = status_of(f"http://127.0.0.1:{port}/metrics", {})
+        assert code == 200 and "lobby" not in text and "nvr_up 1.0" in text, (code, text)
+    finally:
+        rec.cleanup()
+
+
+def test_metrics_without_the_token_name_no_camera_and_refuse_other_hosts(
+        testcam: TestCamera) -> None:
+    port = free_port()
+    cams = [{"id": "lobby", "name": "Lobby", "area": "public_seating",
+             "rtsp": testcam.url("h264-noaudio")}]
+    rec = Recorder(cams, extra=f"metrics:\n  listen: 127.0.0.1:{port}\n").start()
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        rec.wait_for_segments("lobby", 1)
+        token = token_of(rec)
+        # An account nobody listed cannot read the token (nor could it run `nvr status`).
+        path = rec.root / "keys" / "metrics.token"
+
+        def read_token() -> str:
+            try:
+                return Path(path).read_text()
+            except PermissionError:
+                return "refused"
+
+        assert run_as("nvrtest-public", read_token) == "refused"
+        # No token: that the recorder is up, nothing about any camera, audit or alert.
+        code, text = status_of(url, {})
+        assert code == 200, text
+        names = {f.name for f in text_string_to_metric_families(text)}
+        assert names == {"nvr_up"}, names
+        assert "lobby" not in text and "camera" not in text.replace("Camera figures", "")
+        # A wrong token is refused, not served the public figures.
+        code, text = status_of(url, {"Authorization": "Bearer not-the-token-at-all"})
+        assert code == 401 and "wrong metrics token" in text, (code, text)
+        # DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own Host.
+        code, text = status_of(url, {"Host": f"evil.example:{port}",
+                                     "Authorization": f"Bearer {token}"})
+        assert code == 403 and "Host" in text and "lobby" not in text, (code, text)
+        # The token: everything, as before.
+        full = scrape(url, token)
+        assert 'nvr_camera_state{camera="lobby",state="recording"}' in full
+    finally:
+        rec.cleanup()
+
+
+def _own_address() -> str | None:
+    """A non-loopback address of this machine, if it has one (the route to a public address;
+    nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed beyond the first hop
+        except OSError:
+            return None
+        addr = str(s.getsockname()[0])
+    return None if addr.startswith("127.") else addr
+
+
+def test_metrics_on_a_non_loopback_address_need_the_token(testcam: TestCamera) -> None:
+    import pytest
+
+    addr = _own_address()
+    if addr is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    port = free_port()
+    cams = [{"id": "lobby", "name": "Lobby", "area": "public_seating",
+             "rtsp": testcam.url("h264-noaudio")}]
+    rec = Recorder(cams, extra=f"metrics:\n  listen: {addr}:{port}\n").start()
+    url = f"http://{addr}:{port}/metrics"
+    try:
+        code, text = status_of(url, {})
+        assert code == 401 and "Bearer" in text and "lobby" not in text, (code, text)
+        assert "lobby" in scrape(url, token_of(rec))
     finally:
         rec.cleanup()

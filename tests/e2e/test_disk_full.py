@@ -109,7 +109,9 @@ def test_disk_fills_unheld_goes_held_stays_then_pause(small_disk_recorder: Recor
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = rec.cli("root", "status", "--json").json()
-        if status.get("alert") and "dock" in status.get("paused", []):
+        # The pause is decided first and reaches the camera's state a moment later.
+        if (status.get("alert") and "dock" in status.get("paused", [])
+                and status["cameras"][0]["state"] != "recording"):
             break
         time.sleep(1)
     else:

@@ -2,8 +2,8 @@
 
 A backup holds what no footage can be found or proven without, and nothing else:
   index.db            the index (segments, gaps, holds, grants, requests, the audit log),
-                      copied with SQLite's online backup API: a consistent snapshot taken in
-                      one read transaction, safe while the recorder writes (WAL);
+                      every page read in one read transaction (sqlite3_serialize): a
+                      consistent snapshot, safe while the recorder writes (WAL);
   keys/               the export signing key (private: the backup folder is owner-only);
   audit-checkpoints.jsonl  the signed audit checkpoints (nvr.policy.checkpoint), if any;
   camera-map.yaml     the camera map the recorder runs with (camera password files are not
@@ -79,7 +79,7 @@ MAX_SMALL = 1 << 20  # keys, manifest, signature: anything bigger is not ours
 # centuries of them. A bigger (or sparse) file is refused, not copied onto the backup disk.
 MAX_CHECKPOINTS = 64 << 20
 # The index is copied through memory (_snapshot_index): a library's is tens of MB.
-MAX_INDEX = 2 << 30
+MAX_INDEX = 1 << 30
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a planted FIFO must not hang; it is refused by the fstat right after.
@@ -178,14 +178,15 @@ def _read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
-def _create(name: str, dir_fd: int, data: bytes | None = None, src_fd: int | None = None,
+def _create(name: str, dir_fd: int, data: bytes | bytearray | None = None, src_fd: int | None = None,
             mode: int = 0o600, limit: int | None = None) -> tuple[str, int]:
     """A new file, 0600 from its first instant, written from bytes or a descriptor (at most
     `limit` bytes of it) and fsynced; (sha256, bytes) of what was written."""
     fd = os.open(name, _NEW, mode, dir_fd=dir_fd)
     try:
         h, size = hashlib.sha256(), 0
-        chunks: Iterator[bytes] = iter([data]) if data is not None else _chunks(src_fd, limit)
+        chunks: Iterator[bytes | bytearray] = (iter([data]) if data is not None
+                                               else _chunks(src_fd, limit))
         for chunk in chunks:
             h.update(chunk)
             size += len(chunk)
@@ -225,9 +226,9 @@ def _umask(mask: int) -> Iterator[None]:
 
 # ---- backup --------------------------------------------------------------------------------
 
-def _snapshot_index(root: Path, root_fd: int) -> bytes:
-    """The index as one self-contained SQLite file, in memory: SQLite's online backup (every
-    page in one step, so one read transaction, one snapshot) into ":memory:", serialized.
+def _snapshot_index(root: Path, root_fd: int) -> bytearray:
+    """The index's bytes, every page read in one read transaction (so one snapshot, the WAL's
+    committed pages included), in memory.
 
     SQLite opens the index by path, and the storage root's owner (the recorder's account) can
     turn index.db into a link between any check of ours and that open: so the open is done by
@@ -248,29 +249,29 @@ def _snapshot_index(root: Path, root_fd: int) -> bytes:
                 os.setresuid(owner.st_uid, owner.st_uid, owner.st_uid)
             os.fchdir(root_fd)
             src = sqlite3.connect(f"file:{INDEX}?mode=ro", uri=True, timeout=30)
-            mem = sqlite3.connect(":memory:")
-            src.backup(mem, pages=-1)
+            # Every page (the WAL's newest included) read in one read transaction: one
+            # consistent snapshot, held once in memory.
+            payload = [b"0", src.serialize()]
             src.close()
-            payload = b"0" + mem.serialize()
             code = 0
         except BaseException as e:  # noqa: BLE001 - reported to the parent, one line
-            payload = b"1" + f"{e}".encode("utf-8", "replace")[:2000]
+            payload = [b"1", f"{e}".encode("utf-8", "replace")[:2000]]
         try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(w, view):]
+            for part in payload:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(w, view):]
         finally:
             os._exit(code)
     os.close(w)
-    parts, size, over = [], 0, False
+    data, over = bytearray(), False  # one buffer, grown in place: the index is held once
     try:
         while chunk := os.read(r, 1 << 20):
-            size += len(chunk)
-            if size > MAX_INDEX + 1:
+            data += chunk
+            if len(data) > MAX_INDEX + 1:
                 over = True
                 os.kill(pid, signal.SIGKILL)
                 break
-            parts.append(chunk)
     finally:
         os.close(r)
         status = os.waitpid(pid, 0)[1]
@@ -278,21 +279,21 @@ def _snapshot_index(root: Path, root_fd: int) -> bytes:
     if over:
         raise BackupError(f"{root / INDEX} is over {MAX_INDEX >> 20} MB: too big for a backup "
                           "held in memory; back it up with the recorder stopped (cp -a)")
-    data = b"".join(parts)
     if os.waitstatus_to_exitcode(status) != 0 or data[:1] != b"0":
         why = data[1:].decode("utf-8", "replace") if data[:1] == b"1" else "the reader failed"
         raise BackupError(f"cannot read {root / INDEX}{who}: {why}")
-    return data[1:]
+    del data[:1]
+    return data
 
 
-def _open_copy(data: bytes) -> tuple[bytes, sqlite3.Connection]:
+def _open_copy(data: bytearray) -> tuple[bytearray, sqlite3.Connection]:
     """The snapshot as a file to write (rollback journal, not WAL: one self-contained file) and
     an in-memory database of exactly those bytes, integrity-checked."""
     if len(data) < 100:
         raise BackupError("the copied index is not an SQLite database")
     # Header bytes 18-19 are the file format's write and read versions: 2 means WAL, 1 the
     # rollback journal. A WAL database is copied with its header; a copy is one file.
-    data = data[:18] + b"\x01\x01" + data[20:]
+    data[18:20] = b"\x01\x01"
     db = sqlite3.connect(":memory:")
     try:
         db.deserialize(data)
@@ -489,7 +490,7 @@ def _write_backup(root: Path, root_fd: int, out: Path, out_fd: int, key_files: d
             record(CHECKPOINTS, _create(CHECKPOINTS, out_fd, src_fd=src_fd, limit=st.st_size))
         finally:
             os.close(src_fd)
-    data, db = _open_copy(_snapshot_index(root, root_fd))
+    index_data, db = _open_copy(_snapshot_index(root, root_fd))
     try:
         facts = _audit_head(db)
     finally:
@@ -497,7 +498,7 @@ def _write_backup(root: Path, root_fd: int, out: Path, out_fd: int, key_files: d
     after = _lstat(INDEX, root_fd)
     if after is None or (after.st_dev, after.st_ino) != (index_st.st_dev, index_st.st_ino):
         raise BackupError(f"{root / INDEX} was replaced during the backup: refusing the copy")
-    record(INDEX, _create(INDEX, out_fd, data))
+    record(INDEX, _create(INDEX, out_fd, index_data))
     record(MAP, _create(MAP, out_fd, map_bytes))
     head = {"seq": facts["seq"], "hash": facts["hash"]}
     record(CHECKPOINT, _create(CHECKPOINT, out_fd, (json.dumps(head) + "\n").encode()))

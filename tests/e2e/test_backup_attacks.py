@@ -520,3 +520,19 @@ def test_restore_without_key_trusts_only_roots_backup(site: Site, scratch: Path)
     assert "this backup is not owned by root: give --key FINGERPRINT" in res.err, res.err
     assert len(res.err.strip().splitlines()) == 1
     assert_not_restored(root)
+
+
+def test_backup_reads_only_the_signing_keys_files(site: Site, scratch: Path) -> None:
+    """keys/ is the recorder's account's: whatever else it puts there (many files, big ones)
+    is not read, so it cannot make the backup slow, big or fail."""
+    cfg, root = service_root(site, scratch)
+
+    def fill() -> None:
+        for i in range(50):
+            (root / "keys" / f"junk{i}").write_bytes(b"x" * (2 << 20))
+
+    as_attacker(fill)
+    out = scratch / "junk-backup"
+    res = run_cli(["backup", "--config", str(cfg), "--out", str(out)])
+    assert res.code == 0, res.err
+    assert sorted(os.listdir(out / "keys")) == ["export-ed25519.pem", "export-ed25519.pub.pem"]

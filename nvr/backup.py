@@ -2,8 +2,8 @@
 
 A backup holds what no footage can be found or proven without, and nothing else:
   index.db            the index (segments, gaps, holds, grants, requests, the audit log),
-                      copied with SQLite's online backup API: a consistent snapshot taken in
-                      one read transaction, safe while the recorder writes (WAL);
+                      every page read in one read transaction (sqlite3_serialize): a
+                      consistent snapshot, safe while the recorder writes (WAL);
   keys/               the export signing key (private: the backup folder is owner-only);
   audit-checkpoints.jsonl  the signed audit checkpoints (nvr.policy.checkpoint), if any;
   camera-map.yaml     the camera map the recorder runs with (camera password files are not
@@ -38,6 +38,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import stat
@@ -55,7 +56,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.errors import EX_DATAERR, EX_OK, EX_UNAVAILABLE
 from nvr.export.manifest import sign_manifest
-from nvr.export.signing import ALGORITHM, PRIVATE_NAME, SigningKey, fingerprint
+from nvr.export.signing import ALGORITHM, PRIVATE_NAME, PUBLIC_NAME, SigningKey, fingerprint
 from nvr.policy import checkpoint
 from nvr.storage.fsck import daemon_answers
 from nvr.timeutil import now_us, to_iso
@@ -74,6 +75,11 @@ INSTALLED = (INDEX, CHECKPOINTS)
 # and a file system's own folder when the root is a mount point.
 FRESH_ROOT_MAY_HOLD = ("segments", "lost+found")
 MAX_SMALL = 1 << 20  # keys, manifest, signature: anything bigger is not ours
+# The signed checkpoints: one line a daemon stop or an hour, ~300 bytes each; 64 MB is
+# centuries of them. A bigger (or sparse) file is refused, not copied onto the backup disk.
+MAX_CHECKPOINTS = 64 << 20
+# The index is copied through memory (_snapshot_index): a library's is tens of MB.
+MAX_INDEX = 1 << 30
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_NONBLOCK: opening a planted FIFO must not hang; it is refused by the fstat right after.
@@ -172,14 +178,15 @@ def _read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
-def _create(name: str, dir_fd: int, data: bytes | None = None, src_fd: int | None = None,
-            mode: int = 0o600) -> tuple[str, int]:
-    """A new file, 0600 from its first instant, written from bytes or a descriptor and fsynced;
-    (sha256, bytes) of what was written."""
+def _create(name: str, dir_fd: int, data: bytes | bytearray | None = None, src_fd: int | None = None,
+            mode: int = 0o600, limit: int | None = None) -> tuple[str, int]:
+    """A new file, 0600 from its first instant, written from bytes or a descriptor (at most
+    `limit` bytes of it) and fsynced; (sha256, bytes) of what was written."""
     fd = os.open(name, _NEW, mode, dir_fd=dir_fd)
     try:
         h, size = hashlib.sha256(), 0
-        chunks: Iterator[bytes] = iter([data]) if data is not None else _chunks(src_fd)
+        chunks: Iterator[bytes | bytearray] = (iter([data]) if data is not None
+                                               else _chunks(src_fd, limit))
         for chunk in chunks:
             h.update(chunk)
             size += len(chunk)
@@ -192,9 +199,11 @@ def _create(name: str, dir_fd: int, data: bytes | None = None, src_fd: int | Non
         os.close(fd)
 
 
-def _chunks(fd: int | None) -> Iterator[bytes]:
+def _chunks(fd: int | None, limit: int | None = None) -> Iterator[bytes]:
     assert fd is not None
-    while chunk := os.read(fd, 1 << 20):
+    left = -1 if limit is None else limit
+    while left and (chunk := os.read(fd, 1 << 20 if left < 0 else min(left, 1 << 20))):
+        left -= len(chunk) if left > 0 else 0
         yield chunk
 
 
@@ -217,90 +226,181 @@ def _umask(mask: int) -> Iterator[None]:
 
 # ---- backup --------------------------------------------------------------------------------
 
-def copy_index(src: Path, dst: Path) -> None:
-    """SQLite's online backup: every page in one step, so one read transaction, one snapshot."""
-    source = sqlite3.connect(f"file:{src}?mode=ro", uri=True, timeout=30)
-    try:
-        target = sqlite3.connect(dst)
+def _snapshot_index(root: Path, root_fd: int) -> bytearray:
+    """The index's bytes, every page read in one read transaction (so one snapshot, the WAL's
+    committed pages included), in memory.
+
+    SQLite opens the index by path, and the storage root's owner (the recorder's account) can
+    turn index.db into a link between any check of ours and that open: so the open is done by
+    a child process that has become that account, and can read only what it could anyway. The
+    child writes the bytes to a pipe; this process reads at most MAX_INDEX of them and opens no
+    path of the index. If root owns the storage root, no one else can swap it: no drop."""
+    owner = os.fstat(root_fd)
+    drop = os.geteuid() == 0 and owner.st_uid != 0
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs the parent's cleanup
+        code = 1
         try:
-            source.backup(target, pages=-1)
-            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
-            ok = target.execute("PRAGMA integrity_check").fetchone()[0]
+            os.close(r)
+            if drop:
+                os.setgroups([])
+                os.setresgid(owner.st_gid, owner.st_gid, owner.st_gid)
+                os.setresuid(owner.st_uid, owner.st_uid, owner.st_uid)
+            os.fchdir(root_fd)
+            src = sqlite3.connect(f"file:{INDEX}?mode=ro", uri=True, timeout=30)
+            # Every page (the WAL's newest included) read in one read transaction: one
+            # consistent snapshot, held once in memory.
+            payload = [b"0", src.serialize()]
+            src.close()
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the parent, one line
+            payload = [b"1", f"{e}".encode("utf-8", "replace")[:2000]]
+        try:
+            for part in payload:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(w, view):]
         finally:
-            target.close()
+            os._exit(code)
+    os.close(w)
+    data, over = bytearray(), False  # one buffer, grown in place: the index is held once
+    try:
+        while chunk := os.read(r, 1 << 20):
+            data += chunk
+            if len(data) > MAX_INDEX + 1:
+                over = True
+                os.kill(pid, signal.SIGKILL)
+                break
     finally:
-        source.close()
+        os.close(r)
+        status = os.waitpid(pid, 0)[1]
+    who = f" as its owner (uid {owner.st_uid})" if drop else ""
+    if over:
+        raise BackupError(f"{root / INDEX} is over {MAX_INDEX >> 20} MB: too big for a backup "
+                          "held in memory; back it up with the recorder stopped (cp -a)")
+    if os.waitstatus_to_exitcode(status) != 0 or data[:1] != b"0":
+        why = data[1:].decode("utf-8", "replace") if data[:1] == b"1" else "the reader failed"
+        raise BackupError(f"cannot read {root / INDEX}{who}: {why}")
+    del data[:1]
+    return data
+
+
+def _open_copy(data: bytearray) -> tuple[bytearray, sqlite3.Connection]:
+    """The snapshot as a file to write (rollback journal, not WAL: one self-contained file) and
+    an in-memory database of exactly those bytes, integrity-checked."""
+    if len(data) < 100:
+        raise BackupError("the copied index is not an SQLite database")
+    # Header bytes 18-19 are the file format's write and read versions: 2 means WAL, 1 the
+    # rollback journal. A WAL database is copied with its header; a copy is one file.
+    data[18:20] = b"\x01\x01"
+    db = sqlite3.connect(":memory:")
+    try:
+        # The recorder's account wrote these pages: its views and triggers run no function
+        # that is not marked harmless while root reads them.
+        db.execute("PRAGMA trusted_schema=OFF")
+        db.deserialize(data)
+        ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+    except sqlite3.Error as e:
+        db.close()
+        raise BackupError(f"the copied index is unreadable: {e}") from None
     if ok != "ok":
+        db.close()
         raise BackupError(f"the copied index fails its integrity check: {ok}")
+    return data, db
 
 
-def _audit_head(db_path: Path) -> dict[str, Any]:
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
-        row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-        segments, footage = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments").fetchone()
-        version = db.execute("PRAGMA user_version").fetchone()[0]
+def _audit_head(db: sqlite3.Connection) -> dict[str, Any]:
+    row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    segments, footage = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments").fetchone()
+    version = db.execute("PRAGMA user_version").fetchone()[0]
     return {"seq": row[0] if row else 0, "hash": row[1] if row else "0" * 64,
             "segments": segments, "footage_bytes": footage, "schema_version": version}
+
+
+def _parent_problem(st: os.stat_result) -> str | None:
+    if st.st_uid not in (0, os.geteuid()):
+        return f"belongs to uid {st.st_uid}"
+    if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+        return "is writable by other accounts without the sticky bit"
+    return None
 
 
 def _check_parents(out: Path) -> None:
     """Every folder above --out may be changed only by root or by us (or is sticky, like /tmp):
     otherwise another account could rename the new folder away and put its own in its place,
-    with links in it, between two of our steps."""
-    me = os.geteuid()
-    for folder in out.absolute().parents:
-        try:
-            st = folder.stat()
-        except FileNotFoundError:
-            continue  # made below, by us
-        if st.st_uid not in (0, me):
-            why = f"belongs to uid {st.st_uid}"
-        elif st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
-            why = "is writable by other accounts without the sticky bit"
-        else:
-            continue
-        raise BackupError(f"refusing --out {out}: {folder} {why}, so another account could swap "
-                          "the backup folder; put backups under a folder only root or you can "
-                          "change")
+    with links in it, between two of our steps. --out's parent must exist: a folder made here
+    would be made by path, one step at a time, and another account could make it first in a
+    folder it can write to (/tmp) and later swap what is under it."""
+    if not out.parent.is_dir():
+        raise BackupError(f"refusing --out {out}: {out.parent} does not exist; create "
+                          f"{out.parent} first, owned by root and not writable by others")
+    for folder in out.parents:
+        why = _parent_problem(folder.stat())
+        if why is not None:
+            raise BackupError(f"refusing --out {out}: {folder} {why}, so another account could "
+                              "swap the backup folder; put backups under a folder only root or "
+                              "you can change")
 
 
-def _make_out(out: Path) -> int:
-    """Make --out, 0700 from the start, and return its descriptor. An existing --out is refused,
-    empty or not: whoever made it could read what is written into it, or swap it later."""
+def _make_out(out: Path) -> tuple[int, int]:
+    """Make --out, 0700 from the start; (its parent's descriptor, its descriptor). From here on
+    --out is reached only through these: its path is never looked up again. An existing --out
+    is refused, empty or not: whoever made it could read what is written into it, or swap it."""
     _check_parents(out)
-    out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
-        os.mkdir(out, 0o700)
-    except FileExistsError:
+        parent_fd = os.open(out.parent, _DIR)
+    except OSError as e:
+        raise BackupError(f"refusing --out {out}: {out.parent} changed while it was checked "
+                          f"({e.strerror}); retry") from None
+    try:
+        why = _parent_problem(os.fstat(parent_fd))
+        if why is not None:  # swapped since the check by path
+            raise BackupError(f"refusing --out {out}: {out.parent} {why}")
         try:
-            with os.scandir(out) as entries:
-                held = " and is not empty" if any(entries) else ""
-        except OSError:
+            os.mkdir(out.name, 0o700, dir_fd=parent_fd)
+        except FileExistsError:
             held = ""
-        raise BackupError(f"refusing --out {out}: it already exists{held}; backup writes only "
-                          "into a folder it makes itself (another account could have made "
-                          "this one to read the key): name a new folder") from None
-    fd = os.open(out, _DIR)
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
-        os.close(fd)
-        raise BackupError(f"{out} changed while it was made (not ours, or not 0700): refusing it")
-    return fd
+            try:
+                there = os.open(out.name, _DIR, dir_fd=parent_fd)
+                try:
+                    held = " and is not empty" if os.listdir(there) else ""
+                finally:
+                    os.close(there)
+            except OSError:
+                pass
+            raise BackupError(f"refusing --out {out}: it already exists{held}; backup writes "
+                              "only into a folder it makes itself (another account could have "
+                              "made this one to read the key): name a new folder") from None
+        fd = os.open(out.name, _DIR, dir_fd=parent_fd)
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) != 0o700:
+            os.close(fd)
+            raise BackupError(f"{out} changed while it was made (not ours, or not 0700): "
+                              "refusing it")
+    except BaseException:
+        os.close(parent_fd)
+        raise
+    return parent_fd, fd
 
 
 def _read_keys(root_fd: int, root: Path) -> dict[str, bytes]:
-    """Every file of ROOT/keys, read without following a link: a link or folder is refused."""
+    """The signing key's two files from ROOT/keys (nothing else there is read: the folder is
+    the recorder's account's, which could fill it), without following a link."""
     if _lstat(KEYS, root_fd) is None:
         raise BackupError(f"no signing key at {root / KEYS / PRIVATE_NAME}: start the recorder "
                           "once (it makes the key), then back up")
     keys_fd = _open_dir(KEYS, root_fd, root / KEYS)
     try:
         files: dict[str, bytes] = {}
-        for name in sorted(os.listdir(keys_fd)):
-            if name.startswith("."):
-                continue  # a key being written (nvr.export.signing's temp file), not a key
-            files[name] = _read_small(name, keys_fd, root / KEYS / name)[0]
+        for name in (PRIVATE_NAME, PUBLIC_NAME):
+            try:
+                files[name] = _read_small(name, keys_fd, root / KEYS / name)[0]
+            except FileNotFoundError:
+                if name == PRIVATE_NAME:
+                    raise BackupError(f"no signing key at {root / KEYS / name}: start the "
+                                      "recorder once (it makes the key), then back up") from None
         return files
     finally:
         os.close(keys_fd)
@@ -348,15 +448,19 @@ def _backup(config_path: Path, root: Path, root_fd: int, out: Path) -> dict[str,
     key_files = _read_keys(root_fd, root)
     key = _signing_key(key_files, root / KEYS)
     map_bytes = config_path.read_bytes()  # the map root named: /etc/nvr, not the recorder's
-    out_fd = _make_out(out)
+    parent_fd, out_fd = _make_out(out)
     try:
-        manifest = _write_backup(root, root_fd, out, out_fd, key_files, key, map_bytes,
-                                 config_path, index_st)
-    except BaseException:
+        try:
+            manifest = _write_backup(root, root_fd, out, out_fd, key_files, key, map_bytes,
+                                     config_path, index_st)
+        except BaseException:
+            os.close(out_fd)
+            # Ours, 0700, in a parent only root can change (or sticky): by descriptor, no link.
+            shutil.rmtree(out.name, ignore_errors=True, dir_fd=parent_fd)
+            raise
         os.close(out_fd)
-        shutil.rmtree(out, ignore_errors=True)  # ours, 0700: fd-based, follows no link
-        raise
-    os.close(out_fd)
+    finally:
+        os.close(parent_fd)
     return manifest
 
 
@@ -379,23 +483,26 @@ def _write_backup(root: Path, root_fd: int, out: Path, out_fd: int, key_files: d
     # The checkpoints before the index: each one names a head already committed, so all of them
     # are in the snapshot taken next, and the restored chain reaches every one.
     if _lstat(CHECKPOINTS, root_fd) is not None:
-        src_fd, _ = _open_file(CHECKPOINTS, root_fd, root / CHECKPOINTS)
+        src_fd, st = _open_file(CHECKPOINTS, root_fd, root / CHECKPOINTS)
         try:
-            record(CHECKPOINTS, _create(CHECKPOINTS, out_fd, src_fd=src_fd))
+            if st.st_size > MAX_CHECKPOINTS:
+                raise BackupError(f"{root / CHECKPOINTS} is {st.st_size} bytes, over the "
+                                  f"{MAX_CHECKPOINTS >> 20} MB a checkpoints file ever needs: "
+                                  "refusing to copy it; see why it grew (or was made sparse)")
+            # At most the size checked: the file may grow while it is read.
+            record(CHECKPOINTS, _create(CHECKPOINTS, out_fd, src_fd=src_fd, limit=st.st_size))
         finally:
             os.close(src_fd)
-    os.close(os.open(INDEX, _NEW, 0o600, dir_fd=out_fd))  # 0600 before SQLite writes a page
-    copy_index(root / INDEX, out / INDEX)
+    index_data, db = _open_copy(_snapshot_index(root, root_fd))
+    try:
+        facts = _audit_head(db)
+    finally:
+        db.close()
     after = _lstat(INDEX, root_fd)
     if after is None or (after.st_dev, after.st_ino) != (index_st.st_dev, index_st.st_ino):
         raise BackupError(f"{root / INDEX} was replaced during the backup: refusing the copy")
-    fd, _ = _open_file(INDEX, out_fd, out / INDEX)
-    try:
-        record(INDEX, _hash_fd(fd))
-    finally:
-        os.close(fd)
+    record(INDEX, _create(INDEX, out_fd, index_data))
     record(MAP, _create(MAP, out_fd, map_bytes))
-    facts = _audit_head(out / INDEX)
     head = {"seq": facts["seq"], "hash": facts["hash"]}
     record(CHECKPOINT, _create(CHECKPOINT, out_fd, (json.dumps(head) + "\n").encode()))
     manifest = {
@@ -449,6 +556,8 @@ def _verify_manifest(src: Path, src_fd: int) -> tuple[dict[str, Any], Ed25519Pub
         manifest: dict[str, Any] = json.loads(body.decode("utf-8"))
         pem = manifest["key"]["public_key_pem"].encode("ascii")
         pub = serialization.load_pem_public_key(pem)
+    except RecursionError:  # '[[[[...': nested past what the parser takes
+        raise _changed(src, f"{MANIFEST} is unreadable (nested too deeply)") from None
     except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as e:
         raise _changed(src, f"{MANIFEST} or {SIG} is unreadable ({e})") from None
     if not isinstance(pub, Ed25519PublicKey):
@@ -473,19 +582,18 @@ def _trusted_fingerprint(key_arg: str) -> str:
     return trust.fingerprint
 
 
-def _check_owner(shown: Path, st: os.stat_result, owners: set[int]) -> None:
-    """Without --key, a backup is trusted for what it is: files only root, we, or the recorder's
-    account (which holds the key anyway) could have written. One of another account's, however
-    validly signed, may be signed with that account's own key."""
-    if st.st_uid not in owners:
-        raise BackupError(f"{shown} belongs to uid {st.st_uid}, not to root, you or the "
-                          "recorder: another account may have made this backup with a key of "
-                          "its own; pass --key FINGERPRINT (printed by `nvr backup`, or `nvr key "
-                          "show` on the old recorder) to trust it by its signature")
+def _check_owner(shown: Path, st: os.stat_result) -> None:
+    """Without --key, a backup is trusted for what it is: files only root could have written.
+    Not the recorder's account's: if that account is taken over, it holds a key and could sign
+    a forged backup; nor another account's, however validly signed (with its own key)."""
+    if st.st_uid != 0:
+        raise BackupError(f"{shown} belongs to uid {st.st_uid}: this backup is not owned by "
+                          "root: give --key FINGERPRINT (from `nvr key show` on the recorder "
+                          "that made it)")
     if st.st_mode & 0o022:
         raise BackupError(f"{shown} is writable by other accounts: another account may have "
-                          "changed it; pass --key FINGERPRINT (printed by `nvr backup`) to trust "
-                          "it by its signature")
+                          "changed it; give --key FINGERPRINT (from `nvr key show` on the "
+                          "recorder that made it) to trust it by its signature")
 
 
 def _scan_backup(src: Path, src_fd: int) -> list[tuple[Path, os.stat_result]]:
@@ -509,7 +617,7 @@ def _scan_backup(src: Path, src_fd: int) -> list[tuple[Path, os.stat_result]]:
 
 
 def _stage(src: Path, src_fd: int, manifest: dict[str, Any], stage: Path,
-           owners: set[int] | None) -> None:
+           by_owner: bool) -> None:
     """Copy every file the manifest names into our private stage, each read once through a
     no-follow descriptor, and hold what was copied against the manifest: what is installed is
     exactly what was checked."""
@@ -525,8 +633,8 @@ def _stage(src: Path, src_fd: int, manifest: dict[str, Any], stage: Path,
             in_keys = name.startswith(KEYS + "/")
             if in_keys and keys_fd is None:
                 keys_fd = _open_dir(KEYS, src_fd, src / KEYS)
-                if owners is not None:
-                    _check_owner(src / KEYS, os.fstat(keys_fd), owners)
+                if by_owner:
+                    _check_owner(src / KEYS, os.fstat(keys_fd))
             base = name.split("/")[-1]
             from_fd = keys_fd if in_keys and keys_fd is not None else src_fd
             try:
@@ -536,12 +644,17 @@ def _stage(src: Path, src_fd: int, manifest: dict[str, Any], stage: Path,
             except FileNotFoundError:
                 raise _changed(src, f"{name} is missing") from None
             try:
-                if owners is not None:
-                    _check_owner(src / name, st, owners)
+                if by_owner:
+                    _check_owner(src / name, st)
+                # The signed size, checked before a byte is copied, and the most copied: a
+                # sparse or growing file cannot fill the disk the stage is on.
+                if st.st_size != want.get("bytes"):
+                    raise _changed(src, f"{name} is {st.st_size} bytes, the manifest says "
+                                   f"{want.get('bytes')}")
                 to = stage / KEYS if in_keys else stage
                 to_fd = os.open(to, _DIR)
                 try:
-                    got = _create(base, to_fd, src_fd=fd)
+                    got = _create(base, to_fd, src_fd=fd, limit=st.st_size)
                 finally:
                     os.close(to_fd)
             finally:
@@ -672,22 +785,17 @@ def _restore(src: Path, src_fd: int, root: Path, key_arg: str | None) -> dict[st
     seen = _scan_backup(src, src_fd)
     manifest, pub, signed_st = _verify_manifest(src, src_fd)
     fp = fingerprint(pub)
-    owners: set[int] | None = None
+    by_owner = not key_arg
     if key_arg:
         trusted = _trusted_fingerprint(key_arg)
         if trusted != fp:
             raise _changed(src, f"signed by key {fp}, NOT by the trusted key {trusted} (--key): "
                            "the backup was made or re-signed elsewhere")
     else:
-        owners = {0, os.geteuid()}
-        try:
-            owners.add(root.stat().st_uid)
-        except FileNotFoundError:
-            pass
         for path, st in seen:
-            _check_owner(path, st, owners)
+            _check_owner(path, st)
         for path, st in zip((src / MANIFEST, src / SIG), signed_st, strict=True):
-            _check_owner(path, st, owners)
+            _check_owner(path, st)
     # The root is checked before the work and again just before writing into it.
     root_fd = _open_root(root)
     try:
@@ -696,7 +804,7 @@ def _restore(src: Path, src_fd: int, root: Path, key_arg: str | None) -> dict[st
         os.close(root_fd)
     with tempfile.TemporaryDirectory(prefix="nvr-restore-") as tmp:
         stage = Path(tmp)
-        _stage(src, src_fd, manifest, stage, owners)
+        _stage(src, src_fd, manifest, stage, by_owner)
         key_files = {p.name: p.read_bytes() for p in (stage / KEYS).iterdir()}
         key = _signing_key(key_files, src / KEYS)
         if key.fingerprint() != fp:

@@ -66,10 +66,10 @@ COMMANDS: dict[str, dict[str, Any]] = {
                 "--config's camera map (the recorder stopped; copy the footage separately)",
         "opts": {"--from": "the backup folder made by `nvr backup`; "
                            "e.g. --from /srv/backup/nvr-2026-11-29",
-                 "--key": "trust the backup by its signing key (the fingerprint `nvr backup` "
-                          "printed, or a public-key PEM file) instead of by who owns its files; "
-                          "needed for a backup copied by another account (or the 64 hex digits "
-                          "of the fingerprint); e.g. --key /root/nvr-export.pub.pem"},
+                 "--key": "trust the backup by its signing key (the 64 hex digits `nvr "
+                          "backup` or `nvr key show` printed, or a public-key PEM file) instead "
+                          "of by its files all belonging to root; needed for any backup not "
+                          "owned by root; e.g. --key /root/nvr-export.pub.pem"},
         "examples": ["nvr restore --config /etc/nvr/nvr.yaml --from /srv/backup/nvr-2026-11-29",
                      "nvr restore --config /etc/nvr/nvr.yaml --from /mnt/usb/nvr-2026-11-29 "
                      "--key FINGERPRINT"]},

@@ -234,25 +234,26 @@ def test_backup_refuses_links_in_the_storage_root(site: Site, scratch: Path) -> 
     targets = victims(scratch)
     before = snapshot(targets)
     keys = site.rec.root / "keys"
-    link = keys / "zz"
-    link.symlink_to(scratch / "victim.txt")
+    pub = keys / "export-ed25519.pub.pem"
+    kept = keys / "pub.kept"
+    pub.rename(kept)
     try:
+        pub.symlink_to(scratch / "victim.txt")
         out = scratch / "b1"
         res = run_cli(["backup", "--config", str(site.rec.config), "--out", str(out)])
-        assert res.code == 65 and f"{link} is a symbolic link" in res.err, res.err
+        assert res.code == 65 and f"{pub} is a symbolic link" in res.err, res.err
         assert not out.exists()  # refused before the folder is made
-    finally:
-        link.unlink()
-    # A second name (hard link) of a file outside: its content would land in the backup.
-    hard = keys / "zz"
-    os.link(scratch / "victim.txt", hard)
-    try:
+        pub.unlink()
+        # A second name (hard link) of a file outside: its content would land in the backup.
+        os.link(scratch / "victim.txt", pub)
         out = scratch / "b3"
         res = run_cli(["backup", "--config", str(site.rec.config), "--out", str(out)])
-        assert res.code == 65 and f"{hard} has 2 names" in res.err, res.err
+        assert res.code == 65 and f"{pub} has 2 names" in res.err, res.err
         assert not out.exists()
     finally:
-        hard.unlink()
+        if os.path.lexists(pub):
+            pub.unlink()
+        kept.rename(pub)
     # keys -> a folder outside: refused, not copied.
     moved = site.rec.root / "keys.real"
     keys.rename(moved)
@@ -405,3 +406,133 @@ def test_restore_enforces_the_recorded_audit_head(site: Site, scratch: Path) -> 
     res = restore(cut, cfg)
     assert res.code == 65 and "audit chain does not reach the head" in res.err, res.err
     assert_not_restored(root)
+
+
+# ---- review of the hardening: parents, the index read, sizes, trust ------------------------
+
+def service_root(site: Site, scratch: Path) -> tuple[Path, Path]:
+    """(camera map, storage root) of a copy of the site's storage root (no footage) that
+    belongs to the attacker, as a storage root belongs to the recorder's account."""
+    cfg, root = new_box(site, scratch, "svc")
+    root.mkdir(mode=0o750)
+    for name in ("index.db", "audit-checkpoints.jsonl"):
+        shutil.copy2(site.rec.root / name, root / name)
+    shutil.copytree(site.rec.root / "keys", root / "keys")
+    attacker = ensure_account(ATTACKER)
+    for p in [root, *root.rglob("*")]:
+        os.chown(p, attacker.pw_uid, attacker.pw_gid)
+    return cfg, root
+
+
+def test_backup_refuses_an_out_whose_parent_is_missing(site: Site, scratch: Path) -> None:
+    """A parent folder backup made itself could be made first, in /tmp, by another account
+    looping mkdir/rmdir, which then owns the folder the backup is written into: refused."""
+    out = scratch / "a" / "b" / "backup"
+    res = run_cli(["backup", "--config", str(site.rec.config), "--out", str(out)])
+    assert res.code == 65, res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert f"{out.parent} does not exist" in res.err and "create" in res.err, res.err
+    assert not (scratch / "a").exists()  # nothing made by path
+
+
+def test_the_index_is_read_as_the_storage_roots_owner(site: Site, scratch: Path) -> None:
+    """The owner of the storage root can turn index.db into a link between backup's check and
+    SQLite's open by path. The open is done as that owner: where the link won, it reaches only
+    what the owner could read anyway, and root makes no file in the owner's folder."""
+    cfg, root = service_root(site, scratch)
+    attacker = ensure_account(ATTACKER)
+    out = scratch / "svc-backup"
+    res = run_cli(["backup", "--config", str(cfg), "--out", str(out)])
+    assert res.code == 0, res.err
+    with sqlite3.connect(f"file:{out / 'index.db'}?mode=ro", uri=True) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # one file
+    db.close()
+    made_by_root = [p.name for p in root.rglob("*") if p.lstat().st_uid != attacker.pw_uid]
+    assert made_by_root == []
+
+    from nvr.backup import BackupError, _snapshot_index
+
+    # The race won, played deterministically: index.db is already the link when the index is
+    # opened. The target is a root-only SQLite file; its rows never reach the copy.
+    secret = scratch / "victim-dir"
+    secret.mkdir(mode=0o700)
+    with sqlite3.connect(secret / "root.db") as db:
+        db.execute("CREATE TABLE root_secret (x)")
+    db.close()
+    (root / "index.db").rename(root / "index.kept")
+    as_attacker(lambda: (root / "index.db").symlink_to(secret / "root.db"))
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        with pytest.raises(BackupError, match=f"as its owner \\(uid {attacker.pw_uid}\\)"):
+            _snapshot_index(root, fd)
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(secret)) == ["root.db"]  # no -shm or -wal made beside it
+
+
+def test_backup_refuses_a_sparse_checkpoints_file(site: Site, scratch: Path) -> None:
+    cfg, root = service_root(site, scratch)
+    cps = root / "audit-checkpoints.jsonl"
+    as_attacker(lambda: os.truncate(cps, 300 << 20))  # 300 MB, no block on disk
+    out = scratch / "sparse-backup"
+    res = run_cli(["backup", "--config", str(cfg), "--out", str(out)])
+    assert res.code == 65, res.err
+    assert len(res.err.strip().splitlines()) == 1 and f"{cps} is 314572800 bytes" in res.err
+    assert not out.exists()
+
+
+def test_restore_refuses_a_file_bigger_than_signed_before_copying(site: Site,
+                                                                   scratch: Path) -> None:
+    big = copy_backup(site, scratch / "big")
+    os.truncate(big / "audit-checkpoints.jsonl", 300 << 20)
+    cfg, root = new_box(site, scratch)
+    res = restore(big, cfg)
+    assert res.code == 65, res.err
+    assert "audit-checkpoints.jsonl is 314572800 bytes, the manifest says" in res.err, res.err
+    assert_not_restored(root)
+
+
+def test_restore_refuses_a_deeply_nested_manifest_with_exit_65(site: Site,
+                                                                scratch: Path) -> None:
+    bad = copy_backup(site, scratch / "nested")
+    (bad / "manifest.json").write_text("[" * 200000)
+    cfg, root = new_box(site, scratch)
+    res = restore(bad, cfg)
+    assert res.code == 65, res.err
+    assert len(res.err.strip().splitlines()) == 1 and "manifest.json" in res.err, res.err
+    assert_not_restored(root)
+
+
+def test_restore_without_key_trusts_only_roots_backup(site: Site, scratch: Path) -> None:
+    """The recorder's account holds a key: taken over, it could sign a forged backup. A backup
+    it owns is trusted only by the fingerprint the operator kept (--key)."""
+    attacker = ensure_account(ATTACKER)
+    cfg, root = new_box(site, scratch)
+    root.mkdir(mode=0o700)
+    os.chown(root, attacker.pw_uid, attacker.pw_gid)  # the root is the recorder's account's
+    forged = copy_backup(site, scratch / "forged-by-recorder")
+    resign(forged, Ed25519PrivateKey.generate())
+    for p in [forged, *forged.rglob("*")]:
+        os.chown(p, attacker.pw_uid, attacker.pw_gid)
+    res = restore(forged, cfg)
+    assert res.code == 65, res.err
+    assert "this backup is not owned by root: give --key FINGERPRINT" in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert_not_restored(root)
+
+
+def test_backup_reads_only_the_signing_keys_files(site: Site, scratch: Path) -> None:
+    """keys/ is the recorder's account's: whatever else it puts there (many files, big ones)
+    is not read, so it cannot make the backup slow, big or fail."""
+    cfg, root = service_root(site, scratch)
+
+    def fill() -> None:
+        for i in range(50):
+            (root / "keys" / f"junk{i}").write_bytes(b"x" * (2 << 20))
+
+    as_attacker(fill)
+    out = scratch / "junk-backup"
+    res = run_cli(["backup", "--config", str(cfg), "--out", str(out)])
+    assert res.code == 0, res.err
+    assert sorted(os.listdir(out / "keys")) == ["export-ed25519.pem", "export-ed25519.pub.pem"]

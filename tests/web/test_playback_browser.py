@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from nvr.cli.fmt import when
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
 from tests.support import is_root
@@ -200,4 +201,73 @@ def test_one_link_plays_its_cameras_on_one_timeline_with_a_lane_each(
                 8, f"camera {cam} to play")
     assert page.locator("#timeline .lane").count() == 2  # one axis, a lane per camera
     assert page.locator("#gaps li[data-camera='door']").count() >= 1
+    page.close()
+
+
+def test_two_cameras_one_clock_scrub_the_playhead_gaps_say_why(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    gap = listing["gaps"][-1]
+    door = rec.cli("root", "recordings", "--camera", "door", "--json").json()["segments"]
+    desk = rec.cli("root", "recordings", "--camera", "desk", "--json").json()["segments"]
+    # A moment both cameras recorded (their segments are not cut at the same instants).
+    both = [(max(us(a["start"]), us(b["start"])), min(us(a["end"]), us(b["end"])))
+            for a in desk for b in door]
+    lo, hi = max(both, key=lambda ab: ab[1] - ab[0])
+    assert hi - lo > 600_000, "the two cameras share no recorded moment"
+    target = (lo + hi) // 2
+    link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
+                listing["segments"][0]["start"], "--reason", "incident review")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(link["url"])
+    for cam in ("desk", "door"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 0.3",
+                8, f"camera {cam} to play")
+    # Space pauses every tile; the playhead dragged to the target moves both there.
+    page.locator("#nvr-title").click()
+    page.keyboard.press("Space")
+    wait_js(page, "[...document.querySelectorAll('video')].every((v) => v.paused)", 2,
+            "Space to pause every tile")
+    track = page.locator(".lane[data-camera='desk'] .track").bounding_box()
+    assert track
+    view = page.evaluate("clock.view")
+    x = track["x"] + (target / 1000 - view[0]) / (view[1] - view[0]) * track["width"]
+    y = track["y"] + track["height"] / 2
+    page.mouse.move(track["x"] + 5, y)
+    page.mouse.down()
+    page.mouse.move(x, y, steps=6)
+    page.mouse.up()
+    times = "[...document.querySelectorAll('video[data-camera]')].map((v) => Date.parse(v.dataset.time))"
+    wait_js(page, f"{times}.every((t) => Math.abs(t - {target // 1000}) <= 1000)", 6,
+            f"both tiles to show {iso(target)}")
+    # People read it in the box's zone, as `nvr` prints it.
+    ok = {when(iso(target + k * 1_000_000), date=False) for k in (-1, 0, 1)}
+    for cam in ("desk", "door"):
+        shown = page.inner_text(f".cam:has(video[data-camera='{cam}']) .frametime")
+        assert shown in ok, (cam, shown, ok)
+    assert page.inner_text("#nvr-clock") in {when(iso(target + k * 1_000_000)) for k in (-1, 0, 1)}
+    # The gap says why, on hover.
+    gap_el = page.locator(".lane[data-camera='desk'] .gap").last
+    gap_el.hover()
+    title = gap_el.get_attribute("title") or ""
+    assert gap["reason"] in title and when(gap["start"], date=False)[:8] in title, title
+    # Jump to a local time of day, as the CLI takes it.
+    back = us(desk[0]["start"]) + 1_200_000
+    page.fill("#jump", when(iso(back), date=False)[:8])
+    page.press("#jump", "Enter")
+    wait_js(page, f"{times}.every((t) => Math.abs(t - {back // 1000}) <= 1000)", 6,
+            f"both tiles to show {iso(back)} after 'Jump to'")
+    # Speed with +, zoom with the button (the axis redraws, still labelled).
+    page.locator("#nvr-title").click()
+    page.keyboard.press("+")
+    assert page.input_value("#speed") == "2"
+    span = view[1] - view[0]
+    page.click("#zoomin")
+    new_view = page.evaluate("clock.view")
+    assert new_view[1] - new_view[0] == max(60_000, span / 2) or span <= 60_000
+    assert page.locator("#axis .tick span").count() >= 2
+    page.screenshot(path=str(artifact("playback-two-1280x800.png")))
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=str(artifact("playback-two-390x844.png")), full_page=True)
     page.close()

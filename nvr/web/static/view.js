@@ -225,12 +225,16 @@ function paintWatermark(tile) {
   // …and legible along the bottom edge, with the time now.
   g.font = `600 ${size}px system-ui, sans-serif`;
   const line = `${who} · ${now}`;
-  const tw = Math.min(w - 8, g.measureText(line).width);
+  c.dataset.text = line;
+  // One line when it fits, else two (a phone's tile), never squeezed unreadable.
+  const lines = g.measureText(line).width <= w - 12 ? [line] : [who, now];
+  const tw = Math.min(w - 8, Math.max(...lines.map((x) => g.measureText(x).width)));
+  const lh = size + 4;
   g.fillStyle = "rgba(0,0,0,0.55)";
-  g.fillRect(w - tw - 10, h - size - 10, tw + 10, size + 10);
+  g.fillRect(w - tw - 10, h - lh * lines.length - 6, tw + 10, lh * lines.length + 6);
   g.fillStyle = "rgba(255,255,255,0.85)";
   g.textAlign = "right"; g.textBaseline = "bottom";
-  g.fillText(line, w - 5, h - 5, w - 8);
+  lines.forEach((x, k) => g.fillText(x, w - 5, h - 4 - lh * (lines.length - 1 - k), w - 8));
 }
 
 // ---- live: WebRTC, the camera's H.264 as it was sent -------------------------------------

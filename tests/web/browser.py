@@ -97,3 +97,17 @@ def differing_pixels(a: bytes, b: bytes, tolerance: int = 24) -> int:
             if max(abs(x[i] - y[i]), abs(x[i + 1] - y[i + 1]), abs(x[i + 2] - y[i + 2])) > tolerance:
                 n += 1
     return n
+
+
+AXE = Path(__file__).with_name("vendor") / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
+    """axe-core's findings of these impacts on the page as it is now, one line each. Injected
+    through the debugger (page.evaluate): the page's CSP rightly refuses any script not its own."""
+    found: list[dict[str, Any]] = page.evaluate(
+        "async () => { " + AXE.read_text() + "\n; const r = await axe.run(document, "
+        "{resultTypes: ['violations']}); return r.violations.map((v) => ({id: v.id, "
+        "impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' '))})); }")
+    return [f"{v['impact']}: {v['id']}: {v['help']} at {v['nodes'][:3]}"
+            for v in found if v["impact"] in impacts]

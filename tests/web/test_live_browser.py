@@ -14,7 +14,14 @@ import pytest
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
 from tests.support import is_root
-from tests.web.browser import CHROMIUM, artifact, chromium, differing_pixels, free_port
+from tests.web.browser import (
+    CHROMIUM,
+    artifact,
+    axe_violations,
+    chromium,
+    differing_pixels,
+    free_port,
+)
 
 pytestmark = [
     pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root"),
@@ -214,7 +221,9 @@ def test_emergency_feed_lists_time_left_and_ending_it_closes_viewers_at_once(
     assert page.inner_text("#nvr-ends").startswith("link ends ")
     assert page.locator("#nvr-playback").is_hidden()  # nothing but live
     page.set_viewport_size({"width": 390, "height": 844})
+    wait_js(page, "document.getElementById('nvr-clock').getAttribute('datetime')", 2, "the clock")
     page.screenshot(path=str(artifact("emergency-390x844.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical"))
     # Live only: the emergency link cannot fetch recordings.
     got = page.evaluate("async (id) => (await fetch(`/api/l/${id}/timeline/lobby`)).status",
                         em["id"])
@@ -363,6 +372,7 @@ def test_a_wall_of_four_cameras_fits_the_window_named_playing_and_watermarked(
     assert ends.startswith(f"link ends {expires:%H:%M} {zone} (in "), ends
     assert ends.endswith(("(in 5 min)", "(in 4 min)")), ends
     page.screenshot(path=str(artifact("live-wall-1280x800.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical")), "axe"
     # The watermark is in the pixels: each tile with and without its canvas, video paused.
     page.evaluate("() => document.querySelectorAll('video').forEach((v) => v.pause())")
     for i in range(4):

@@ -14,7 +14,7 @@ from nvr.cli.fmt import when
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
 from tests.support import is_root
-from tests.web.browser import CHROMIUM, artifact, chromium
+from tests.web.browser import CHROMIUM, artifact, axe_violations, chromium
 from tests.web.test_live_browser import audit_rows, mint, wait_js
 
 pytestmark = [
@@ -268,6 +268,12 @@ def test_two_cameras_one_clock_scrub_the_playhead_gaps_say_why(
     assert new_view[1] - new_view[0] == max(60_000, span / 2) or span <= 60_000
     assert page.locator("#axis .tick span").count() >= 2
     page.screenshot(path=str(artifact("playback-two-1280x800.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical"))
     page.set_viewport_size({"width": 390, "height": 844})
+    # On a phone every control is a touch target (44 CSS px, WCAG 2.5.5) and fits the width.
+    small = page.evaluate("""() => [...document.querySelectorAll('button, select, input, summary')]
+        .filter((e) => e.offsetParent).map((e) => [e.id || e.textContent, e.getBoundingClientRect()])
+        .filter(([, r]) => r.height < 44 || r.right > 390).map(([n, r]) => `${n} ${r.width}x${r.height}`)""")
+    assert not small, small
     page.screenshot(path=str(artifact("playback-two-390x844.png")), full_page=True)
     page.close()

@@ -150,9 +150,9 @@ function layout() {
 function enlarge(box) {
   const cams = $("cams");
   const big = cams.querySelector(".cam.big");
-  if (big) { big.classList.remove("big"); big.setAttribute("aria-pressed", "false"); }
+  if (big) big.classList.remove("big");
   cams.classList.toggle("one", Boolean(box) && box !== big);
-  if (box && box !== big) { box.classList.add("big"); box.setAttribute("aria-pressed", "true"); box.focus(); }
+  if (box && box !== big) { box.classList.add("big"); box.focus(); }
   else if (big) big.focus();
   for (const t of state.tiles) t.paint();
 }
@@ -161,9 +161,11 @@ function camBox(cam) {
   const box = document.createElement("div");
   box.className = "cam";
   box.tabIndex = 0;
-  box.setAttribute("role", "button");
-  box.setAttribute("aria-pressed", "false");
-  box.setAttribute("aria-label", `${cam.name} (camera ${cam.id}): Enter to enlarge, Escape to return`);
+  // A group (not a button): its content changes (frame times, messages), and a button's name
+  // must contain what it shows. Click or Enter enlarges it; the hint is its description.
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `${cam.name} (camera ${cam.id})`);
+  box.title = "Click or Enter: enlarge; Escape: back to all cameras";
   const video = document.createElement("video");
   video.dataset.camera = cam.id;
   video.muted = true; video.autoplay = true; video.playsInline = true;

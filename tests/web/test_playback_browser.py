@@ -33,7 +33,24 @@ def iso(us_: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> Iterator[tuple[Recorder, dict[str, Any]]]:
+def box_zone() -> Iterator[str]:
+    """The box (daemon and CLI alike) runs in New York's zone, not this machine's UTC: the page
+    must show the box's local times with their zone, whatever zone the browser is in."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield os.environ["TZ"]
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.fixture(scope="module")
+def recorded(box_zone: str) -> Iterator[tuple[Recorder, dict[str, Any]]]:
     """Two-second segments, then the camera offline for a few seconds (a gap), then more."""
     cam = TestCamera().start()
     r = Recorder([{"id": "desk", "name": "Service desk", "area": "service_desk",
@@ -243,6 +260,7 @@ def test_two_cameras_one_clock_scrub_the_playhead_gaps_say_why(
             f"both tiles to show {iso(target)}")
     # People read it in the box's zone, as `nvr` prints it.
     ok = {when(iso(target + k * 1_000_000), date=False) for k in (-1, 0, 1)}
+    assert all(x.endswith((" EST", " EDT")) for x in ok), ok  # the box's zone, not UTC
     for cam in ("desk", "door"):
         shown = page.inner_text(f".cam:has(video[data-camera='{cam}']) .frametime")
         assert shown in ok, (cam, shown, ok)

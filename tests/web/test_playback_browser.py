@@ -295,3 +295,35 @@ def test_two_cameras_one_clock_scrub_the_playhead_gaps_say_why(
     assert not small, small
     page.screenshot(path=str(artifact("playback-two-390x844.png")), full_page=True)
     page.close()
+
+
+def test_the_pages_times_in_other_zones(recorded: tuple[Recorder, dict[str, Any]],
+                                        browser: Any) -> None:
+    """The page's own formatting and parsing (view.js) for zones other than the test box's:
+    summer time, a zone known only by its offset, a time of day, an explicit offset."""
+    rec, listing = recorded
+    link = mint(rec, "director", "playback", "--camera", "desk", "--start",
+                listing["segments"][0]["start"], "--reason", "zone check")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'open'", 5, "the session")
+    got = page.evaluate("""() => {
+        const out = {};
+        setZone({name: "Europe/London", names: {"0": "GMT", "60": "BST"}, offset_minutes: 0});
+        out.summer = when(Date.parse("2026-07-01T12:00:05.900Z"), true);
+        out.winter = when(Date.parse("2026-12-07T12:00:05Z"));
+        out.local = new Date(parseWhen("2026-07-01 13:00")).toISOString();
+        out.timeOfDay = new Date(parseWhen("14:05:30", Date.parse("2026-07-01T09:00:00Z"))).toISOString();
+        out.offset = new Date(parseWhen("2026-07-01T13:00:00-04:00")).toISOString();
+        out.bad = Number.isNaN(parseWhen("yesterday-ish"));
+        setZone({name: null, names: {"330": "+0530"}, offset_minutes: 330});
+        out.fixed = when(Date.parse("2026-12-07T00:00:00Z"), true);
+        return out;
+    }""")
+    page.close()
+    assert got == {
+        "summer": "2026-07-01 13:00:05 BST", "winter": "12:00:05 GMT",
+        "local": "2026-07-01T12:00:00.000Z", "timeOfDay": "2026-07-01T13:05:30.000Z",
+        "offset": "2026-07-01T17:00:00.000Z", "bad": True,
+        "fixed": "2026-12-07 05:30:00 +0530",
+    }, got

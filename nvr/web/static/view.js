@@ -15,6 +15,7 @@ function setZone(z) {
   if (!z) return;
   zone.names = z.names || {};
   zone.offset = z.offset_minutes || 0;
+  zone.name = undefined;
   if (z.name) {
     try { new Intl.DateTimeFormat("en-US", { timeZone: z.name }); zone.name = z.name; } catch (e) { /* below */ }
   }

@@ -6,8 +6,10 @@ Integers compare exactly, sort in SQLite, and never drift the way float seconds 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
+from pathlib import Path
 
 from nvr.errors import UsageError
 
@@ -77,3 +79,47 @@ def parse_segment_name(name: str) -> int | None:
         return None
     delta = d - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     return (delta.days * 86400 + delta.seconds) * US + delta.microseconds
+
+
+def local_zone() -> dict[str, object]:
+    """This machine's time zone for a browser to show times as the CLI does (`when`).
+
+    `name` is the IANA name (for JavaScript's Intl.DateTimeFormat) or None when TZ names a
+    rule rather than a zone; `names` maps UTC offsets in minutes to the abbreviation this
+    machine prints (Intl's own short names are often "GMT+1" where the CLI says "BST");
+    `offset_minutes` is the offset now, for a browser without the zone.
+    """
+    import os
+    import zoneinfo
+
+    name: str | None = None
+    candidates = [os.environ.get("TZ", "").lstrip(":")]
+    real = os.path.realpath("/etc/localtime")
+    if "/zoneinfo/" in real:
+        candidates.append(real.split("/zoneinfo/", 1)[1])
+    with contextlib.suppress(OSError):
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    if not candidates[0] and "TZ" in os.environ:
+        candidates = ["UTC"]  # TZ set but empty: glibc means UTC
+    for cand in candidates:
+        if not cand or cand.startswith("/"):
+            continue
+        try:
+            zoneinfo.ZoneInfo(cand)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            if cand is candidates[0]:
+                break  # TZ names a POSIX rule: no IANA name; the offsets below still hold
+            continue
+        name = cand
+        break
+    now = dt.datetime.now().astimezone()
+    names: dict[str, str] = {}
+    # The abbreviations for this year's offsets (summer and winter time).
+    for month in (1, 7):
+        d = dt.datetime(now.year, month, 15, 12).astimezone()
+        off = d.utcoffset()
+        if off is not None:
+            names[str(int(off.total_seconds() // 60))] = d.tzname() or d.strftime("%z")
+    off_now = now.utcoffset()
+    return {"name": name, "names": names,
+            "offset_minutes": int(off_now.total_seconds() // 60) if off_now else 0}

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from nvr import log
-from nvr.timeutil import to_iso
+from nvr.timeutil import local_zone, to_iso
 from nvr.web import limits
 from nvr.web.fanout import LiveHub, tap_for
 from nvr.web.links import EXPIRED, Link, Links
@@ -410,6 +410,8 @@ class WebServer:
                 "start": None if link.start_us is None else to_iso(link.start_us),
                 "end": None if link.end_us is None else to_iso(link.end_us),
                 "expires": to_iso(link.expires_us), "purpose": link.purpose,
+                # Who made the link (the page's watermark) and the box's zone (its times).
+                "actor": link.actor, "role": link.role, "zone": local_zone(),
                 "now": to_iso(self.svc.clock())}
 
     async def events(self, request: web.Request, link: Link, sess: Session) -> web.StreamResponse:

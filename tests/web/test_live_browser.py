@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +14,14 @@ import pytest
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
 from tests.support import is_root
-from tests.web.browser import CHROMIUM, artifact, chromium, free_port
+from tests.web.browser import (
+    CHROMIUM,
+    artifact,
+    axe_violations,
+    chromium,
+    differing_pixels,
+    free_port,
+)
 
 pytestmark = [
     pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root"),
@@ -31,6 +40,8 @@ def rec(testcam: TestCamera) -> Iterator[Recorder]:
         {"id": "senior-lounge", "name": "Senior lounge", "area": "senior_center_shared",
          "shared_with_senior_center": True, "rtsp": testcam.url("h265")},
         {"id": "annex", "name": "Annex", "area": "stacks", "rtsp": testcam.url("h264-bframes")},
+        {"id": "porch", "name": "Front porch", "area": "entrance",
+         "rtsp": testcam.url("h264-noaudio")},
         # Records H.265; live view from its H.264 substream.
         {"id": "hall", "name": "Hall", "area": "hallway", "rtsp": testcam.url("h265"),
          "live_rtsp": testcam.url("h264-noaudio")},
@@ -205,8 +216,14 @@ def test_emergency_feed_lists_time_left_and_ending_it_closes_viewers_at_once(
     page.goto(em["url"])
     wait_js(page, "document.querySelector('video[data-camera=\"lobby\"]')?.videoWidth > 0", 3,
             "the emergency feed's picture")
-    # The heading says "emergency" once (issue 28: it read "...: emergency: Hanson Police").
+    # Said once (the link's purpose is "emergency: AGENCY"), with the time it ends.
     assert page.inner_text("#nvr-title") == "Emergency live feed: Hanson Police"
+    assert page.inner_text("#nvr-ends").startswith("link ends ")
+    assert page.locator("#nvr-playback").is_hidden()  # nothing but live
+    page.set_viewport_size({"width": 390, "height": 844})
+    wait_js(page, "document.getElementById('nvr-clock').getAttribute('datetime')", 2, "the clock")
+    page.screenshot(path=str(artifact("emergency-390x844.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical"))
     # Every page asks for /favicon.ico: an empty answer, not a 404.
     assert page.evaluate("async () => (await fetch('/favicon.ico')).status") == 204
     # Live only: the emergency link cannot fetch recordings.
@@ -308,4 +325,83 @@ def test_one_minute_link_stops_by_itself_in_the_browser(rec: Recorder, browser: 
     page.goto(link["url"])
     wait_js(page, "document.body.dataset.state === 'refused'", 3, "the refusal")
     assert "expired" in page.inner_text("#nvr-message")
+    page.close()
+
+
+WALL = ["lobby", "stacks", "hall", "porch"]
+
+
+def test_a_wall_of_four_cameras_fits_the_window_named_playing_and_watermarked(
+        rec: Recorder, browser: Any) -> None:
+    link = mint(rec, "director", "live", "--camera", *WALL, "--minutes", "5",
+                "--reason", "incident at the desk")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(link["url"])
+    for cam in WALL:
+        try:
+            wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')"
+                    "?.currentTime > 0.5", 10, f"camera {cam} to play")
+        except AssertionError as exc:
+            why = page.evaluate("() => [...document.querySelectorAll('.why')]"
+                                ".map((w) => w.textContent)")
+            raise AssertionError(f"{exc}; the tiles say {why}") from None
+    times = page.evaluate("() => [...document.querySelectorAll('video[data-camera]')]"
+                          ".map((v) => v.currentTime)")
+    wait_js(page, f"[...document.querySelectorAll('video[data-camera]')].every((v, i) => "
+            f"v.currentTime > {times}[i] + 0.5)", 5, "every tile's video to advance")
+    names = {"lobby": "Lobby", "stacks": "Stacks", "hall": "Hall", "porch": "Front porch"}
+    tiles = page.locator("#cams .cam")
+    assert tiles.count() == 4
+    for i in range(4):
+        tile = tiles.nth(i)
+        cam = tile.locator("video").get_attribute("data-camera")
+        assert cam in names
+        assert tile.locator(".name").inner_text() == names[cam]
+        assert tile.locator(".camid").inner_text() == cam
+        box = tile.bounding_box()
+        assert box and box["x"] >= 0 and box["y"] >= 0, box
+        assert box["x"] + box["width"] <= 1280 and box["y"] + box["height"] <= 800, (cam, box)
+        assert box["width"] > 500 and box["height"] > 250, (cam, box)  # 2×2, not thumbnails
+    # Times are the box's, to the second, with its zone (as `nvr` prints them).
+    clock = page.get_attribute("#nvr-clock", "datetime")
+    assert clock and clock.endswith("Z")
+    shown = page.inner_text("#nvr-clock")
+    zone = dt.datetime.now().astimezone().tzname() or ""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d " + re.escape(zone), shown), shown
+    ends = page.inner_text("#nvr-ends")
+    expires = dt.datetime.fromisoformat(link["expires"].replace("Z", "+00:00")).astimezone()
+    assert ends.startswith(f"link ends {expires:%H:%M} {zone} (in "), ends
+    assert ends.endswith(("(in 5 min)", "(in 4 min)")), ends
+    page.screenshot(path=str(artifact("live-wall-1280x800.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical")), "axe"
+    # The watermark is in the pixels: each tile with and without its canvas, video paused.
+    page.evaluate("() => document.querySelectorAll('video').forEach((v) => v.pause())")
+    for i in range(4):
+        tile = tiles.nth(i)
+        box = tile.bounding_box()
+        assert box
+        clip = {"x": box["x"], "y": box["y"] + box["height"] - 40, "width": box["width"],
+                "height": 40}
+        marked = page.screenshot(clip=clip)
+        tile.locator("canvas.watermark").evaluate("(c) => { c.style.visibility = 'hidden'; }")
+        bare = page.screenshot(clip=clip)
+        tile.locator("canvas.watermark").evaluate("(c) => { c.style.visibility = ''; }")
+        assert differing_pixels(marked, bare) > 300, f"tile {i}: no watermark in the pixels"
+    # …and says whose link it is (the text it draws is also in data-text, for this check).
+    text = page.locator("canvas.watermark").first.get_attribute("data-text") or ""
+    assert f"link {link['id']} · nvrtest-" in text and "incident at the desk" in text, text
+    # Enlarge one tile (Enter), back with Escape.
+    tiles.nth(1).focus()
+    page.keyboard.press("Enter")
+    assert tiles.nth(0).is_hidden() and (tiles.nth(1).bounding_box() or {})["width"] > 1000
+    page.keyboard.press("Escape")
+    assert tiles.nth(0).is_visible()
+    # A phone: one tile a row, full width, touch-sized full-screen button.
+    page.set_viewport_size({"width": 390, "height": 844})
+    first = tiles.nth(0).bounding_box()
+    assert first and first["width"] > 370 and first["x"] >= 0
+    fs = page.locator("#fullscreen").bounding_box()
+    assert fs and fs["width"] >= 44 and fs["height"] >= 44
+    page.screenshot(path=str(artifact("live-wall-390x844.png")), full_page=True)
     page.close()

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from nvr.cli.fmt import when
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
 from tests.support import is_root
-from tests.web.browser import CHROMIUM, artifact, chromium
+from tests.web.browser import CHROMIUM, artifact, axe_violations, chromium
 from tests.web.test_live_browser import audit_rows, mint, wait_js
 
 pytestmark = [
@@ -32,7 +33,24 @@ def iso(us_: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> Iterator[tuple[Recorder, dict[str, Any]]]:
+def box_zone() -> Iterator[str]:
+    """The box (daemon and CLI alike) runs in New York's zone, not this machine's UTC: the page
+    must show the box's local times with their zone, whatever zone the browser is in."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "America/New_York"
+    time.tzset()
+    try:
+        yield os.environ["TZ"]
+    finally:
+        if saved is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+@pytest.fixture(scope="module")
+def recorded(box_zone: str) -> Iterator[tuple[Recorder, dict[str, Any]]]:
     """Two-second segments, then the camera offline for a few seconds (a gap), then more."""
     cam = TestCamera().start()
     r = Recorder([{"id": "desk", "name": "Service desk", "area": "service_desk",
@@ -188,7 +206,7 @@ def test_staff_watch_only_inside_a_grant(recorded: tuple[Recorder, dict[str, Any
     assert rec.cli("staff", "live", "--camera", "desk", "--reason", "r").code == 0
 
 
-def test_one_link_plays_each_of_its_cameras_on_its_own_timeline(
+def test_one_link_plays_its_cameras_on_one_timeline_with_a_lane_each(
         recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
     rec, listing = recorded
     link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
@@ -198,6 +216,114 @@ def test_one_link_plays_each_of_its_cameras_on_its_own_timeline(
     for cam in ("desk", "door"):
         wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 1",
                 8, f"camera {cam} to play")
-    assert page.locator(".timeline").count() == 2
+    assert page.locator("#timeline .lane").count() == 2  # one axis, a lane per camera
     assert page.locator("#gaps li[data-camera='door']").count() >= 1
     page.close()
+
+
+def test_two_cameras_one_clock_scrub_the_playhead_gaps_say_why(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    rec, listing = recorded
+    gap = listing["gaps"][-1]
+    door = rec.cli("root", "recordings", "--camera", "door", "--json").json()["segments"]
+    desk = rec.cli("root", "recordings", "--camera", "desk", "--json").json()["segments"]
+    # A moment both cameras recorded (their segments are not cut at the same instants).
+    both = [(max(us(a["start"]), us(b["start"])), min(us(a["end"]), us(b["end"])))
+            for a in desk for b in door]
+    lo, hi = max(both, key=lambda ab: ab[1] - ab[0])
+    assert hi - lo > 600_000, "the two cameras share no recorded moment"
+    target = (lo + hi) // 2
+    link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
+                listing["segments"][0]["start"], "--reason", "incident review")
+    page = browser.new_page()
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(link["url"])
+    for cam in ("desk", "door"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 0.3",
+                8, f"camera {cam} to play")
+    # Space pauses every tile; the playhead dragged to the target moves both there.
+    page.locator("#nvr-title").click()
+    page.keyboard.press("Space")
+    wait_js(page, "[...document.querySelectorAll('video')].every((v) => v.paused)", 2,
+            "Space to pause every tile")
+    track = page.locator(".lane[data-camera='desk'] .track").bounding_box()
+    assert track
+    view = page.evaluate("clock.view")
+    x = track["x"] + (target / 1000 - view[0]) / (view[1] - view[0]) * track["width"]
+    y = track["y"] + track["height"] / 2
+    page.mouse.move(track["x"] + 5, y)
+    page.mouse.down()
+    page.mouse.move(x, y, steps=6)
+    page.mouse.up()
+    times = "[...document.querySelectorAll('video[data-camera]')].map((v) => Date.parse(v.dataset.time))"
+    wait_js(page, f"{times}.every((t) => Math.abs(t - {target // 1000}) <= 1000)", 6,
+            f"both tiles to show {iso(target)}")
+    # People read it in the box's zone, as `nvr` prints it.
+    ok = {when(iso(target + k * 1_000_000), date=False) for k in (-1, 0, 1)}
+    assert all(x.endswith((" EST", " EDT")) for x in ok), ok  # the box's zone, not UTC
+    for cam in ("desk", "door"):
+        shown = page.inner_text(f".cam:has(video[data-camera='{cam}']) .frametime")
+        assert shown in ok, (cam, shown, ok)
+    assert page.inner_text("#nvr-clock") in {when(iso(target + k * 1_000_000)) for k in (-1, 0, 1)}
+    # The gap says why, on hover.
+    gap_el = page.locator(".lane[data-camera='desk'] .gap").last
+    gap_el.hover()
+    title = gap_el.get_attribute("title") or ""
+    assert gap["reason"] in title and when(gap["start"], date=False)[:8] in title, title
+    # Jump to a local time of day, as the CLI takes it.
+    back = us(desk[0]["start"]) + 1_200_000
+    page.fill("#jump", when(iso(back), date=False)[:8])
+    page.press("#jump", "Enter")
+    wait_js(page, f"{times}.every((t) => Math.abs(t - {back // 1000}) <= 1000)", 6,
+            f"both tiles to show {iso(back)} after 'Jump to'")
+    # Speed with +, zoom with the button (the axis redraws, still labelled).
+    page.locator("#nvr-title").click()
+    page.keyboard.press("+")
+    assert page.input_value("#speed") == "2"
+    span = view[1] - view[0]
+    page.click("#zoomin")
+    new_view = page.evaluate("clock.view")
+    assert new_view[1] - new_view[0] == max(60_000, span / 2) or span <= 60_000
+    assert page.locator("#axis .tick span").count() >= 2
+    page.screenshot(path=str(artifact("playback-two-1280x800.png")))
+    assert not axe_violations(page, ("minor", "moderate", "serious", "critical"))
+    page.set_viewport_size({"width": 390, "height": 844})
+    # On a phone every control is a touch target (44 CSS px, WCAG 2.5.5) and fits the width.
+    small = page.evaluate("""() => [...document.querySelectorAll('button, select, input, summary')]
+        .filter((e) => e.offsetParent).map((e) => [e.id || e.textContent, e.getBoundingClientRect()])
+        .filter(([, r]) => r.height < 44 || r.right > 390).map(([n, r]) => `${n} ${r.width}x${r.height}`)""")
+    assert not small, small
+    page.screenshot(path=str(artifact("playback-two-390x844.png")), full_page=True)
+    page.close()
+
+
+def test_the_pages_times_in_other_zones(recorded: tuple[Recorder, dict[str, Any]],
+                                        browser: Any) -> None:
+    """The page's own formatting and parsing (view.js) for zones other than the test box's:
+    summer time, a zone known only by its offset, a time of day, an explicit offset."""
+    rec, listing = recorded
+    link = mint(rec, "director", "playback", "--camera", "desk", "--start",
+                listing["segments"][0]["start"], "--reason", "zone check")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'open'", 5, "the session")
+    got = page.evaluate("""() => {
+        const out = {};
+        setZone({name: "Europe/London", names: {"0": "GMT", "60": "BST"}, offset_minutes: 0});
+        out.summer = when(Date.parse("2026-07-01T12:00:05.900Z"), true);
+        out.winter = when(Date.parse("2026-12-07T12:00:05Z"));
+        out.local = new Date(parseWhen("2026-07-01 13:00")).toISOString();
+        out.timeOfDay = new Date(parseWhen("14:05:30", Date.parse("2026-07-01T09:00:00Z"))).toISOString();
+        out.offset = new Date(parseWhen("2026-07-01T13:00:00-04:00")).toISOString();
+        out.bad = Number.isNaN(parseWhen("yesterday-ish"));
+        setZone({name: null, names: {"330": "+0530"}, offset_minutes: 330});
+        out.fixed = when(Date.parse("2026-12-07T00:00:00Z"), true);
+        return out;
+    }""")
+    page.close()
+    assert got == {
+        "summer": "2026-07-01 13:00:05 BST", "winter": "12:00:05 GMT",
+        "local": "2026-07-01T12:00:00.000Z", "timeOfDay": "2026-07-01T13:05:30.000Z",
+        "offset": "2026-07-01T17:00:00.000Z", "bad": True,
+        "fixed": "2026-12-07 05:30:00 +0530",
+    }, got

@@ -1,16 +1,109 @@
 // nvr's viewing page. The token arrives after '#' and is traded once for an HttpOnly cookie;
-// it is then removed from the address bar. No third-party code.
+// it is then removed from the address bar. No third-party code, no build step.
 "use strict";
 const $ = (id) => document.getElementById(id);
-const state = { link: null, pcs: [], ended: false, clockSource: null };
+const state = { link: null, pcs: [], ended: false, clockSource: null, tiles: [], players: [] };
 
 function say(text) { $("nvr-message").textContent = text; }
+
+// ---- time as people read it: the recorder box's zone, to the second --------------------
+// The box's zone comes with the link (info.zone): Intl formats in it, whatever the viewer's
+// own computer is set to, so the page agrees with what every `nvr` command prints.
+const zone = { name: undefined, names: {}, offset: 0 };
+let fmtCache = null;
+function setZone(z) {
+  if (!z) return;
+  zone.names = z.names || {};
+  zone.offset = z.offset_minutes || 0;
+  zone.name = undefined;
+  if (z.name) {
+    try { new Intl.DateTimeFormat("en-US", { timeZone: z.name }); zone.name = z.name; } catch (e) { /* below */ }
+  }
+  fmtCache = null;
+}
+function fmt() {
+  if (fmtCache) return fmtCache;
+  const base = { hourCycle: "h23", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  // Without an IANA name: a fixed offset, formatted as UTC after shifting.
+  fmtCache = new Intl.DateTimeFormat("en-US", Object.assign({ timeZone: zone.name || "UTC" }, base));
+  return fmtCache;
+}
+// {y, mo, d, h, mi, s, off} of an instant (ms) in the box's zone; off in minutes.
+function parts(ms) {
+  const shift = zone.name ? 0 : zone.offset * 60000;
+  const p = {};
+  for (const x of fmt().formatToParts(new Date(ms + shift))) p[x.type] = x.value;
+  const v = { y: +p.year, mo: +p.month, d: +p.day, h: +p.hour % 24, mi: +p.minute, s: +p.second };
+  v.off = zone.name ? Math.round((Date.UTC(v.y, v.mo - 1, v.d, v.h, v.mi, v.s) - Math.floor(ms / 1000) * 1000) / 60000) : zone.offset;
+  return v;
+}
+function abbr(off) {
+  if (zone.names[String(off)]) return zone.names[String(off)];
+  const sign = off < 0 ? "-" : "+", a = Math.abs(off);
+  return "UTC" + sign + String(Math.floor(a / 60)).padStart(2, "0") + String(a % 60).padStart(2, "0");
+}
+const two = (n) => String(n).padStart(2, "0");
+function hms(ms) { const p = parts(ms); return `${two(p.h)}:${two(p.mi)}:${two(p.s)}`; }
+function hm(ms) { const p = parts(ms); return `${two(p.h)}:${two(p.mi)}`; }
+function day(ms) { const p = parts(ms); return `${p.y}-${two(p.mo)}-${two(p.d)}`; }
+// "14:05:03 EST", or with the date: "2026-12-07 14:05:03 EST" (as `nvr` prints).
+function when(ms, withDate) {
+  const p = parts(ms);
+  return (withDate ? day(ms) + " " : "") + hms(ms) + " " + abbr(p.off);
+}
+// Local wall-clock fields in the box's zone → an instant (ms): two rounds settle DST edges.
+function fromLocal(y, mo, d, h, mi, s) {
+  const guess = Date.UTC(y, mo - 1, d, h, mi, s);
+  let t = guess - parts(guess).off * 60000;
+  t = guess - parts(t).off * 60000;
+  return t;
+}
+// What `nvr` accepts for a time: ISO 8601 with or without an offset (local without), a space
+// for the T, a bare date (local midnight), and here also a time of day alone (on the day on
+// screen). Returns ms or NaN.
+function parseWhen(text, dayOf) {
+  const raw = text.trim();
+  let m = raw.match(/^(\d{1,2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?$/);
+  if (m) {
+    const p = parts(dayOf);
+    return fromLocal(p.y, p.mo, p.d, +m[1], +m[2], +(m[3] || 0)) + frac(m[4]);
+  }
+  m = raw.match(/^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i);
+  if (!m) return NaN;
+  const [y, mo, d, h, mi, s] = [m[1], m[2], m[3], m[4] || 0, m[5] || 0, m[6] || 0].map(Number);
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 59) return NaN;
+  if (m[8]) {
+    let off = 0;
+    if (m[8].toUpperCase() !== "Z") {
+      const o = m[8].replace(":", "");
+      off = (o[0] === "-" ? -1 : 1) * (parseInt(o.slice(1, 3), 10) * 60 + parseInt(o.slice(3), 10));
+    }
+    return Date.UTC(y, mo - 1, d, h, mi, s) - off * 60000 + frac(m[7]);
+  }
+  return fromLocal(y, mo, d, h, mi, s) + frac(m[7]);
+}
+function frac(digits) { return digits ? Math.round(parseFloat("0." + digits) * 1000) : 0; }
+
 function setClock(ms) {
   if (!isFinite(ms)) return;
-  const iso = new Date(ms).toISOString();
   const el = $("nvr-clock");
-  el.setAttribute("datetime", iso);
-  el.textContent = iso.replace("T", " ").replace(/\.\d+Z$/, "Z");
+  el.setAttribute("datetime", new Date(ms).toISOString());  // the contract: UTC ISO 8601
+  el.textContent = when(ms, true);
+}
+
+// "ends 13:41 (in 4 min)", counting down.
+function showEnds() {
+  const link = state.link;
+  if (!link || state.ended) return;
+  const left = Date.parse(link.expires) - (Date.now() - state.skew);
+  const el = $("nvr-ends");
+  const inText = left >= 3600e3 ? `${Math.floor(left / 3600e3)} h ${Math.floor(left % 3600e3 / 60e3)} min`
+    : left >= 60e3 ? `${Math.ceil(left / 60e3)} min` : `${Math.max(0, Math.ceil(left / 1000))} s`;
+  const endMs = Date.parse(link.expires);
+  const sameDay = day(endMs) === day(Date.now() - state.skew);
+  el.textContent = `link ends ${sameDay ? hm(endMs) : day(endMs) + " " + hm(endMs)} ${abbr(parts(endMs).off)} (in ${inText})`;
+  el.classList.toggle("soon", left < 120e3);
 }
 
 function endAll(why) {
@@ -21,6 +114,7 @@ function endAll(why) {
   for (const v of document.querySelectorAll("video")) {
     v.pause(); v.srcObject = null; v.removeAttribute("src"); v.load();
   }
+  $("nvr-ends").textContent = "";
   say(why);
 }
 
@@ -42,22 +136,108 @@ function openEvents(link) {
   ws.onclose = () => { if (!state.ended) endAll("this viewing session has ended"); };
   // Belt and braces: the page also stops at the expiry it was told.
   const left = Date.parse(link.expires) - Date.parse(link.now);
-  setTimeout(() => endAll("this viewing link expired at " + link.expires), Math.max(0, left));
+  setTimeout(() => endAll("this viewing link expired at " + when(Date.parse(link.expires), true)),
+    Math.max(0, left));
+}
+
+// ---- the wall of tiles ------------------------------------------------------------------
+function layout() {
+  const n = Math.max(1, state.tiles.length);
+  const cols = Math.ceil(Math.sqrt(n));
+  const cams = $("cams");
+  cams.style.setProperty("--cols", String(cols));
+  cams.style.setProperty("--rows", String(Math.ceil(n / cols)));
+}
+function enlarge(box) {
+  const cams = $("cams");
+  const big = cams.querySelector(".cam.big");
+  if (big) big.classList.remove("big");
+  cams.classList.toggle("one", Boolean(box) && box !== big);
+  if (box && box !== big) { box.classList.add("big"); box.focus(); }
+  else if (big) big.focus();
+  for (const t of state.tiles) t.paint();
 }
 
 function camBox(cam) {
   const box = document.createElement("div");
   box.className = "cam";
-  const title = document.createElement("div");
-  title.textContent = cam.name + " (" + cam.id + ")";
+  box.tabIndex = 0;
+  // A group (not a button): its content changes (frame times, messages), and a button's name
+  // must contain what it shows. Click or Enter enlarges it; the hint is its description.
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `${cam.name} (camera ${cam.id})`);
+  box.title = "Click or Enter: enlarge; Escape: back to all cameras";
   const video = document.createElement("video");
   video.dataset.camera = cam.id;
   video.muted = true; video.autoplay = true; video.playsInline = true;
+  video.setAttribute("aria-label", `camera ${cam.name}`);
+  const canvas = document.createElement("canvas");
+  canvas.className = "watermark";
+  canvas.setAttribute("aria-hidden", "true");
+  const label = document.createElement("div");
+  label.className = "label";
+  const name = document.createElement("span"); name.className = "name"; name.textContent = cam.name;
+  const camid = document.createElement("span"); camid.className = "camid"; camid.textContent = cam.id;
+  const frametime = document.createElement("span"); frametime.className = "frametime";
+  label.append(name, camid, frametime);
   const why = document.createElement("div");
   why.className = "why";
-  box.append(title, video, why);
+  why.setAttribute("role", "status");
+  box.append(video, canvas, label, why);
+  box.addEventListener("click", () => enlarge(box));
+  box.addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" || (ev.key === " " && state.link.kind !== "playback")) { ev.preventDefault(); enlarge(box); }
+  });
   $("cams").append(box);
-  return { video, why, box };
+  const tile = { cam, box, video, why, canvas, frametime, paint: () => paintWatermark(tile) };
+  state.tiles.push(tile);
+  layout();
+  new ResizeObserver(() => tile.paint()).observe(box);
+  return tile;
+}
+
+// ---- watermark: whose link this is, on every tile, in the pixels of a screenshot ---------
+function paintWatermark(tile) {
+  const link = state.link;
+  const c = tile.canvas;
+  const w = c.clientWidth, h = c.clientHeight;
+  if (!link || !w || !h) return;
+  const dpr = window.devicePixelRatio || 1;
+  if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+    c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
+  }
+  const g = c.getContext("2d");
+  g.setTransform(dpr, 0, 0, dpr, 0, 0);
+  g.clearRect(0, 0, w, h);
+  const who = `link ${link.id} · ${link.actor || "?"} · ${link.purpose}`;
+  const now = when(Date.now() - state.skew, true);
+  const size = Math.max(11, Math.min(16, w / 45));
+  // Faint, repeated across the picture, so cropping does not remove it…
+  g.save();
+  g.font = `${size}px system-ui, sans-serif`;
+  g.fillStyle = "rgba(255,255,255,0.16)";
+  g.translate(w / 2, h / 2);
+  g.rotate(-Math.PI / 9);
+  const step = size * 5;
+  for (let y = -h; y < h; y += step) {
+    for (let x = -w; x < w; x += g.measureText(who).width + size * 3) {
+      g.fillText(who, x + ((y / step) % 2 ? size * 4 : 0), y);
+    }
+  }
+  g.restore();
+  // …and legible along the bottom edge, with the time now.
+  g.font = `600 ${size}px system-ui, sans-serif`;
+  const line = `${who} · ${now}`;
+  c.dataset.text = line;
+  // One line when it fits, else two (a phone's tile), never squeezed unreadable.
+  const lines = g.measureText(line).width <= w - 12 ? [line] : [who, now];
+  const tw = Math.min(w - 8, Math.max(...lines.map((x) => g.measureText(x).width)));
+  const lh = size + 4;
+  g.fillStyle = "rgba(0,0,0,0.55)";
+  g.fillRect(w - tw - 10, h - lh * lines.length - 6, tw + 10, lh * lines.length + 6);
+  g.fillStyle = "rgba(255,255,255,0.85)";
+  g.textAlign = "right"; g.textBaseline = "bottom";
+  lines.forEach((x, k) => g.fillText(x, w - 5, h - 4 - lh * (lines.length - 1 - k), w - 8));
 }
 
 // ---- live: WebRTC, the camera's H.264 as it was sent -------------------------------------
@@ -98,7 +278,7 @@ async function startLive(link, cam) {
   if (!state.clockSource) {
     state.clockSource = video;
     setInterval(() => {
-      if (!state.ended && video.currentTime > 0 && !video.paused) setClock(Date.now());
+      if (!state.ended && video.currentTime > 0 && !video.paused) setClock(Date.now() - state.skew);
     }, 200);
   }
 }
@@ -145,71 +325,41 @@ function startFmp4(link, cam, video, why) {
   }, { once: true });
 }
 
-// ---- playback: whole fMP4 segment files appended to MSE in "sequence" mode ---------------
-// One player per camera of the link; jump and speed apply to all; the clock follows the first.
-function drawTimeline(player, bar) {
-  const tl = player.tl;
-  const span = tl.end_us - tl.start_us;
-  const pos = (us) => (100 * (us - tl.start_us) / span) + "%";
-  const wid = (a, b) => (100 * (b - a) / span) + "%";
-  for (const s of tl.segments) {
-    const d = document.createElement("div");
-    d.className = "run"; d.style.left = pos(s.start_us); d.style.width = wid(s.start_us, s.end_us);
-    d.title = `recorded ${s.start} – ${s.end}`;
-    bar.append(d);
-  }
-  for (const g of tl.gaps) {
-    const d = document.createElement("div");
-    d.className = "gap"; d.style.left = pos(g.start_us); d.style.width = wid(g.start_us, g.end_us);
-    d.title = "gap: " + g.reason;
-    bar.append(d);
-    const li = document.createElement("li");
-    li.textContent = `${tl.camera}: gap ${g.start} – ${g.end}: ${g.reason}`;
-    li.dataset.camera = tl.camera; li.dataset.start = g.start; li.dataset.end = g.end;
-    $("gaps").append(li);
-  }
-  const head = document.createElement("div");
-  head.className = "head"; bar.append(head);
-  player.head = head;
-  bar.onclick = (ev) => {
-    const r = bar.getBoundingClientRect();
-    playAllFrom(tl.start_us + span * (ev.clientX - r.left) / r.width);
-  };
-}
+// ---- playback: one clock for every camera ------------------------------------------------
+// Each camera plays its whole fMP4 segment files through MSE ("sequence" mode), one
+// MediaSource per recorded run. One moment (`clock`) is shown on every tile: it follows the
+// first camera that has a picture at that moment (its frames pace the page), the others are
+// held to it (a seek when more than 0.4 s off); a camera with no recording at that moment shows
+// the gap's reason; when no camera has footage the clock skips to the next recording.
+const clock = { ms: NaN, playing: true, rate: 1, at: 0, view: null };
 
-function playAllFrom(wallUs) {
-  for (const p of state.players || []) {
-    p.generation += 1;
-    startMse(p, Math.floor(wallUs));
-  }
+function segAt(tl, us) { return tl.segments.find((s) => s.start_us <= us && us < s.end_us); }
+function runEndUs(tl, i) {
+  while (i + 1 < tl.segments.length && tl.segments[i + 1].start_us <= tl.segments[i].end_us + 1000) i++;
+  return tl.segments[i].end_us;
 }
+function gapAt(tl, us) { return tl.gaps.find((g) => g.start_us <= us && us < g.end_us); }
 
 function startMse(player, fromUs) {
-  // One MediaSource per recorded run (segments back to back, as one camera session wrote them):
-  // within a run the files share one codec configuration and play without a seam; at a gap
-  // the camera may have restarted with new parameters, so the next run gets a fresh decoder.
   const { tl, video } = player;
+  player.generation += 1;
   const generation = player.generation;
   const live = () => !state.ended && player.generation === generation;
   const segs = tl.segments;
   let i = segs.findIndex((s) => s.end_us > fromUs);
-  if (i < 0) { player.why.textContent = "no recording at or after that time in this link's window"; return; }
-  player.why.textContent = "";
-  if (fromUs < segs[i].start_us) fromUs = segs[i].start_us;  // in a gap: skip to after it
+  if (i < 0) return;
+  if (fromUs < segs[i].start_us) fromUs = segs[i].start_us;
+  player.loading = true;
+  player.runEnd = runEndUs(tl, i);
+  player.runStart = segs[i].start_us;
   const ms = new MediaSource();
   const pieces = []; // {mediaStart, mediaEnd, wallStart}
   player.pieces = pieces;
   video.src = URL.createObjectURL(ms);
-  const nextRun = () => {
-    if (live() && player.nextRunUs !== null) startMse(player, player.nextRunUs);
-  };
-  player.nextRunUs = null;
-  video.onended = nextRun;
-  // A file the browser cannot decode: go on with the next run rather than stop for good.
   video.onerror = () => {
     if (!live()) return;
-    const after = segs.find((s) => s.start_us > wallOf(player, video.currentTime) * 1000 + 1000);
-    if (after) { player.why.textContent = "skipped footage this browser could not decode"; startMse(player, after.start_us); }
+    // A file this browser cannot decode: treated as a gap until the run is over.
+    player.broken = player.runEnd; player.loading = false;
   };
   ms.addEventListener("sourceopen", async () => {
     const sb = ms.addSourceBuffer(tl.mime);
@@ -222,10 +372,7 @@ function startMse(player, fromUs) {
     let first = true;
     for (; i < segs.length; i++) {
       if (!live()) return;
-      if (!first && segs[i].start_us > segs[i - 1].end_us + 1000) {  // a gap ends this run
-        player.nextRunUs = segs[i].start_us;
-        break;
-      }
+      if (!first && segs[i].start_us > segs[i - 1].end_us + 1000) break;  // a gap ends this run
       // Stay at most a minute of footage ahead of the play position.
       while (pieces.length && video.currentTime < pieces[pieces.length - 1].mediaStart - 60 && live()) {
         await new Promise((r) => setTimeout(r, 500));
@@ -235,14 +382,17 @@ function startMse(player, fromUs) {
       const buf = await resp.arrayBuffer();
       if (!live()) return;
       const before = sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : 0;
-      await append(buf);
+      try { await append(buf); } catch (e) { return; }
       const after = sb.buffered.length ? sb.buffered.end(sb.buffered.length - 1) : before;
       pieces.push({ mediaStart: before, mediaEnd: after, wallStart: segs[i].start_us });
       if (first) {
         first = false;
-        video.currentTime = before + (fromUs - segs[i].start_us) / 1e6;
-        video.playbackRate = parseFloat($("speed").value);
-        video.play().catch(() => {});
+        // Where the clock is now (it may have moved while this loaded), not where we began.
+        const want = isFinite(clock.ms) && clock.ms * 1000 >= segs[i].start_us ? clock.ms * 1000 : fromUs;
+        video.currentTime = before + Math.max(0, want - segs[i].start_us) / 1e6;
+        video.playbackRate = clock.rate;
+        if (clock.playing) video.play().catch(() => {});
+        player.loading = false;
       }
     }
     if (live() && ms.readyState === "open") ms.endOfStream();
@@ -255,42 +405,308 @@ function wallOf(player, t) {
   }
   return NaN;
 }
+// The time of the frame this player shows, or NaN when it shows none.
+function showing(p) {
+  const v = p.video;
+  if (p.loading || v.ended || v.readyState < 2 || v.seeking) return NaN;
+  return wallOf(p, v.currentTime);
+}
+
+function jumpTo(ms) {
+  const players = state.players;
+  if (!players.length) return;
+  const tl0 = players[0].tl;
+  ms = Math.min(Math.max(ms, tl0.start_us / 1000), tl0.end_us / 1000 - 1);
+  // Nothing recorded on any camera at that moment: on to the next recording.
+  if (!players.some((p) => segAt(p.tl, ms * 1000))) {
+    const next = Math.min(...players.map((p) => (p.tl.segments.find((s) => s.start_us > ms * 1000) || { start_us: Infinity }).start_us));
+    if (!isFinite(next)) { say("nothing was recorded after " + when(ms, true) + " in this link's window"); return; }
+    ms = next / 1000;
+  }
+  clock.ms = ms; clock.at = performance.now();
+  for (const p of players) { p.generation += 1; p.pieces = []; p.loading = false; p.broken = 0; p.runEnd = 0; }
+  sync();
+}
+
+function sync() {
+  if (state.ended) return;
+  const players = state.players;
+  const now = performance.now();
+  // The leader: the first camera with a frame on screen at the clock's moment.
+  let leader = null;
+  for (const p of players) {
+    const w = showing(p);
+    if (isFinite(w) && (!isFinite(clock.ms) || Math.abs(w - clock.ms) < 1500)) { leader = p; clock.ms = w; break; }
+  }
+  if (!leader && clock.playing && !players.some((p) => p.loading)) {
+    clock.ms += (now - clock.at) * clock.rate;  // between runs: the clock moves on by itself
+  }
+  clock.at = now;
+  const us = clock.ms * 1000;
+  let anyFootage = false;
+  for (const p of players) {
+    const s = segAt(p.tl, us);
+    const v = p.video;
+    if (!s || (p.broken && us < p.broken)) {
+      if (!v.paused) v.pause();
+      const g = gapAt(p.tl, us);
+      p.why.textContent = p.broken && us < p.broken ? "skipped footage this browser could not decode"
+        : g ? `No recording ${hms(g.start_us / 1000)}–${hms(g.end_us / 1000)}: ${g.reason}`
+        : "no recording at this moment";
+      v.classList.add("nothing");
+      continue;
+    }
+    anyFootage = true;
+    if (p.why.textContent.startsWith("No recording") || p.why.textContent.startsWith("no recording")) p.why.textContent = "";
+    v.classList.remove("nothing");
+    if (p.loading) continue;
+    const w = wallOf(p, v.currentTime);
+    if (!p.pieces.length || us >= p.runEnd || us < p.runStart || (!isFinite(w) && !v.ended)) {
+      startMse(p, us);
+      continue;
+    }
+    if (v.playbackRate !== clock.rate) v.playbackRate = clock.rate;
+    if (p === leader) { if (clock.playing && v.paused) v.play().catch(() => {}); continue; }
+    if (isFinite(w) && Math.abs(w - clock.ms) > 400) {
+      const piece = p.pieces.find((x) => x.wallStart <= us && us < x.wallStart + (x.mediaEnd - x.mediaStart) * 1e6);
+      if (piece) v.currentTime = piece.mediaStart + (us - piece.wallStart) / 1e6;
+      else if (us > p.pieces[p.pieces.length - 1].wallStart) { /* still loading ahead */ }
+    }
+    if (clock.playing && v.paused && !v.ended) v.play().catch(() => {});
+    if (!clock.playing && !v.paused) v.pause();
+  }
+  if (!anyFootage && !players.some((p) => p.loading)) {
+    const next = Math.min(...players.map((p) => (p.tl.segments.find((s) => s.start_us > us) || { start_us: Infinity }).start_us));
+    if (isFinite(next)) { clock.ms = next / 1000; clock.at = now; }
+    else if (clock.playing) { setPlaying(false); }
+  }
+  if (leader) setClock(clock.ms);
+  for (const p of players) {
+    const w = showing(p);
+    if (isFinite(w)) { p.video.dataset.time = new Date(w).toISOString(); p.frametime.textContent = when(w); }
+    else p.frametime.textContent = isFinite(clock.ms) ? when(clock.ms) : "";
+  }
+  drawHead();
+}
+
+function setPlaying(on) {
+  clock.playing = on;
+  clock.at = performance.now();
+  const b = $("play");
+  b.textContent = on ? "❚❚" : "▶";
+  b.setAttribute("aria-label", on ? "Pause" : "Play");
+  for (const p of state.players) { if (on) { if (!p.loading) p.video.play().catch(() => {}); } else p.video.pause(); }
+}
+function setRate(r) {
+  clock.rate = r;
+  $("speed").value = String(r);
+  for (const p of state.players) p.video.playbackRate = r;
+}
+
+// ---- the timeline: a shared axis, one lane per camera, a playhead ---------------------------
+const STEPS = [1, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map((s) => s * 1000);
+function viewSpan() { return clock.view[1] - clock.view[0]; }
+function xOf(ms) { return (ms - clock.view[0]) / viewSpan(); }
+
+function drawTimeline() {
+  const [a, b] = clock.view;
+  const span = b - a;
+  const axis = $("axis");
+  axis.textContent = "";
+  const width = axis.clientWidth || 600;
+  const step = STEPS.find((s) => span / s <= width / 80) || STEPS[STEPS.length - 1];
+  const major = STEPS.find((s) => s >= step * 4 && (s % step === 0)) || step * 4;
+  const off = parts(a).off * 60000;  // align marks to the box's local clock
+  for (let t = Math.ceil((a + off) / step) * step - off; t <= b; t += step) {
+    const d = document.createElement("div");
+    const isMajor = (t + off) % major === 0;
+    d.className = "tick" + (isMajor ? " major" : "");
+    d.style.left = (100 * xOf(t)) + "%";
+    const lab = document.createElement("span");
+    lab.textContent = step < 60000 ? hms(t) : hm(t);
+    if (isMajor || span / step <= width / 80) d.append(lab);
+    axis.append(d);
+  }
+  for (const p of state.players) drawLane(p);
+  const mins = span / 60000;
+  $("zoomlabel").textContent = mins >= 120 ? `${Math.round(mins / 60)} h shown` : mins >= 2 ? `${Math.round(mins)} min shown` : `${Math.round(span / 1000)} s shown`;
+  drawHead();
+}
+
+function drawLane(p) {
+  const track = p.track;
+  track.textContent = "";
+  const [a, b] = clock.view;
+  const place = (el, s, e) => {
+    const l = Math.max(0, xOf(s)), r = Math.min(1, xOf(e));
+    el.style.left = (100 * l) + "%"; el.style.width = Math.max(0.15, 100 * (r - l)) + "%";
+  };
+  // Back-to-back segments drawn as one run: fewer elements, same picture.
+  let run = null;
+  const flush = () => {
+    if (!run) return;
+    const d = document.createElement("div");
+    d.className = "run";
+    place(d, run[0], run[1]);
+    d.title = `${p.cam.name}: recorded ${when(run[0], true)} – ${hms(run[1])}`;
+    track.append(d);
+  };
+  for (const s of p.tl.segments) {
+    const s0 = s.start_us / 1000, s1 = s.end_us / 1000;
+    if (s1 < a || s0 > b) continue;
+    if (run && s0 <= run[1] + 1) run[1] = s1; else { flush(); run = [s0, s1]; }
+  }
+  flush();
+  for (const g of p.tl.gaps) {
+    const g0 = g.start_us / 1000, g1 = g.end_us / 1000;
+    if (g1 < a || g0 > b) continue;
+    const d = document.createElement("div");
+    d.className = "gap";
+    d.dataset.camera = p.cam.id;
+    place(d, g0, g1);
+    d.title = `${p.cam.name}: no recording ${hms(g0)} – ${hms(g1)} ${abbr(parts(g0).off)}: ${g.reason}`;
+    track.append(d);
+  }
+}
+
+function drawHead() {
+  if (!clock.view || !isFinite(clock.ms)) return;
+  const lanes = $("lanes");
+  const track = lanes.querySelector(".track");
+  if (!track) return;
+  const tlr = $("timeline").getBoundingClientRect(), tr = track.getBoundingClientRect();
+  const ms = state.dragMs !== undefined ? state.dragMs : clock.ms;
+  const x = xOf(ms);
+  const head = $("playhead");
+  head.hidden = x < 0 || x > 1;
+  head.style.left = (tr.left - tlr.left + x * tr.width) + "px";
+  // Keep the playhead in view while playing.
+  if ((x > 0.98 || x < 0) && state.dragMs === undefined && viewSpan() < state.full[1] - state.full[0]) {
+    panTo(ms + viewSpan() * 0.4);
+  }
+  const tl = $("timeline");
+  tl.setAttribute("aria-valuenow", String(Math.round(ms / 1000)));
+  tl.setAttribute("aria-valuetext", when(ms, true));
+}
+
+function panTo(centerMs) {
+  const span = viewSpan();
+  const [lo, hi] = state.full;
+  let a = Math.max(lo, Math.min(centerMs - span / 2, hi - span));
+  clock.view = [a, a + span];
+  drawTimeline();
+}
+function zoom(factor, atMs) {
+  const [lo, hi] = state.full;
+  const span = Math.min(hi - lo, Math.max(60000, viewSpan() * factor));
+  const at = isFinite(atMs) ? atMs : (isFinite(clock.ms) ? clock.ms : lo);
+  const frac = (at - clock.view[0]) / viewSpan();
+  let a = at - frac * span;
+  a = Math.max(lo, Math.min(a, hi - span));
+  clock.view = [a, a + span];
+  drawTimeline();
+}
+
+function timelineInput() {
+  const lanes = $("lanes");
+  const msAt = (ev) => {
+    const tr = lanes.querySelector(".track").getBoundingClientRect();
+    const x = Math.min(1, Math.max(0, (ev.clientX - tr.left) / tr.width));
+    return clock.view[0] + x * viewSpan();
+  };
+  lanes.addEventListener("pointerdown", (ev) => {
+    if (!ev.target.closest(".track")) return;
+    lanes.setPointerCapture(ev.pointerId);
+    state.dragMs = msAt(ev);
+    drawHead();
+  });
+  lanes.addEventListener("pointermove", (ev) => {
+    if (state.dragMs === undefined) return;
+    state.dragMs = msAt(ev);
+    drawHead();
+  });
+  const drop = (ev) => {
+    if (state.dragMs === undefined) return;
+    const t = msAt(ev);
+    state.dragMs = undefined;
+    jumpTo(t);
+  };
+  lanes.addEventListener("pointerup", drop);
+  lanes.addEventListener("pointercancel", () => { state.dragMs = undefined; drawHead(); });
+  $("timeline").addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const tr = lanes.querySelector(".track").getBoundingClientRect();
+    const at = clock.view[0] + Math.min(1, Math.max(0, (ev.clientX - tr.left) / tr.width)) * viewSpan();
+    zoom(ev.deltaY > 0 ? 1.5 : 1 / 1.5, at);
+  }, { passive: false });
+  $("zoomin").onclick = () => zoom(1 / 2);
+  $("zoomout").onclick = () => zoom(2);
+}
 
 async function startPlayback(link) {
   $("nvr-playback").hidden = false;
-  state.players = [];
   for (const cam of link.cameras) {
     const tl = await api(`/api/l/${link.id}/timeline/${encodeURIComponent(cam.id)}`);
-    const { video, why, box } = camBox(cam);
-    const bar = document.createElement("div");
-    bar.className = "timeline";
-    if (!state.players.length) bar.id = "timeline";
-    box.insertBefore(bar, video);
-    const player = { cam, tl, video, why, generation: 0, pieces: [] };
+    const tile = camBox(cam);
+    const lane = document.createElement("div");
+    lane.className = "lane";
+    lane.dataset.camera = cam.id;
+    const lname = document.createElement("span");
+    lname.className = "lname"; lname.textContent = cam.name; lname.title = `${cam.name} (${cam.id})`;
+    const track = document.createElement("div");
+    track.className = "track";
+    lane.append(lname, track);
+    $("lanes").append(lane);
+    const player = Object.assign(tile, { tl, track, generation: 0, pieces: [], loading: false, broken: 0 });
     state.players.push(player);
     if (!state.mse) state.mse = player;
-    drawTimeline(player, bar);
-    const primary = state.players.length === 1;
-    const tick = () => {
-      const w = wallOf(player, video.currentTime);
-      if (!state.ended && isFinite(w) && !video.seeking && video.readyState >= 2) {
-        if (primary) setClock(w);
-        player.head.style.left = (100 * (w * 1000 - tl.start_us) / (tl.end_us - tl.start_us)) + "%";
-      }
-      if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
-    };
-    if ("requestVideoFrameCallback" in video) video.requestVideoFrameCallback(tick);
-    setInterval(tick, 250);
-    if (!tl.segments.length) { why.textContent = "nothing was recorded in this link's window"; continue; }
-    startMse(player, tl.start_us);
+    for (const g of tl.gaps) {
+      const li = document.createElement("li");
+      li.textContent = `${cam.name}: no recording ${when(g.start_us / 1000, true)} – ${hms(g.end_us / 1000)}: ${g.reason}`;
+      li.dataset.camera = cam.id; li.dataset.start = g.start; li.dataset.end = g.end;
+      $("gaps").append(li);
+    }
+    if (!tl.segments.length) tile.why.textContent = "nothing was recorded in this link's window";
   }
-  $("speed").onchange = () => {
-    for (const p of state.players) p.video.playbackRate = parseFloat($("speed").value);
+  const tl0 = state.players[0].tl;
+  state.full = [tl0.start_us / 1000, tl0.end_us / 1000];
+  clock.view = state.full.slice();
+  const slider = $("timeline");
+  slider.setAttribute("aria-valuemin", String(Math.round(state.full[0] / 1000)));
+  slider.setAttribute("aria-valuemax", String(Math.round(state.full[1] / 1000)));
+  $("zone-name").textContent = abbr(parts(state.full[0]).off);
+  drawTimeline();
+  timelineInput();
+  new ResizeObserver(() => drawTimeline()).observe($("axis"));
+  $("speed").onchange = () => setRate(parseFloat($("speed").value));
+  $("play").onclick = () => setPlaying(!clock.playing);
+  $("back").onclick = () => jumpTo(clock.ms - 10000);
+  $("fwd").onclick = () => jumpTo(clock.ms + 10000);
+  $("jumpform").onsubmit = (ev) => {
+    ev.preventDefault();
+    const t = parseWhen($("jump").value, isFinite(clock.ms) ? clock.ms : state.full[0]);
+    if (!isFinite(t)) { say(`not a time: ${$("jump").value}; write 14:05, 2026-12-07 14:05 or ISO 8601`); return; }
+    if (t < state.full[0] || t > state.full[1]) {
+      say(`${when(t, true)} is outside this link's window (${when(state.full[0], true)} – ${hms(state.full[1])})`);
+      return;
+    }
+    say("");
+    jumpTo(t);
   };
-  $("go").onclick = () => {
-    const t = Date.parse($("jump").value);
-    if (isFinite(t)) playAllFrom(t * 1000); else say("not a time: " + $("jump").value);
-  };
+  document.addEventListener("keydown", (ev) => {
+    if (ev.target.closest && ev.target.closest("input, select, button, summary")) return;
+    if (ev.key === " ") { ev.preventDefault(); setPlaying(!clock.playing); }
+    else if (ev.key === "ArrowLeft") { ev.preventDefault(); jumpTo(clock.ms - 10000); }
+    else if (ev.key === "ArrowRight") { ev.preventDefault(); jumpTo(clock.ms + 10000); }
+    else if (ev.key === "+" || ev.key === "=") { const o = [...$("speed").options].map((x) => +x.value); setRate(o[Math.min(o.length - 1, o.indexOf(clock.rate) + 1)]); }
+    else if (ev.key === "-" || ev.key === "−") { const o = [...$("speed").options].map((x) => +x.value); setRate(o[Math.max(0, o.indexOf(clock.rate) - 1)]); }
+  });
+  for (const p of state.players) {
+    const tick = () => { sync(); if (!state.ended) p.video.requestVideoFrameCallback(tick); };
+    if (p === state.players[0] && "requestVideoFrameCallback" in p.video) p.video.requestVideoFrameCallback(tick);
+  }
+  setInterval(sync, 200);
+  jumpTo(state.full[0]);
 }
 
 async function main() {
@@ -317,12 +733,26 @@ async function main() {
   // A reload finds its session again by the link's id (not secret); the token is gone.
   history.replaceState(null, "", location.pathname + "?link=" + encodeURIComponent(link.id));
   state.link = link;
+  state.skew = Date.now() - Date.parse(link.now);  // this computer's clock against the box's
+  setZone(link.zone);
   document.body.dataset.state = "open";
-  // An emergency link's purpose is stored as "emergency: AGENCY": the heading says the word once.
-  const purpose = link.kind === "emergency" ? link.purpose.replace(/^emergency: /, "") : link.purpose;
-  $("nvr-title").textContent = (link.kind === "playback" ? "Recorded footage" :
+  document.body.dataset.kind = link.kind;
+  document.body.classList.toggle("emergency", link.kind === "emergency");
+  // An emergency link's purpose already reads "emergency: AGENCY"; say it once.
+  const purpose = link.kind === "emergency" ? link.purpose.replace(/^emergency:\s*/i, "") : link.purpose;
+  const title = (link.kind === "playback" ? "Recorded footage" :
     link.kind === "emergency" ? "Emergency live feed" : "Live view") + ": " + purpose;
-  say("link " + link.id + ", valid until " + link.expires);
+  $("nvr-title").textContent = title;
+  document.title = title + " · nvr";
+  showEnds();
+  setInterval(() => { showEnds(); for (const t of state.tiles) t.paint(); }, 1000);
+  $("fullscreen").onclick = () => {
+    if (document.fullscreenElement) document.exitFullscreen(); else document.documentElement.requestFullscreen().catch(() => {});
+  };
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && $("cams").classList.contains("one")) enlarge(null);
+    else if (ev.key === "f" && !(ev.target.closest && ev.target.closest("input"))) $("fullscreen").click();
+  });
   openEvents(link);
   if (link.kind === "playback") await startPlayback(link);
   else for (const cam of link.cameras) startLive(link, cam);

@@ -87,7 +87,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="nvr-mutant-") as tmp:
             tree = Path(tmp) / "tree"
             shutil.copytree(base, tree)
+            # The tests run the CLI as other accounts: they must be able to read the tree.
             os.chmod(tmp, 0o755)
+            os.chmod(tree, 0o755)
             mutate(tree, rel, lineno)
             env = {**os.environ, "PYTHONPATH": str(tree), "NVR_KEEP_TEST_ACCOUNTS": "1"}
             t0 = time.monotonic()

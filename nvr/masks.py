@@ -21,6 +21,11 @@ from nvr.config.model import Point, PrivacyMask
 # viewer (or a test) can tell a masked area from a dark part of the scene.
 FILL_Y, FILL_U, FILL_V = 16, 128, 128
 
+# The fill is grown to whole 16 × 16 blocks (an H.264 macroblock, a JPEG 4:2:0 MCU): each
+# block is then all fill or all picture, so quantisation cannot smear the picture into the
+# mask (with 2-pixel blocks, x264 at crf 19 left ±5 grey levels of the scene inside it).
+BLOCK = 16
+
 BoolArray = npt.NDArray[np.bool_]
 
 
@@ -55,9 +60,9 @@ def coverage(masks: Sequence[PrivacyMask], width: int = 320, height: int = 180) 
 
 @dataclass(frozen=True, slots=True)
 class MaskPlanes:
-    """What to fill in a yuv420p picture of one size: per-plane boolean arrays. A chroma sample
-    is filled when any of its four luma pixels is masked, and then all four luma pixels are too,
-    so the filled area is one colour to its edge and never smaller than the polygon."""
+    """What to fill in a yuv420p picture of one size: per-plane boolean arrays. A block is
+    filled when any of its pixels is inside a mask, so the filled area is one colour to its
+    edge and never smaller than the polygon (at most block - 1 pixels larger on a side)."""
 
     width: int
     height: int
@@ -65,15 +70,20 @@ class MaskPlanes:
     chroma: BoolArray
 
     @classmethod
-    def of(cls, masks: Sequence[PrivacyMask], width: int, height: int) -> MaskPlanes:
+    def of(cls, masks: Sequence[PrivacyMask], width: int, height: int,
+           block: int = BLOCK) -> MaskPlanes:
+        """`block`: the fill is grown to whole blocks of block × block luma pixels (even)."""
         union = np.zeros((height, width), dtype=np.bool_)
         for m in masks:
             union |= polygon_raster(m.polygon, width, height)
-        ch, cw = (height + 1) // 2, (width + 1) // 2
-        padded = np.zeros((ch * 2, cw * 2), dtype=np.bool_)
+        bh, bw = -(-height // block), -(-width // block)
+        padded = np.zeros((bh * block, bw * block), dtype=np.bool_)
         padded[:height, :width] = union
-        chroma: BoolArray = np.asarray(padded.reshape(ch, 2, cw, 2).any(axis=(1, 3)))
-        luma = np.repeat(np.repeat(chroma, 2, axis=0), 2, axis=1)[:height, :width]
+        blocks = padded.reshape(bh, block, bw, block).any(axis=(1, 3))
+        full = np.repeat(np.repeat(blocks, block, axis=0), block, axis=1)
+        ch, cw = (height + 1) // 2, (width + 1) // 2
+        chroma: BoolArray = np.ascontiguousarray(full[: ch * 2 : 2, : cw * 2 : 2])
+        luma: BoolArray = np.ascontiguousarray(full[:height, :width])
         return cls(width, height, luma, chroma)
 
 

@@ -68,6 +68,9 @@ class ExportArgs(Args):
     request: ObjectId | None = None
     # The name (not the path) of the --out file, so the signed manifest names the clip.
     out_name: Annotated[str, StringConstraints(pattern=r"^[^/\x00]{1,255}$")] | None = None
+    # The camera's privacy masks left out (Director only; the audit row names what was lifted).
+    # None (not given) is False; left out of the request unless asked.
+    unmasked: bool | None = None
 
 
 class StillArgs(Args):
@@ -75,6 +78,7 @@ class StillArgs(Args):
     at: TimeText
     until: TimeText
     reason: Reason
+    unmasked: bool | None = None
 
 
 class HoldCreateArgs(Args):

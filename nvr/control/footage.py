@@ -132,12 +132,14 @@ async def export(
     it never calls back into the handlers."""
     # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
     # line, before a byte is written, if this export would take more than its share.
-    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}", planned.source_bytes,
+    masks = [] if a.unmasked else list(cam.privacy_masks)
+    # A masked export holds the unmasked copy and the re-encoded one at once.
+    estimate = planned.source_bytes * (2 if masks else 1)
+    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}", estimate,
                                counted=role not in PRIVILEGED)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
     # From here on, any failure (a client that went away, a cancelled task) must not leave a
     # copy of the clip behind in the recorder.
-    masks = [] if a.unmasked else list(cam.privacy_masks)
     try:
         clip = await _write(svc, cam.id, planned, tmp, progress, masks)
         result = await _sign_and_record(svc, caller, role, a, cam, clip, planned.requested,

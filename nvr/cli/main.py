@@ -205,6 +205,11 @@ def _admin(sub: Any, common: Parser) -> None:
     _client(sub, "reload", "reload", "re-read the camera map (same as SIGHUP)", common)
     g = _group(sub, "key", "the recorder's signing key", common)
     _client(g, "show", "key_show", "the public key and its fingerprint", common)
+    g = _group(sub, "masks", "privacy masks", common)
+    p = _client(g, "preview", "masks_preview", "the camera's latest keyframe with its privacy masks outlined and numbered, as PNG", common)  # fmt: skip
+    p.set_defaults(handler="masks_preview")
+    for opt, meta in (("--camera", "ID"), ("--out", "FILE.png")):
+        p.add_argument(opt, metavar=meta, required=True)
 
 
 def build_parser() -> Parser:
@@ -257,6 +262,7 @@ def _run(argv: Sequence[str] | None) -> int:
         "restore": commands.cmd_restore,
         "export": commands.cmd_export,
         "still": commands.cmd_still,
+        "masks_preview": commands.cmd_masks_preview,
         "client": commands.cmd_client,
     }
     return handlers[ns.handler](ns)

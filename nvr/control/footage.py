@@ -28,6 +28,7 @@ from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
 from nvr.export.masked import write_masked
+from nvr.export.preview import write_preview
 from nvr.export.records import Exports, Stills
 from nvr.export.remux import (
     ClipPlan,
@@ -293,6 +294,23 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
                 "until": to_iso(until), "fd": True},
         fd=fd,
     )
+
+
+async def masks_preview(svc: RecorderPort, cam: CameraConfig, seg: Segment) -> Reply:
+    """An authorized preview: drawn into storage.root/tmp, handed over by descriptor, and
+    gone from the recorder once the client closes it (like an export)."""
+    tmp = svc.root / "tmp" / f"preview-{secrets.token_hex(8)}.png"
+    try:
+        result = await asyncio.to_thread(write_preview, seg, cam.privacy_masks, tmp)
+        fd = await asyncio.to_thread(os.open, tmp, os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+    return Reply(result={"camera": cam.id, "at": to_iso(result.frame_us), "sha256": result.sha256,
+                         "width": result.width, "height": result.height,
+                         "masks": [{"n": i + 1, "note": m.note,
+                                    "polygon": [list(p) for p in m.polygon]}
+                                   for i, m in enumerate(cam.privacy_masks)],
+                         "fd": True}, fd=fd)
 
 
 def _mask_audit(masks: list[PrivacyMask], lifted: list[str]) -> dict[str, Any]:

@@ -379,6 +379,20 @@ class Handlers:
         return {"unmasked": True,
                 "masks_lifted": [m.note for m in cam.privacy_masks] if cam else []}
 
+    async def op_masks_preview(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+        """The camera's latest keyframe with its masks outlined and numbered (to place them)."""
+        cam = self.svc.config.camera(a.camera)
+        notes = [m.note for m in cam.privacy_masks] if cam else []
+        seg = await self.svc.index.last_segment(a.camera)
+        await self.authorize(caller, Action.masks_preview, cameras=[a.camera],
+                             start_us=seg.start_us if seg else None,
+                             end_us=seg.end_us if seg else None, detail={"masks": notes})
+        cam = self.camera(a.camera)
+        if seg is None:
+            raise DataError(f"no footage of camera {cam.id} yet to draw its masks on; "
+                            "see `nvr status`")
+        return await footage.masks_preview(self.svc, cam, seg)
+
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.export.signing import key_show, published_key_path
 

@@ -73,6 +73,10 @@ class ExportArgs(Args):
     unmasked: bool | None = None
 
 
+class MasksPreviewArgs(Args):
+    camera: CameraId
+
+
 class StillArgs(Args):
     camera: CameraId
     at: TimeText
@@ -202,6 +206,7 @@ ARGS: dict[str, type[Args]] = {
     "retention_confirm_clock": NoArgs,
     "reload": NoArgs,
     "key_show": NoArgs,
+    "masks_preview": MasksPreviewArgs,
 }
 
 Op = Literal[
@@ -210,7 +215,7 @@ Op = Literal[
     "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
     "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
     "playback", "view_list", "view_revoke", "emergency_list",
-    "retention_confirm_clock",
+    "retention_confirm_clock", "masks_preview",
 ]  # fmt: skip
 
 

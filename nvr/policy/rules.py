@@ -176,6 +176,12 @@ MATRIX: dict[Action, Row] = {
                       it=_ok(OPERATIONS), facilities=_ok(OPERATIONS)),
     # Not in the matrix. The public half of the export signing key lets anyone check a clip;
     # same readers as "verify the audit chain" (every account, never the public).
+    # Not in the matrix. Placing privacy masks is setting the system up ("ensure proper
+    # operation of the system"): IT and facilities, who see live pictures anyway, and the
+    # directors. The preview shows one unmasked keyframe, so it is audited like a view.
+    Action.masks_preview: _row("preview a camera's privacy masks", OPERATIONS, director=_D,
+                               assistant_director=_A, it=_ok(OPERATIONS),
+                               facilities=_ok(OPERATIONS)),
     Action.key_show: _row("show the export signing key", DISCIPLINE,
                           **{r: _ok(DISCIPLINE) for r in _EVERY_EMPLOYEE}),
 }

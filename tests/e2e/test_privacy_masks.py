@@ -10,6 +10,7 @@ from typing import Any
 import av
 import pytest
 
+from nvr.export.preview import COLOURS
 from nvr.masks import FILL_Y
 from tests.camserver import TestCamera
 from tests.e2e.harness import ACCOUNTS, Recorder, run_cli
@@ -113,6 +114,28 @@ def test_still_has_the_mask_filled(rec: Recorder) -> None:
                   "2099-01-01", "--reason", "suspension 3", "--unmasked",
                   "--out", rec.out_path("still2.jpg"))
     assert res.code == 77 and "leave out --unmasked" in res.err
+
+
+def test_it_previews_the_masks_to_place_them_and_staff_may_not(rec: Recorder) -> None:
+    out = rec.out_path("masks.png")
+    res = rec.cli("it", "masks", "preview", "--camera", "reading", "--out", out)
+    assert res.code == 0, res.err
+    assert "1 mask outlined" in res.out and "1: public computers  [0.25, 0.25]" in res.out
+    with av.open(out) as c:
+        (frame,) = list(c.decode(video=0))
+    img = frame.to_ndarray(format="rgb24")
+    h, w = img.shape[:2]
+    # The outline is drawn on the mask's edge (x = 0.25 of the width, halfway down) in the
+    # first mask's colour; the picture is not masked (the bars show inside).
+    assert tuple(img[h // 2, round(0.25 * (w - 1))]) == COLOURS[0]
+    assert img[h // 2, round(0.4 * w)].max() > 100
+    res = rec.cli("staff", "masks", "preview", "--camera", "reading", "--out",
+                  rec.out_path("staff.png"))
+    assert res.code == 77 and "staff may not preview a camera's privacy masks" in res.err
+    rows = [r for r in _audit(rec) if r["action"] == "masks_preview"]
+    assert [(r["actor"], r["allowed"], r["detail"].get("masks")) for r in rows][-2:] == [
+        (ACCOUNTS["it"], True, ["public computers"]),
+        (ACCOUNTS["staff"], False, ["public computers"])]
 
 
 def _fingerprint(rec: Recorder) -> str:

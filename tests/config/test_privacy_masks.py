@@ -70,3 +70,14 @@ def test_masks_over_half_the_picture_warn_but_pass(
     assert err == [f"{path}:{line_of(path, 'privacy_masks:')}: cameras[0].privacy_masks: "
                    "warning: camera 'front': the masks cover 64% of the picture; check the "
                    "coordinates (x, y are fractions 0-1), or move the camera"]
+
+
+def test_privacy_masks_live_is_accepted_with_a_warning_that_views_are_not_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, MASKED + "    privacy_masks_live: overlay\n")
+    rc, err, _ = check(path, capsys)
+    assert rc == 0
+    assert err == [f"{path}:{line_of(path, 'privacy_masks_live')}: cameras[0].privacy_masks_live: "
+                   "warning: camera 'front': live and playback views are not masked yet; the "
+                   "masks are burned into exports and stills only"]

@@ -3,6 +3,7 @@ recorder has the mask burned in; only the Director may take it out unmasked, and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,28 @@ def test_it_previews_the_masks_to_place_them_and_staff_may_not(rec: Recorder) ->
     assert [(r["actor"], r["allowed"], r["detail"].get("masks")) for r in rows][-2:] == [
         (ACCOUNTS["it"], True, ["public computers"]),
         (ACCOUNTS["staff"], False, ["public computers"])]
+
+
+def test_a_reload_applies_to_the_next_still(rec: Recorder) -> None:
+    """Runs last in this module: it moves the mask to the right-hand side of the picture."""
+    start, _ = _window(rec)
+    text = rec.config.read_text()
+    old = json.dumps([list(p) for p in MASK.polygon])
+    assert old in text
+    rec.config.write_text(text.replace(old, "[[0.6, 0.25], [0.85, 0.25], [0.85, 0.75], "
+                                            "[0.6, 0.75]]"))
+    res = rec.cli("root", "reload")
+    assert res.code == 0, res.err
+    out = rec.out_path("after-reload.jpg")
+    res = rec.cli("assistant_director", "still", "--camera", "reading", "--at", start,
+                  "--until", "2099-01-01", "--reason", "suspension 4", "--out", out)
+    assert res.code == 0, res.err
+    with av.open(out) as c:
+        (frame,) = list(c.decode(video=0))
+    p, w, h = planes(frame), frame.width, frame.height
+    assert uniform_problem(p, w, h) is not None  # the old place shows the bars again
+    moved = p[0][round(0.25 * h) + 4:round(0.75 * h) - 4, round(0.6 * w) + 4:round(0.85 * w) - 4]
+    assert int(moved.max()) <= 4  # black where the mask is now
 
 
 def _fingerprint(rec: Recorder) -> str:

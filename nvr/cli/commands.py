@@ -396,6 +396,24 @@ def _need_suffix(out: str, suffixes: tuple[str, ...], why: str) -> None:
                          f"e.g. --out incident{suffixes[0]}")  # fmt: skip
 
 
+def cmd_masks_preview(ns: argparse.Namespace) -> int:
+    _need_suffix(ns.out, (".png",), "the preview is a PNG")
+    reply, out, sha = _download(ns, "masks_preview", [])
+    shown = {**{k: v for k, v in reply.result.items() if k != "fd"}, "path": str(out),
+             "sha256": sha}
+    if ns.json:
+        _print_json(shown)
+        return EX_OK
+    o = _out(ns)
+    masks = reply.result.get("masks", [])
+    o.line(f"preview of {reply.result.get('camera')} at {o.when(reply.result.get('at'))} saved "
+           f"to {out}: {len(masks)} mask{'' if len(masks) == 1 else 's'} outlined")
+    for m in masks:
+        corners = " ".join(f"[{x:g}, {y:g}]" for x, y in m["polygon"])
+        o.line(f"  {m['n']}: {m['note']}  {corners}")
+    return EX_OK
+
+
 def cmd_still(ns: argparse.Namespace) -> int:
     _need_suffix(ns.out, (".jpg", ".jpeg"), "the still is a JPEG")
     reply, out, sha = _download(ns, "still", [])

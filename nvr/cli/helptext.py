@@ -35,6 +35,8 @@ COMMON: dict[str, str] = {
     "--incident": "your incident number, kept with it; e.g. --incident 2026-114",
     "--minutes": "how long it lasts, in minutes (1 to 1440); e.g. --minutes 30",
     "--camera": "a camera id from the camera map (see `nvr status`); e.g. --camera lobby",
+    "--unmasked": "leave out the camera's privacy masks: the Director only, with --reason; the "
+                  "audit log names the masks lifted; e.g. --unmasked",
     "--expires": "when it ends by itself; e.g. --expires 2026-12-01 (the end of that day) "
                  "or 2026-11-30T17:00",
     "--help": "show this help and exit",
@@ -242,6 +244,15 @@ COMMANDS: dict[str, dict[str, Any]] = {
                 "again (Director or IT; audited)",
         "examples": ["nvr retention confirm-clock"]},
     "reload": {"help": "re-read the camera map (same as SIGHUP)", "examples": ["nvr reload"]},
+    "masks": {"help": "privacy masks: see where a camera's masks fall on its picture",
+              "examples": ["nvr masks preview --camera reading-room --out masks.png"]},
+    "masks preview": {
+        "help": "the camera's latest keyframe with its privacy masks outlined and numbered, as "
+                "PNG, to place them (Director, Assistant Director, IT, facilities; audited); "
+                "prints which number is which note",
+        "opts": {"--out": "the PNG to write, ending in .png (never overwritten); "
+                          "e.g. --out masks.png"},
+        "examples": ["nvr masks preview --camera reading-room --out masks.png"]},
     "key": {"help": "the recorder's export-signing key", "examples": ["nvr key show"]},
     "key show": {"help": "the public key and its fingerprint, to check exported clips",
                  "examples": ["nvr key show"]},

@@ -15,6 +15,8 @@ from nvr import __version__
 from nvr.errors import EX_OK, EX_SOFTWARE, NvrError, UsageError
 
 REQUEST_KINDS = ("subpoena", "court_order", "voluntary", "emergency", "public")
+_UNMASKED_HELP = ("leave out the camera's privacy masks (Director only, with --reason; the audit "
+                  "log records the masks lifted)")
 
 
 class _Exit(Exception):
@@ -96,7 +98,7 @@ def _footage(sub: Any, common: Parser) -> None:
     p.add_argument("--end", metavar="T")
     p = _client(sub, "export", "export", "one MP4 for a range plus a signed manifest; or `export verify FILE.mp4`", common)  # fmt: skip
     p.usage = ("nvr export --camera ID --start T --end T --reason TEXT --out FILE.mp4\n"
-               "                  [--incident ID] [--request ID]\n"
+               "                  [--incident ID] [--request ID] [--unmasked]\n"
                "       nvr export verify FILE.mp4 [--key FINGERPRINT|PEMFILE]")  # fmt: skip
     p.set_defaults(handler="export")
     p.add_argument(
@@ -112,11 +114,13 @@ def _footage(sub: Any, common: Parser) -> None:
     p.add_argument("--key", metavar="FINGERPRINT|PEMFILE",
                    help="verify: the key the clip must be signed with (default: this box's "
                         "published recorder key)")
+    p.add_argument("--unmasked", action="store_true", default=None, help=_UNMASKED_HELP)
     p = _client(sub, "still", "still", "a still image for a suspension notice", common)
     p.set_defaults(handler="still")
     for opt, meta in (("--camera", "ID"), ("--at", "T"), ("--until", "DATE"), ("--reason", "TEXT"),
                       ("--out", "FILE.jpg")):  # fmt: skip
         p.add_argument(opt, metavar=meta, required=True)
+    p.add_argument("--unmasked", action="store_true", default=None, help=_UNMASKED_HELP)
     p = _client(
         sub, "live", "live", "a URL to a live view that stops working after N minutes", common
     )
@@ -201,6 +205,11 @@ def _admin(sub: Any, common: Parser) -> None:
     _client(sub, "reload", "reload", "re-read the camera map (same as SIGHUP)", common)
     g = _group(sub, "key", "the recorder's signing key", common)
     _client(g, "show", "key_show", "the public key and its fingerprint", common)
+    g = _group(sub, "masks", "privacy masks", common)
+    p = _client(g, "preview", "masks_preview", "the camera's latest keyframe with its privacy masks outlined and numbered, as PNG", common)  # fmt: skip
+    p.set_defaults(handler="masks_preview")
+    for opt, meta in (("--camera", "ID"), ("--out", "FILE.png")):
+        p.add_argument(opt, metavar=meta, required=True)
 
 
 def build_parser() -> Parser:
@@ -253,6 +262,7 @@ def _run(argv: Sequence[str] | None) -> int:
         "restore": commands.cmd_restore,
         "export": commands.cmd_export,
         "still": commands.cmd_still,
+        "masks_preview": commands.cmd_masks_preview,
         "client": commands.cmd_client,
     }
     return handlers[ns.handler](ns)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nvr.config.loader import ConfigError, load_camera_map
+from nvr.config.loader import ConfigError, ConfigProblem, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK
 
@@ -15,19 +15,21 @@ from nvr.errors import EX_DATAERR, EX_OK
 def main(path: str) -> int:
     """Print `FILE: ok (N cameras, M people)` and return 0, or print every problem as
     `FILE:LINE: key.path: message` on stderr and return 65. Never exits the process.
-    Warnings (the map is valid, but something on this box does not match it) go to stderr as
-    `FILE:LINE: key.path: warning: …` and do not change the exit status."""
+    Warnings (the map is valid, but something is probably not meant, or does not match this
+    box) go to stderr as `FILE:LINE: key.path: warning: …` and do not change the exit
+    status."""
+    warnings: list[ConfigProblem] = []
     try:
-        cmap = load_camera_map(Path(path))
+        cmap = load_camera_map(Path(path), warnings=warnings)
     except ConfigError as e:
         for problem in e.problems:
             sys.stderr.write(f"{problem}\n")
         return EX_DATAERR
-    warnings = account_warnings(path, cmap)
-    for warning in warnings:
+    accounts = account_warnings(path, cmap)
+    for warning in [*warnings, *accounts]:  # allowed, but probably not meant: exit 0
         sys.stderr.write(f"{warning}\n")
     cams, people = len(cmap.cameras), len(cmap.people)
-    also = f"; {len(warnings)} of them without an account on this machine" if warnings else ""
+    also = f"; {len(accounts)} of them without an account on this machine" if accounts else ""
     sys.stdout.write(f"{path}: ok ({cams} camera{'' if cams == 1 else 's'}, "
                      f"{people} {'person' if people == 1 else 'people'}){also}\n")
     return EX_OK

@@ -131,9 +131,11 @@ def key_path(loc: Loc) -> str:
     return out
 
 
-def load_camera_map(path: Path, *, env: Mapping[str, str] | None = None) -> CameraMap:
+def load_camera_map(path: Path, *, env: Mapping[str, str] | None = None,
+                    warnings: list[ConfigProblem] | None = None) -> CameraMap:
     """Read, resolve and validate a camera map. Blocking (file I/O): call it in a thread from
-    async code. Raises ConfigError listing every problem found."""
+    async code. Raises ConfigError listing every problem found; things that are allowed but
+    probably not meant (masks hiding most of a picture) are appended to `warnings`."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -146,11 +148,13 @@ def load_camera_map(path: Path, *, env: Mapping[str, str] | None = None) -> Came
         raise ConfigError([ConfigProblem(file, 0, "", f"cannot be read: {reason}")]) from None
     base_dir = Path(os.path.abspath(path)).parent
     return parse_camera_map(
-        text, file=file, base_dir=base_dir, env=os.environ if env is None else env
+        text, file=file, base_dir=base_dir, env=os.environ if env is None else env,
+        warnings=warnings,
     )
 
 
-def parse_camera_map(text: str, *, file: str, base_dir: Path, env: Mapping[str, str]) -> CameraMap:
+def parse_camera_map(text: str, *, file: str, base_dir: Path, env: Mapping[str, str],
+                     warnings: list[ConfigProblem] | None = None) -> CameraMap:
     tree = _Tree(file, env)
     data = tree.plain(_parse_yaml(text, file), ())
     if not isinstance(data, dict):
@@ -175,7 +179,36 @@ def parse_camera_map(text: str, *, file: str, base_dir: Path, env: Mapping[str, 
         raise ConfigError(tree.problems) from None
     if tree.problems:
         raise ConfigError(tree.problems)
+    if warnings is not None:
+        warnings.extend(_mask_warnings(tree, cmap))
     return cmap
+
+
+# Masks hiding more than this much of a picture are probably a mistake (or a camera that should
+# be moved rather than masked): check-config says so, without refusing the map.
+MASK_WARN_FRACTION = 0.5
+
+
+def _mask_warnings(tree: _Tree, cmap: CameraMap) -> list[ConfigProblem]:
+    from nvr.masks import coverage  # numpy: only when a map is checked, not for every import
+
+    out: list[ConfigProblem] = []
+    for i, cam in enumerate(cmap.cameras):
+        if cam.privacy_masks:
+            covered = coverage(cam.privacy_masks)
+            if covered > MASK_WARN_FRACTION:
+                loc: Loc = ("cameras", i, "privacy_masks")
+                out.append(ConfigProblem(
+                    tree.file, tree.line_of(loc), key_path(loc),
+                    f"warning: camera {cam.id!r}: the masks cover {covered:.0%} of the picture; "
+                    "check the coordinates (x, y are fractions 0-1), or move the camera"))
+        if cam.privacy_masks_live is not None:
+            loc = ("cameras", i, "privacy_masks_live")
+            out.append(ConfigProblem(
+                tree.file, tree.line_of(loc), key_path(loc),
+                f"warning: camera {cam.id!r}: live and playback views are not masked yet; "
+                "the masks are burned into exports and stills only"))
+    return out
 
 
 def _parse_yaml(text: str, file: str) -> Any:

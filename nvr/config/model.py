@@ -28,6 +28,12 @@ PRIVACY_CLAUSE = (
 )
 
 
+READING_CLAUSE = (
+    '"Cameras are not positioned to identify a person\'s reading, viewing, or listening '
+    'activities." (Security Camera Policy, Privacy)'
+)
+
+
 AUDIO_CLAUSE = (
     '"No audible communication shall be monitored or recorded by the security cameras." '
     "(Security Camera Policy, Data Storage & Access)"
@@ -177,6 +183,86 @@ class OnvifConfig(Strict):
     profile: Annotated[int, Field(ge=0)] = 0
 
 
+Point = tuple[float, float]
+
+
+class PrivacyMask(Strict):
+    """A part of the picture that never leaves the recorder: filled with a solid colour in every
+    export and still (nvr/export/masks.py). Coordinates are fractions of the picture's width
+    and height (0-1), so a mask survives a change of the camera's resolution."""
+
+    note: Annotated[str, Field(min_length=1, max_length=200)]
+    polygon: list[Point]
+
+    @field_validator("note")
+    @classmethod
+    def _note_says_why(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("say why the mask is there (e.g. note: public computers)")
+        return v
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, v: list[Point]) -> list[Point]:
+        if len(v) < 3:
+            raise ValueError(f"a mask polygon needs at least 3 points [x, y], not {len(v)}")
+        for i, (x, y) in enumerate(v):
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError(
+                    f"point {i + 1} [{x}, {y}] is outside the picture: x and y are fractions "
+                    "of its width and height, from 0 to 1"
+                )
+        crossing = self_intersection(v)
+        if crossing is not None:
+            a, b = crossing
+            raise ValueError(
+                f"the polygon crosses itself (edge {a + 1} crosses edge {b + 1}); list its "
+                "corners in order around the shape"
+            )
+        if polygon_area(v) <= 0:
+            raise ValueError("the polygon has no area (its points lie on one line)")
+        return v
+
+
+def polygon_area(points: list[Point]) -> float:
+    """Area as a fraction of the picture (shoelace)."""
+    n = len(points)
+    twice = sum(points[i][0] * points[(i + 1) % n][1] - points[(i + 1) % n][0] * points[i][1]
+                for i in range(n))
+    return abs(twice) / 2
+
+
+def self_intersection(points: list[Point]) -> tuple[int, int] | None:
+    """The first pair of non-adjacent edges that touch or cross (edge i runs from point i to
+    point i+1), or None for a simple polygon."""
+    n = len(points)
+    edges = [(points[i], points[(i + 1) % n]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 1, n):
+            if j == i + 1 or (i == 0 and j == n - 1):
+                continue  # neighbours share a corner
+            if _segments_touch(*edges[i], *edges[j]):
+                return i, j
+    return None
+
+
+def _segments_touch(p1: Point, p2: Point, q1: Point, q2: Point) -> bool:
+    def orient(a: Point, b: Point, c: Point) -> float:
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    def on(a: Point, b: Point, c: Point) -> bool:
+        return (min(a[0], b[0]) <= c[0] <= max(a[0], b[0])
+                and min(a[1], b[1]) <= c[1] <= max(a[1], b[1]))
+
+    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
+    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0) and d1 != 0 and d2 != 0
+            and (d3 > 0) != (d4 > 0) and d3 != 0 and d4 != 0):
+        return True
+    return ((d1 == 0 and on(q1, q2, p1)) or (d2 == 0 and on(q1, q2, p2))
+            or (d3 == 0 and on(p1, p2, q1)) or (d4 == 0 and on(p1, p2, q2)))
+
+
 class CameraConfig(Strict):
     id: Annotated[str, Field(pattern=CAMERA_ID_PATTERN)]
     name: str
@@ -191,6 +277,12 @@ class CameraConfig(Strict):
     # FFmpeg's), FFmpeg's (`ffmpeg`), or `auto` (the default): the own, and FFmpeg's for a
     # camera the own cannot read or keeps failing on (docs/design.md, "Ingest hot path").
     reader: Literal["auto", "ffmpeg", "nvr"] = "auto"
+    # Parts of the picture burned into every export and still (docs/policy.md, "Privacy
+    # masks"); the recorded segments themselves are never re-encoded.
+    privacy_masks: list[PrivacyMask] = []
+    # How live views will show the masks. Accepted (CONTRACT.md names it) but live and playback
+    # views are not masked yet: `nvr check-config` warns about it.
+    privacy_masks_live: Literal["overlay", "burn"] | None = None
 
     @field_validator("area")
     @classmethod

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from nvr import log
-from nvr.config.model import CameraConfig, Role
+from nvr.config.model import CameraConfig, PrivacyMask, Role
 from nvr.control.admission import PRIVILEGED
 from nvr.control.ports import Progress, RecorderPort
 from nvr.control.protocol import Caller, Reply
 from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
+from nvr.export.masked import write_masked
+from nvr.export.preview import write_preview
 from nvr.export.records import Exports, Stills
 from nvr.export.remux import (
     ClipPlan,
@@ -136,14 +138,18 @@ async def export(
     it never calls back into the handlers."""
     # The spool on the footage disk is bounded (nvr/export/spool.py): refused here, in one
     # line, before a byte is written, if this export would take more than its share.
-    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}", planned.source_bytes,
+    masks = [] if a.unmasked else list(cam.privacy_masks)
+    # A masked export holds the unmasked copy and the re-encoded one at once.
+    estimate = planned.source_bytes * (2 if masks else 1)
+    ticket = svc.spool.reserve(caller.user or f"uid {caller.uid}", estimate,
                                counted=role not in PRIVILEGED)
     tmp = svc.root / "tmp" / f"export-{secrets.token_hex(8)}.mp4"
     # From here on, any failure (a client that went away, a cancelled task) must not leave a
     # copy of the clip behind in the recorder.
     try:
-        clip = await _write(svc, cam.id, planned, tmp, progress)
-        result = await _sign_and_record(svc, caller, role, a, cam, clip, planned.requested)
+        clip = await _write(svc, cam.id, planned, tmp, progress, masks)
+        result = await _sign_and_record(svc, caller, role, a, cam, clip, planned.requested,
+                                        masks)
         fd, keep_fd = await asyncio.to_thread(_open_and_unlink, tmp)
         svc.spool.delivered(ticket, keep_fd, clip.bytes)
     except BaseException:
@@ -165,11 +171,17 @@ async def _audit_tampered(svc: RecorderPort, camera: str, exc: SegmentTampered) 
 
 
 async def _write(svc: RecorderPort, camera: str, planned: ClipPlan, tmp: Path,
-                 progress: Progress) -> ClipResult:
-    """write_planned in a worker thread, with progress lines and integrity failures audited."""
+                 progress: Progress, masks: list[PrivacyMask]) -> ClipResult:
+    """write_planned (or, for a camera with privacy masks, write_masked: decoded, masks
+    filled, re-encoded) in a worker thread, with progress lines and integrity failures
+    audited."""
     on_progress, sent = _progress_bridge(progress)
     try:
-        clip = await asyncio.to_thread(write_planned, planned, tmp, progress=on_progress)
+        if masks:
+            clip = await asyncio.to_thread(write_masked, planned, masks, tmp,
+                                           progress=on_progress)
+        else:
+            clip = await asyncio.to_thread(write_planned, planned, tmp, progress=on_progress)
     except SegmentTampered as exc:
         await _audit_tampered(svc, camera, exc)
         raise
@@ -183,15 +195,17 @@ async def _write(svc: RecorderPort, camera: str, planned: ClipPlan, tmp: Path,
 
 async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any,
                            cam: CameraConfig, clip: ClipResult,
-                           requested: tuple[int, int]) -> dict[str, Any]:
+                           requested: tuple[int, int],
+                           masks: list[PrivacyMask]) -> dict[str, Any]:
     """Sign the manifest, keep it as the record of the release, audit the delivery."""
     key = await asyncio.to_thread(load_or_create_key, svc.root)
+    lifted = [m.note for m in cam.privacy_masks] if a.unmasked else []
     manifest = build_manifest(
         site=svc.config.site, camera=cam, requested=requested, clip=clip,
         clip_name=Path(a.out_name).name if getattr(a, "out_name", None) else None,
         requester={"account": caller.user, "uid": caller.uid, "role": role.value},
         reason=a.reason, incident=a.incident, request=a.request, key=key,
-        exported_at=svc.clock(),
+        exported_at=svc.clock(), masks=masks, masks_lifted=lifted,
     )
     body = manifest_bytes(manifest)
     signature = key.sign(body)
@@ -212,7 +226,8 @@ async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any
             at_us=svc.clock(), actor=caller.user or f"uid {caller.uid}", uid=caller.uid,
             role=role.value, action="export_delivered", allowed=True,
             detail={"export": export_id, "camera": cam.id, "sha256": clip.sha256,
-                    "frames": clip.frames, "request": a.request, "incident": a.incident},
+                    "frames": clip.frames, "request": a.request, "incident": a.incident,
+                    **_mask_audit(masks, lifted)},
         )
     return {
         "export": export_id,
@@ -258,7 +273,9 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
                                 path=str(path), reason=a.reason,
                                 created_by=caller.user or str(caller.uid))
     try:
-        result = await asyncio.to_thread(extract_still, segments, at, path)
+        masks = [] if a.unmasked else list(cam.privacy_masks)
+        lifted = [m.note for m in cam.privacy_masks] if a.unmasked else []
+        result = await asyncio.to_thread(extract_still, segments, at, path, masks)
         fd = await asyncio.to_thread(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             async with svc.index.unit():  # the still's record and its audit row, as one
@@ -268,7 +285,8 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
                     uid=caller.uid, role=role.value, action="still_delivered",
                     allowed=True,
                     detail={"still": still_id, "camera": cam.id, "at": to_iso(result.frame_us),
-                            "until": to_iso(until), "sha256": result.sha256},
+                            "until": to_iso(until), "sha256": result.sha256,
+                            **_mask_audit(masks, lifted)},
                 )
         except BaseException:
             os.close(fd)
@@ -281,6 +299,33 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
                 "until": to_iso(until), "fd": True},
         fd=fd,
     )
+
+
+async def masks_preview(svc: RecorderPort, cam: CameraConfig, seg: Segment) -> Reply:
+    """An authorized preview: drawn into storage.root/tmp, handed over by descriptor, and
+    gone from the recorder once the client closes it (like an export)."""
+    tmp = svc.root / "tmp" / f"preview-{secrets.token_hex(8)}.png"
+    try:
+        result = await asyncio.to_thread(write_preview, seg, cam.privacy_masks, tmp)
+        fd = await asyncio.to_thread(os.open, tmp, os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        await asyncio.to_thread(tmp.unlink, missing_ok=True)
+    return Reply(result={"camera": cam.id, "at": to_iso(result.frame_us), "sha256": result.sha256,
+                         "width": result.width, "height": result.height,
+                         "masks": [{"n": i + 1, "note": m.note,
+                                    "polygon": [list(p) for p in m.polygon]}
+                                   for i, m in enumerate(cam.privacy_masks)],
+                         "fd": True}, fd=fd)
+
+
+def _mask_audit(masks: list[PrivacyMask], lifted: list[str]) -> dict[str, Any]:
+    """What a delivery's audit row says about masks: those burned in, or those lifted."""
+    out: dict[str, Any] = {}
+    if masks:
+        out["masks_applied"] = [m.note for m in masks]
+    if lifted:
+        out["masks_lifted"] = lifted
+    return out
 
 
 def _open_and_unlink(path: Path) -> tuple[int, int]:

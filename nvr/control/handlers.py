@@ -161,13 +161,15 @@ class Handlers:
         detail: dict[str, Any] | None = None,
         approve: bool | None = None,
         minutes: int | None = None,
+        unmasked: bool = False,
     ) -> Decision:
         """The policy's decision on this context, made once and recorded: an allowed one is
         returned with its audit row appended, a refused one is audited and raised."""
         now = self.svc.clock()
         decision = await self.decision(caller, action, now, cameras=cameras,
                                         start_us=start_us, end_us=end_us, reason=reason,
-                                        request=request, approve=approve, minutes=minutes)
+                                        request=request, approve=approve, minutes=minutes,
+                                        unmasked=unmasked)
         return await self._record(caller, action, decision, now, cameras=cameras,
                                   start_us=start_us, end_us=end_us, reason=reason,
                                   request=request, detail=detail)
@@ -209,14 +211,15 @@ class Handlers:
         self, caller: Caller, action: Action, now: int, *, cameras: Sequence[str] = (),
         start_us: int | None = None, end_us: int | None = None, reason: str | None = None,
         request: RequestInfo | None = None, approve: bool | None = None,
-        minutes: int | None = None,
+        minutes: int | None = None, unmasked: bool = False,
     ) -> Decision:
         """The policy's decision, nothing recorded (authorize() records it)."""
         grants = await self.svc.grants.for_user(caller.user) if caller.user else []
         ctx = AccessContext(cameras=self.camera_infos(cameras), start_us=start_us,
                             end_us=end_us, reason=reason, request=request, approve=approve,
                             minutes=minutes,
-                            max_minutes=self.svc.config.live.emergency_max_minutes)
+                            max_minutes=self.svc.config.live.emergency_max_minutes,
+                            unmasked=unmasked)
         return decide(self.role(caller), action, ctx, grants, now, caller.user)
 
     @asynccontextmanager
@@ -330,7 +333,7 @@ class Handlers:
             request = await self._request_info(caller, action, a.request)
         planned = (await footage.plan_export(self.svc, a.camera, start, end)
                    if self.may_plan(caller, action, a.camera) else None)
-        detail: dict[str, Any] = {"incident": a.incident}
+        detail: dict[str, Any] = {"incident": a.incident, **self._mask_detail(a)}
         window_start = start
         # (1 ms of slack: timestamps in 1/90000 s round to the microsecond.)
         if planned is not None and planned.start_us < start - 1000:
@@ -339,7 +342,8 @@ class Handlers:
             window_start = planned.start_us
             detail.update(requested_start=to_iso(start), lead_in_from=to_iso(window_start))
         await self.authorize(caller, action, cameras=[a.camera], start_us=window_start,
-                             end_us=end, reason=a.reason, request=request, detail=detail)
+                             end_us=end, reason=a.reason, request=request, detail=detail,
+                             unmasked=bool(a.unmasked))
         cam = self.camera(a.camera)
         if planned is None:
             raise DataError(await footage.no_footage(self.svc, cam.id, start, end))
@@ -355,15 +359,39 @@ class Handlers:
         planned = (await footage.plan_still(self.svc, a.camera, at)
                    if self.may_plan(caller, Action.still, a.camera) else None)
         shown = at if planned is None else planned.frame_us
-        detail: dict[str, Any] = {"until": to_iso(until)}
+        detail: dict[str, Any] = {"until": to_iso(until), **self._mask_detail(a)}
         if shown != at:
             detail["asked"] = to_iso(at)
         await self.authorize(caller, Action.still, cameras=[a.camera], start_us=shown,
-                             end_us=shown, reason=a.reason, detail=detail)
+                             end_us=shown, reason=a.reason, detail=detail,
+                             unmasked=bool(a.unmasked))
         cam = self.camera(a.camera)
         if planned is None:
             raise DataError(await footage.no_footage(self.svc, cam.id, at, None))
         return await footage.still(self.svc, caller, self.role(caller), a, cam, planned, until)
+
+    def _mask_detail(self, a: Any) -> dict[str, Any]:
+        """For the audit row of an export or still asked `--unmasked`: the notes of the masks
+        it lifts (of the camera map in force when the decision is made)."""
+        if not a.unmasked:
+            return {}
+        cam = self.svc.config.camera(a.camera)
+        return {"unmasked": True,
+                "masks_lifted": [m.note for m in cam.privacy_masks] if cam else []}
+
+    async def op_masks_preview(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+        """The camera's latest keyframe with its masks outlined and numbered (to place them)."""
+        cam = self.svc.config.camera(a.camera)
+        notes = [m.note for m in cam.privacy_masks] if cam else []
+        seg = await self.svc.index.last_segment(a.camera)
+        await self.authorize(caller, Action.masks_preview, cameras=[a.camera],
+                             start_us=seg.start_us if seg else None,
+                             end_us=seg.end_us if seg else None, detail={"masks": notes})
+        cam = self.camera(a.camera)
+        if seg is None:
+            raise DataError(f"no footage of camera {cam.id} yet to draw its masks on; "
+                            "see `nvr status`")
+        return await footage.masks_preview(self.svc, cam, seg)
 
     async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.export.signing import key_show, published_key_path

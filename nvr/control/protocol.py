@@ -68,6 +68,13 @@ class ExportArgs(Args):
     request: ObjectId | None = None
     # The name (not the path) of the --out file, so the signed manifest names the clip.
     out_name: Annotated[str, StringConstraints(pattern=r"^[^/\x00]{1,255}$")] | None = None
+    # The camera's privacy masks left out (Director only; the audit row names what was lifted).
+    # None (not given) is False; left out of the request unless asked.
+    unmasked: bool | None = None
+
+
+class MasksPreviewArgs(Args):
+    camera: CameraId
 
 
 class StillArgs(Args):
@@ -75,6 +82,7 @@ class StillArgs(Args):
     at: TimeText
     until: TimeText
     reason: Reason
+    unmasked: bool | None = None
 
 
 class HoldCreateArgs(Args):
@@ -198,6 +206,7 @@ ARGS: dict[str, type[Args]] = {
     "retention_confirm_clock": NoArgs,
     "reload": NoArgs,
     "key_show": NoArgs,
+    "masks_preview": MasksPreviewArgs,
 }
 
 Op = Literal[
@@ -206,7 +215,7 @@ Op = Literal[
     "request_approve", "request_deny", "live", "emergency_start", "emergency_end",
     "audit_list", "audit_verify", "breach_report", "retention_plan", "reload", "key_show",
     "playback", "view_list", "view_revoke", "emergency_list",
-    "retention_confirm_clock",
+    "retention_confirm_clock", "masks_preview",
 ]  # fmt: skip
 
 

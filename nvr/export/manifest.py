@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import nvr
-from nvr.config.model import CameraConfig
+from nvr.config.model import CameraConfig, PrivacyMask
+from nvr.export.masked import ENCODER, mask_json
 from nvr.export.remux import ClipResult
 from nvr.export.signing import ALGORITHM, SigningKey
 from nvr.timeutil import to_iso
@@ -38,11 +40,22 @@ def build_manifest(
     clip_name: str | None = None,
     incident: str | None = None,
     request: str | None = None,
+    masks: Sequence[PrivacyMask] = (),
+    masks_lifted: Sequence[str] = (),
 ) -> dict[str, Any]:
     """requested = (start_us, end_us) as asked; requester = {account, uid, role}; clip_name =
-    the file name the user will see (defaults to the clip's own name); exported_at in µs."""
+    the file name the user will see (defaults to the clip's own name); exported_at in µs.
+    masks: the privacy masks burned into the clip (it is then a re-encoded copy of the
+    sources, whose sha256 `sources` lists); masks_lifted: notes of masks left out (--unmasked).
+    Neither key appears for a camera without masks, so those manifests are as before."""
     cam = camera if isinstance(camera, dict) else camera.model_dump()
-    return {
+    extra: dict[str, Any] = {}
+    if masks:
+        extra["privacy_masks"] = {"applied": mask_json(masks), "fill": "solid black",
+                                  "encoder": ENCODER}
+    if masks_lifted:
+        extra["privacy_masks_lifted"] = list(masks_lifted)
+    return extra | {
         "site": site,
         "camera": {k: cam.get(k) for k in ("id", "name", "area")},
         "requested": {"start": to_iso(requested[0]), "end": to_iso(requested[1])},

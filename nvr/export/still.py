@@ -16,7 +16,9 @@ from pathlib import Path
 import av
 
 from nvr import log
+from nvr.config.model import PrivacyMask
 from nvr.export.remux import NoFootage, check_hash
+from nvr.masks import MaskPlanes, fill
 from nvr.storage.index import Segment
 from nvr.timeutil import US, to_iso
 
@@ -35,8 +37,10 @@ class StillResult:
     source: str  # segment path
 
 
-def extract_still(segments: Sequence[Segment], at_us: int, out_path: Path) -> StillResult:
-    """Write out_path (created 0600, must not exist). Source hash is checked first."""
+def extract_still(segments: Sequence[Segment], at_us: int, out_path: Path,
+                  masks: Sequence[PrivacyMask] = ()) -> StillResult:
+    """Write out_path (created 0600, must not exist), with `masks` filled in before the JPEG
+    is encoded. Source hash is checked first."""
     for seg in sorted(segments, key=lambda s: s.start_us):
         if seg.end_us <= at_us:
             continue
@@ -45,6 +49,8 @@ def extract_still(segments: Sequence[Segment], at_us: int, out_path: Path) -> St
         if found is None:
             continue  # nothing at or after at_us in this one (e.g. a short tail): try the next
         frame, frame_us = found
+        if masks:
+            frame = fill(frame, MaskPlanes.of(masks, frame.width, frame.height))
         data = _jpeg(frame)
         _write_private(out_path, data)
         _log.info("still_written", path=str(out_path), at=to_iso(frame_us), bytes=len(data))

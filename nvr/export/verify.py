@@ -210,6 +210,15 @@ def _check_clip(report: VerifyReport, manifest: dict[str, Any], clip_path: Path)
                    f"manifest says {expected}")
         return
     report.add("clip", True, f"clip sha256 {actual} matches the manifest")
+    masked = manifest.get("privacy_masks")
+    if isinstance(masked, dict):
+        # Not a check (the signature already covers it): what this clip is, said plainly.
+        sources = [str(s.get("path", "?")).rsplit("/", 1)[-1] + " (sha256 "
+                   + str(s.get("sha256", "?"))[:16] + "…)"
+                   for s in manifest.get("sources", []) if isinstance(s, dict)]
+        notes = [str(m.get("note")) for m in masked.get("applied", []) if isinstance(m, dict)]
+        report.add("masks", True, f"masked copy of segments {', '.join(sources)}: re-encoded "
+                   f"with {len(notes)} privacy mask(s) burned in ({'; '.join(notes)})")
 
 
 def main(path: str, storage_root: str | None = None, out: TextIO | None = None, *,

@@ -41,6 +41,8 @@ class Action(StrEnum):
     retention_confirm_clock = "retention_confirm_clock"
     fsck = "fsck"
     key_show = "key_show"
+    # A camera's latest keyframe with its privacy masks outlined (`nvr masks preview`).
+    masks_preview = "masks_preview"
 
 
 # Ops whose Action has the same name; the rest are mapped in action_for_op().

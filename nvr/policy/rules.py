@@ -57,6 +57,8 @@ BREACH = ("Any Library employee who becomes aware of any unauthorized disclosure
           "record and/or a potential privacy breach has a responsibility to immediately inform "
           "the Library Director of the breach")
 PURPOSE = "in pursuit of incidents of criminal activity or violations of Library policy"
+READING = ("Cameras are not positioned to identify a person's reading, viewing, or listening "
+           "activities")
 CONTROLLED = "The recorders and recorded data are located in a limited access, controlled area"
 
 RELEASE_KINDS = frozenset({"subpoena", "court_order", "voluntary"})
@@ -174,6 +176,12 @@ MATRIX: dict[Action, Row] = {
                       it=_ok(OPERATIONS), facilities=_ok(OPERATIONS)),
     # Not in the matrix. The public half of the export signing key lets anyone check a clip;
     # same readers as "verify the audit chain" (every account, never the public).
+    # Not in the matrix. Placing privacy masks is setting the system up ("ensure proper
+    # operation of the system"): IT and facilities, who see live pictures anyway, and the
+    # directors. The preview shows one unmasked keyframe, so it is audited like a view.
+    Action.masks_preview: _row("preview a camera's privacy masks", OPERATIONS, director=_D,
+                               assistant_director=_A, it=_ok(OPERATIONS),
+                               facilities=_ok(OPERATIONS)),
     Action.key_show: _row("show the export signing key", DISCIPLINE,
                           **{r: _ok(DISCIPLINE) for r in _EVERY_EMPLOYEE}),
 }
@@ -222,6 +230,8 @@ class AccessContext:
     # emergency_start: the asked length and the configured maximum (live.emergency_max_minutes).
     minutes: int | None = None
     max_minutes: int = 240
+    # export/release/still: the camera's privacy masks left out (`--unmasked`).
+    unmasked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,11 +346,20 @@ def release_scope_problem(req: RequestInfo, ctx: AccessContext, now_us: int) -> 
     return None
 
 
-def _other_rules(action: Action, ctx: AccessContext, now_us: int = 0) -> Decision | None:
+# Who may lift a camera's privacy masks from what leaves the recorder (`--unmasked`).
+UNMASK_ROLES = frozenset({Role.director})
+
+
+def _other_rules(action: Action, ctx: AccessContext, now_us: int = 0,
+                 role: Role = Role.public) -> Decision | None:
     if action in NEEDS_REASON and not (ctx.reason or "").strip():
         return _decision(False, "purpose.reason_required", PURPOSE,
                          f"to {MATRIX[action].what} give a --reason: every access to footage "
                          "needs a purpose")
+    if ctx.unmasked and role not in UNMASK_ROLES:
+        return _decision(False, "masks.unmasked_director_only", READING,
+                         f"only the Library Director may {MATRIX[action].what} without the "
+                         "camera's privacy masks; leave out --unmasked")
     if action is Action.release:
         req = ctx.request
         if req is None:
@@ -393,7 +412,7 @@ def decide(
         return _decision(False, rule, cell.clause, text)
     denied = _condition(cell, action, caller_role, ctx, grants, now_us, user)
     if denied is None:
-        denied = _other_rules(action, ctx, now_us)
+        denied = _other_rules(action, ctx, now_us, caller_role)
     if denied is not None:
         return denied
     return _decision(True, rule, cell.clause, f"{who} may {MATRIX[action].what}")

@@ -66,6 +66,8 @@ EXPECTED: dict[Action, str] = {
     Action.view_list: "✔✔✔✔✔✔✘",
     Action.view_revoke: "✔✔✔✔✔✔✘",
     Action.emergency_list: "✔✔✘✘✔✔✘",
+    # Issue 26: placing privacy masks (the brief: Director, Assistant Director, IT, facilities).
+    Action.masks_preview: "✔✔✘✘✔✔✘",
 }
 
 CELLS = [(a, r, SYM[EXPECTED[a][i]]) for a in Action for i, r in enumerate(ROLES)]

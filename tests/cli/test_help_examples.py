@@ -39,6 +39,9 @@ def accepted(words: list[str]) -> None:
         commands._need_suffix(ns.out, (".mp4",) if ns.handler == "export" else (".jpg",), "")
         ns.out_name = ns.out
         commands.wire_args(ns.handler, ns)
+    elif ns.handler == "masks_preview":  # a download, like a still: PNG
+        commands._need_suffix(ns.out, (".png",), "")
+        commands.wire_args("masks_preview", ns)
     elif ns.handler == "check_config":
         assert ns.file
     elif ns.handler != "help":

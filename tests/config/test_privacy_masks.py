@@ -11,6 +11,13 @@ from nvr.config.loader import load_camera_map
 from nvr.errors import EX_DATAERR
 from tests.config.helpers import GOOD, check, line_of, write
 
+
+def not_accounts(err: list[str]) -> list[str]:
+    """check-config's lines but its warnings about `people:` accounts this machine lacks (the
+    example map's alice and bob): those are another test's subject."""
+    return [line for line in err if ": people[" not in line]
+
+
 MASKED = GOOD + """\
     privacy_masks:
       - note: public computers
@@ -21,7 +28,7 @@ MASKED = GOOD + """\
 def test_a_good_mask_loads_and_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, MASKED)
     rc, err, out = check(path, capsys)
-    assert (rc, err) == (0, [])
+    assert (rc, not_accounts(err)) == (0, [])
     cam = load_camera_map(path).cameras[0]
     assert [(m.note, m.polygon[0]) for m in cam.privacy_masks] == [("public computers",
                                                                      (0.10, 0.55))]
@@ -66,8 +73,8 @@ def test_masks_over_half_the_picture_warn_but_pass(
 """)
     rc, err, out = check(path, capsys)
     assert rc == 0
-    assert out.endswith("ok (1 camera, 2 people)\n")
-    assert err == [f"{path}:{line_of(path, 'privacy_masks:')}: cameras[0].privacy_masks: "
+    assert "ok (1 camera, 2 people)" in out
+    assert not_accounts(err) == [f"{path}:{line_of(path, 'privacy_masks:')}: cameras[0].privacy_masks: "
                    "warning: camera 'front': the masks cover 64% of the picture; check the "
                    "coordinates (x, y are fractions 0-1), or move the camera"]
 
@@ -78,6 +85,6 @@ def test_privacy_masks_live_is_accepted_with_a_warning_that_views_are_not_masked
     path = write(tmp_path, MASKED + "    privacy_masks_live: overlay\n")
     rc, err, _ = check(path, capsys)
     assert rc == 0
-    assert err == [f"{path}:{line_of(path, 'privacy_masks_live')}: cameras[0].privacy_masks_live: "
+    assert not_accounts(err) == [f"{path}:{line_of(path, 'privacy_masks_live')}: cameras[0].privacy_masks_live: "
                    "warning: camera 'front': live and playback views are not masked yet; the "
                    "masks are burned into exports and stills only"]

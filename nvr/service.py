@@ -326,7 +326,8 @@ class Service:
         # last_end_us: a new segment never starts before the last indexed one ended, even if
         # the box's clock stepped back across the restart (docs/time.md).
         rec = CameraRecorder(cam, self.config.storage, self.root, self.sink,
-                             self.url_resolver(cam), last_end_us=last_end_us)
+                             self.url_resolver(cam), last_end_us=last_end_us,
+                             config_file=str(self.config_path))
         self.recorders[cam.id] = rec
         if self.paused:
             rec.pause(self.pause_alert or "disk full of held footage")

@@ -108,9 +108,11 @@ _POSITIONAL = {"hold_id", "grant_id", "request_id", "emergency_id"}
 _OPTIONS = {k for model in ARGS.values() for k in model.model_fields} - _POSITIONAL | {"camera"}
 
 
-# The newest checkpoint lines sent to the daemon: the journal is in time order, so the last
-# lines are the newest; a bounded request whatever the journal's size.
-JOURNAL_LINES = 32
+# The journal's checkpoint lines sent to the daemon, a bounded request whatever the journal's
+# size: the newest ones, and the lines after which the chain breaks (the next line does not name
+# it as its `prev`): where a file's cut tail was followed by more lines, the cut line is one.
+JOURNAL_NEWEST = 32
+JOURNAL_BREAKS = 64
 
 
 def journal_checkpoints(name: str) -> list[str]:
@@ -121,6 +123,8 @@ def journal_checkpoints(name: str) -> list[str]:
     except OSError as exc:
         raise UsageError(f"--journal {name}: {exc.strerror}") from None
     found: list[str] = []
+    breaks: list[str] = []
+    last_hash = ""
     with f:
         for text in f:
             entry = _json_object(text)
@@ -132,12 +136,17 @@ def journal_checkpoints(name: str) -> list[str]:
                 entry = _json_object(message)
             line = entry.get("line")
             if entry.get("event") == "audit_checkpoint" and isinstance(line, str):
+                prev = _json_object(line).get("prev")
+                if found and last_hash and prev != last_hash and found[-1] not in breaks:
+                    breaks.append(found[-1])
+                    del breaks[:-JOURNAL_BREAKS]
                 found.append(line)
-                del found[:-JOURNAL_LINES]
+                del found[:-JOURNAL_NEWEST]
+                last_hash = hashlib.sha256(line.encode("utf-8")).hexdigest()
     if not found:
         raise UsageError(f"--journal {name} holds no audit_checkpoint entry with a checkpoint "
                          "line: give it the output of `journalctl -u nvr -o json`")
-    return found
+    return [b for b in breaks if b not in found] + found
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -168,7 +168,8 @@ JournalLine = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
 class AuditVerifyArgs(Args):
     # `nvr audit verify --journal FILE`: the newest checkpoint lines the journal holds, oldest
     # first; the daemon checks their signatures and holds the newest against its file.
-    journal: Annotated[list[JournalLine], Field(max_length=32)] | None = None
+    # (32 newest and up to 64 where the chain breaks: nvr.cli.commands.journal_checkpoints)
+    journal: Annotated[list[JournalLine], Field(max_length=96)] | None = None
 
 
 class BreachReportArgs(Args):

@@ -179,10 +179,12 @@ def read(path: Path, public: Ed25519PublicKey) -> Read:
 
 @dataclass(frozen=True, slots=True)
 class Journal:
-    """The newest checkpoint line the journal holds, signed by this recorder."""
+    """The checkpoint lines sent from the journal that are signed by this recorder: each of
+    them must be in the file, which only ever grows."""
     newest: Checkpoint | None
     newest_hash: str
     warnings: list[str]
+    signed: list[tuple[Checkpoint, str]] = field(default_factory=list)  # (line, line_hash)
 
 
 def read_journal(lines: list[str], public: Ed25519PublicKey) -> Journal:
@@ -192,6 +194,7 @@ def read_journal(lines: list[str], public: Ed25519PublicKey) -> Journal:
     fp = fingerprint(public)
     newest: Checkpoint | None = None
     newest_hash = ""
+    signed: list[tuple[Checkpoint, str]] = []
     bad = 0
     for text in lines:
         raw = text.encode("utf-8")
@@ -200,11 +203,12 @@ def read_journal(lines: list[str], public: Ed25519PublicKey) -> Journal:
         except _NotSigned:
             bad += 1
             continue
+        signed.append((cp, line_hash(raw)))
         if newest is None or (cp.at_us, cp.seq) >= (newest.at_us, newest.seq):
             newest, newest_hash = cp, line_hash(raw)
     warnings = [f"{bad} checkpoint line(s) in the journal are not signed by this recorder; "
                 "ignored"] if bad else []
-    return Journal(newest, newest_hash, warnings)
+    return Journal(newest, newest_hash, warnings, signed)
 
 
 def newest_head(cps: list[Checkpoint]) -> Checkpoint | None:
@@ -263,8 +267,20 @@ def _journal_problem(cps: Read, journal: Journal, head_seq: int) -> str:
     if newest_at is None or j.at_us > newest_at:
         return (f"the checkpoint file ends before the journal's newest signed checkpoint "
                 f"({j.kind}, seq {j.seq}, {when}): lines were cut from the end of the file")
-    return (f"the journal's signed checkpoint of {when} (seq {j.seq}) is not in the checkpoint "
-            "file: a line was removed or rewritten")
+    return _missing(j)
+
+
+def _missing(j: Checkpoint) -> str:
+    return (f"the journal's signed checkpoint of {to_iso(j.at_us)} ({j.kind}, seq {j.seq}) is "
+            "not in the checkpoint file: lines were removed from it, and the audit rows they "
+            "named may have been cut or rewritten")
+
+
+def _journal_gap(cps: Read, journal: Journal) -> str:
+    """An older journal line missing from the file: its tail was cut and the daemon has
+    appended since (the newest line is then in the file, an older one is not)."""
+    have = set(cps.hashes)
+    return next((_missing(cp) for cp, h in journal.signed if h not in have), "")
 
 
 def verify_db(db_path: Path, cps: Read, journal: Journal | None = None) -> Verdict:
@@ -308,6 +324,7 @@ def verify_db(db_path: Path, cps: Read, journal: Journal | None = None) -> Verdi
     if newest is not None and head_seq < newest.seq:
         return verdict(f"the chain was cut after seq {head_seq}: the signed checkpoint of "
                        f"{to_iso(newest.at_us)} reached seq {newest.seq}")
-    if journal is not None and (problem := _journal_problem(cps, journal, head_seq)):
+    if journal is not None and (problem := _journal_problem(cps, journal, head_seq)
+                                or _journal_gap(cps, journal)):
         return verdict(problem)
     return verdict(disagree or "")

@@ -200,3 +200,21 @@ async def test_an_old_file_without_previous_hashes_verifies_with_a_warning(
     verdict = checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key()))
     assert verdict.ok, verdict.problem
     assert verdict.warnings and "before checkpoints were chained" in verdict.warnings[0]
+
+
+async def test_the_journal_lines_sent_fit_one_request(tmp_path: Path) -> None:
+    """`audit verify --journal` sends up to 96 lines; the longest kind (a cut line with big
+    numbers) must fit the socket's request limit, JSON-escaped."""
+    from nvr.cli.commands import JOURNAL_BREAKS, JOURNAL_NEWEST
+    from nvr.control.protocol import ARGS, MAX_REQUEST_BYTES
+
+    key = load_or_create_key(tmp_path)
+    big = 2**62  # seqs; times: the year 2100
+    when = 4_102_444_800_000_000
+    cut = checkpoint.Checkpoint("cut", big, "f" * 64, when,
+                                {"checkpoint_seq": big, "checkpoint_at_us": when})
+    line = checkpoint.append(tmp_path / "c.jsonl", cut, key)
+    lines = [canonical_json(line)] * (JOURNAL_NEWEST + JOURNAL_BREAKS)
+    request = json.dumps({"op": "audit_verify", "args": {"journal": lines}})
+    assert len(request.encode()) < MAX_REQUEST_BYTES, len(request)
+    ARGS["audit_verify"].model_validate({"journal": lines})

@@ -22,7 +22,7 @@ from nvr.export.signing import SigningKey
 from nvr.export.spool import ExportSpool, max_spool_bytes
 from nvr.ingest.onvif import OnvifUriCache
 from nvr.ingest.recorder import CameraRecorder
-from nvr.policy.audit import AuditLog
+from nvr.policy.audit import AuditLog, canonical_json
 from nvr.policy.refusals import RefusalLimiter
 from nvr.policy.store import Breaches, Grants, Requests
 from nvr.retention.clockcheck import ClockRef, alert_text, clock_problem
@@ -224,7 +224,11 @@ class Service:
         self._checkpointed = head if same else None
         cut = checkpoint.cut_record(head, newest, self.clock())
         if cut is not None:
-            await asyncio.to_thread(checkpoint.append, path, cut, self.signing_key)
+            line = await asyncio.to_thread(checkpoint.append, path, cut, self.signing_key)
+            # The cut line is part of the chain of checkpoints: its journal copy too.
+            logger.info("audit_checkpoint", seq=cut.seq, hash=cut.hash, at=line["at"],
+                        fingerprint=line["fingerprint"], sig=line["sig"],
+                        line=canonical_json(line))
             logger.error("audit_chain_cut", after_seq=head[0], checkpoint_seq=cut.extra[
                 "checkpoint_seq"], detail="rows were deleted from the end of the audit log "
                 "while the recorder was stopped; `nvr audit verify` reports it")
@@ -240,9 +244,11 @@ class Service:
         line = await asyncio.to_thread(checkpoint.append, checkpoint.checkpoint_path(self.root),
                                        cp, self.signing_key)
         self._checkpointed = (seq, digest)
-        # The same signed line in the journal: a second copy outside storage.root.
+        # The same signed line in the journal: a second copy outside storage.root, which
+        # `nvr audit verify --journal` holds against the file (a cut tail of the file shows).
         logger.info("audit_checkpoint", seq=seq, hash=digest, at=line["at"],
-                    fingerprint=line["fingerprint"], sig=line["sig"])
+                    fingerprint=line["fingerprint"], sig=line["sig"],
+                    line=canonical_json(line))
 
     async def _background_check(self) -> None:
         try:
@@ -320,7 +326,8 @@ class Service:
         # last_end_us: a new segment never starts before the last indexed one ended, even if
         # the box's clock stepped back across the restart (docs/time.md).
         rec = CameraRecorder(cam, self.config.storage, self.root, self.sink,
-                             self.url_resolver(cam), last_end_us=last_end_us)
+                             self.url_resolver(cam), last_end_us=last_end_us,
+                             config_file=str(self.config_path))
         self.recorders[cam.id] = rec
         if self.paused:
             rec.pause(self.pause_alert or "disk full of held footage")

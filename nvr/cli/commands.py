@@ -10,6 +10,7 @@ import argparse
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -107,6 +108,55 @@ _POSITIONAL = {"hold_id", "grant_id", "request_id", "emergency_id"}
 _OPTIONS = {k for model in ARGS.values() for k in model.model_fields} - _POSITIONAL | {"camera"}
 
 
+# The journal's checkpoint lines sent to the daemon, a bounded request whatever the journal's
+# size: the newest ones, and the lines after which the chain breaks (the next line does not name
+# it as its `prev`): where a file's cut tail was followed by more lines, the cut line is one.
+JOURNAL_NEWEST = 32
+JOURNAL_BREAKS = 64
+
+
+def journal_checkpoints(name: str) -> list[str]:
+    """The checkpoint lines in a journal dump: `journalctl -o json` entries (the daemon's log
+    line is in MESSAGE) or the daemon's own log lines, one JSON object a line."""
+    try:
+        f = sys.stdin if name == "-" else open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"--journal {name}: {exc.strerror}") from None
+    found: list[str] = []
+    breaks: list[str] = []
+    last_hash = ""
+    with f:
+        for text in f:
+            entry = _json_object(text)
+            message = entry.get("MESSAGE")
+            if isinstance(message, list):  # journalctl writes non-UTF-8 or long text as bytes
+                message = bytes(b & 0xFF for b in message if isinstance(b, int)).decode(
+                    "utf-8", "replace")
+            if isinstance(message, str):
+                entry = _json_object(message)
+            line = entry.get("line")
+            if entry.get("event") == "audit_checkpoint" and isinstance(line, str):
+                prev = _json_object(line).get("prev")
+                if found and last_hash and prev != last_hash and found[-1] not in breaks:
+                    breaks.append(found[-1])
+                    del breaks[:-JOURNAL_BREAKS]
+                found.append(line)
+                del found[:-JOURNAL_NEWEST]
+                last_hash = hashlib.sha256(line.encode("utf-8")).hexdigest()
+    if not found:
+        raise UsageError(f"--journal {name} holds no audit_checkpoint entry with a checkpoint "
+                         "line: give it the output of `journalctl -u nvr -o json`")
+    return [b for b in breaks if b not in found] + found
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def _in_our_words(name: str, err: Any) -> str:
     """What is wrong with one argument, in the project's words rather than pydantic's."""
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
@@ -202,6 +252,8 @@ def cmd_client(ns: argparse.Namespace) -> int:
     if ns.op == "audit_list":
         return _audit_list(ns)
     args = wire_args(ns.op, ns)
+    if ns.op == "audit_verify" and getattr(ns, "journal_file", None):
+        args["journal"] = journal_checkpoints(ns.journal_file)
     reply = client.call(_socket(ns), ns.op, args, on_progress=render.ProgressSink(ns.op))
     if reply.fd is not None:
         os.close(reply.fd)  # no op but export/still sends a file
@@ -221,6 +273,9 @@ def cmd_client(ns: argparse.Namespace) -> int:
         for alert in result["alerts"]:
             if isinstance(alert, dict) and isinstance(alert.get("message"), str):
                 alert["message"] = carry_flags(alert["message"], flags)
+    if ns.op == "audit_verify" and not ns.json:
+        for warning in result.pop("warnings", None) or ():
+            sys.stderr.write(f"nvr: warning: {warning}\n")
     if ns.json:
         # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)

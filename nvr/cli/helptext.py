@@ -224,7 +224,10 @@ COMMANDS: dict[str, dict[str, Any]] = {
         "opts": {"--since": "only entries from this time on; e.g. --since 2026-11-01"},
         "examples": ["nvr audit list --since 2026-11-29T08:00"], "times": True},
     "audit verify": {"help": "check the log's hash chain; exit 0 only if it is intact",
-                     "examples": ["nvr audit verify"]},
+                     "opts": {"--journal": "also hold the signed checkpoints against the "
+                              "journal's copy (shows a cut end); FILE is the output of "
+                              "`journalctl -u nvr -o json`, or - for stdin; e.g. --journal journal.json"},
+                     "examples": ["nvr audit verify", "nvr audit verify --journal journal.json"]},
     "breach": {"help": "report a suspected unauthorised disclosure",
                "examples": ["nvr breach report --details '...'"]},
     "breach report": {

@@ -193,7 +193,10 @@ def _admin(sub: Any, common: Parser) -> None:
     g = _group(sub, "audit", "the access log", common)
     p = _client(g, "list", "audit_list", "audit entries", common)
     p.add_argument("--since", metavar="T")
-    _client(g, "verify", "audit_verify", "exit 0 only if the hash chain is intact", common)
+    p = _client(g, "verify", "audit_verify", "exit 0 only if the hash chain is intact", common)
+    p.add_argument("--journal", dest="journal_file", metavar="FILE",
+                   help="also hold the checkpoint file against the journal's copy: the output of "
+                        "`journalctl -u nvr -o json` (or - for stdin); shows a cut file tail")
     g = _group(sub, "breach", "suspected unauthorised disclosure", common)
     p = _client(g, "report", "breach_report", "record it and notify the Director", common)
     p.add_argument("--details", required=True, metavar="TEXT")

@@ -283,6 +283,12 @@ class CameraConfig(Strict):
     # How live views will show the masks. Accepted (CONTRACT.md names it) but live and playback
     # views are not masked yet: `nvr check-config` warns about it.
     privacy_masks_live: Literal["overlay", "burn"] | None = None
+    # How the camera may be answered when it asks for a password (issue 27): `digest` never
+    # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic
+    # only to a loopback address or over rtsps://, or where allow_basic_auth: true says the
+    # network is trusted (nvr.ingest.rtsp.basic_auth_allowed).
+    auth: Literal["digest", "any"] | None = None
+    allow_basic_auth: bool = False
 
     @field_validator("area")
     @classmethod
@@ -306,6 +312,9 @@ class CameraConfig(Strict):
     def _one_source(self) -> CameraConfig:
         if (self.rtsp is None) == (self.onvif is None):
             raise ValueError("give exactly one of rtsp: or onvif:")
+        if self.auth == "digest" and self.allow_basic_auth:
+            raise ValueError("auth: digest refuses Basic authentication, allow_basic_auth: true "
+                             "allows it; keep one of them")
         return self
 
 

@@ -589,12 +589,20 @@ class Handlers:
         path = checkpoint.checkpoint_path(svc.root)
         # Both in a worker thread, the chain streamed from a read-only connection of its own:
         # the loop is never blocked, whatever the table size.
-        read = await asyncio.to_thread(checkpoint.read, path, svc.signing_key.public_key())
-        verdict = await asyncio.to_thread(checkpoint.verify_db, svc.root / "index.db", read)
+        public = svc.signing_key.public_key()
+        read = await asyncio.to_thread(checkpoint.read, path, public)
+        journal = None if a.journal is None else checkpoint.read_journal(list(a.journal), public)
+        verdict = await asyncio.to_thread(checkpoint.verify_db, svc.root / "index.db", read,
+                                          journal)
         if not verdict.ok:
             raise IntegrityError(verdict.problem)
-        return {"ok": True, "rows": verdict.rows, "head": verdict.head_hash,
-                "head_seq": verdict.head_seq, "checkpoints": verdict.checkpoints}
+        out: dict[str, Any] = {"ok": True, "rows": verdict.rows, "head": verdict.head_hash,
+                               "head_seq": verdict.head_seq, "checkpoints": verdict.checkpoints}
+        if journal is not None:
+            out["journal_checkpoint_seq"] = journal.newest.seq if journal.newest else None
+        if verdict.warnings:
+            out["warnings"] = list(verdict.warnings)
+        return out
 
     async def op_breach_report(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
         from nvr.policy.notify import notify_director

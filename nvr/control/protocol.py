@@ -169,6 +169,17 @@ class AuditListArgs(Args):
     limit: Annotated[int, Field(ge=1, le=1000)] | None = None
 
 
+# A checkpoint line as the journal holds it (about 400 characters; nvr.policy.checkpoint).
+JournalLine = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+
+
+class AuditVerifyArgs(Args):
+    # `nvr audit verify --journal FILE`: the newest checkpoint lines the journal holds, oldest
+    # first; the daemon checks their signatures and holds the newest against its file.
+    # (32 newest and up to 64 where the chain breaks: nvr.cli.commands.journal_checkpoints)
+    journal: Annotated[list[JournalLine], Field(max_length=96)] | None = None
+
+
 class BreachReportArgs(Args):
     details: Details
 
@@ -200,7 +211,7 @@ ARGS: dict[str, type[Args]] = {
     "emergency_start": EmergencyStartArgs,
     "emergency_end": EmergencyEndArgs,
     "audit_list": AuditListArgs,
-    "audit_verify": NoArgs,
+    "audit_verify": AuditVerifyArgs,
     "breach_report": BreachReportArgs,
     "retention_plan": RetentionPlanArgs,
     "retention_confirm_clock": NoArgs,

@@ -60,7 +60,10 @@ def _resolve(url: str) -> None:
         raise _Stop(SessionEnd("offline", f"host {host} does not resolve", True)) from None
 
 
-def _end_of(e: RtspError) -> SessionEnd:
+def _end_of(e: RtspError, ctx: SessionContext | None = None) -> SessionEnd:
+    if e.basic_refused:  # the password was not sent; FFmpeg's reader would send it in clear
+        return SessionEnd("credentials", (ctx.basic_refusal if ctx else "") or str(e),
+                          permanent=True)
     if e.kind == "credentials":
         return SessionEnd("credentials", str(e), permanent=True)
     if e.kind == "no_video":  # no video at all, or not H.264/H.265 (FFmpeg may read that)
@@ -111,7 +114,8 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
     probes: list[av.container.InputContainer] = []  # closed after the writer is done with it
     reading: Reading | None = None
     try:
-        rtsp = RtspSession(ctx.url, ctx.io_timeout_s, on_socket=ctx.on_socket)
+        rtsp = RtspSession(ctx.url, ctx.io_timeout_s, on_socket=ctx.on_socket,
+                           allow_basic=ctx.allow_basic)
     except RtspError as e:  # a URL it cannot read, or not rtsp://
         return SessionEnd("offline", str(e), permanent=True, own_reader_cannot=True)
     try:
@@ -119,7 +123,7 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
         try:
             track = rtsp.open()
         except RtspError as e:
-            return _end_of(e)
+            return _end_of(e, ctx)
         except TimeoutError as e:
             return SessionEnd("timeout", "camera stopped answering while setting up the stream"
                               + (f" ({e})" if str(e) else ""))

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from nvr import log, timeutil
 from nvr.config.model import CameraConfig, StorageConfig
 from nvr.ingest.backoff import Backoff
+from nvr.ingest.rtsp import BASIC_REFUSED, basic_auth_allowed
 from nvr.ingest.session import (
     STOPPED,
     SessionContext,
@@ -62,8 +63,10 @@ class CameraRecorder:
         io_timeout_s: float = 5.0,
         last_end_us: int | None = None,  # end of the camera's last indexed segment, if any
         max_pending: int = 16,
+        config_file: str = "the camera map",  # named in a refusal that a camera map key fixes
     ) -> None:
         self.camera = camera
+        self.config_file = config_file
         self.sink = sink
         self.resolve_url = resolve_url
         self.clock: WallClock = clock or SystemClock()
@@ -288,13 +291,23 @@ class CameraRecorder:
         ctx = SessionContext(
             self.camera.id, url, self.writer, self.clock, self.stats, self._should_stop,
             self._on_started, self.io_timeout_s, self._live_packet, self._watched,
-            self._on_socket,
+            self._on_socket, basic_auth_allowed(url, self.camera.auth,
+                                                self.camera.allow_basic_auth),
+            self._basic_refusal(),
         )
         if self.reader == "nvr":
             from nvr.ingest.own_session import run_own_session
 
             return run_own_session(ctx)
         return run_session(ctx)
+
+    def _basic_refusal(self) -> str:
+        where = f"camera {self.camera.id} in {self.config_file}"
+        if self.camera.auth == "digest":
+            return (f"{BASIC_REFUSED}, and auth: digest is set for {where}; set auth: any "
+                    "there if this network is trusted, then `nvr reload`")
+        return (f"{BASIC_REFUSED}; set allow_basic_auth: true for {where} if this network is "
+                "trusted, then `nvr reload`")
 
     def _watched(self) -> bool:
         watched = self.live_watched

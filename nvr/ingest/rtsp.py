@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import re
 import secrets
 import socket
@@ -38,10 +39,40 @@ Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 
 class RtspError(Exception):
-    def __init__(self, kind: Kind, message: str, *, codec_unsupported: bool = False) -> None:
+    def __init__(self, kind: Kind, message: str, *, codec_unsupported: bool = False,
+                 basic_refused: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
         self.codec_unsupported = codec_unsupported  # video, but neither H.264 nor H.265
+        self.basic_refused = basic_refused  # only Basic offered, and Basic is not allowed
+
+
+BASIC_REFUSED = "camera asks for Basic authentication, which sends the password in clear"
+
+
+def is_loopback_host(host: str) -> bool:
+    """A host whose traffic never leaves this machine (a name only if it is `localhost`)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def basic_auth_allowed(url: str, auth: str | None, allow_basic_auth: bool) -> bool:
+    """Whether the password may be sent with Basic authentication, i.e. in clear (camera map
+    keys `auth` and `allow_basic_auth`, docs/design.md "Camera passwords on the wire")."""
+    if auth is not None:
+        return auth == "any"
+    if allow_basic_auth:
+        return True
+    try:
+        u = urlsplit(url)
+        host = u.hostname or ""
+    except ValueError:
+        return False
+    return u.scheme.lower() == "rtsps" or is_loopback_host(host)
 
 
 @dataclass(frozen=True)
@@ -168,7 +199,8 @@ def digest_header(user: str, password: str, challenge: str, method: str, uri: st
 
 class RtspSession:
     def __init__(self, url: str, timeout_s: float = 5.0,
-                 on_socket: Callable[[socket.socket | None], object] | None = None) -> None:
+                 on_socket: Callable[[socket.socket | None], object] | None = None,
+                 *, allow_basic: bool = True) -> None:
         try:
             u = urlsplit(url)
             port = u.port
@@ -193,6 +225,7 @@ class RtspSession:
         self.session = ""
         self.keepalive_s = 30.0
         self.keepalive_method = "OPTIONS"
+        self.allow_basic = allow_basic  # False: a Basic-only challenge is refused, unanswered
         self._auth: str | None = None  # the challenge, once the camera sent one
         self._nc = 0  # Digest nonce count
         self._cnonce = secrets.token_hex(8)
@@ -216,7 +249,7 @@ class RtspSession:
         self.sock.settimeout(self.timeout_s)  # _fill may have shortened it to the deadline
         return track
 
-    def _open(self) -> VideoTrack:
+    def _connect(self) -> None:
         try:
             self.sock = socket.create_connection((self.host, self.port), self.timeout_s)
         except OSError as e:
@@ -226,6 +259,9 @@ class RtspSession:
             self.on_socket(self.sock)
         self.sock.settimeout(self.timeout_s)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _open(self) -> VideoTrack:
+        self._connect()
         options = self.request("OPTIONS", self.url)
         if "GET_PARAMETER" in options.header("public"):
             self.keepalive_method = "GET_PARAMETER"
@@ -285,6 +321,9 @@ class RtspSession:
                            and challenge_params(c).get("algorithm", "MD5").upper()
                            in ("MD5", "")), None)
             auth = digest or next((c for c in challenges if c.lower().startswith("basic")), "")
+            if auth and not digest and not self.allow_basic:
+                # Never answered: the answer itself would carry the password in clear.
+                raise RtspError("credentials", BASIC_REFUSED, basic_refused=True)
             if auth and auth != self._auth:
                 self._auth, self._nc = auth, 0
                 reply = self._send_and_wait(method, uri, headers or {})
@@ -434,3 +473,20 @@ class RtspSession:
             if self.on_socket is not None:
                 self.on_socket(None)
             sock.close()
+
+
+def only_basic_offered(url: str, timeout_s: float) -> bool:
+    """Whether the camera's challenge to a DESCRIBE without credentials offers Basic and no
+    Digest it could be answered with. For FFmpeg's reader, which cannot be told to refuse
+    Basic: it is asked first, and nothing secret is sent to find out."""
+    s = RtspSession(url, timeout_s, allow_basic=False)
+    s.user = ""  # ask without credentials: only the challenge is wanted
+    s.deadline = time.monotonic() + SETUP_TIMEOUTS * timeout_s
+    try:
+        s._connect()
+        reply = s.request("DESCRIBE", s.url, {"Accept": "application/sdp"})
+    finally:
+        s.close()
+    challenges = [c.lower() for c in reply.headers.get("www-authenticate", [])]
+    return (reply.status == 401 and any(c.startswith("basic") for c in challenges)
+            and not any(c.startswith("digest") for c in challenges))

@@ -115,6 +115,10 @@ class SessionContext:
     # Told the own reader's camera socket when it opens (None when it closes), so that the
     # watchdog abandoning a wedged thread can shut the socket and the thread ends.
     on_socket: Callable[[socket.socket | None], object] | None = None
+    # Whether the password may go out with Basic authentication (nvr.ingest.rtsp.
+    # basic_auth_allowed), and the status line that names the setting when it may not.
+    allow_basic: bool = True
+    basic_refusal: str = ""
 
 
 def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
@@ -191,9 +195,39 @@ def _classify(e: BaseException, url: str) -> SessionEnd:
     return SessionEnd("offline", f"camera unreachable: {text}")
 
 
+def _basic_only(ctx: SessionContext) -> SessionEnd | None:
+    """FFmpeg's reader answers a Basic challenge with the password in clear and has no option
+    to refuse it; so where Basic is not allowed, the camera is first asked, without
+    credentials, how it challenges, and a Basic-only camera is refused before FFmpeg talks to
+    it. Best effort: a camera whose RTSP the probe cannot parse is left to FFmpeg."""
+    from urllib.parse import urlsplit
+
+    from nvr.ingest.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
+
+    try:
+        has_user = bool(urlsplit(ctx.url).username)
+    except ValueError:
+        return None
+    if ctx.allow_basic or not has_user:
+        return None
+    try:
+        basic_only = only_basic_offered(ctx.url, ctx.io_timeout_s)
+    except (RtspError, OSError, TimeoutError) as e:
+        if isinstance(e, RtspError) and e.kind != "offline":
+            return None
+        return SessionEnd("offline", f"camera unreachable: {e}" if str(e) else
+                          "camera stopped answering while asked how it authenticates")
+    if basic_only:
+        return SessionEnd("credentials", ctx.basic_refusal or BASIC_REFUSED, permanent=True)
+    return None
+
+
 def run_session(ctx: SessionContext) -> SessionEnd:
     """Record until the stream fails or should_stop() says why to stop. Never raises for
     camera trouble; the open segment is always finished before returning."""
+    refused = _basic_only(ctx)
+    if refused is not None:
+        return refused
     try:
         container = open_input(ctx.url, ctx.io_timeout_s)
     except _End as e:

@@ -294,3 +294,20 @@ def test_yaml_tab_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     rc, err, _ = check(path, capsys)
     assert rc == EX_DATAERR and len(err) == 1
     assert "(a tab: YAML indents with spaces only)" in err[0], err
+
+
+def test_camera_auth_keys_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 27: `auth: digest|any` and `allow_basic_auth: true|false`, each validated."""
+    ok = write(tmp_path, GOOD + "    auth: digest\n")
+    rc, err, _ = check(ok, capsys)
+    assert rc == 0, err
+    ok = write(tmp_path, GOOD + "    allow_basic_auth: true\n")
+    assert check(ok, capsys)[0] == 0
+    bad = write(tmp_path, GOOD + "    auth: basic\n")
+    rc, err, _ = check(bad, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert "cameras[0].auth" in err[0] and "'digest'" in err[0] and "'any'" in err[0], err
+    both = write(tmp_path, GOOD + "    auth: digest\n    allow_basic_auth: true\n")
+    rc, err, _ = check(both, capsys)
+    assert rc == EX_DATAERR and len(err) == 1
+    assert "auth: digest refuses Basic" in err[0] and "keep one of them" in err[0], err

@@ -120,3 +120,70 @@ def test_intact_log_verifies_across_restarts(rec: Recorder) -> None:
     filed = [json.loads(line) for line in
              (rec.root / "audit-checkpoints.jsonl").read_text().splitlines()]
     assert logged and {e["sig"] for e in logged} <= {c["sig"] for c in filed}
+
+
+def _journal_dump(rec: Recorder) -> str:
+    """The daemon's log as `journalctl -u nvr -o json` shows it: each line in MESSAGE."""
+    path = rec.out_path("journal.json")
+    with open(path, "w") as f:
+        for line in rec.daemon.logs().splitlines():
+            f.write(json.dumps({"MESSAGE": line, "_SYSTEMD_UNIT": "nvr.service"}) + "\n")
+    return path
+
+
+def test_log_tail_and_checkpoint_tail_cut_together_are_found_against_the_journal(
+        rec: Recorder) -> None:
+    """Issue 27: the last rows deleted AND the checkpoint line naming them removed from the
+    file, while stopped. The file's chain of lines cannot show a cut end; the journal can."""
+    _restart(rec)  # a first checkpoint, at the stop
+    for i in range(4):
+        rec.cli("staff", "breach", "report", "--details", f"later {i}")
+    rec.stop()  # the checkpoint of the newest head, the line the attacker removes
+    path = rec.root / "audit-checkpoints.jsonl"
+    lines = path.read_text().splitlines()
+    assert len(lines) >= 2 and json.loads(lines[-1])["prev"], lines
+    last = json.loads(lines[-1])["seq"]
+    assert json.loads(lines[-2])["seq"] <= last - 3
+    tamper(rec, f"DELETE FROM audit WHERE seq > {last - 3};")
+    path.write_text("\n".join(lines[:-1]) + "\n")
+    rec.daemon.start()
+    # Without the journal: the documented limit (docs/design.md "Identity, policy and the
+    # audit log").
+    assert rec.cli("staff", "audit", "verify").code == 0
+    res = rec.cli("staff", "audit", "verify", "--journal", _journal_dump(rec))
+    assert res.code == 65, (res.code, res.out, res.err)
+    # "the chain was cut after seq N: the journal's signed checkpoint … reached seq LAST", or,
+    # once the daemon has checkpointed again since its start, the missing line itself.
+    assert "the journal's signed checkpoint of" in res.err and f"seq {last}" in res.err, res.err
+    # The daemon goes on and appends new checkpoint lines after the cut, so the journal's
+    # newest line is in the file again: the cut line is still found, where the chain breaks.
+    for i in range(4):
+        rec.cli("staff", "breach", "report", "--details", f"after the cut {i}")
+    _restart(rec)
+    journal = _journal_dump(rec)
+    res = rec.cli("staff", "audit", "verify", "--journal", journal)
+    assert res.code == 65, (res.code, res.out, res.err)
+    assert f"(head, seq {last}) is not in the checkpoint file" in res.err, res.err
+
+
+def test_removed_middle_checkpoint_line_is_found_and_the_journal_agrees_when_intact(
+        rec: Recorder) -> None:
+    _restart(rec)
+    rec.cli("staff", "breach", "report", "--details", "more")
+    _restart(rec)
+    rec.cli("staff", "breach", "report", "--details", "more still")
+    rec.stop()
+    path = rec.root / "audit-checkpoints.jsonl"
+    lines = path.read_text().splitlines()
+    assert len(lines) >= 3, lines
+    journal = _journal_dump(rec)
+    rec.daemon.start()
+    res = rec.cli("staff", "audit", "verify", "--journal", journal, "--json")
+    assert res.code == 0, res.err
+    assert res.json()["journal_checkpoint_seq"] == json.loads(lines[-1])["seq"]
+    rec.stop()
+    path.write_text("\n".join([lines[0], *lines[2:]]) + "\n")
+    rec.daemon.start()
+    res = rec.cli("staff", "audit", "verify")
+    assert res.code == 65, (res.code, res.err)
+    assert "line 2 names a line before it that is not there" in res.err, res.err

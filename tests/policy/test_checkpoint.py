@@ -4,6 +4,8 @@ walk streams from its own connection in a worker thread and never stalls the eve
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import sqlite3
 import time
 from pathlib import Path
@@ -97,3 +99,122 @@ async def test_verify_and_list_of_a_big_log_never_stall_the_loop(tmp_path: Path)
     # Generous on a loaded 2-core machine; a blocking walk of 60k rows takes ~1 s.
     assert worst < 0.25, f"event loop stalled {worst * 1000:.0f} ms"
     del key
+
+
+def _checkpoints(path: Path, key: object, db_path: Path, seqs: list[int]) -> list[str]:
+    """Head checkpoints at the given seqs (rows filled up to the largest), as the daemon writes
+    them: each line also logged (its text is what the journal holds)."""
+    head = _fill_fast(db_path, max(seqs))
+    journal = []
+    with sqlite3.connect(db_path) as con:
+        hashes = dict(con.execute("SELECT seq, hash FROM audit"))
+    for i, seq in enumerate(seqs):
+        line = checkpoint.append(path, checkpoint.Checkpoint("head", seq, hashes[seq], T0 + i),
+                                 key)  # type: ignore[arg-type]
+        journal.append(canonical_json(line))
+    assert hashes[head[0]] == head[1]
+    return journal
+
+
+async def test_a_removed_or_edited_middle_line_breaks_the_chain_of_checkpoints(
+        tmp_path: Path) -> None:
+    db_path = await _db(tmp_path)
+    key = load_or_create_key(tmp_path)
+    path = checkpoint.checkpoint_path(tmp_path)
+    _checkpoints(path, key, db_path, [5, 10, 15, 20])
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert json.loads(lines[0])["prev"] is None
+    assert json.loads(lines[1])["prev"] == checkpoint.line_hash(lines[0])
+    assert checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key())).ok
+
+    path.write_bytes(b"".join([lines[0], lines[2], lines[3]]))  # line 2 (seq 10) removed
+    verdict = checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key()))
+    assert not verdict.ok
+    assert "line 2 names a line before it that is not there" in verdict.problem
+    assert "removed or edited" in verdict.problem
+
+    path.write_bytes(b"".join(lines[1:]))  # the first line removed
+    verdict = checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key()))
+    assert "removed from the start of the checkpoint file" in verdict.problem, verdict.problem
+
+    edited = lines[1].replace(b'"seq":10', b'"seq":9')  # an edit: the signature fails
+    assert edited != lines[1]
+    path.write_bytes(b"".join([lines[0], edited, *lines[2:]]))
+    read = checkpoint.read(path, key.public_key())
+    assert "line 2 is not a checkpoint signed by this recorder" in read.problems[0]
+    assert any("line 3 names a line before it" in p for p in read.problems)
+
+
+async def test_a_cut_tail_of_both_log_and_file_is_found_only_against_the_journal(
+        tmp_path: Path) -> None:
+    """The attack of issue 27: rows 17..20 deleted and the checkpoint of seq 20 removed from the
+    file. The file alone cannot show it (a shorter chain of lines is still a chain); the
+    journal's copy of the newest line does."""
+    db_path = await _db(tmp_path)
+    key = load_or_create_key(tmp_path)
+    path = checkpoint.checkpoint_path(tmp_path)
+    journal = _checkpoints(path, key, db_path, [8, 16, 20])
+    lines = path.read_bytes().splitlines(keepends=True)
+    with sqlite3.connect(db_path) as con:
+        cut_rows = con.execute("SELECT * FROM audit WHERE seq > 16").fetchall()
+        con.execute("DELETE FROM audit WHERE seq > 16")
+    path.write_bytes(b"".join(lines[:-1]))
+    read = checkpoint.read(path, key.public_key())
+    assert checkpoint.verify_db(db_path, read).ok  # the documented limit without the journal
+    verdict = checkpoint.verify_db(db_path, read, checkpoint.read_journal(journal,
+                                                                          key.public_key()))
+    assert not verdict.ok
+    assert "the chain was cut after seq 16" in verdict.problem
+    assert "journal's signed checkpoint" in verdict.problem and "reached seq 20" in verdict.problem
+
+    # Only the file's tail cut (the log intact): still named.
+    with sqlite3.connect(db_path) as con:
+        con.executemany("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", cut_rows)
+    verdict = checkpoint.verify_db(db_path, read, checkpoint.read_journal(journal,
+                                                                          key.public_key()))
+    assert "the checkpoint file ends before the journal's newest" in verdict.problem
+
+    # A forged journal line is ignored with a warning, not believed.
+    other = load_or_create_key(tmp_path / "other")
+    forged = checkpoint.append(tmp_path / "other.jsonl",
+                               checkpoint.Checkpoint("head", 99, "f", T0 + 99), other)
+    path.write_bytes(b"".join(lines))
+    j = checkpoint.read_journal([*journal, canonical_json(forged)], key.public_key())
+    verdict = checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key()), j)
+    assert verdict.ok, verdict.problem
+    assert any("not signed by this recorder" in w for w in verdict.warnings)
+
+
+async def test_an_old_file_without_previous_hashes_verifies_with_a_warning(
+        tmp_path: Path) -> None:
+    db_path = await _db(tmp_path)
+    key = load_or_create_key(tmp_path)
+    path = checkpoint.checkpoint_path(tmp_path)
+    head = _fill_fast(db_path, 10)
+    # A line as the daemon wrote it before issue 27: the same fields, no `prev`.
+    body = {"kind": "head", "seq": head[0], "hash": head[1], "at_us": T0}
+    sig = base64.b64encode(key.sign(canonical_json(body).encode())).decode()
+    old = dict(body, at="x", fingerprint=key.fingerprint(), sig=sig)
+    path.write_text(canonical_json(old) + "\n")
+    checkpoint.append(path, checkpoint.Checkpoint("head", *head, T0 + 1), key)  # new after old
+    verdict = checkpoint.verify_db(db_path, checkpoint.read(path, key.public_key()))
+    assert verdict.ok, verdict.problem
+    assert verdict.warnings and "before checkpoints were chained" in verdict.warnings[0]
+
+
+async def test_the_journal_lines_sent_fit_one_request(tmp_path: Path) -> None:
+    """`audit verify --journal` sends up to 96 lines; the longest kind (a cut line with big
+    numbers) must fit the socket's request limit, JSON-escaped."""
+    from nvr.cli.commands import JOURNAL_BREAKS, JOURNAL_NEWEST
+    from nvr.control.protocol import ARGS, MAX_REQUEST_BYTES
+
+    key = load_or_create_key(tmp_path)
+    big = 2**62  # seqs; times: the year 2100
+    when = 4_102_444_800_000_000
+    cut = checkpoint.Checkpoint("cut", big, "f" * 64, when,
+                                {"checkpoint_seq": big, "checkpoint_at_us": when})
+    line = checkpoint.append(tmp_path / "c.jsonl", cut, key)
+    lines = [canonical_json(line)] * (JOURNAL_NEWEST + JOURNAL_BREAKS)
+    request = json.dumps({"op": "audit_verify", "args": {"journal": lines}})
+    assert len(request.encode()) < MAX_REQUEST_BYTES, len(request)
+    ARGS["audit_verify"].model_validate({"journal": lines})

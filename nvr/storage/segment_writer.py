@@ -32,6 +32,7 @@ import av.stream
 from nvr import log, timeutil
 from nvr.ingest.timestamps import OutPacket
 from nvr.storage import fmp4, fsutil, init_segment
+from nvr.storage import param_sets as ps
 from nvr.storage.index import NewSegment
 
 _PARAM_NALS = {"h264": frozenset({7, 8}), "hevc": frozenset({32, 33, 34})}
@@ -48,8 +49,8 @@ _log = log.get("nvr.storage.segment_writer")
 def param_sets(data: bytes | bytearray, codec: str, *,
                length_prefixed: bool = False) -> tuple[bytes, ...]:
     """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B (or
-    length-prefixed) packet, each once, in order of appearance. A change of these means a new
-    segment."""
+    length-prefixed) packet, each once, in order of appearance, without trailing zero bytes
+    (nvr.storage.param_sets)."""
     wanted = _PARAM_NALS.get(codec)
     if wanted is None:
         return ()
@@ -60,8 +61,8 @@ def param_sets(data: bytes | bytearray, codec: str, *,
             n = int.from_bytes(data[i:i + 4], "big")
             b = data[i + 4]
             if ((b & 0x1F) if codec == "h264" else (b >> 1) & 0x3F) in wanted:
-                nal = bytes(data[i + 4:i + 4 + n])
-                if nal not in found:
+                nal = bytes(data[i + 4:i + 4 + n]).rstrip(b"\x00")
+                if nal and nal not in found:
                     found.append(nal)
             i += 4 + n
         return tuple(found)
@@ -138,6 +139,9 @@ class SegmentWriter:
         # ftyp+moov by parameter sets, for this session (a camera that alternates between two
         # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
+        # The decoder's parameter sets as of the last keyframe: the SDP's, each replaced by
+        # the in-band set of the same id (nvr.storage.param_sets).
+        self._known: tuple[bytes, ...] = ()
         self._anchor_us = 0
         self._anchor_dts: int | None = None
         self._tb = Fraction(1, 90000)
@@ -156,6 +160,9 @@ class SegmentWriter:
             anchor_us = max(anchor_us, self.last_end_us)
         if template is not self._template:
             self._inits = {}
+            codec = str(template.codec_context.name)
+            self._known = ps.merge((), param_sets(template.codec_context.extradata or b"",
+                                                  codec), codec)
         self._template = template
         self._codec_name = str(template.codec_context.name)
         self._length_prefixed = length_prefixed and self._codec_name in _PARAM_NALS
@@ -171,6 +178,7 @@ class SegmentWriter:
         finally:
             self._template = None
             self._inits = {}
+            self._known = ()
 
     def _us(self, dts: int) -> int:
         assert self._anchor_dts is not None
@@ -184,7 +192,10 @@ class SegmentWriter:
             raise RuntimeError("write() outside a session: call start_session() first")
         data = _payload_bytes(op.payloads, self._length_prefixed)
         if op.key:
-            params = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
+            inband = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
+            if inband:  # replaces the same ids; a partial set removes nothing
+                self._known = ps.merge(self._known, inband, self._codec)
+            params = self._known
         if seg is None:
             if not op.key:
                 return  # the timestamp repairer starts sessions on a keyframe; be safe anyway
@@ -193,13 +204,13 @@ class SegmentWriter:
             seg = self._begin(op.dts, params, data)
         elif op.key:
             elapsed_s = float((op.dts - seg.first_dts) * self._tb)
-            changed = bool(params) and bool(seg.params) and params != seg.params
+            changed = params != seg.params
             if elapsed_s >= self._target_s or changed:
                 if changed:
                     _log.info("codec_parameters_changed", camera=self.camera_id)
                 self._target_s = self.segment_seconds
                 self._finish(seg, self._us(op.dts))
-                seg = self._begin(op.dts, params or seg.params, data)
+                seg = self._begin(op.dts, params, data)
         self._add(seg, op, data)
 
     def _add(self, seg: _Open, op: OutPacket[av.Packet] | OutPacket[bytes],
@@ -243,12 +254,9 @@ class SegmentWriter:
         init = self._inits.get(params)
         if init is None:
             assert self._template is not None
-            extradata = self._template.codec_context.extradata or b""
-            override = None
-            if params and params != param_sets(extradata, self._codec):
-                # In-band SPS/PPS differ from the SDP's (or the SDP had none): the moov must
-                # describe what the packets really are.
-                override = b"".join(b"\x00\x00\x00\x01" + p for p in params)
+            # The moov describes the sets the frames decode with, each once. Incomplete sets
+            # (no SPS anywhere yet): the stream's own extradata, the best there is.
+            override = ps.annexb(params) if ps.complete(params, self._codec) else None
             key = fmp4.annexb(first_key) if self._length_prefixed else bytes(first_key)
             init = init_segment.build(self._template, self._codec, override, key, self._tb)
             if len(self._inits) >= 4:

@@ -179,6 +179,7 @@ class Reading:
         self.last_data = time.monotonic()  # when a recv() last brought bytes
         self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
+        self.steps = 0  # RTP timestamp steps repaired (nvr.ingest.decode_times), counted so far
 
     def step(self) -> None:
         """One recv() (the socket is readable: it does not block) and all it completes."""
@@ -199,6 +200,17 @@ class Reading:
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
             self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
                                        len(au.data)))
+        if self.times.steps != self.steps:
+            self._stepped()
+
+    def _stepped(self) -> None:
+        """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""
+        times = self.times
+        self.ctx.stats.timestamp_steps += times.steps - self.steps
+        self.steps = times.steps
+        _log.info("timestamp_step", camera=self.ctx.camera_id,
+                  step_ms=round(times.last_step * 1000 / self.track.clock_rate),
+                  action="the timeline after it follows on from the one before")
 
     def _no_keyframe_yet(self) -> None:
         now = time.monotonic()

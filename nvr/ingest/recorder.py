@@ -143,6 +143,7 @@ class CameraRecorder:
             "last_error_at": (None if self.last_error_us is None
                               else timeutil.to_iso(self.last_error_us)),
             # How long after its stamp the latest frame arrived (docs/time.md, "The anchor").
+            "timestamp_steps": self.stats.timestamp_steps,
             "anchor_delay_s": None if delay is None or self.state != "recording"
             else round(delay / 1e6, 3),
         }

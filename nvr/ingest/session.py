@@ -65,6 +65,7 @@ class Stats:
 
     frames: int = 0
     bytes: int = 0
+    timestamp_steps: int = 0  # RTP clock steps the own reader repaired (nvr.ingest.decode_times)
     _window: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=512))
     _lock: Lock = field(default_factory=Lock)
 

@@ -4,7 +4,9 @@
 - it reads a real camera (the GStreamer test camera) and keeps every RTP packet it got;
 - a client that connects gets all of them at once, interleaved over TCP (seconds of video
   within a fraction of a second), and then the live packets as they come;
-- its Content-Base may be given without a scheme, as some cameras send it.
+- its Content-Base may be given without a scheme, as some cameras send it;
+- its RTP clock may step (`steps`: seconds into the stream, ticks added from then on), at the
+  first packet of a frame, as relays do when they re-sync.
 
 Real sockets and real RTP: only the timing is the relay's. Every request line it got is kept,
 so a test can check what the client asked for.
@@ -17,6 +19,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nvr.ingest.rtsp import RtspSession, VideoTrack
@@ -35,10 +38,12 @@ class Relay:
     """One listening socket; each client connection is served on a thread of its own."""
 
     def __init__(self, upstream_url: str | None = None, *, content_base: str | None = None,
-                 track: VideoTrack | None = None) -> None:
+                 track: VideoTrack | None = None,
+                 steps: list[tuple[float, int]] | None = None) -> None:
         self.upstream_url = upstream_url
         self.content_base = content_base  # a format string: {port} is this relay's port
         self.track = track
+        self.steps = sorted(steps or [])
         self.requests: list[str] = []  # "METHOD URI" of every request, all connections
         self.closed = threading.Event()  # a client connection ended
         self.packets = _Packets()
@@ -191,12 +196,32 @@ class Relay:
         conn.sendall(("\r\n".join(lines) + "\r\n\r\n" + body).encode())
         return method == "PLAY"
 
+    def _stepper(self) -> Callable[[float, bytes], bytes]:
+        """The RTP packets as sent: their timestamps stepped as `steps` says."""
+        t0: float | None = None
+        shift, last_ts, done = 0, -1, 0
+
+        def rewrite(at: float, p: bytes) -> bytes:
+            nonlocal t0, shift, last_ts, done
+            t0 = at if t0 is None else t0
+            ts = int.from_bytes(p[4:8], "big")
+            if ts != last_ts and done < len(self.steps) and at - t0 >= self.steps[done][0]:
+                shift += self.steps[done][1]  # at a frame's first packet only
+                done += 1
+            last_ts = ts
+            if not shift:
+                return p
+            return p[:4] + ((ts + shift) & 0xFFFFFFFF).to_bytes(4, "big") + p[8:]
+
+        return rewrite
+
     def _stream(self, conn: socket.socket, rest: bytes) -> None:
         """Everything buffered at once, then the live packets; requests are read and
         answered in between (keep-alives, TEARDOWN)."""
         pk = self.packets
         sent = 0
         first = True
+        rewrite = self._stepper()
         conn.setblocking(True)
         conn.settimeout(0.05)
         buf = rest
@@ -208,8 +233,8 @@ class Relay:
                 sent = len(pk.items)
             if batch:
                 conn.settimeout(5)
-                conn.sendall(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + p
-                                      for _, p in batch))
+                conn.sendall(b"".join(b"$\x00" + len(p).to_bytes(2, "big") + rewrite(at, p)
+                                      for at, p in batch))
                 conn.settimeout(0.05)
                 if first:
                     self.burst_sent_at, self.burst_packets, first = time.monotonic(), len(batch), False

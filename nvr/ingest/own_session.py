@@ -225,8 +225,8 @@ class Reading:
         """How long this camera's bytes may gather in its socket before the next read: the
         socket is drained, so one wake-up and one recv() take several frames, not one RTP
         packet as it lands (docs/design.md, "Ingest hot path"). While somebody watches live, a
-        shorter wait keeps the picture prompt. Until the first frame is written, no wait: its
-        arrival is the session's wall-clock anchor. At a high bit rate the wait shrinks, so
+        shorter wait keeps the picture prompt. Until the first frame is written, no wait (the
+        recorder is recording from then on). At a high bit rate the wait shrinks, so
         that one wait never gathers more than PACE_BYTES."""
         if self.got >= RECV_BYTES or not self.started:
             return 0.0

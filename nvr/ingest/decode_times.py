@@ -27,6 +27,8 @@ fall by 2); from it on, pts are shifted so that the frame lands just above every
 as much as a frame can come below the running maximum in that GOP (B-pyramid): so no later
 frame of the new timeline shares or falls below a pts of the old one, every dts rises, and at
 most a few frames' worth of display time is lost or added at the step. `steps` counts them.
+A forward step that lands on a frame that falls (a B-frame) may stay within those bounds: it is
+then left as it is, in order (dts still rise), a freeze of its length.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ class Relay:
         self.content_base = content_base  # a format string: {port} is this relay's port
         self.track = track
         self.steps = sorted(steps or [])
+        self.stepped = threading.Event()  # every step has been applied
         self.requests: list[str] = []  # "METHOD URI" of every request, all connections
         self.closed = threading.Event()  # a client connection ended
         self.packets = _Packets()
@@ -208,6 +209,8 @@ class Relay:
             if ts != last_ts and done < len(self.steps) and at - t0 >= self.steps[done][0]:
                 shift += self.steps[done][1]  # at a frame's first packet only
                 done += 1
+                if done == len(self.steps):
+                    self.stepped.set()
             last_ts = ts
             if not shift:
                 return p

@@ -157,7 +157,6 @@ class SegmentWriter:
         self._known: tuple[bytes, ...] = ()
         self._anchor: WallAnchor | None = None  # None until the session's first frame
         self._session_wall_us = 0  # start_session's anchor_us: the wall/monotonic pairing
-        self._floor_us: int | None = None  # no segment of the session starts before this
         self._anchor_dts = 0  # media time 0 of the session
         self._tb = Fraction(1, 90000)
         self._us_num, self._us_den = 1_000_000, 90000  # µs a tick, as an integer fraction
@@ -175,7 +174,6 @@ class SegmentWriter:
         4-byte length (the own reader's), not in Annex-B (FFmpeg's reader's): stored as they
         are."""
         self.close_segment()
-        self._floor_us = self.last_end_us
         self._session_wall_us = anchor_us
         self._anchor = None
         if self.last_end_us is not None:
@@ -239,8 +237,8 @@ class SegmentWriter:
             if not op.key:
                 return
             start = self._us(op.dts)
-            if self._floor_us is not None:
-                start = max(start, self._floor_us)
+            if self.last_end_us is not None:  # never before the last segment ended
+                start = max(start, self.last_end_us)
             seg = self._begin(op.dts, params, data, start, first_of_session=True)
         elif op.key:
             elapsed_s = (op.dts - seg.first_dts) * self._us_num // self._us_den / 1e6
@@ -423,8 +421,8 @@ class SegmentWriter:
         # Never later than named: the name was the first frame's arrival (or the floor), and
         # the anchor may have risen a little since (drift), not the frame's arrival.
         start = min(self._us(seg.first_dts), seg.start_us)
-        if self._floor_us is not None:
-            start = max(start, self._floor_us)
+        if self.last_end_us is not None:  # (not yet this segment's: it is being closed)
+            start = max(start, self.last_end_us)
         if start == seg.start_us:
             return
         path = self.folder / timeutil.segment_name(start)

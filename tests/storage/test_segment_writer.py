@@ -134,6 +134,19 @@ def test_a_burst_of_buffered_video_is_stamped_in_the_past_not_the_future(
             now[0] = op.arrival_mono_us + T0
             w.write(op)
         w.end_session()
+    # The next session (a reconnect 1 s later, no burst) starts when its first frame arrived:
+    # nothing of the last session's anchor carries over, nor a future end to clamp to.
+    assert closed[-1].end_us <= now[0]
+    session1 = len(closed)
+    again = T0 + 180 * frame_us + 1_000_000
+    with av.open(io.BytesIO(_encode(64, 48, 30))) as c:
+        w.start_session(c.streams.video[0], again)
+        for op in _packets(c):
+            now[0] = again + op.arrival_mono_us
+            w.write(op)
+        w.end_session()
+    assert closed[session1].start_us == again
+    closed, written_at = closed[:session1], written_at[:session1]
     assert sum(s.frames for s in closed) == 180
     first_frame = 0
     for seg, at in zip(closed, written_at, strict=True):

@@ -17,6 +17,18 @@ repairer drops it and counts it (`dropped_backwards` in the log).
 
 A jump of the camera's clock (more than `max_jump` ticks either way) starts afresh: the heap of
 the old timeline would otherwise hand out dts from before the jump.
+
+A *step* is smaller: relays that re-sync their RTP clock step it by about +0.5 s or -0.8 s in
+the middle of a GOP (/work/shared/design/MEDIA-FACTS.md). Unrepaired, a backward step gives
+dts that go backwards (the repairer drops those frames, references included, until the
+timeline has caught up) and a forward one a frozen picture. A step is a pts change between
+consecutive frames outside what the first GOP showed (its largest rise by 3 frames, its largest
+fall by 2); from it on, pts are shifted so that the frame lands just above every pts so far, by
+as much as a frame can come below the running maximum in that GOP (B-pyramid): so no later
+frame of the new timeline shares or falls below a pts of the old one, every dts rises, and at
+most a few frames' worth of display time is lost or added at the step. `steps` counts them.
+A forward step that lands on a frame that falls (a B-frame) may stay within those bounds: it is
+then left as it is, in order (dts still rise), a freeze of its length.
 """
 
 from __future__ import annotations
@@ -49,6 +61,15 @@ class DecodeTimes(Generic[T]):
     _seen: int = 0
     _first: int = 0  # S_0: the smallest pts of the first GOP
     _step: int | None = None  # one frame, as the first GOP's pts show it
+    # What the first GOP showed between consecutive frames: the largest rise and fall of pts,
+    # and how far a frame came below the largest pts before it.
+    _rise: int = 0
+    _fall: int = 0
+    _below: int = 0
+    _shift: int = 0  # added to every pts since the last step
+    _max_pts: int | None = None  # the largest pts handed on (shifted)
+    steps: int = 0  # steps repaired
+    last_step: int = 0  # the last one, in ticks
 
     def feed(self, pts: int, key: bool, item: T, size: int = 0
              ) -> list[tuple[int, int | None, bool, T]]:
@@ -56,10 +77,19 @@ class DecodeTimes(Generic[T]):
         (bytes) bounds what the first GOP's probe holds."""
         out: list[tuple[int, int | None, bool, T]] = []
         last, self._last_pts = self._last_pts, pts
-        if (self.max_jump is not None and last is not None
-                and abs(pts - last) > self.max_jump):
-            out = self.flush()  # the probe of the old timeline, if it was still probing
-            self.depth, self._heap, self._seen = None, [], 0
+        if last is not None:
+            d = pts - last
+            if self.max_jump is not None and abs(d) > self.max_jump:
+                out = self.flush()  # the probe of the old timeline, if it was still probing
+                self.depth, self._heap, self._seen, self._max_pts = None, [], 0, None
+            elif (self._step is not None and self._max_pts is not None and self.depth is not None
+                  and (d > self._rise + 3 * self._step or d < self._fall - 2 * self._step)):
+                self._shift = self._max_pts + self._step + self._below - pts
+                self.steps += 1
+                self.last_step = d
+        pts += self._shift
+        if self._max_pts is None or pts > self._max_pts:
+            self._max_pts = pts
         return out + self._feed(pts, key, item, size)
 
     def _feed(self, pts: int, key: bool, item: T, size: int
@@ -90,6 +120,12 @@ class DecodeTimes(Generic[T]):
         ordered = sorted(set(pts))
         gaps = [b - a for a, b in zip(ordered, ordered[1:], strict=False)]
         self._first, self._step = ordered[0], (min(gaps) if gaps else None)
+        deltas = [b - a for a, b in zip(pts, pts[1:], strict=False)]
+        self._rise, self._fall = max(deltas, default=0), min(deltas, default=0)
+        top, self._below = pts[0], 0
+        for p in pts:
+            top = max(top, p)
+            self._below = max(self._below, top - p)
         return probed
 
     def _assign(self, pts: int, key: bool, item: T) -> list[tuple[int, int | None, bool, T]]:

@@ -197,6 +197,7 @@ class Reading:
         self.last_unit = self.last_data  # when a recv() last completed a frame (progress)
         self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
+        self.steps = 0  # RTP timestamp steps repaired (nvr.ingest.decode_times), counted so far
 
     def step(self) -> None:
         """One recv() (the socket is readable: it does not block) and all it completes."""
@@ -219,6 +220,17 @@ class Reading:
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
             self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
                                        len(au.data)))
+        if self.times.steps != self.steps:
+            self._stepped()
+
+    def _stepped(self) -> None:
+        """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""
+        times = self.times
+        self.ctx.stats.timestamp_steps += times.steps - self.steps
+        self.steps = times.steps
+        _log.info("timestamp_step", camera=self.ctx.camera_id,
+                  step_ms=round(times.last_step * 1000 / self.track.clock_rate),
+                  action="the timeline after it follows on from the one before")
 
     def _no_keyframe_yet(self) -> None:
         now = time.monotonic()
@@ -233,8 +245,8 @@ class Reading:
         """How long this camera's bytes may gather in its socket before the next read: the
         socket is drained, so one wake-up and one recv() take several frames, not one RTP
         packet as it lands (docs/design.md, "Ingest hot path"). While somebody watches live, a
-        shorter wait keeps the picture prompt. Until the first frame is written, no wait: its
-        arrival is the session's wall-clock anchor. At a high bit rate the wait shrinks, so
+        shorter wait keeps the picture prompt. Until the first frame is written, no wait (the
+        recorder is recording from then on). At a high bit rate the wait shrinks, so
         that one wait never gathers more than PACE_BYTES."""
         if self.got >= RECV_BYTES or not self.started:
             return 0.0

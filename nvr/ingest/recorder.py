@@ -73,7 +73,8 @@ class CameraRecorder:
         self.backoff = backoff or Backoff()
         self.io_timeout_s = io_timeout_s
         self.writer = SegmentWriter(
-            camera.id, storage_root, storage.segment_seconds, self._segment_closed
+            camera.id, storage_root, storage.segment_seconds, self._segment_closed,
+            mono_us=self.clock.mono_us,
         )
         self.writer.last_end_us = last_end_us
         # The RTSP client in use (camera.reader `auto` starts with the own, nvr.ingest.rtsp)
@@ -142,6 +143,7 @@ class CameraRecorder:
         if self.state != "recording":
             fps, bps = 0.0, 0
         end = self.writer.last_end_us
+        delay = self.writer.anchor_delay_us
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
             "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
@@ -149,6 +151,10 @@ class CameraRecorder:
             "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
             "last_error_at": (None if self.last_error_us is None
                               else timeutil.to_iso(self.last_error_us)),
+            # How long after its stamp the latest frame arrived (docs/time.md, "The anchor").
+            "timestamp_steps": self.stats.timestamp_steps,
+            "anchor_delay_s": None if delay is None or self.state != "recording"
+            else round(delay / 1e6, 3),
         }
 
     async def _consume(self) -> None:
@@ -183,6 +189,13 @@ class CameraRecorder:
             self._slots.release()
 
     def _segment_closed(self, seg: NewSegment) -> None:
+        # The gap before a session ends where its first segment starts, which is known only
+        # now: the anchor may fall while the segment is written (docs/time.md).
+        if self._pending_gap is not None:
+            gap_start, reason, detail = self._pending_gap
+            self._pending_gap = None
+            self._post("gap", (self.camera.id, gap_start, seg.start_us, reason, detail),
+                       droppable=False)
         self._post("segment", seg, droppable=False)
 
     def _set_state(self, state: str, reason: str = "") -> None:
@@ -240,10 +253,6 @@ class CameraRecorder:
     def _on_started(self, start_us: int) -> None:
         self._set_state("recording")
         self._recorded_any = True
-        if self._pending_gap is not None:
-            gap_start, reason, detail = self._pending_gap
-            self._pending_gap = None
-            self._post("gap", (self.camera.id, gap_start, start_us, reason, detail), droppable=False)
 
     def _resolve(self, force: bool) -> str:
         assert self._loop is not None

@@ -130,24 +130,54 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack | None:
     return None
 
 
-def _resolve(base: str, session_control: str, control: str) -> str:
-    if not control or control == "*":
-        control = session_control
+def request_base(content_base: str, content_location: str, request_url: str) -> str:
+    """The base that an SDP's relative control URLs resolve against (RFC 2326 C.1.1):
+    Content-Base, else Content-Location, else the request URL. A base without a scheme (seen
+    from real cameras: `Content-Base: 192.168.1.10:554/stream0/`) is taken as rtsp://, so that
+    every request goes out with an absolute URI (RFC 2326 §6.1)."""
+    for base in (content_base.strip(), content_location.strip(), request_url):
+        if base:
+            return base if _ABSOLUTE.match(base) else "rtsp://" + base.lstrip("/")
+    return request_url
+
+
+_ABSOLUTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+
+
+def resolve_control(base: str, control: str) -> str:
+    """A control attribute's URL, absolute: `*` or nothing is the base itself; an absolute
+    URL is taken as it is; a path from the root (`/x`) replaces the base's path; anything else
+    is appended to the base as one more path segment, as cameras mean it and FFmpeg's and
+    retina's readers do (a strict RFC 1808 join would drop the base's last segment when the
+    base lacks a trailing slash: `rtsp://h/stream0` + `trackID=1`, which cameras answer 404)."""
+    control = control.strip()
     if not control or control == "*":
         return base
-    if re.match(r"^rtsps?://", control, re.I):
+    if _ABSOLUTE.match(control):
         return control
-    return base.rstrip("/") + "/" + control.lstrip("/")
+    if control.startswith("/"):
+        u = urlsplit(base)
+        return urlunsplit((u.scheme, u.netloc, control, "", ""))
+    return base.rstrip("/") + "/" + control
+
+
+def _resolve(base: str, session_control: str, control: str) -> str:
+    """A media's control URL: its own, else the session's, resolved against the base."""
+    if not control.strip() or control.strip() == "*":
+        return resolve_control(base, session_control)
+    # A relative media control is relative to the base, not to the session's control.
+    return resolve_control(base, control)
 
 
 def _aggregate(sdp: str, base: str) -> str:
-    """The URL that PLAY (and keep-alives) address: the SDP's session-level control, or base."""
+    """The aggregate control URL, which PLAY, keep-alives and TEARDOWN address: the SDP's
+    session-level control resolved against the base, or the base itself."""
     for line in sdp.splitlines():
         line = line.strip()
         if line.startswith("m="):
             break
         if line.startswith("a=control:"):
-            return _resolve(base, "", line[10:])
+            return resolve_control(base, line[10:])
     return base.rstrip("/") if base else base
 
 
@@ -267,7 +297,8 @@ class RtspSession:
             self.keepalive_method = "GET_PARAMETER"
         reply = self.request("DESCRIBE", self.url, {"Accept": "application/sdp"})
         self._check(reply, "DESCRIBE")
-        base = reply.header("content-base") or reply.header("content-location") or self.url
+        base = request_base(reply.header("content-base"), reply.header("content-location"),
+                            self.url)
         self.play_url = _aggregate(reply.body.decode("utf-8", "replace"), base)
         sdp = reply.body.decode("utf-8", "replace")
         track = parse_sdp(sdp, base)
@@ -465,7 +496,7 @@ class RtspSession:
             if self.session:
                 sock.settimeout(0.5)
                 self.sock = sock
-                self._send("TEARDOWN", self.url, {})
+                self._send("TEARDOWN", self.play_url, {})  # the aggregate control URL
                 self.sock = None
         except OSError:
             pass

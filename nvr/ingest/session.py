@@ -66,6 +66,7 @@ class Stats:
 
     frames: int = 0
     bytes: int = 0
+    timestamp_steps: int = 0  # RTP clock steps the own reader repaired (nvr.ingest.decode_times)
     # (arrival µs, size, decode time µs on the camera's clock or None), newest last.
     _window: deque[tuple[int, int, int | None]] = field(default_factory=lambda: deque(maxlen=512))
     _lock: Lock = field(default_factory=Lock)
@@ -137,8 +138,8 @@ def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
         "timeout": str(int(io_timeout_s * 1_000_000)),  # µs; FFmpeg's, not PyAV's GIL callback
         "allowed_media_types": "video",
         # The SDP already names the codec and its parameter sets. FFmpeg's default 5 s probe
-        # buffers ~2 s of packets that then arrive in one burst, which would put the session's
-        # wall anchor ~2 s late; 0.2 s keeps the anchor within ~0.2 s (docs/time.md).
+        # buffers ~2 s of packets that then arrive in one burst; the anchor is not misled by a
+        # burst (docs/time.md), but a shorter one costs less memory and start-up time.
         "analyzeduration": "200000",
     }
     try:
@@ -261,7 +262,7 @@ def _read(
     def handle(op: OutPacket[av.Packet]) -> None:
         nonlocal started, first
         if not started or op.discontinuity:
-            # One wall anchor a session, advanced by the monotonic clock: a step of the box's
+            # One wall/monotonic pairing a session, for every arrival: a step of the box's
             # clock mid-session cannot reorder segments (docs/time.md).
             start = ctx.writer.start_session(video, wall0 + (op.arrival_mono_us - mono0))
             first = (start, op.dts)

@@ -10,9 +10,12 @@ Lifecycle of a segment file (the invariants recovery relies on):
   3. closed: last fragment and mfra → fsync file → fsync folder → THEN `on_closed(NewSegment)`
      (the row), whose sha256 is that of every byte written, hashed as it was written.
 
-Time (docs/time.md): a session has one wall-time anchor (the arrival of its first keyframe);
-every segment of the session starts at anchor + media time since the session's first dts, so
-segment N ends exactly where N+1 starts and no frame is dropped or doubled at a cut.
+Time (docs/time.md): a session has one wall-clock anchor (nvr.ingest.anchor), re-estimated
+with every frame so that no frame is stamped later than it arrived. A segment's times are
+fixed when it closes: segment N ends at the anchor + the media time of N+1's first frame, and
+N+1 starts exactly there, so no frame is dropped or doubled at a cut. The first segment of a
+session also gets its start then (the anchor may have fallen since it opened: a burst of
+buffered video), and its file is renamed to match.
 
 Runs on the camera's thread (or the read loop's); nothing here touches the event loop.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -30,8 +34,10 @@ import av
 import av.stream
 
 from nvr import log, timeutil
+from nvr.ingest.anchor import WallAnchor
 from nvr.ingest.timestamps import OutPacket
 from nvr.storage import fmp4, fsutil, init_segment
+from nvr.storage import param_sets as ps
 from nvr.storage.index import NewSegment
 
 _PARAM_NALS = {"h264": frozenset({7, 8}), "hevc": frozenset({32, 33, 34})}
@@ -40,6 +46,10 @@ _PARAM_NALS = {"h264": frozenset({7, 8}), "hevc": frozenset({32, 33, 34})}
 # crash: its fragments are also cut at these (a fragment may then start on a non-keyframe).
 FRAGMENT_MAX_S = 10.0
 FRAGMENT_MAX_BYTES = 16 * 1024 * 1024
+# While a burst of buffered video is still arriving (nvr.ingest.anchor), a segment is not
+# closed, since its end would be stamped from an anchor that is still falling; but for at most
+# this long past its length.
+BURST_HOLD_MAX_S = 60.0
 _IOV_MAX = 1024  # buffers one writev() takes (Linux UIO_MAXIOV)
 
 _log = log.get("nvr.storage.segment_writer")
@@ -48,8 +58,8 @@ _log = log.get("nvr.storage.segment_writer")
 def param_sets(data: bytes | bytearray, codec: str, *,
                length_prefixed: bool = False) -> tuple[bytes, ...]:
     """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B (or
-    length-prefixed) packet, each once, in order of appearance. A change of these means a new
-    segment."""
+    length-prefixed) packet, each once, in order of appearance, without trailing zero bytes
+    (nvr.storage.param_sets)."""
     wanted = _PARAM_NALS.get(codec)
     if wanted is None:
         return ()
@@ -60,8 +70,8 @@ def param_sets(data: bytes | bytearray, codec: str, *,
             n = int.from_bytes(data[i:i + 4], "big")
             b = data[i + 4]
             if ((b & 0x1F) if codec == "h264" else (b >> 1) & 0x3F) in wanted:
-                nal = bytes(data[i + 4:i + 4 + n])
-                if nal not in found:
+                nal = bytes(data[i + 4:i + 4 + n]).rstrip(b"\x00")
+                if nal and nal not in found:
                     found.append(nal)
             i += 4 + n
         return tuple(found)
@@ -96,6 +106,7 @@ class _Open:
     fd: int  # ours (O_EXCL, 0600)
     start_us: int
     first_dts: int
+    first_of_session: bool  # its start is the anchor's at close (else the last segment's end)
     params: tuple[bytes, ...]
     init: init_segment.InitSegment
     hasher: hashlib._Hash
@@ -123,11 +134,14 @@ class SegmentWriter:
         on_closed: Callable[[NewSegment], None],
         *,
         first_segment_fraction: float | None = None,
+        mono_us: Callable[[], int] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.folder = storage_root / "segments" / camera_id
         self.segment_seconds = segment_seconds
         self.on_closed = on_closed
+        # The clock of the packets' arrival_mono_us (the session's WallClock.mono_us).
+        self._mono_us = mono_us or (lambda: time.monotonic_ns() // 1000)
         frac = stagger_fraction(camera_id) if first_segment_fraction is None else first_segment_fraction
         # Only the recorder's first segment is shortened; after that every camera keeps its phase.
         self._target_s = segment_seconds * (0.5 + 0.5 * frac)
@@ -138,30 +152,43 @@ class SegmentWriter:
         # ftyp+moov by parameter sets, for this session (a camera that alternates between two
         # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
-        self._anchor_us = 0
-        self._anchor_dts: int | None = None
+        # The decoder's parameter sets as of the last keyframe: the SDP's, each replaced by
+        # the in-band set of the same id (nvr.storage.param_sets).
+        self._known: tuple[bytes, ...] = ()
+        self._anchor: WallAnchor | None = None  # None until the session's first frame
+        self._session_wall_us = 0  # start_session's anchor_us: the wall/monotonic pairing
+        self._anchor_dts = 0  # media time 0 of the session
         self._tb = Fraction(1, 90000)
+        self._us_num, self._us_den = 1_000_000, 90000  # µs a tick, as an integer fraction
         self.last_end_us: int | None = None
 
     # -- session -------------------------------------------------------------------------------
     def start_session(self, template: av.stream.Stream, anchor_us: int, *,
                       length_prefixed: bool = False) -> int:
-        """A new input (or a timestamp discontinuity): the next keyframe starts a segment at
-        `anchor_us`, clamped so that it never starts before the previous segment ended.
+        """A new input (or a timestamp discontinuity): a fresh wall-clock anchor. `anchor_us` is
+        the wall time at which the next packet written arrived (with its arrival_mono_us, the
+        session's pairing of wall and monotonic time); the session's first segment starts at
+        the anchor's estimate when it closes, and never before the previous segment ended.
+        Returns `anchor_us` clamped so (the start as far as is known now).
         `length_prefixed`: the session's H.264/H.265 frames come with each NAL unit behind its
         4-byte length (the own reader's), not in Annex-B (FFmpeg's reader's): stored as they
         are."""
         self.close_segment()
+        self._session_wall_us = anchor_us
+        self._anchor = None
         if self.last_end_us is not None:
             anchor_us = max(anchor_us, self.last_end_us)
         if template is not self._template:
             self._inits = {}
+            codec = str(template.codec_context.name)
+            self._known = ps.merge((), param_sets(template.codec_context.extradata or b"",
+                                                  codec), codec)
         self._template = template
         self._codec_name = str(template.codec_context.name)
         self._length_prefixed = length_prefixed and self._codec_name in _PARAM_NALS
         self._tb = Fraction(template.time_base or Fraction(1, 90000))
-        self._anchor_us = anchor_us
-        self._anchor_dts = None
+        self._us_num = self._tb.numerator * 1_000_000
+        self._us_den = self._tb.denominator
         return anchor_us
 
     def end_session(self) -> NewSegment | None:
@@ -171,10 +198,20 @@ class SegmentWriter:
         finally:
             self._template = None
             self._inits = {}
+            self._known = ()
+
+    def _media_us(self, dts: int) -> int:
+        return (dts - self._anchor_dts) * self._us_num // self._us_den
 
     def _us(self, dts: int) -> int:
-        assert self._anchor_dts is not None
-        return self._anchor_us + int((dts - self._anchor_dts) * self._tb * 1_000_000)
+        """The wall time of a dts, by the anchor as it is now."""
+        assert self._anchor is not None
+        return self._anchor.wall_us(self._media_us(dts))
+
+    @property
+    def anchor_delay_us(self) -> int | None:
+        """How long after its stamp the latest frame arrived (None outside a session)."""
+        return None if self._anchor is None else self._anchor.delay_us
 
     # -- packets -------------------------------------------------------------------------------
     def write(self, op: OutPacket[av.Packet] | OutPacket[bytes]) -> None:
@@ -184,22 +221,37 @@ class SegmentWriter:
             raise RuntimeError("write() outside a session: call start_session() first")
         data = _payload_bytes(op.payloads, self._length_prefixed)
         if op.key:
-            params = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
-        if seg is None:
+            inband = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
+            if inband:  # replaces the same ids; a partial set removes nothing
+                self._known = ps.merge(self._known, inband, self._codec)
+            params = self._known
+        anchor = self._anchor
+        if anchor is None:
             if not op.key:
                 return  # the timestamp repairer starts sessions on a keyframe; be safe anyway
-            if self._anchor_dts is None:
-                self._anchor_dts = op.dts
-            seg = self._begin(op.dts, params, data)
+            self._anchor_dts = op.dts
+            anchor = self._anchor = WallAnchor(self._session_wall_us - op.arrival_mono_us)
+        anchor.frame((op.dts - self._anchor_dts) * self._us_num // self._us_den,
+                     op.arrival_mono_us)
+        if seg is None:
+            if not op.key:
+                return
+            start = self._us(op.dts)
+            if self.last_end_us is not None:  # never before the last segment ended
+                start = max(start, self.last_end_us)
+            seg = self._begin(op.dts, params, data, start, first_of_session=True)
         elif op.key:
-            elapsed_s = float((op.dts - seg.first_dts) * self._tb)
-            changed = bool(params) and bool(seg.params) and params != seg.params
-            if elapsed_s >= self._target_s or changed:
+            elapsed_s = (op.dts - seg.first_dts) * self._us_num // self._us_den / 1e6
+            changed = params != seg.params
+            due = elapsed_s >= self._target_s and (
+                anchor.settled() or elapsed_s >= self._target_s + BURST_HOLD_MAX_S)
+            if due or changed:
                 if changed:
                     _log.info("codec_parameters_changed", camera=self.camera_id)
                 self._target_s = self.segment_seconds
-                self._finish(seg, self._us(op.dts))
-                seg = self._begin(op.dts, params or seg.params, data)
+                closed = self._finish(seg, self._us(op.dts))
+                start = closed.end_us if closed is not None else self._us(op.dts)
+                seg = self._begin(op.dts, params, data, start, first_of_session=False)
         self._add(seg, op, data)
 
     def _add(self, seg: _Open, op: OutPacket[av.Packet] | OutPacket[bytes],
@@ -243,12 +295,9 @@ class SegmentWriter:
         init = self._inits.get(params)
         if init is None:
             assert self._template is not None
-            extradata = self._template.codec_context.extradata or b""
-            override = None
-            if params and params != param_sets(extradata, self._codec):
-                # In-band SPS/PPS differ from the SDP's (or the SDP had none): the moov must
-                # describe what the packets really are.
-                override = b"".join(b"\x00\x00\x00\x01" + p for p in params)
+            # The moov describes the sets the frames decode with, each once. Incomplete sets
+            # (no SPS anywhere yet): the stream's own extradata, the best there is.
+            override = ps.annexb(params) if ps.complete(params, self._codec) else None
             key = fmp4.annexb(first_key) if self._length_prefixed else bytes(first_key)
             init = init_segment.build(self._template, self._codec, override, key, self._tb)
             if len(self._inits) >= 4:
@@ -256,14 +305,14 @@ class SegmentWriter:
             self._inits[params] = init
         return init
 
-    def _begin(self, first_dts: int, params: tuple[bytes, ...],
-               first_key: bytes | bytearray) -> _Open:
+    def _begin(self, first_dts: int, params: tuple[bytes, ...], first_key: bytes | bytearray,
+               start_us: int, *, first_of_session: bool) -> _Open:
         init = self._init_for(params, first_key)
-        start_us = self._us(first_dts)
         fsutil.make_private_dir(self.folder)
         path = self.folder / timeutil.segment_name(start_us)
         fd = fsutil.create_exclusive(path)
-        seg = _Open(path, fd, start_us, first_dts, params, init, hashlib.sha256(),
+        seg = _Open(path, fd, start_us, first_dts, first_of_session, params, init,
+                    hashlib.sha256(),
                     same_clock=init.timescale * self._tb == 1)
         try:
             self._write(seg, [init.data])
@@ -323,8 +372,10 @@ class SegmentWriter:
         return self._finish(seg, None)
 
     def _finish(self, seg: _Open, end_us: int | None) -> NewSegment | None:
-        """Close `seg`: its end is `end_us` (the next segment's start, at a rotation) or, if
-        None, its start + the media duration written."""
+        """Close `seg`: its end is `end_us` (the wall time of the next segment's first frame,
+        at a rotation) or, if None, that of the end of its last frame, but never after now
+        (the last frame's duration is a guess, and it may have arrived a moment ago). The
+        first segment of a session gets its start now, from the anchor as it is now."""
         self._open = None
         try:
             if len(seg.fragment):
@@ -341,8 +392,11 @@ class SegmentWriter:
         if seg.frames == 0:
             seg.path.unlink(missing_ok=True)
             return None
+        assert self._anchor is not None
         if end_us is None:
-            end_us = self._us(seg.end_dts)
+            end_us = min(self._us(seg.end_dts), self._mono_us() + self._anchor.wall_minus_mono)
+        if seg.first_of_session:
+            self._restamp(seg)
         fsutil.fsync_dir(self.folder)
         assert self._template is not None
         new = NewSegment(
@@ -358,6 +412,24 @@ class SegmentWriter:
         )
         self.on_closed(new)
         return new
+
+
+    def _restamp(self, seg: _Open) -> None:
+        """The session's first segment: its start by the anchor now, which has seen more
+        frames than when the file was named (after a burst, seconds earlier); the file is
+        renamed to match (before the folder's fsync and the row)."""
+        # Never later than named: the name was the first frame's arrival (or the floor), and
+        # the anchor may have risen a little since (drift), not the frame's arrival.
+        start = min(self._us(seg.first_dts), seg.start_us)
+        if self.last_end_us is not None:  # (not yet this segment's: it is being closed)
+            start = max(start, self.last_end_us)
+        if start == seg.start_us:
+            return
+        path = self.folder / timeutil.segment_name(start)
+        if path.exists():  # (never seen: names follow starts, which only rise)
+            return
+        os.rename(seg.path, path)
+        seg.path, seg.start_us = path, start
 
 
 def _rescale(value: int, tb: Fraction, ticks: int) -> int:

@@ -109,9 +109,12 @@ def test_b_frame_cameras_record_cleanly_across_outage_and_sigkill(
                 assert errors == "", f"{cid} {s['path']}: ffmpeg says:\n{errors}"
                 # every packet decodes to a picture: no frame was dropped before the decoder
                 assert decoded_frames(s["path"]) == s["frames"], s
-                # no frame missing inside a segment: frames fill its whole duration
+                # no frame missing inside a segment: frames fill its whole duration (to a
+                # frame, and what the wall-clock anchor moved meanwhile: it falls when a frame
+                # arrives sooner after capture than all before, e.g. once a loaded machine
+                # catches up; docs/time.md, "The anchor")
                 seconds = (iso_us(s["end"]) - iso_us(s["start"])) / 1e6
-                assert abs(s["frames"] - seconds * FPS) <= 1, (s, seconds)
+                assert abs(s["frames"] - seconds * FPS) <= 2, (s, seconds)
             # Sessions start within one keyframe interval (+ reconnect) of the camera/daemon
             # coming back: frames on disk cover everything but the outage, the kill and one
             # GOP per session start.

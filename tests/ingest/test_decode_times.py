@@ -91,3 +91,41 @@ def test_the_sps_depth_wins_over_a_shallow_first_gop_and_a_clock_jump_starts_afr
     new = [d for _, d, _, _ in later if d is not None]
     assert new and max(new) < 0 and new == sorted(new)
     assert all(d <= p for p, d, _, _ in later if d is not None)
+
+
+def test_steps_of_a_relays_clock_mid_gop_keep_every_frame_and_rising_dts() -> None:
+    # A relay re-syncing its RTP clock steps it by +0.5 s, later by -0.8 s, each in the middle
+    # of a GOP of a B-pyramid stream (I0 P4 B2 b1 b3 …, GOP 16 at 15 fps). Through the timestamp
+    # repairer as the own reader sends them: every frame kept, in decode order, dts rising,
+    # no pts shared, none shown before it decodes; the timeline barely moves at each step.
+    from fractions import Fraction
+
+    from nvr.ingest.timestamps import InPacket, TimestampRepair
+
+    pts = []
+    for g in range(12):
+        base = g * 16 * STEP
+        pts.append(base)
+        for m in range(3):
+            pts += [base + (4 * m + k) * STEP for k in (4, 2, 1, 3)]
+        pts += [base + 13 * STEP, base + 14 * STEP, base + 15 * STEP]
+    stepped = [p + (45000 if i >= 40 else 0) - (72000 if i >= 120 else 0)
+               for i, p in enumerate(pts)]
+    dt: DecodeTimes[int] = DecodeTimes(max_jump=900000)
+    repair: TimestampRepair[int] = TimestampRepair(Fraction(1, 90000), STEP)
+    out = []
+    for i, p in enumerate(stepped):
+        for q, d, key, item in dt.feed(p, i % 16 == 0, i):
+            out += repair.feed(InPacket(q, d, key, item))
+    for q, d, key, item in dt.flush():
+        out += repair.feed(InPacket(q, d, key, item))
+    out += repair.flush()
+    assert dt.steps == 2 and dt.last_step < 0
+    assert [o.payloads for o in out] == [[i] for i in range(len(pts))], "every frame, once"
+    ds = [o.dts for o in out]
+    assert ds == sorted(ds) and len(set(ds)) == len(ds)
+    assert all(o.pts >= o.dts for o in out) and len({o.pts for o in out}) == len(out)
+    assert not repair.counts.get("dropped_backwards")
+    # Each step costs at most a few frames of display time, not the 0.5 s or 0.8 s.
+    span = max(o.pts for o in out) - min(o.pts for o in out)
+    assert abs(span - (len(pts) - 1) * STEP) <= 2 * 6 * STEP

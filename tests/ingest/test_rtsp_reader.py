@@ -205,3 +205,49 @@ def test_refusals_are_told_apart(status: bytes, headers: bytes, kind: str) -> No
     with pytest.raises(RtspError) as e:
         RtspSession(f"rtsp://u:p@127.0.0.1:{port}/x", 3.0).open()
     assert e.value.kind == kind, e.value
+
+
+@pytest.mark.parametrize(("content_base", "content_location", "want"), [
+    ("rtsp://10.0.0.5/stream0/", "", "rtsp://10.0.0.5/stream0/"),
+    # no scheme (seen from real cameras): still an absolute rtsp:// URL
+    ("192.168.1.10:554/stream0/", "", "rtsp://192.168.1.10:554/stream0/"),
+    ("", "rtsp://10.0.0.5/loc/", "rtsp://10.0.0.5/loc/"),  # Content-Location next
+    ("", "", "rtsp://cam.example/live"),  # then the request URL
+])
+def test_the_base_is_content_base_then_content_location_then_the_request_url(
+        content_base: str, content_location: str, want: str) -> None:
+    from nvr.ingest.rtsp import request_base
+
+    assert request_base(content_base, content_location, "rtsp://cam.example/live") == want
+
+
+@pytest.mark.parametrize(("base", "control", "want"), [
+    ("rtsp://h:554/stream0/", "trackID=1", "rtsp://h:554/stream0/trackID=1"),
+    ("rtsp://h:554/stream0", "trackID=1", "rtsp://h:554/stream0/trackID=1"),
+    ("rtsp://h/stream0/", "*", "rtsp://h/stream0/"),
+    ("rtsp://h/stream0/", "", "rtsp://h/stream0/"),
+    ("rtsp://h/stream0/", "rtsp://other:8554/x?ch=1&track=2", "rtsp://other:8554/x?ch=1&track=2"),
+    ("rtsp://h:554/stream0/", "/media/video1", "rtsp://h:554/media/video1"),
+])
+def test_control_urls_resolve_to_absolute_urls(base: str, control: str, want: str) -> None:
+    from nvr.ingest.rtsp import resolve_control
+
+    assert resolve_control(base, control) == want
+
+
+def test_every_request_uri_is_absolute_with_a_content_base_without_scheme() -> None:
+    # A real TCP server (tests/ingest/rtsp_relay.py) answering as such a camera does.
+    from nvr.ingest.rtsp import VideoTrack
+    from tests.ingest.rtsp_relay import Relay
+
+    track = VideoTrack("h264", 90000, 96, "", (b"\x67\x42\xc0\x1e\xd9", b"\x68\xce\x3c\x80"))
+    with Relay(content_base="127.0.0.1:{port}/stream0/", track=track) as relay:
+        s = RtspSession(relay.url(), 3.0)
+        s.open()
+        s.close()
+        assert relay.closed.wait(5)
+        base = f"rtsp://127.0.0.1:{relay.port}/stream0/"
+        assert relay.requests == [
+            f"OPTIONS {relay.url()}", f"DESCRIBE {relay.url()}", f"SETUP {base}trackID=1",
+            f"PLAY {base}", f"TEARDOWN {base}",  # the aggregate control URL, not the URL given
+        ]

@@ -69,7 +69,10 @@ def _packets(container: av.container.InputContainer,
     repair: TimestampRepair[av.Packet] = TimestampRepair(tb, int(1 / (tb * 15)))
     for p in container.demux(v):
         if p.size:
-            yield from repair.feed(InPacket(p.pts + offset, p.dts + offset, p.is_keyframe, p))
+            # Arriving in real time, as from a camera (the writer's anchor: docs/time.md).
+            arrival = int((p.dts + offset) * tb * 1_000_000)
+            yield from repair.feed(InPacket(p.pts + offset, p.dts + offset, p.is_keyframe, p,
+                                            arrival))
     yield from repair.flush()
 
 

@@ -44,7 +44,10 @@ def _packets(
     for p in container.demux(v):
         if p.size == 0:
             continue
-        yield from repair.feed(InPacket(p.pts + dts_offset, p.dts + dts_offset, p.is_keyframe, p))
+        # Arriving in real time, as from a camera (the writer's anchor: docs/time.md).
+        arrival = int((p.dts + dts_offset) * tb * 1_000_000)
+        yield from repair.feed(InPacket(p.pts + dts_offset, p.dts + dts_offset, p.is_keyframe, p,
+                                        arrival))
     yield from repair.flush()
 
 
@@ -94,3 +97,64 @@ def test_param_sets_finds_sps_pps_once() -> None:
         + b"\x00\x00\x01\x67\xaa\xbb" + b"\x00\x00\x01\x65\x01\x02"
     assert param_sets(data, "h264") == (b"\x67\xaa\xbb", b"\x68\xcc")
     assert param_sets(data, "vp8") == ()
+
+
+def test_a_burst_of_buffered_video_is_stamped_in_the_past_not_the_future(
+        tmp_path: Path) -> None:
+    # A relay sends 8 s of buffered video within 0.5 s when the reader connects, then real
+    # time (50 ms late). Rows must never end after the moment they are written, and the
+    # footage is stamped when it was captured.
+    from nvr.timeutil import segment_name
+
+    closed: list[NewSegment] = []
+    written_at: list[int] = []
+    now = [0]
+
+    def on_closed(seg: NewSegment) -> None:
+        closed.append(seg)
+        written_at.append(now[0])
+
+    # (the writer's clock, for the end of the last segment: the moment the last frame arrived)
+    w = SegmentWriter("desk", tmp_path, 2.0, on_closed, first_segment_fraction=1.0,
+                      mono_us=lambda: now[0] - T0)
+    frame_us, buffered = 10**6 // 15, 120
+    connect = T0 + buffered * frame_us + 50_000
+    with av.open(io.BytesIO(_encode(64, 48, 180))) as c:
+        v = c.streams.video[0]
+        tb = Fraction(v.time_base)
+        repair: TimestampRepair[av.Packet] = TimestampRepair(tb, int(1 / (tb * 15)))
+        ops = []
+        for i, p in enumerate(x for x in c.demux(v) if x.size):
+            arrival = (connect + i * 500_000 // buffered if i < buffered
+                       else T0 + i * frame_us + 50_000)
+            ops += repair.feed(InPacket(p.pts, p.dts, p.is_keyframe, p, arrival - T0))
+        ops += repair.flush()
+        w.start_session(v, ops[0].arrival_mono_us + T0)
+        for op in ops:
+            now[0] = op.arrival_mono_us + T0
+            w.write(op)
+        w.end_session()
+    # The next session (a reconnect 1 s later, no burst) starts when its first frame arrived:
+    # nothing of the last session's anchor carries over, nor a future end to clamp to.
+    assert closed[-1].end_us <= now[0]
+    session1 = len(closed)
+    again = T0 + 180 * frame_us + 1_000_000
+    with av.open(io.BytesIO(_encode(64, 48, 30))) as c:
+        w.start_session(c.streams.video[0], again)
+        for op in _packets(c):
+            now[0] = again + op.arrival_mono_us
+            w.write(op)
+        w.end_session()
+    assert closed[session1].start_us == again
+    closed, written_at = closed[:session1], written_at[:session1]
+    assert sum(s.frames for s in closed) == 180
+    first_frame = 0
+    for seg, at in zip(closed, written_at, strict=True):
+        assert seg.end_us <= at, f"a row ends {(seg.end_us - at) / 1e6:.3f} s after it was written"
+        capture = T0 + first_frame * frame_us
+        assert abs(seg.start_us - capture) <= 100_000, (first_frame, seg.start_us - capture)
+        assert Path(seg.path).name == segment_name(seg.start_us) and Path(seg.path).exists()
+        first_frame += seg.frames
+    for a, b in zip(closed, closed[1:], strict=False):
+        assert a.end_us == b.start_us
+    assert closed[0].frames >= buffered, "the burst is not cut while the anchor still falls"

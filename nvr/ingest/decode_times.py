@@ -19,7 +19,7 @@ A jump of the camera's clock (more than `max_jump` ticks either way) starts afre
 the old timeline would otherwise hand out dts from before the jump.
 
 A *step* is smaller: relays that re-sync their RTP clock step it by about +0.5 s or -0.8 s in
-the middle of a GOP (/work/shared/design/MEDIA-FACTS.md). Unrepaired, a backward step gives
+the middle of a GOP (docs/time.md, "Discontinuities, steps and gaps"). Unrepaired, a backward step gives
 dts that go backwards (the repairer drops those frames, references included, until the
 timeline has caught up) and a forward one a frozen picture. A step is a pts change between
 consecutive frames outside what the first GOP showed (its largest rise by 3 frames, its largest

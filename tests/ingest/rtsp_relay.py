@@ -1,5 +1,5 @@
 """A small RTSP server for tests that behaves as relays and proxies in front of cameras do
-(/work/shared/design/MEDIA-FACTS.md, "RTSP servers other than GStreamer's"):
+(docs/time.md, "The anchor" and "Discontinuities, steps and gaps"):
 
 - it reads a real camera (the GStreamer test camera) and keeps every RTP packet it got;
 - a client that connects gets all of them at once, interleaved over TCP (seconds of video

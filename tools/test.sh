@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 tools/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
-# Test files run side by side in NVR_TEST_WORKERS processes (default 3 on any machine: most
+# Test files run side by side in NVR_TEST_WORKERS processes (default 2, one a core: most
 # of the suite waits on real cameras in real time, not on the CPU); a file stays in one process,
 # so its module fixtures (a camera, a daemon) are shared as written. NVR_TEST_WORKERS=0: serial.
-workers="${NVR_TEST_WORKERS:-3}"
+workers="${NVR_TEST_WORKERS:-2}"
 if [ "$workers" = 0 ]; then
   exec .venv/bin/pytest "$@"
 fi

@@ -280,8 +280,9 @@ class CameraConfig(Strict):
     # Parts of the picture burned into every export and still (docs/policy.md, "Privacy
     # masks"); the recorded segments themselves are never re-encoded.
     privacy_masks: list[PrivacyMask] = []
-    # How live views will show the masks. Accepted (CONTRACT.md names it) but live and playback
-    # views are not masked yet: `nvr check-config` warns about it.
+    # How live and playback views show the masks: `overlay` (the default, also when unset) fills
+    # them solid over the picture in the viewing page; `burn` (re-encoding the live stream) is
+    # not built yet, and `nvr check-config` warns about it.
     privacy_masks_live: Literal["overlay", "burn"] | None = None
     # How the camera may be answered when it asks for a password (issue 27): `digest` never
     # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic

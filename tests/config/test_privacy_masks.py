@@ -79,12 +79,17 @@ def test_masks_over_half_the_picture_warn_but_pass(
                    "coordinates (x, y are fractions 0-1), or move the camera"]
 
 
-def test_privacy_masks_live_is_accepted_with_a_warning_that_views_are_not_masked(
+def test_privacy_masks_live_overlay_is_quiet_and_burn_is_warned_as_not_built(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write(tmp_path, MASKED + "    privacy_masks_live: overlay\n")
     rc, err, _ = check(path, capsys)
     assert rc == 0
+    assert not_accounts(err) == []
+    path = write(tmp_path, MASKED + "    privacy_masks_live: burn\n")
+    rc, err, _ = check(path, capsys)
+    assert rc == 0
     assert not_accounts(err) == [f"{path}:{line_of(path, 'privacy_masks_live')}: cameras[0].privacy_masks_live: "
-                   "warning: camera 'front': live and playback views are not masked yet; the "
-                   "masks are burned into exports and stills only"]
+                   "warning: camera 'front': privacy_masks_live: burn is not built yet; live and "
+                   "playback views draw the masks over the picture (overlay), so the browser "
+                   "still receives the whole picture; use overlay or leave the key out"]

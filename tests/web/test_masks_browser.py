@@ -4,18 +4,25 @@ so "one colour there" can only hold if the mask was drawn, and where the picture
 
 from __future__ import annotations
 
+import io
 import os
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import av
 import pytest
 
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder
-from tests.export.masking import MASK
+from tests.export.masking import MASK, planes, uniform_problem
 from tests.support import is_root
 from tests.web.browser import CHROMIUM, artifact, chromium, png_rgb
 from tests.web.test_live_browser import mint, wait_js
+from tests.web.test_playback_browser import iso, us
 
 pytestmark = [
     pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root"),
@@ -126,4 +133,98 @@ def test_playback_tile_has_the_mask_filled_over_the_picture(rec: Recorder, brows
             "the mask drawn")
     check_masked(page, "playback tile")
     page.screenshot(path=str(artifact("masks-playback.png")))
+    page.close()
+
+
+# -- timeline thumbnails (issue 25 item 4) ---------------------------------------------------
+def _open_playback(rec: Recorder, browser: Any) -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+    segs = rec.wait_for_segments("reading", 3, timeout=60)
+    link = mint(rec, "director", "playback", "--camera", "reading", "--start", segs[0]["start"],
+                "--end", segs[1]["end"], "--reason", "check thumbnails")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'open' && state.players.length === 1", 5,
+            "the playback page")
+    return page, link, segs
+
+
+FETCH = """async ([id, cam, t]) => {
+  const r = await fetch(`/api/l/${id}/thumb/${cam}?t=${encodeURIComponent(t)}`, {cache: "no-store"});
+  const b = new Uint8Array(await r.arrayBuffer());
+  return {status: r.status, type: r.headers.get('Content-Type'), cache: r.headers.get('X-Cache'),
+          frame: r.headers.get('X-Frame-Time'), body: Array.from(b)}; }"""
+
+
+def test_thumbnail_is_a_jpeg_with_the_mask_burned_in_and_cached(rec: Recorder,
+                                                                 browser: Any) -> None:
+    page, link, segs = _open_playback(rec, browser)
+    t = segs[0]["end"]  # a moment inside the window (the second segment's first keyframe)
+    first = page.evaluate(FETCH, [link["id"], "reading", t])
+    assert first["status"] == 200 and first["type"] == "image/jpeg", first["status"]
+    data = bytes(first["body"])
+    with av.open(io.BytesIO(data), format="jpeg_pipe") as c:
+        frame = next(c.decode(video=0))
+    assert (frame.width, frame.height) == (240, 136), (frame.width, frame.height)
+    problem = uniform_problem(planes(frame), frame.width, frame.height)
+    assert problem is None, f"the thumbnail's mask region is not one colour: {problem}"
+    # The picture is there too: the bars right of the mask are not one colour.
+    y = planes(frame)[0]
+    assert int(y[40:100, 130:230].max()) - int(y[40:100, 130:230].min()) > 60
+    assert first["cache"] == "miss"
+    again = page.evaluate(FETCH, [link["id"], "reading", t])
+    assert again["cache"] == "hit" and bytes(again["body"]) == data
+    # Hovering the lane shows it in the popup over the timeline.
+    box = page.locator('.lane[data-camera="reading"] .track').bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+    wait_js(page, "!document.getElementById('thumb').hidden && "
+            "document.querySelector('#thumb img').naturalWidth === 240", 5, "the hover thumbnail")
+    page.screenshot(path=str(artifact("masks-thumb-hover.png")))
+    page.close()
+
+
+def test_thumbnail_outside_the_links_cameras_or_window_is_refused(rec: Recorder,
+                                                                 browser: Any) -> None:
+    page, link, segs = _open_playback(rec, browser)
+    after = segs[2]["end"]  # past the window's end (segs[1]'s end)
+    before = "2000-01-01T00:00:00Z"
+    for cam, t, code in (("reading", after, 403), ("reading", before, 403),
+                         ("lobby", segs[0]["end"], 403), ("reading", "yesterday", 400)):
+        got = page.evaluate(FETCH, [link["id"], cam, t])
+        assert got["status"] == code and got["type"] != "image/jpeg", (cam, t, got["status"])
+    live = mint(rec, "director", "live", "--camera", "reading", "--reason", "check")
+    page.goto(live["url"])
+    wait_js(page, "document.body.dataset.state === 'open'", 5, "the live page")
+    got = page.evaluate(FETCH, [live["id"], "reading", segs[0]["end"]])
+    assert got["status"] == 403, got["status"]
+    page.close()
+
+
+def test_many_thumbnails_at_once_some_refused_none_hang(rec: Recorder, browser: Any) -> None:
+    page, link, segs = _open_playback(rec, browser)
+    cookies = {c["name"]: c["value"] for c in browser.cookies()}
+    origin = link["url"].split("/view")[0]
+    start = us(segs[0]["start"])
+    # 24 different moments (no cache hits), all at once, from outside the browser (which
+    # would send only 6 at a time to one server).
+
+    def ask(i: int) -> int:
+        t = iso(start + 500_000 + i * 137_000)
+        req = urllib.request.Request(f"{origin}/api/l/{link['id']}/thumb/reading?t={t}",
+                                     headers={"Cookie": "; ".join(f"{k}={v}" for k, v in
+                                                                  cookies.items())})
+        try:
+            with urllib.request.urlopen(req, timeout=20) as resp:
+                assert resp.headers["Content-Type"] == "image/jpeg"
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(24) as pool:
+        codes = list(pool.map(ask, range(24)))
+    took = time.monotonic() - t0
+    assert set(codes) <= {200, 429}, codes
+    assert codes.count(429) > 0, f"none refused: {codes}"
+    assert codes.count(200) >= 2, f"none made: {codes}"
+    assert took < 15, f"24 requests took {took:.1f}s"
     page.close()

@@ -673,6 +673,7 @@ function timelineInput() {
     jumpTo(t);
   };
   lanes.addEventListener("pointerup", drop);
+  thumbHover(lanes, msAt);
   lanes.addEventListener("pointercancel", () => { state.dragMs = undefined; drawHead(); });
   $("timeline").addEventListener("wheel", (ev) => {
     ev.preventDefault();
@@ -682,6 +683,41 @@ function timelineInput() {
   }, { passive: false });
   $("zoomin").onclick = () => zoom(1 / 2);
   $("zoomout").onclick = () => zoom(2);
+}
+
+// ---- a thumbnail of the recording where the pointer rests on a lane ----------------------
+// The server decodes the keyframe nearest that moment, with the camera's masks burned in
+// (nvr/web/thumbs.py); asked for only once the pointer has rested a moment (debounced), and
+// never while dragging the playhead. A busy server (429) just shows nothing this time.
+function thumbHover(lanes, msAt) {
+  const pop = $("thumb"), img = pop.querySelector("img"), cap = pop.querySelector("figcaption");
+  let timer = 0, want = "";
+  const hide = () => { clearTimeout(timer); want = ""; pop.hidden = true; };
+  img.onload = () => { if (img.dataset.src === want) pop.hidden = false; };
+  img.onerror = hide;
+  lanes.addEventListener("pointermove", (ev) => {
+    clearTimeout(timer);
+    const lane = ev.target.closest && ev.target.closest(".lane");
+    if (state.dragMs !== undefined || !lane || !ev.target.closest(".track")) { hide(); return; }
+    const t = msAt(ev), cam = lane.dataset.camera;
+    const p = state.players.find((x) => x.cam.id === cam);
+    // Only where something was recorded (the green runs): elsewhere there is nothing to show.
+    if (!p || !p.tl.segments.some((s) => s.start_us / 1000 <= t && t < s.end_us / 1000)) { hide(); return; }
+    const box = $("timeline").getBoundingClientRect();
+    const x = Math.min(box.width - 130, Math.max(0, ev.clientX - box.left - 120));
+    timer = setTimeout(() => {
+      const url = `/api/l/${state.link.id}/thumb/${encodeURIComponent(cam)}?t=${encodeURIComponent(new Date(t).toISOString())}`;
+      want = url;
+      pop.style.left = x + "px";
+      pop.style.top = (lane.offsetTop - 4) + "px";
+      cap.textContent = `${p.cam.name} · ${when(t, false)}`;
+      pop.dataset.camera = cam;
+      img.dataset.src = url;
+      img.src = url;
+    }, 150);
+  });
+  lanes.addEventListener("pointerleave", hide);
+  lanes.addEventListener("pointerdown", hide);
 }
 
 async function startPlayback(link) {

@@ -202,15 +202,6 @@ def _mask_warnings(tree: _Tree, cmap: CameraMap) -> list[ConfigProblem]:
                     tree.file, tree.line_of(loc), key_path(loc),
                     f"warning: camera {cam.id!r}: the masks cover {covered:.0%} of the picture; "
                     "check the coordinates (x, y are fractions 0-1), or move the camera"))
-        if cam.privacy_masks_live == "burn":
-            # `overlay` (the default) is what the viewing page does; burning the masks into a
-            # re-encoded live stream is not built.
-            loc = ("cameras", i, "privacy_masks_live")
-            out.append(ConfigProblem(
-                tree.file, tree.line_of(loc), key_path(loc),
-                f"warning: camera {cam.id!r}: privacy_masks_live: burn is not built yet; live "
-                "and playback views draw the masks over the picture (overlay), so the browser "
-                "still receives the whole picture; use overlay or leave the key out"))
     return out
 
 

@@ -38,7 +38,9 @@ SEL = 'video[data-camera="reading"]'
 @pytest.fixture(scope="module")
 def rec() -> Iterator[Recorder]:
     with TestCamera("--pattern", "smpte") as cam:
-        r = Recorder([{**MASKED_CAM, "rtsp": cam.url("h264-noaudio")}],
+        r = Recorder([{**MASKED_CAM, "rtsp": cam.url("h264-noaudio")},
+                      {**MASKED_CAM, "id": "reading-burn", "name": "Reading room (burned)",
+                       "privacy_masks_live": "burn", "rtsp": cam.url("h264-noaudio")}],
                      segment_seconds=2).start()
         try:
             r.wait_for_segments("reading", 2, timeout=60)
@@ -227,4 +229,37 @@ def test_many_thumbnails_at_once_some_refused_none_hang(rec: Recorder, browser: 
     assert codes.count(429) > 0, f"none refused: {codes}"
     assert codes.count(200) >= 2, f"none made: {codes}"
     assert took < 15, f"24 requests took {took:.1f}s"
+    page.close()
+
+
+# -- privacy_masks_live: burn ----------------------------------------------------------------
+# The pixels the browser received (the video drawn into a canvas of its own size: no overlay,
+# no scaling), Y as the mean of R, G, B, over MASK's rectangle inset by 8 px.
+RECEIVED = """(cam) => { const v = document.querySelector(`video[data-camera="${cam}"]`);
+  const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+  const [x0, y0, x1, y1] = [0.25 * c.width + 8, 0.25 * c.height + 8, 0.5 * c.width - 8,
+                            0.75 * c.height - 8].map(Math.round);
+  const d = g.getImageData(x0, y0, x1 - x0, y1 - y0).data;
+  let lo = 255, hi = 0;
+  for (let i = 0; i < d.length; i += 4) { const y = (d[i] + d[i + 1] + d[i + 2]) / 3;
+    lo = Math.min(lo, y); hi = Math.max(hi, y); }
+  return [c.width, c.height, lo, hi]; }"""
+
+
+def test_burn_sends_the_browser_a_picture_with_the_mask_filled(rec: Recorder,
+                                                               browser: Any) -> None:
+    link = mint(rec, "director", "live", "--camera", "reading-burn", "--camera", "reading",
+                "--reason", "check burned masks")
+    page = browser.new_page()
+    page.goto(link["url"])
+    for cam in ("reading-burn", "reading"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 1",
+                15, f"a playing picture from camera {cam}")
+    w, h, lo, hi = page.evaluate(RECEIVED, "reading-burn")
+    assert (w, h) == (640, 360) and hi - lo <= 12 and hi <= 40, \
+        f"burn: what the browser received is not filled under the mask ({lo}..{hi})"
+    # Overlay (the default): the browser receives the whole picture; only the screen is masked.
+    _, _, lo, hi = page.evaluate(RECEIVED, "reading")
+    assert hi - lo > 60, f"overlay: the received picture is one colour under the mask ({lo}..{hi})"
     page.close()

@@ -263,3 +263,32 @@ def test_burn_sends_the_browser_a_picture_with_the_mask_filled(rec: Recorder,
     _, _, lo, hi = page.evaluate(RECEIVED, "reading")
     assert hi - lo > 60, f"overlay: the received picture is one colour under the mask ({lo}..{hi})"
     page.close()
+
+
+def test_at_most_four_burned_live_views_at_once(rec: Recorder, browser: Any) -> None:
+    """Each costs an encoder on the recording box: the fifth offer is refused (429). Offers the
+    page never completes hold their place until the connect deadline, like a real viewer's."""
+    link = mint(rec, "director", "live", "--camera", "reading-burn", "--reason", "check limit")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.querySelector('video[data-camera=\"reading-burn\"]')?.currentTime > 0.5",
+            15, "the page's own burned live view")
+    codes = page.evaluate("""async (id) => {
+      const out = [];
+      for (let i = 0; i < 6; i++) {
+        const pc = new RTCPeerConnection({iceServers: []});
+        pc.addTransceiver('video', {direction: 'recvonly'});
+        await pc.setLocalDescription(await pc.createOffer());
+        const r = await fetch(`/api/l/${id}/live/reading-burn/offer`, {method: 'POST',
+          headers: {'Content-Type': 'application/json'},
+          body: JSON.stringify({sdp: pc.localDescription.sdp})});
+        out.push([r.status, r.status === 200 ? '' : await r.text()]);
+      }
+      return out; }""", link["id"])
+    # The page's own view holds one place; an earlier test's closed page may still hold one
+    # until its peer notices (a few seconds): 1 to 3 more are answered, then refusals only.
+    statuses = [c for c, _ in codes]
+    accepted = statuses.count(200)
+    assert 1 <= accepted <= 3 and statuses == [200] * accepted + [429] * (6 - accepted), codes
+    assert "4 live views with masks burned in are being encoded" in codes[-1][1]
+    page.close()

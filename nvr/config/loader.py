@@ -202,12 +202,6 @@ def _mask_warnings(tree: _Tree, cmap: CameraMap) -> list[ConfigProblem]:
                     tree.file, tree.line_of(loc), key_path(loc),
                     f"warning: camera {cam.id!r}: the masks cover {covered:.0%} of the picture; "
                     "check the coordinates (x, y are fractions 0-1), or move the camera"))
-        if cam.privacy_masks_live is not None:
-            loc = ("cameras", i, "privacy_masks_live")
-            out.append(ConfigProblem(
-                tree.file, tree.line_of(loc), key_path(loc),
-                f"warning: camera {cam.id!r}: live and playback views are not masked yet; "
-                "the masks are burned into exports and stills only"))
     return out
 
 

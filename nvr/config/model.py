@@ -280,8 +280,10 @@ class CameraConfig(Strict):
     # Parts of the picture burned into every export and still (docs/policy.md, "Privacy
     # masks"); the recorded segments themselves are never re-encoded.
     privacy_masks: list[PrivacyMask] = []
-    # How live views will show the masks. Accepted (CONTRACT.md names it) but live and playback
-    # views are not masked yet: `nvr check-config` warns about it.
+    # How live views show the masks: `overlay` (the default, also when unset) fills them solid
+    # over the picture in the viewing page; `burn` also re-encodes the live stream with them
+    # filled (nvr.web.rtc.MaskedTrack), so the browser never receives what is under them.
+    # Playback is always `overlay` (the recorded files are served as they are).
     privacy_masks_live: Literal["overlay", "burn"] | None = None
     # How the camera may be answered when it asks for a password (issue 27): `digest` never
     # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic

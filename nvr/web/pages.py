@@ -33,6 +33,9 @@ async def _json(request: web.Request, model: type[BaseModel]) -> Any:
         raise Refused("bad request: not the JSON this page sends", 400) from None
 
 
+BURN_MAX = 4
+
+
 def add_routes(app: web.Application, srv: WebServer) -> None:
     async def page(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "view.html")
@@ -65,6 +68,10 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
         link, sess = srv.session(request, request.match_info["link"])
         return await srv.events(request, link, sess)
 
+    # Re-encoding live views (privacy_masks_live: burn) at once, for all links: each costs a
+    # decode and a libx264 encode per frame, on the box that records.
+    burning = [0]
+
     async def offer(request: web.Request) -> web.StreamResponse:
         srv.check_origin(request)
         link, sess = srv.session(request, request.match_info["link"])
@@ -86,10 +93,25 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
                 feed.unsupported = unsupported_reason(last.codec, False)
         if feed.unsupported:
             raise Refused(f"no live picture: {feed.unsupported}", 409)
-        give_back = srv.peer_slot(request, link)  # Refused beyond the limits
+        cam = srv.svc.config.camera(camera)
+        burn = list(cam.privacy_masks) if cam and cam.privacy_masks_live == "burn" else []
+        if burn and burning[0] >= BURN_MAX:
+            raise Refused(f"refused: {BURN_MAX} live views with masks burned in are being "
+                          "encoded, the most at once; close another, or try again shortly", 429)
+        peer_back = srv.peer_slot(request, link)  # Refused beyond the limits
+        burning[0] += bool(burn)
+        given = False
+
+        def give_back() -> None:  # once, whichever way the view ends
+            nonlocal given
+            if not given:
+                given = True
+                burning[0] -= bool(burn)
+                peer_back()
+
         viewer = feed.join()
         try:
-            pc, sdp = await rtc.answer(body.sdp, viewer)
+            pc, sdp = await rtc.answer(body.sdp, viewer, burn or None)
         except Exception as exc:
             give_back()
             viewer.close()

@@ -23,12 +23,14 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from nvr.export.remux import segment_layout, segment_window
+from nvr.errors import UsageError
+from nvr.export.remux import NoFootage, segment_layout, segment_window
 from nvr.storage import fmp4
 from nvr.storage.index import Segment
-from nvr.timeutil import to_iso
+from nvr.timeutil import parse_time, to_iso
 from nvr.web.links import Link
 from nvr.web.server import Refused, Session, WebServer
+from nvr.web.thumbs import Busy, Thumbnails
 
 
 def avc_codec(path: str) -> str:
@@ -195,5 +197,40 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
             sess.closers.discard(abort)
         return resp
 
+    thumbs = Thumbnails()
+
+    async def thumb(request: web.Request) -> web.StreamResponse:
+        """GET …/thumb/{camera}?t=ISO: the keyframe nearest t, masked, as a small JPEG."""
+        link, sess, camera = await covered(request)
+        start, end = window(link)
+        try:
+            at = parse_time(request.query.get("t", ""))
+        except UsageError:
+            raise Refused("refused: t must be a time (ISO 8601, e.g. 2026-12-07T14:05:03Z)",
+                          400) from None
+        if not start <= at < end:
+            raise await srv.refuse(request, "refused: that moment is outside this link's time "
+                                   "window", link, camera=camera, at=to_iso(at))
+        seg = next((s for s in await srv.svc.index.segments(camera, at, at + 1)
+                    if s.start_us <= at < s.end_us), None)
+        if seg is None:
+            raise Refused("nothing was recorded at that moment", 404)
+        cam = srv.svc.config.camera(camera)
+        try:
+            found, cached = await thumbs.get(camera, seg, at, start, end,
+                                             cam.privacy_masks if cam else [])
+        except Busy as e:
+            raise Refused(str(e), 429) from None
+        except NoFootage as e:
+            raise Refused(str(e), 404) from None
+        if camera not in sess.cameras_seen:
+            sess.cameras_seen.add(camera)
+            await srv.audit(link, "view_connect", remote=request.remote, camera=camera,
+                            stream="thumbnail")
+        return web.Response(body=found.jpeg, headers={
+            "Content-Type": "image/jpeg", "X-Frame-Time": to_iso(found.frame_us),
+            "X-Cache": "hit" if cached else "miss", "Cache-Control": "private, max-age=60"})
+
+    app.router.add_get("/api/l/{link}/thumb/{camera}", thumb)
     app.router.add_get("/api/l/{link}/timeline/{camera}", timeline)
     app.router.add_get("/api/l/{link}/media/{camera}/{segment}", media)

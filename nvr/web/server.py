@@ -402,6 +402,10 @@ class WebServer:
             cam = self.svc.config.camera(cam_id)
             feed = self.hub.feeds.get(cam_id)
             cams.append({"id": cam_id, "name": cam.name if cam else cam_id,
+                         # Filled solid over the picture by the page (docs/policy.md,
+                         # "Privacy masks"): the polygons and why, never who set them.
+                         "masks": [{"note": m.note, "polygon": [list(p) for p in m.polygon]}
+                                   for m in (cam.privacy_masks if cam else [])],
                          "unsupported": feed.unsupported if feed else None,
                          # A stream MSE can play from the segment being written (nvr.web.tail).
                          "fallback": "fmp4" if feed and feed.b_frames and feed.unsupported

@@ -79,12 +79,13 @@ def test_masks_over_half_the_picture_warn_but_pass(
                    "coordinates (x, y are fractions 0-1), or move the camera"]
 
 
-def test_privacy_masks_live_is_accepted_with_a_warning_that_views_are_not_masked(
+def test_privacy_masks_live_overlay_and_burn_are_accepted_without_a_warning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, MASKED + "    privacy_masks_live: overlay\n")
+    for how in ("overlay", "burn"):
+        path = write(tmp_path, MASKED + f"    privacy_masks_live: {how}\n")
+        rc, err, _ = check(path, capsys)
+        assert rc == 0 and not_accounts(err) == [], (how, err)
+    path = write(tmp_path, MASKED + "    privacy_masks_live: blur\n")
     rc, err, _ = check(path, capsys)
-    assert rc == 0
-    assert not_accounts(err) == [f"{path}:{line_of(path, 'privacy_masks_live')}: cameras[0].privacy_masks_live: "
-                   "warning: camera 'front': live and playback views are not masked yet; the "
-                   "masks are burned into exports and stills only"]
+    assert rc != 0 and "Input should be 'overlay' or 'burn'" in str(err), err

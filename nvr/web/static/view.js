@@ -193,6 +193,9 @@ function camBox(cam) {
   state.tiles.push(tile);
   layout();
   new ResizeObserver(() => tile.paint()).observe(box);
+  // The picture's size arrives (or changes) with the stream: the masks follow it at once.
+  video.addEventListener("resize", () => tile.paint());
+  video.addEventListener("loadedmetadata", () => tile.paint());
   return tile;
 }
 
@@ -225,6 +228,8 @@ function paintWatermark(tile) {
     }
   }
   g.restore();
+  // The masks over the faint marks (a masked area is one solid colour), under the legible line.
+  paintMasks(tile, g, w, h);
   // …and legible along the bottom edge, with the time now.
   g.font = `600 ${size}px system-ui, sans-serif`;
   const line = `${who} · ${now}`;
@@ -238,6 +243,42 @@ function paintWatermark(tile) {
   g.fillStyle = "rgba(255,255,255,0.85)";
   g.textAlign = "right"; g.textBaseline = "bottom";
   lines.forEach((x, k) => g.fillText(x, w - 5, h - 4 - lh * (lines.length - 1 - k), w - 8));
+}
+
+// ---- privacy masks: filled solid over the picture the video shows -------------------------
+// The browser still receives the whole picture (docs/policy.md, "Privacy masks"): this keeps a
+// masked area from being seen on a screen, not from being taken out of the page.
+// The rectangle the picture occupies inside the element (object-fit: contain letterboxes it).
+function contentBox(video, w, h) {
+  const vw = video.videoWidth, vh = video.videoHeight;
+  if (!vw || !vh) return null;
+  const scale = Math.min(w / vw, h / vh);
+  const cw = vw * scale, ch = vh * scale;
+  return { x: (w - cw) / 2, y: (h - ch) / 2, w: cw, h: ch };
+}
+function paintMasks(tile, g, w, h) {
+  const masks = tile.cam.masks || [];
+  const c = tile.canvas;
+  if (!masks.length) { delete c.dataset.masks; return; }
+  const r = contentBox(tile.video, w, h);
+  // No picture size yet: no picture either; drawn as soon as the video has one ("resize").
+  if (!r) { c.dataset.masks = "waiting"; return; }
+  g.save();
+  g.fillStyle = "#000"; g.strokeStyle = "#000"; g.lineWidth = 2;
+  for (const m of masks) {
+    // One path per mask, even-odd as the server's raster (nvr/masks.py): overlapping masks
+    // must not cancel each other out.
+    g.beginPath();
+    m.polygon.forEach(([x, y], i) => {
+      const px = r.x + x * r.w, py = r.y + y * r.h;
+      if (i === 0) g.moveTo(px, py); else g.lineTo(px, py);
+    });
+    g.closePath();
+    g.fill("evenodd");
+    g.stroke();  // a pixel past the edge: no anti-aliased sliver of the picture shows
+  }
+  g.restore();
+  c.dataset.masks = String(masks.length);
 }
 
 // ---- live: WebRTC, the camera's H.264 as it was sent -------------------------------------
@@ -632,6 +673,7 @@ function timelineInput() {
     jumpTo(t);
   };
   lanes.addEventListener("pointerup", drop);
+  thumbHover(lanes, msAt);
   lanes.addEventListener("pointercancel", () => { state.dragMs = undefined; drawHead(); });
   $("timeline").addEventListener("wheel", (ev) => {
     ev.preventDefault();
@@ -641,6 +683,41 @@ function timelineInput() {
   }, { passive: false });
   $("zoomin").onclick = () => zoom(1 / 2);
   $("zoomout").onclick = () => zoom(2);
+}
+
+// ---- a thumbnail of the recording where the pointer rests on a lane ----------------------
+// The server decodes the keyframe nearest that moment, with the camera's masks burned in
+// (nvr/web/thumbs.py); asked for only once the pointer has rested a moment (debounced), and
+// never while dragging the playhead. A busy server (429) just shows nothing this time.
+function thumbHover(lanes, msAt) {
+  const pop = $("thumb"), img = pop.querySelector("img"), cap = pop.querySelector("figcaption");
+  let timer = 0, want = "";
+  const hide = () => { clearTimeout(timer); want = ""; pop.hidden = true; };
+  img.onload = () => { if (img.dataset.src === want) pop.hidden = false; };
+  img.onerror = hide;
+  lanes.addEventListener("pointermove", (ev) => {
+    clearTimeout(timer);
+    const lane = ev.target.closest && ev.target.closest(".lane");
+    if (state.dragMs !== undefined || !lane || !ev.target.closest(".track")) { hide(); return; }
+    const t = msAt(ev), cam = lane.dataset.camera;
+    const p = state.players.find((x) => x.cam.id === cam);
+    // Only where something was recorded (the green runs): elsewhere there is nothing to show.
+    if (!p || !p.tl.segments.some((s) => s.start_us / 1000 <= t && t < s.end_us / 1000)) { hide(); return; }
+    const box = $("timeline").getBoundingClientRect();
+    const x = Math.min(box.width - 130, Math.max(0, ev.clientX - box.left - 120));
+    timer = setTimeout(() => {
+      const url = `/api/l/${state.link.id}/thumb/${encodeURIComponent(cam)}?t=${encodeURIComponent(new Date(t).toISOString())}`;
+      want = url;
+      pop.style.left = x + "px";
+      pop.style.top = (lane.offsetTop - 4) + "px";
+      cap.textContent = `${p.cam.name} · ${when(t, false)}`;
+      pop.dataset.camera = cam;
+      img.dataset.src = url;
+      img.src = url;
+    }, 150);
+  });
+  lanes.addEventListener("pointerleave", hide);
+  lanes.addEventListener("pointerdown", hide);
 }
 
 async function startPlayback(link) {

@@ -55,6 +55,7 @@ MATRIX: dict[str, tuple[tuple[str, ...], str]] = {
     "breach_report": ((A, A, A, A, A, A, D), "immediately inform the Library Director"),
     "reload": ((A, D, D, D, A, A, D), CLAUSE_IT),
     "retention_plan": ((A, A, D, D, A, A, D), CLAUSE_IT),
+    "masks_preview": ((A, A, D, D, A, A, D), CLAUSE_IT),
 }
 
 # Ops whose back end is a later issue: allowed means "not available yet" (69), not refused.
@@ -154,6 +155,9 @@ def argv_for(rec: Recorder, action: str, camera: str) -> list[str]:
             return ["reload", "--json"]
         case "retention_plan":
             return ["retention", "plan", "--json"]
+        case "masks_preview":
+            return ["masks", "preview", "--camera", camera, "--out",
+                    rec.out_path(f"m{next(_n)}.png"), "--json"]
     raise AssertionError(action)
 
 

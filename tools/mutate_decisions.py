@@ -74,6 +74,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tests", nargs="+",
                     default=["tests/stories", "tests/e2e/test_policy_matrix.py"])
+    ap.add_argument("--only", nargs="+", default=None, metavar="FILE:LINE",
+                    help="mutate only these call sites (as the summary names them)")
     args = ap.parse_args()
     survived = []
     # The committed tree (HEAD), not the working tree: edits made while this runs must not
@@ -83,6 +85,8 @@ def main() -> int:
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(base)], input=archive, check=True)
     found = sites(base)
+    if args.only:
+        found = [f for f in found if f"{f[0]}:{f[1]}" in args.only]
     for i, (rel, lineno, text) in enumerate(found, 1):
         with tempfile.TemporaryDirectory(prefix="nvr-mutant-") as tmp:
             tree = Path(tmp) / "tree"

@@ -56,6 +56,15 @@ MATRIX: dict[str, tuple[tuple[str, ...], str]] = {
     "reload": ((A, D, D, D, A, A, D), CLAUSE_IT),
     "retention_plan": ((A, A, D, D, A, A, D), CLAUSE_IT),
     "masks_preview": ((A, A, D, D, A, A, D), CLAUSE_IT),
+    # Not in the policy's own table: who reads what the Director decided (docs/policy.md says
+    # why beside each in nvr/policy/rules.py). Written out here, not read from the rules.
+    "key_show": ((A, A, A, A, A, A, D), "Failure to comply with this policy"),
+    "hold_list": ((A, A, D, D, A, A, D), "reserves the right to save recordings"),
+    "grant_list": ((A, A, D, D, D, D, D), CLAUSE_STAFF),
+    "request_list": ((A, A, D, D, D, D, D), "must be presented to the Library Director"),
+    "emergency_list": ((A, A, D, D, A, A, D), "must be terminated once the situation"),
+    "view_list": ((A, A, A, A, A, A, D), CLAUSE_DIRECTOR),
+    "retention_confirm_clock": ((A, D, D, D, A, D, D), CLAUSE_IT),
 }
 
 # Ops whose back end is a later issue: allowed means "not available yet" (69), not refused.
@@ -155,6 +164,20 @@ def argv_for(rec: Recorder, action: str, camera: str) -> list[str]:
             return ["reload", "--json"]
         case "retention_plan":
             return ["retention", "plan", "--json"]
+        case "key_show":
+            return ["key", "show", "--json"]
+        case "hold_list":
+            return ["hold", "list", "--json"]
+        case "grant_list":
+            return ["grant", "list", "--json"]
+        case "request_list":
+            return ["request", "list", "--json"]
+        case "emergency_list":
+            return ["emergency", "list", "--json"]
+        case "view_list":
+            return ["view", "list", "--json"]
+        case "retention_confirm_clock":
+            return ["retention", "confirm-clock", "--json"]
         case "masks_preview":
             return ["masks", "preview", "--camera", camera, "--out",
                     rec.out_path(f"m{next(_n)}.png"), "--json"]

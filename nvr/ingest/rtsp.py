@@ -40,9 +40,10 @@ Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 class RtspError(Exception):
     def __init__(self, kind: Kind, message: str, *, codec_unsupported: bool = False,
-                 basic_refused: bool = False) -> None:
+                 basic_refused: bool = False, tcp_refused: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.tcp_refused = tcp_refused  # SETUP of RTP over TCP refused: the camera wants UDP
         self.codec_unsupported = codec_unsupported  # video, but neither H.264 nor H.265
         self.basic_refused = basic_refused  # only Basic offered, and Basic is not allowed
 
@@ -347,6 +348,10 @@ class RtspSession:
             raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
         if reply.status != 200:
             reason = "".join(c for c in reply.reason[:60] if c.isprintable())
+            if what == "SETUP" and (reply.status == 461 or reply.status == 400
+                                    and "transport" in reason.lower()):
+                raise RtspError("protocol", f"the camera refuses RTP over TCP ({what}: "
+                                            f"{reply.status} {reason})", tcp_refused=True)
             # A server error or a full session table (453, 454) is the camera being busy or
             # booting: retried, as for an offline camera. Anything else is a dialect of RTSP
             # this reader does not speak.

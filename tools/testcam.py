@@ -175,6 +175,8 @@ def main() -> int:
     p.add_argument("--pattern", default="ball")
     p.add_argument("--overlay", action="store_true", help="draw the time (costs CPU)")
     p.add_argument("--require-auth", action="store_true")
+    p.add_argument("--protocols", choices=("any", "udp"), default="any",
+                   help="udp: refuse RTP over TCP (461 Unsupported Transport), as some cameras do")
     p.add_argument("--auth-method", choices=("basic", "digest"), default="basic",
                    help="with --require-auth: what the camera asks for (most ask for digest)")
     p.add_argument("--user", default="camuser")
@@ -201,6 +203,8 @@ def main() -> int:
     for path, line in launch_lines(a).items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(line)
+        if a.protocols == "udp":
+            factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
         factory.connect("media-configure", live_only)
         if path == "/timecode":
             factory.connect("media-configure", feed_timecode, a)

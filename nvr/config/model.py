@@ -277,6 +277,10 @@ class CameraConfig(Strict):
     # FFmpeg's), FFmpeg's (`ffmpeg`), or `auto` (the default): the own, and FFmpeg's for a
     # camera the own cannot read or keeps failing on (docs/design.md, "Ingest hot path").
     reader: Literal["auto", "ffmpeg", "nvr"] = "auto"
+    # How RTP comes: `auto` (the default) interleaved in the RTSP connection (TCP), and over UDP
+    # for a camera that refuses that; `tcp` or `udp` only. The own reader reads TCP only: a
+    # camera on UDP is read by FFmpeg's reader (docs/design.md, "Ingest hot path").
+    transport: Literal["auto", "tcp", "udp"] = "auto"
     # Parts of the picture burned into every export and still (docs/policy.md, "Privacy
     # masks"); the recorded segments themselves are never re-encoded.
     privacy_masks: list[PrivacyMask] = []
@@ -317,6 +321,9 @@ class CameraConfig(Strict):
         if self.auth == "digest" and self.allow_basic_auth:
             raise ValueError("auth: digest refuses Basic authentication, allow_basic_auth: true "
                              "allows it; keep one of them")
+        if self.reader == "nvr" and self.transport == "udp":
+            raise ValueError("reader: nvr reads RTP over TCP only, transport: udp asks for UDP; "
+                             "set reader: auto or ffmpeg for this camera")
         return self
 
 

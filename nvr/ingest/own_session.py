@@ -69,7 +69,8 @@ def _end_of(e: RtspError, ctx: SessionContext | None = None) -> SessionEnd:
     if e.kind == "no_video":  # no video at all, or not H.264/H.265 (FFmpeg may read that)
         return SessionEnd("no_video", str(e), permanent=True,
                           own_reader_cannot=e.codec_unsupported)
-    return SessionEnd("offline", str(e), own_reader_cannot=e.kind == "protocol")
+    return SessionEnd("offline", str(e), own_reader_cannot=e.kind == "protocol",
+                      tcp_refused=e.tcp_refused)
 
 
 def template_stream(track: VideoTrack, first_key: bytes) -> tuple[av.container.InputContainer,

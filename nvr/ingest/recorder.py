@@ -79,6 +79,11 @@ class CameraRecorder:
         self.writer.last_end_us = last_end_us
         # The RTSP client in use (camera.reader `auto` starts with the own, nvr.ingest.rtsp)
         self.reader: str = "ffmpeg" if camera.reader == "ffmpeg" else "nvr"
+        # How RTP comes now: `transport: auto` starts on TCP and moves to UDP when the camera
+        # refuses TCP. The own reader reads TCP only, so UDP means FFmpeg's reader.
+        self.transport: str = "udp" if camera.transport == "udp" else "tcp"
+        if self.transport == "udp" and camera.reader == "auto":
+            self.reader = "ffmpeg"
         self.stats = Stats()
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
@@ -147,6 +152,7 @@ class CameraRecorder:
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
             "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
+            "transport": self.transport,
             "last_segment_end": None if end is None else timeutil.to_iso(end),
             "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
             "last_error_at": (None if self.last_error_us is None
@@ -302,7 +308,7 @@ class CameraRecorder:
             self._on_started, self.io_timeout_s, self._live_packet, self._watched,
             self._on_socket, basic_auth_allowed(url, self.camera.auth,
                                                 self.camera.allow_basic_auth),
-            self._basic_refusal(),
+            self._basic_refusal(), self.transport,
         )
         if self.reader == "nvr":
             from nvr.ingest.own_session import run_own_session
@@ -330,6 +336,18 @@ class CameraRecorder:
     def _failed(self, end: SessionEnd, uptime_s: float) -> None:
         if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:
             self._pending_gap = (self.writer.last_end_us, end.gap_reason, end.message)
+        if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto" \
+                and self.camera.reader != "nvr":
+            # The camera wants RTP over UDP: FFmpeg's reader reads it so, from now on.
+            self.reader, self.transport = "ffmpeg", "udp"
+            self._handed_over = end.message
+            self.errors += 1
+            self.last_error = "the camera refuses RTP over TCP; recording over UDP " \
+                "(FFmpeg's reader)"
+            self.last_error_us = self.clock.wall_us()
+            _log.warning("transport_fallback", camera=self.camera.id, reason=end.message,
+                         action="recording over UDP with FFmpeg's RTSP reader")
+            return
         if end.own_reader_cannot and self.reader == "nvr" and self.camera.reader == "auto":
             # `reader: auto`: FFmpeg's reader takes this camera over, at once and for the rest
             # of the run (what the own reader cannot read, it will not read on a retry).

@@ -40,9 +40,10 @@ Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 class RtspError(Exception):
     def __init__(self, kind: Kind, message: str, *, codec_unsupported: bool = False,
-                 basic_refused: bool = False) -> None:
+                 basic_refused: bool = False, tcp_refused: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        self.tcp_refused = tcp_refused  # SETUP of RTP over TCP refused: the camera wants UDP
         self.codec_unsupported = codec_unsupported  # video, but neither H.264 nor H.265
         self.basic_refused = basic_refused  # only Basic offered, and Basic is not allowed
 
@@ -114,7 +115,7 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack | None:
             continue
         pts = set(m[3:])
         for line in lines:
-            rtpmap = re.match(r"a=rtpmap:(\d+)\s+([\w.-]+)/(\d+)", line)
+            rtpmap = re.match(r"a=rtpmap:([0-9]+)\s+([\w.-]+)/([0-9]+)", line)
             if not rtpmap or rtpmap.group(1) not in pts:
                 continue
             name = rtpmap.group(2).upper()
@@ -122,10 +123,13 @@ def parse_sdp(sdp: str, base: str) -> VideoTrack | None:
                 "H265", "HEVC") else None
             if codec is None:
                 continue
-            pt = int(rtpmap.group(1))
+            pt, clock_rate = int(rtpmap.group(1)), int(rtpmap.group(3)[:12])
+            if pt > 127 or not 0 < clock_rate <= 10_000_000:
+                raise RtspError("protocol", f"camera's SDP maps {name} to payload type {pt} "
+                                            f"at {clock_rate} Hz, which cannot be read")
             control = next((x[10:] for x in lines if x.startswith("a=control:")), "")
             fmtp = next((x for x in lines if x.startswith(f"a=fmtp:{pt} ")), "")
-            return VideoTrack(codec, int(rtpmap.group(3)), pt,
+            return VideoTrack(codec, clock_rate, pt,
                               _resolve(base, session_control, control), _sprop(fmtp, codec))
     return None
 
@@ -142,6 +146,7 @@ def request_base(content_base: str, content_location: str, request_url: str) -> 
 
 
 _ABSOLUTE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
+_DIGITS = re.compile(r"[0-9]{1,20}\Z")
 
 
 def resolve_control(base: str, control: str) -> str:
@@ -156,9 +161,17 @@ def resolve_control(base: str, control: str) -> str:
     if _ABSOLUTE.match(control):
         return control
     if control.startswith("/"):
-        u = urlsplit(base)
+        try:
+            u = urlsplit(base)
+        except ValueError:  # e.g. `rtsp://[::1` as Content-Base
+            raise RtspError("protocol", f"camera sent a base URL that cannot be read: "
+                                        f"{_printable(base)!r}") from None
         return urlunsplit((u.scheme, u.netloc, control, "", ""))
     return base.rstrip("/") + "/" + control
+
+
+def _printable(s: str) -> str:
+    return "".join(c for c in s[:60] if c.isprintable())
 
 
 def _resolve(base: str, session_control: str, control: str) -> str:
@@ -335,6 +348,10 @@ class RtspSession:
             raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
         if reply.status != 200:
             reason = "".join(c for c in reply.reason[:60] if c.isprintable())
+            if what == "SETUP" and (reply.status == 461 or reply.status == 400
+                                    and "transport" in reason.lower()):
+                raise RtspError("protocol", f"the camera refuses RTP over TCP ({what}: "
+                                            f"{reply.status} {reason})", tcp_refused=True)
             # A server error or a full session table (453, 454) is the camera being busy or
             # booting: retried, as for an offline camera. Anything else is a dialect of RTSP
             # this reader does not speak.
@@ -435,14 +452,15 @@ class RtspSession:
             self._fill()
         head = bytes(self.buf[:end]).decode("utf-8", "replace").split("\r\n")
         status = head[0].split(" ", 2)
-        if len(status) < 2 or not status[0].startswith("RTSP/") or not status[1].isdigit():
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        if len(status) < 2 or not status[0].startswith("RTSP/") or not _DIGITS.match(status[1]):
             raise RtspError("protocol", f"camera sent something that is not RTSP: {head[0][:60]!r}")
         reply = Reply(int(status[1]), status[2] if len(status) > 2 else "")
         for line in head[1:]:
             k, _, v = line.partition(":")
             reply.headers.setdefault(k.strip().lower(), []).append(v.strip())
         length = reply.header("content-length", "0") or "0"
-        n = int(length) if length.isdigit() else -1
+        n = int(length) if _DIGITS.match(length) else -1
         if not 0 <= n <= MAX_BODY_BYTES:
             raise RtspError("protocol", f"camera sent an RTSP body of {length[:20]!r} bytes")
         while len(self.buf) < end + 4 + n:

@@ -54,6 +54,7 @@ class SessionEnd:
     # The recorder's own reader cannot read this camera (a protocol, URL or codec it does not
     # speak), where FFmpeg's might: `reader: auto` switches the camera to FFmpeg's.
     own_reader_cannot: bool = False
+    tcp_refused: bool = False  # the camera refuses RTP over TCP (wants UDP)
 
 
 STOPPED = SessionEnd("stopped", "stopped")
@@ -120,9 +121,11 @@ class SessionContext:
     # basic_auth_allowed), and the status line that names the setting when it may not.
     allow_basic: bool = True
     basic_refusal: str = ""
+    transport: str = "tcp"  # how RTP comes: "tcp" (interleaved) or "udp" (FFmpeg's reader)
 
 
-def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
+def open_input(url: str, io_timeout_s: float, transport: str = "tcp"
+               ) -> av.container.InputContainer:
     """Open the stream, video only: audio is never SET UP (docs/policy.md: no audio)."""
     host = host_of(url)
     try:
@@ -134,7 +137,7 @@ def open_input(url: str, io_timeout_s: float) -> av.container.InputContainer:
     except UnicodeError:
         raise _End(SessionEnd("offline", f"host {host} does not resolve", permanent=True)) from None
     options = {
-        "rtsp_transport": "tcp",
+        "rtsp_transport": transport,
         "timeout": str(int(io_timeout_s * 1_000_000)),  # µs; FFmpeg's, not PyAV's GIL callback
         "allowed_media_types": "video",
         # The SDP already names the codec and its parameter sets. FFmpeg's default 5 s probe
@@ -230,7 +233,7 @@ def run_session(ctx: SessionContext) -> SessionEnd:
     if refused is not None:
         return refused
     try:
-        container = open_input(ctx.url, ctx.io_timeout_s)
+        container = open_input(ctx.url, ctx.io_timeout_s, ctx.transport)
     except _End as e:
         return e.end
     try:

@@ -154,3 +154,25 @@ async def test_auto_reader_hands_over_on_its_own_failures_only(
         await rec.stop()
     assert calls[:2] == (["nvr", "ffmpeg"] if switches else ["nvr", "nvr"])
     assert rec.status()["reader"] == ("ffmpeg" if switches else "nvr")
+
+
+async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
+        tmp_path: Path, index: Index) -> None:
+    """`transport: auto`: the own reader's SETUP over TCP is refused (461), and FFmpeg's reader
+    records the camera over UDP (on loopback), and status says so."""
+    cam = TestCamera("--protocols", "udp").start()
+    sink = IndexSink(index)
+    rec = make_recorder("udp-only", cam.url("h264"), tmp_path, sink, reader="auto")
+    rec.start()
+    try:
+        await wait_for(lambda: sink.indexed.get("udp-only", 0) >= 2)
+        st = rec.status()
+    finally:
+        await rec.stop()
+        cam.stop()
+    assert st["state"] == "recording" and st["reader"] == "ffmpeg", st
+    assert st["transport"] == "udp", st
+    assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP " \
+        "(FFmpeg's reader)", st
+    for seg in await index.segments("udp-only"):
+        assert _decode_all(Path(seg.path)) == seg.frames

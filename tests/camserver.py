@@ -14,6 +14,15 @@ TESTCAM = Path(__file__).resolve().parent.parent / "tools" / "testcam.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # gi imports only under Debian's interpreter
 
 
+def camera_env() -> dict[str, str]:
+    """The test camera's environment: this one without libfaketime. A camera is a device with
+    its own clock, and GStreamer's RTSP server stalls under libfaketime (seen: no reply to
+    DESCRIBE), so a suite run under `faketime` (tools/test-dates.sh, the README) fakes the
+    recorder's date, not the camera's."""
+    return {k: v for k, v in os.environ.items()
+            if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
+
+
 class TestCamera:
     """One RTSP server process. stop() is the camera going offline; start() brings it back
     on the same port."""
@@ -34,7 +43,7 @@ class TestCamera:
         try:
             self.proc = subprocess.Popen(
                 cmd, stdout=subprocess.PIPE, stderr=self.stderr, text=True,
-                start_new_session=True,
+                start_new_session=True, env=camera_env(),
             )
         except BaseException:
             self.stderr.close()

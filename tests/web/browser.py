@@ -30,9 +30,13 @@ def chromium() -> Iterator[Any]:
     """A fresh headless Chromium (own --user-data-dir), as a Playwright BrowserContext."""
     from playwright.sync_api import sync_playwright
 
+    from tests.camserver import camera_env
+
     with tempfile.TemporaryDirectory(prefix="nvr-chromium-") as profile, sync_playwright() as pw:
+        # The viewer's browser runs on its own computer's clock: under `faketime` only the
+        # recorder's date is faked (the page corrects for the skew, as it must for a real PC).
         ctx = pw.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, headless=True, args=FLAGS,
+            profile, executable_path=CHROMIUM, headless=True, args=FLAGS, env=camera_env(),
         )
         try:
             yield ctx

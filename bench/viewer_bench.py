@@ -9,8 +9,9 @@ Debian's headless Chromium opening `nvr live` / `nvr playback` links, all on 127
 
 - live first picture: navigation start → videoWidth > 0 and currentTime advancing, timed inside
   the page (performance.now() counts from the navigation's start), a fresh link each time. A
-  live picture can start only at a keyframe, so this is bounded below by up to one GOP
-  (--gop / 15 s) unless the recorder keeps the last keyframe to send first.
+  picture starts only at a keyframe; the recorder keeps the current GOP and sends it first
+  (docs/design.md, "Watching in a browser"), so the keyframe interval should matter little:
+  compare runs with --gop 15 and --gop 60.
 - playback first picture: a link whose window starts at a random recorded moment → its clock
   shows a frame's time and the video plays (currentTime advancing).
 - seek latency: in one playback page, jumpTo(a random moment ≥ 5 s from the current one) →

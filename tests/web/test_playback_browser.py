@@ -327,3 +327,68 @@ def test_the_pages_times_in_other_zones(recorded: tuple[Recorder, dict[str, Any]
         "offset": "2026-07-01T17:00:00.000Z", "bad": True,
         "fixed": "2026-12-07 05:30:00 +0530",
     }, got
+
+
+def test_paused_shift_arrow_steps_one_frame_on_every_tile_day_buttons_off_within_a_day(
+        recorded: tuple[Recorder, dict[str, Any]], browser: Any) -> None:
+    """Issue 25 item 3: Shift+→ / Shift+← step one frame while paused, on both tiles at once;
+    the previous / next day buttons are there, and disabled for a window inside one day."""
+    rec, listing = recorded
+    door = rec.cli("root", "recordings", "--camera", "door", "--json").json()["segments"]
+    desk = listing["segments"]
+    both = [(max(us(a["start"]), us(b["start"])), min(us(a["end"]), us(b["end"])))
+            for a in desk for b in door]
+    lo, hi = max(both, key=lambda ab: ab[1] - ab[0])
+    assert hi - lo > 600_000, "the two cameras share no recorded moment"
+    link = mint(rec, "director", "playback", "--camera", "desk", "door", "--start",
+                desk[0]["start"], "--reason", "frame by frame")
+    page = browser.new_page()
+    page.goto(link["url"])
+    for cam in ("desk", "door"):
+        wait_js(page, f"document.querySelector('video[data-camera=\"{cam}\"]')?.currentTime > 0.3",
+                8, f"camera {cam} to play")
+    page.locator("#nvr-title").click()
+    page.keyboard.press("Space")
+    wait_js(page, "[...document.querySelectorAll('video')].every((v) => v.paused)", 2, "the pause")
+    target = lo + (hi - lo) // 3
+    page.fill("#jump", iso(target))
+    page.press("#jump", "Enter")
+    times = "[...document.querySelectorAll('video[data-camera]')].map((v) => Date.parse(v.dataset.time))"
+    wait_js(page, f"{times}.every((t) => Math.abs(t - {target // 1000}) <= 1000)", 6,
+            f"both tiles to show {iso(target)}")
+    page.locator("#nvr-title").click()
+    frame = 1000 / 15  # the test camera's rate
+    # The clock moves one frame; every tile shows that moment (within a frame: its own frames
+    # need not fall on the same instants as another camera's).
+    for key, sign in (("Shift+ArrowRight", 1), ("Shift+ArrowRight", 1), ("Shift+ArrowLeft", -1)):
+        before = page.evaluate(f"Date.parse({CLOCK})")
+        page.keyboard.press(key)
+        want = before + sign * frame
+        wait_js(page, f"Math.abs(Date.parse({CLOCK}) - {want}) <= {frame / 2} && "
+                f"{times}.every((t) => Math.abs(t - {want}) <= {frame})", 3,
+                f"{key} to move the clock and both tiles one frame from {before}")
+        assert page.evaluate("[...document.querySelectorAll('video')].every((v) => v.paused)")
+    assert page.is_visible("#prevday") and page.is_visible("#nextday")
+    assert page.is_disabled("#prevday") and page.is_disabled("#nextday")
+    page.close()
+    # A window of more than a day: the buttons step the timeline's view a local day at a time.
+    start = iso(us(desk[0]["start"]) - 30 * 3600 * 1_000_000)
+    link = mint(rec, "director", "playback", "--camera", "desk", "--start", start,
+                "--end", desk[-1]["end"], "--reason", "two days")
+    page = browser.new_page()
+    page.goto(link["url"])
+    wait_js(page, "document.body.dataset.state === 'open' && !!clock.view", 5, "the timeline")
+    page.locator("#nextday").focus()  # reachable from the keyboard
+    days = 0
+    while not page.is_disabled("#nextday"):
+        page.keyboard.press("Enter")
+        days += 1
+        assert days < 4
+    view = page.evaluate("clock.view")
+    last_day = when(desk[-1]["end"])[:10]
+    assert page.inner_text("#daylabel") == last_day
+    assert abs(view[1] - us(desk[-1]["end"]) / 1000) < 1 and view[1] - view[0] <= 25 * 3600_000, view
+    assert when(iso(int(view[0] * 1000)))[11:19] == "00:00:00" or view[0] == us(start) // 1000
+    page.click("#prevday")
+    assert page.inner_text("#daylabel") < last_day and not page.is_disabled("#nextday")
+    page.close()

@@ -465,7 +465,29 @@ function jumpTo(ms) {
     ms = next / 1000;
   }
   clock.ms = ms; clock.at = performance.now();
+  state.dayShown = false;
   for (const p of players) { p.generation += 1; p.pieces = []; p.loading = false; p.broken = 0; p.runEnd = 0; }
+  sync();
+}
+
+// One frame back or forward, paused: HTMLVideoElement has no frame step, so every tile seeks by
+// one frame's duration (measured from the frames the first tile painted, else 1/15 s — the
+// cameras' usual rate). Inside the footage already loaded that is a plain seek; elsewhere jumpTo.
+function stepFrame(dir) {
+  if (!isFinite(clock.ms)) return;
+  if (clock.playing) setPlaying(false);
+  const target = clock.ms + dir * (state.frameS || 1 / 15) * 1000;
+  const [lo, hi] = state.full;
+  if (target < lo || target >= hi) return;
+  const us = target * 1000;
+  const inLoaded = (p) => p.pieces.find((x) => x.wallStart <= us && us < x.wallStart + (x.mediaEnd - x.mediaStart) * 1e6);
+  if (!state.players.every((p) => !segAt(p.tl, us) || (!p.loading && inLoaded(p)))) { jumpTo(target); return; }
+  clock.ms = target; clock.at = performance.now();
+  for (const p of state.players) {
+    const piece = segAt(p.tl, us) && inLoaded(p);
+    if (piece) p.video.currentTime = piece.mediaStart + (us - piece.wallStart) / 1e6;
+  }
+  setClock(target);
   sync();
 }
 
@@ -570,6 +592,7 @@ function drawTimeline() {
   }
   for (const p of state.players) drawLane(p);
   const mins = span / 60000;
+  dayButtons();
   $("zoomlabel").textContent = mins >= 120 ? `${Math.round(mins / 60)} h shown` : mins >= 2 ? `${Math.round(mins)} min shown` : `${Math.round(span / 1000)} s shown`;
   drawHead();
 }
@@ -622,7 +645,7 @@ function drawHead() {
   head.hidden = x < 0 || x > 1;
   head.style.left = (tr.left - tlr.left + x * tr.width) + "px";
   // Keep the playhead in view while playing.
-  if ((x > 0.98 || x < 0) && state.dragMs === undefined && viewSpan() < state.full[1] - state.full[0]) {
+  if ((x > 0.98 || x < 0) && state.dragMs === undefined && !state.dayShown && viewSpan() < state.full[1] - state.full[0]) {
     panTo(ms + viewSpan() * 0.4);
   }
   const tl = $("timeline");
@@ -646,6 +669,29 @@ function zoom(factor, atMs) {
   a = Math.max(lo, Math.min(a, hi - span));
   clock.view = [a, a + span];
   drawTimeline();
+}
+
+// A window longer than a day: the previous / next day buttons show that local day of it (the
+// box's zone) on the timeline; the playhead stays where it is (the view no longer follows it) until a moment is picked.
+function dayStart(ms) { const p = parts(ms); return fromLocal(p.y, p.mo, p.d, 0, 0, 0); }
+function nextDayStart(ms) { const p = parts(dayStart(ms) + 36 * 3600000); return fromLocal(p.y, p.mo, p.d, 0, 0, 0); }
+function showDay(dir) {
+  const [lo, hi] = state.full;
+  const mid = (clock.view[0] + clock.view[1]) / 2;
+  const d0 = dir < 0 ? dayStart(dayStart(mid) - 1) : nextDayStart(mid);
+  if (d0 >= hi || nextDayStart(d0) <= lo) return;
+  clock.view = [Math.max(lo, d0), Math.min(hi, nextDayStart(d0))];
+  // The view stays on that day (no following the playhead) until a moment is picked.
+  state.dayShown = true;
+  drawTimeline();
+}
+function dayButtons() {
+  const [lo, hi] = state.full;
+  const mid = (clock.view[0] + clock.view[1]) / 2;
+  const first = dayStart(lo), last = dayStart(hi - 1), here = dayStart(mid);
+  $("prevday").disabled = here <= first;
+  $("nextday").disabled = here >= last;
+  $("daylabel").textContent = first === last ? "" : day(mid);
 }
 
 function timelineInput() {
@@ -682,6 +728,8 @@ function timelineInput() {
     zoom(ev.deltaY > 0 ? 1.5 : 1 / 1.5, at);
   }, { passive: false });
   $("zoomin").onclick = () => zoom(1 / 2);
+  $("prevday").onclick = () => showDay(-1);
+  $("nextday").onclick = () => showDay(1);
   $("zoomout").onclick = () => zoom(2);
 }
 
@@ -773,13 +821,21 @@ async function startPlayback(link) {
   document.addEventListener("keydown", (ev) => {
     if (ev.target.closest && ev.target.closest("input, select, button, summary")) return;
     if (ev.key === " ") { ev.preventDefault(); setPlaying(!clock.playing); }
+    else if (ev.key === "ArrowLeft" && ev.shiftKey) { ev.preventDefault(); stepFrame(-1); }
+    else if (ev.key === "ArrowRight" && ev.shiftKey) { ev.preventDefault(); stepFrame(1); }
     else if (ev.key === "ArrowLeft") { ev.preventDefault(); jumpTo(clock.ms - 10000); }
     else if (ev.key === "ArrowRight") { ev.preventDefault(); jumpTo(clock.ms + 10000); }
     else if (ev.key === "+" || ev.key === "=") { const o = [...$("speed").options].map((x) => +x.value); setRate(o[Math.min(o.length - 1, o.indexOf(clock.rate) + 1)]); }
     else if (ev.key === "-" || ev.key === "−") { const o = [...$("speed").options].map((x) => +x.value); setRate(o[Math.max(0, o.indexOf(clock.rate) - 1)]); }
   });
   for (const p of state.players) {
-    const tick = () => { sync(); if (!state.ended) p.video.requestVideoFrameCallback(tick); };
+    let lastMedia = NaN, lastCount = NaN;
+    const tick = (now, meta) => {
+      // The frame duration: two frames presented one after the other (none skipped between).
+      const dt = meta ? meta.mediaTime - lastMedia : NaN;
+      if (meta && meta.presentedFrames - lastCount === 1 && dt > 0.005 && dt < 0.5) state.frameS = dt;
+      lastMedia = meta ? meta.mediaTime : NaN; lastCount = meta ? meta.presentedFrames : NaN;
+      sync(); if (!state.ended) p.video.requestVideoFrameCallback(tick); };
     if (p === state.players[0] && "requestVideoFrameCallback" in p.video) p.video.requestVideoFrameCallback(tick);
   }
   setInterval(sync, 200);

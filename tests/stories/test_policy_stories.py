@@ -226,13 +226,17 @@ def test_voluntary_share_with_the_police_approved_by_the_director(rec: Recorder,
     res, clip = export(rec, "assistant_director", "senior-lounge", start, end, "early.mp4",
                        "--request", rid)
     refused(res, "not approved by the Director")
+    # Only the Director decides: staff can neither approve nor turn the request down.
+    refused(rec.cli("staff", "request", "deny", rid, "--reason", "not ours to share"),
+            "may not approve or deny a request")
     ok(rec.cli("director", "request", "approve", rid))
     res, clip = export(rec, "assistant_director", "senior-lounge", start, end, "share.mp4",
                        "--request", rid)
     ok(res)
     verifies(rec, "assistant_director", clip)
     ends_audited(rec, mark, ("assistant_director", "request_create", True),
-                 ("assistant_director", "release", False), ("director", "request_decide", True),
+                 ("assistant_director", "release", False), ("staff", "request_decide", False),
+                 ("director", "request_decide", True),
                  ("assistant_director", "release", True),
                  ("assistant_director", "export_delivered", True))
 

@@ -251,12 +251,17 @@ def test_a_member_of_the_public_is_refused_with_the_policys_advice(rec: Recorder
     assert not clip.exists()
     refused(rec.cli("public", "live", "--camera", "lobby", "--reason", "curious"),
             "police report")
+    # Nor can they end somebody's viewing link (or learn whether it exists).
+    link = ok(rec.cli("director", "live", "--camera", "lobby", "--reason", "front desk",
+                      "--json"))
+    refused(rec.cli("public", "view", "revoke", link["id"]), "denied")
     ask = ok(rec.cli("staff", "request", "create", "--kind", "public", "--requester",
                      "a patron", "--details", "wants the lobby", "--json"))
     assert "public records request" in json.dumps(ask)
     res = rec.cli("director", "request", "approve", ask["id"])
     assert res.code != 0 and "public" in res.err, res.err
-    ends_audited(rec, mark, ("public", "export", False), ("staff", "request_create", True),
+    ends_audited(rec, mark, ("public", "export", False), ("public", "view_revoke", False),
+                 ("staff", "request_create", True),
                  ("director", "request_decide", False))
 
 

@@ -53,13 +53,17 @@ from tests.web.browser import chromium, free_port  # noqa: E402
 from tests.web.test_live_browser import mint, wait_js  # noqa: E402
 
 FPS = 15
-# Resolves with performance.now() (ms since this page's navigation began) once the first video
-# has a picture and its currentTime has moved on from where the picture appeared.
-FIRST_PICTURE = """(timeoutMs) => new Promise((resolve) => {
+
+
+def _first_picture_js(ready: str) -> str:
+    """JS resolving with performance.now() (ms since this page's navigation began) once
+    `ready` holds for the first video `v` and its currentTime has moved on from where its
+    picture appeared; null after timeoutMs."""
+    return """(timeoutMs) => new Promise((resolve) => {
   let seen = NaN;
   const poll = () => {
     const v = document.querySelector('video');
-    if (v && v.videoWidth > 0 && !v.paused) {
+    if (v && v.videoWidth > 0 && READY) {
       if (isNaN(seen)) seen = v.currentTime;
       else if (v.currentTime > seen) { resolve(performance.now()); return; }
     }
@@ -67,21 +71,12 @@ FIRST_PICTURE = """(timeoutMs) => new Promise((resolve) => {
     setTimeout(poll, 5);
   };
   poll();
-})"""
-PLAYBACK_FIRST = """(timeoutMs) => new Promise((resolve) => {
-  let seen = NaN;
-  const poll = () => {
-    const c = document.getElementById('nvr-clock').getAttribute('datetime');
-    const v = document.querySelector('video');
-    if (c && v && v.videoWidth > 0) {
-      if (isNaN(seen)) seen = v.currentTime;
-      else if (v.currentTime > seen) { resolve(performance.now()); return; }
-    }
-    if (performance.now() > timeoutMs) { resolve(null); return; }
-    setTimeout(poll, 5);
-  };
-  poll();
-})"""
+})""".replace("READY", ready)
+
+
+# Live: the picture plays. Playback: it plays and the page's clock shows its time.
+FIRST_PICTURE = _first_picture_js("!v.paused")
+PLAYBACK_FIRST = _first_picture_js("document.getElementById('nvr-clock').getAttribute('datetime')")
 SEEK = """(t) => new Promise((resolve) => {
   const t0 = performance.now();
   jumpTo(t);

@@ -15,29 +15,12 @@ import aiohttp
 from nvr.config.loader import load_camera_map
 from nvr.service import Service
 from tests.web.browser import free_port
-
-
-def _config(tmp: Path, port: int) -> Path:
-    path = tmp / "cameras.yaml"
-    path.write_text(f"""site: Test
-storage:
-  root: {tmp / 'storage'}
-  segment_seconds: 2
-control:
-  socket: {tmp / 'control.sock'}
-live:
-  listen: 127.0.0.1:{port}
-people:
-  - {{user: director, role: director}}
-cameras:
-  - {{id: lobby, name: Lobby, area: public_seating, rtsp: "rtsp://127.0.0.1:9/none"}}
-""")
-    return path
+from tests.web.maps import write_map
 
 
 async def test_expired_link_closes_its_streams_within_2s_and_is_refused(tmp_path: Path) -> None:
     port = free_port()
-    cfg = _config(tmp_path, port)
+    cfg = write_map(tmp_path, port)
     offset = [0]
     svc = Service(cfg, load_camera_map(cfg), clock=lambda: time.time_ns() // 1000 + offset[0])
     await svc.start()
@@ -85,7 +68,7 @@ async def test_expired_link_closes_its_streams_within_2s_and_is_refused(tmp_path
 
 async def test_wrong_origin_and_plain_http_elsewhere_are_refused(tmp_path: Path) -> None:
     port = free_port()
-    cfg = _config(tmp_path, port)
+    cfg = write_map(tmp_path, port)
     svc = Service(cfg, load_camera_map(cfg))
     await svc.start()
     try:
@@ -141,7 +124,7 @@ async def test_tls_from_live_tls_serves_https_and_secure_cookies(tmp_path: Path)
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
     port = free_port()
-    cfg = _config(tmp_path, port)
+    cfg = write_map(tmp_path, port)
     cfg.write_text(cfg.read_text().replace(
         f"  listen: 127.0.0.1:{port}\n",
         f"  listen: 127.0.0.1:{port}\n  tls: {{cert: {tmp_path / 'live.crt'}, "

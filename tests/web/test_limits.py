@@ -25,12 +25,12 @@ from nvr.service import Service
 from nvr.web import limits
 from tests.ingest.recording_helpers import wait_for
 from tests.web.browser import free_port
-from tests.web.test_expiry import _config
+from tests.web.maps import write_map
 
 
 async def _started(tmp_path: Path) -> tuple[Service, int]:
     port = free_port()
-    cfg = _config(tmp_path, port)
+    cfg = write_map(tmp_path, port)
     svc = Service(cfg, load_camera_map(cfg))
     await svc.start()
     return svc, port

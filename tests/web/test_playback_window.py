@@ -21,27 +21,9 @@ from nvr.export.fragments import layout_of_bytes
 from nvr.service import Service
 from tests.camserver import TestCamera
 from tests.web.browser import free_port
+from tests.web.maps import write_map
 
 SEG_S = 4
-
-
-def _config(tmp: Path, port: int, url: str) -> Path:
-    path = tmp / "cameras.yaml"
-    path.write_text(f"""site: Test
-storage:
-  root: {tmp / 'storage'}
-  segment_seconds: {SEG_S}
-  min_free_percent: 1
-control:
-  socket: {tmp / 'control.sock'}
-live:
-  listen: 127.0.0.1:{port}
-people:
-  - {{user: director, role: director}}
-cameras:
-  - {{id: lobby, name: Lobby, area: public_seating, rtsp: "{url}"}}
-""")
-    return path
 
 
 def wall_frames(data: bytes, start_us: int) -> list[tuple[int, bool, bytes]]:
@@ -57,7 +39,8 @@ def wall_frames(data: bytes, start_us: int) -> list[tuple[int, bool, bytes]]:
 async def test_a_one_second_link_serves_the_lead_in_and_the_window_only(
         tmp_path: Path, testcam: TestCamera) -> None:
     port = free_port()
-    cfg = _config(tmp_path, port, testcam.url("h264-noaudio"))
+    cfg = write_map(tmp_path, port, rtsp=testcam.url("h264-noaudio"), segment_seconds=SEG_S,
+                    storage_extra="  min_free_percent: 1\n")
     svc = Service(cfg, load_camera_map(cfg))
     await svc.start()
     try:

@@ -18,14 +18,14 @@ from nvr.config.loader import load_camera_map
 from nvr.service import Service
 from nvr.storage.index import NewSegment
 from tests.web.browser import free_port
-from tests.web.test_expiry import _config
+from tests.web.maps import write_map
 
 SIZE = 256 * 1024 * 1024  # far beyond what loopback socket buffers hold
 
 
 async def test_revoking_a_playback_link_stops_a_download_in_progress(tmp_path: Path) -> None:
     port = free_port()
-    cfg = _config(tmp_path, port)
+    cfg = write_map(tmp_path, port)
     svc = Service(cfg, load_camera_map(cfg))
     await svc.start()
     try:

@@ -23,27 +23,14 @@ from nvr.control.protocol import Caller
 from nvr.errors import PermissionDenied
 from nvr.service import Service
 from tests.web.browser import free_port
+from tests.web.maps import write_map
 
 HOUR_US = 3_600_000_000
 
 
 def _config(tmp: Path, port: int, staff: bool = True) -> Path:
-    path = tmp / "cameras.yaml"
-    person = "  - {user: staffer, role: staff}\n" if staff else ""
-    path.write_text(f"""site: Test
-storage:
-  root: {tmp / 'storage'}
-  segment_seconds: 2
-control:
-  socket: {tmp / 'control.sock'}
-live:
-  listen: 127.0.0.1:{port}
-people:
-  - {{user: director, role: director}}
-{person}cameras:
-  - {{id: lobby, name: Lobby, area: public_seating, rtsp: "rtsp://127.0.0.1:9/none"}}
-""")
-    return path
+    return write_map(tmp, port,
+                     people_extra="  - {user: staffer, role: staff}\n" if staff else "")
 
 
 STAFFER = Caller(uid=4242, gid=4242, pid=1, user="staffer", role=Role.staff)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,27 @@ US = 1_000_000
 # time zone's view of them still has a four-digit year and to_iso never overflows).
 MIN_US = 0
 MAX_US = 253_370_764_800 * US - 1
+
+
+# How often a thread sleeping in sleep_unless looks at its stop flag.
+STOP_CHECK_S = 0.2
+
+
+def sleep_unless(stop: threading.Event, seconds: float) -> bool:
+    """Sleep up to `seconds` in a thread; True as soon as `stop` is set (checked every 0.2 s).
+
+    Not `stop.wait(seconds)`: a timed Event.wait ends in sem_clockwait on an absolute
+    CLOCK_MONOTONIC deadline, and libfaketime 0.9.10 (Debian 12's; the suite runs under it at
+    other dates) shifts that clock without intercepting sem_clockwait, so the wait would never
+    time out and a camera would never be retried. time.sleep's clock_nanosleep it does handle.
+    """
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(STOP_CHECK_S, left))
+    return True
 
 
 def now_us() -> int:

@@ -12,7 +12,9 @@ for zone in America/Los_Angeles Europe/Berlin; do
   for when in "2027-01-15 23:59:30" "2027-03-14 01:59:00" "2027-07-04 12:00:00"; do
     echo "== $when $zone"
     # man-db's seccomp sandbox refuses libfaketime's semaphore: the man-page test needs it off.
-    if ! TZ="$zone" LC_ALL=C.UTF-8 MAN_DISABLE_SECCOMP=1 faketime -f "@$when" \
+    # faketime's plain form is one offset every process shares; its "@" form restarts the
+    # clock in each new process, so a daemon started later would live earlier than its client.
+    if ! TZ="$zone" LC_ALL=C.UTF-8 MAN_DISABLE_SECCOMP=1 faketime "$when" \
         .venv/bin/pytest -q -p no:cacheprovider "${TESTS[@]}" "$@"; then
       status=1
     fi

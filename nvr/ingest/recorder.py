@@ -244,7 +244,7 @@ class CameraRecorder:
             self.beat = now = time.monotonic()
             if now >= deadline:
                 return
-            self._stop.wait(min(1.0, deadline - now))
+            timeutil.sleep_unless(self._stop, min(1.0, deadline - now))
 
     def _should_stop(self) -> SessionEnd | None:
         self.beat = time.monotonic()

@@ -12,6 +12,7 @@ import av
 
 from nvr import log
 from nvr.ingest.redact import redact_text
+from nvr.timeutil import sleep_unless
 from nvr.web.fanout import LiveFeed
 
 _log = log.get("nvr.web.substream")
@@ -65,5 +66,5 @@ class SubstreamReader:
             except Exception as exc:  # noqa: BLE001 - retried while someone watches
                 _log.info("live_substream_failed", camera=cam,
                           error=redact_text(str(exc), self.url))
-            stop.wait(RETRY_S)
+            sleep_unless(stop, RETRY_S)
         _log.info("live_substream_closed", camera=cam)

@@ -352,6 +352,6 @@ def segment_paths(db_path: Path) -> list[str]:
     """Every segment's path in the index file at `db_path`."""
     con = open_file(db_path)
     try:
-        return [str(r[0]) for r in con.execute("SELECT path FROM segments")]
+        return [str(r[0]) for r in con.execute("SELECT path FROM segments ORDER BY id")]
     finally:
         con.close()

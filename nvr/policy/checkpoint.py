@@ -15,7 +15,7 @@ chain was cut after seq N"), which `audit verify` reports from then on.
 Line format: {"kind": "head"|"cut", "seq": N, "hash": H, "at": T, "prev": P, ...,
               "fingerprint": F, "sig": base64 Ed25519 over canonical JSON of the other fields}
 
-The lines are chained (issue 27): `prev` is the sha256 of the line before it (null on the first
+The lines are chained: `prev` is the sha256 of the line before it (null on the first
 line), and it is signed, so a line removed or edited in the middle breaks the next line's `prev`.
 A chain of lines cannot show lines cut from its end, so every line is also logged to the journal
 (event `audit_checkpoint`, field `line`: the line itself), and `nvr audit verify --journal FILE`

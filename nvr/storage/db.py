@@ -167,7 +167,7 @@ CREATE TABLE exports (
 );
 """
 
-# Issue 9, queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
+# v2: queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
 # the rows that ended before a camera's horizon, and the disk sweep for the oldest rows, by
 # index; `nvr status` reads per-camera totals kept by triggers instead of summing every row.
 SCHEMA_V2 = """
@@ -210,7 +210,7 @@ ON segments BEGIN
 END;
 """
 
-# v3 (issue 10): a request carries its scope — cameras and footage window — and an approval
+# v3: a request carries its scope — cameras and footage window — and an approval
 # its expiry. NULL scope: a request recorded before v3, which can release nothing.
 SCHEMA_V3 = """
 ALTER TABLE requests ADD COLUMN cameras TEXT;         -- JSON list of camera ids
@@ -219,7 +219,7 @@ ALTER TABLE requests ADD COLUMN end_us INTEGER;
 ALTER TABLE requests ADD COLUMN expires_us INTEGER;   -- set when approved
 """
 
-# v4 (issue 12): viewing links (nvr.web.links); only the token's sha256 is stored.
+# v4: viewing links (nvr.web.links); only the token's sha256 is stored.
 SCHEMA_V4 = """
 CREATE TABLE view_links (
     id          TEXT PRIMARY KEY,

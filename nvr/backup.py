@@ -58,6 +58,8 @@ from nvr.errors import EX_DATAERR, EX_OK, EX_UNAVAILABLE
 from nvr.export.manifest import sign_manifest
 from nvr.export.signing import ALGORITHM, PRIVATE_NAME, PUBLIC_NAME, SigningKey, fingerprint
 from nvr.policy import checkpoint
+from nvr.storage import audit_store, index
+from nvr.storage.db import integrity, open_image, serialize, user_version
 from nvr.storage.fsck import daemon_answers
 from nvr.timeutil import now_us, to_iso
 
@@ -248,11 +250,9 @@ def _snapshot_index(root: Path, root_fd: int) -> bytearray:
                 os.setresgid(owner.st_gid, owner.st_gid, owner.st_gid)
                 os.setresuid(owner.st_uid, owner.st_uid, owner.st_uid)
             os.fchdir(root_fd)
-            src = sqlite3.connect(f"file:{INDEX}?mode=ro", uri=True, timeout=30)
             # Every page (the WAL's newest included) read in one read transaction: one
             # consistent snapshot, held once in memory.
-            payload = [b"0", src.serialize()]
-            src.close()
+            payload = [b"0", serialize(INDEX)]
             code = 0
         except BaseException as e:  # noqa: BLE001 - reported to the parent, one line
             payload = [b"1", f"{e}".encode("utf-8", "replace")[:2000]]
@@ -294,29 +294,29 @@ def _open_copy(data: bytearray) -> tuple[bytearray, sqlite3.Connection]:
     # Header bytes 18-19 are the file format's write and read versions: 2 means WAL, 1 the
     # rollback journal. A WAL database is copied with its header; a copy is one file.
     data[18:20] = b"\x01\x01"
-    db = sqlite3.connect(":memory:")
+    # The recorder's account wrote these pages: open_image runs none of its views' or
+    # triggers' functions that are not marked harmless while root reads them.
     try:
-        # The recorder's account wrote these pages: its views and triggers run no function
-        # that is not marked harmless while root reads them.
-        db.execute("PRAGMA trusted_schema=OFF")
-        db.deserialize(data)
-        ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+        con = open_image(data)
     except sqlite3.Error as e:
-        db.close()
+        raise BackupError(f"the copied index is unreadable: {e}") from None
+    try:
+        ok = integrity(con)
+    except sqlite3.Error as e:
+        con.close()
         raise BackupError(f"the copied index is unreadable: {e}") from None
     if ok != "ok":
-        db.close()
+        con.close()
         raise BackupError(f"the copied index fails its integrity check: {ok}")
-    return data, db
+    return data, con
 
 
-def _audit_head(db: sqlite3.Connection) -> dict[str, Any]:
-    row = db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-    segments, footage = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments").fetchone()
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    return {"seq": row[0] if row else 0, "hash": row[1] if row else "0" * 64,
-            "segments": segments, "footage_bytes": footage, "schema_version": version}
+def _audit_head(con: sqlite3.Connection) -> dict[str, Any]:
+    head = audit_store.head_of(con)
+    segments, footage = index.footage_summary(con)
+    return {"seq": head[0] if head else 0, "hash": head[1] if head else "0" * 64,
+            "segments": segments, "footage_bytes": footage,
+            "schema_version": user_version(con)}
 
 
 def _parent_problem(st: os.stat_result) -> str | None:
@@ -813,14 +813,8 @@ def _restore(src: Path, src_fd: int, root: Path, key_arg: str | None) -> dict[st
         old = str(manifest["storage_root"]).rstrip("/")
         new = str(root).rstrip("/")
         if old != new:
-            with sqlite3.connect(stage / INDEX) as db:
-                db.execute("UPDATE segments SET path = ? || substr(path, ?) "
-                           "WHERE path LIKE ? ESCAPE '\\'",
-                           (new, len(old) + 1, _like_prefix(old) + "/%"))
-            db.close()
-        with sqlite3.connect(f"file:{stage / INDEX}?mode=ro", uri=True) as db:
-            paths = [r[0] for r in db.execute("SELECT path FROM segments")]
-        db.close()
+            index.rebase_paths(stage / INDEX, old, new)
+        paths = index.segment_paths(stage / INDEX)
         root_fd = _open_root(root)
         try:
             _fresh_root(root, root_fd)
@@ -841,10 +835,6 @@ def _open_root(root: Path) -> int:
     path); nothing inside it is."""
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     return os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # ---- command line --------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from nvr import alerts, log
 from nvr.retention.disk import disk_state
+from nvr.storage import footage_stats
 from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
 
 MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
@@ -91,11 +92,9 @@ async def snapshot(service: Service) -> Snapshot:
             fig.frames, fig.bytes, fig.reconnects = rec.stats.frames, rec.stats.bytes, rec.errors
             if rec.writer.last_end_us is not None:
                 fig.last_segment_age_s = max(0.0, (now_us - rec.writer.last_end_us) / 1e6)
-        async with service.db.execute(
-                "SELECT MIN(start_us) FROM segments WHERE camera = ?", (cam.id,)) as cur:
-            row = await cur.fetchone()
-        if row is not None and row[0] is not None:
-            fig.horizon_s = max(0.0, (now_us - int(row[0])) / 1e6)
+        oldest = await footage_stats.oldest_start(service.db, cam.id)
+        if oldest is not None:
+            fig.horizon_s = max(0.0, (now_us - oldest) / 1e6)
         snap.cameras.append(fig)
     disk = await asyncio.to_thread(disk_state, service.root)
     snap.disk_total, snap.disk_free = disk.total_bytes, disk.free_bytes

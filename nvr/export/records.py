@@ -1,6 +1,6 @@
 """The rows behind what left the recorder: `exports` (the signed manifest of each release) and
-`stills` (the recorder's own copy of each still, deleted when its suspension ends). The only
-module that writes these tables; callers put its writes in a unit of work with their audit row
+`stills` (the recorder's own copy of each still, deleted when its suspension ends), written
+through nvr.storage.exports_store; callers put a write in a unit of work with its audit row
 (docs/design.md, "The index and its units of work")."""
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, Protocol
 
 from nvr import log
-from nvr.policy.audit import AuditLog
+from nvr.storage import exports_store
 from nvr.storage.db import Db
 
 logger = log.get("nvr.export")
@@ -26,12 +27,10 @@ class Exports:
         sha256: str, manifest: str, requester: str, request_id: str | None,
         incident: str | None,
     ) -> None:
-        await self.db.execute(
-            "INSERT INTO exports (id, at_us, camera, start_us, end_us, sha256, manifest, "
-            "requester, request_id, incident) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (export_id, at_us, camera, start_us, end_us, sha256, manifest, requester,
-             request_id, incident),
-        )
+        await exports_store.insert_export(
+            self.db, export_id=export_id, at_us=at_us, camera=camera, start_us=start_us,
+            end_us=end_us, sha256=sha256, manifest=manifest, requester=requester,
+            request_id=request_id, incident=incident)
 
 
 class Stills:
@@ -44,30 +43,31 @@ class Stills:
     ) -> None:
         """The row (with its expiry) exists before the file does, so the expirer finds every
         copy, even one left by a crash between the two."""
-        await self.db.execute(
-            "INSERT INTO stills (id, camera, at_us, until_us, path, sha256, reason, created_by) "
-            "VALUES (?, ?, ?, ?, ?, '', ?, ?)",
-            (still_id, camera, at_us, until_us, path, reason, created_by),
-        )
+        await exports_store.insert_still(
+            self.db, still_id=still_id, camera=camera, at_us=at_us, until_us=until_us,
+            path=path, reason=reason, created_by=created_by)
 
     async def delivered(self, still_id: str, frame_us: int, sha256: str) -> None:
-        await self.db.execute("UPDATE stills SET at_us = ?, sha256 = ? WHERE id = ?",
-                              (frame_us, sha256, still_id))
+        await exports_store.still_delivered(self.db, still_id, frame_us, sha256)
 
     async def due(self, now_us: int) -> list[tuple[str, str, str]]:
         """(id, path, camera) of each still whose suspension has ended and whose copy remains."""
-        async with self.db.execute(
-            "SELECT id, path, camera FROM stills WHERE deleted_us IS NULL AND until_us <= ?",
-            (now_us,),
-        ) as cur:
-            return [(str(r[0]), str(r[1]), str(r[2])) for r in await cur.fetchall()]
+        return await exports_store.stills_due(self.db, now_us)
 
     async def mark_deleted(self, still_id: str, now_us: int) -> None:
-        await self.db.execute("UPDATE stills SET deleted_us = ? WHERE id = ?", (now_us, still_id))
+        await exports_store.still_deleted(self.db, still_id, now_us)
+
+
+class AuditAppend(Protocol):
+    """What the expirer needs of the audit log (nvr.policy.audit.AuditLog, passed in: export
+    and policy are siblings and do not import each other)."""
+
+    async def append(self, *, at_us: int, actor: str, uid: int | None, role: str,
+                     action: str, allowed: bool, detail: dict[str, Any]) -> Any: ...
 
 
 def still_expirer(
-    db: Db, audit: AuditLog, clock: Callable[[], int]
+    db: Db, audit: AuditAppend, clock: Callable[[], int]
 ) -> Callable[[], Awaitable[None]]:
     """A periodic job: delete the recorder's copy of each still whose suspension has ended,
     and audit it (the deletion mark and its audit row in one unit of work)."""

@@ -8,7 +8,6 @@ leaves either no key or a whole one, never a truncated key that would stop every
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -18,41 +17,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from nvr import log
 
+# The key object lives below export and policy, which both sign with it; re-exported here.
+from nvr.storage.keys import SigningKey as SigningKey  # noqa: E402
+from nvr.storage.keys import fingerprint as fingerprint  # noqa: E402
+from nvr.storage.keys import public_pem as public_pem  # noqa: E402
+
 PRIVATE_NAME = "export-ed25519.pem"
 PUBLIC_NAME = "export-ed25519.pub.pem"
 ALGORITHM = "Ed25519"
 
 _log = log.get("nvr.export")
-
-
-class SigningKey:
-    def __init__(self, private: Ed25519PrivateKey, path: Path) -> None:
-        self._private = private
-        self.path = path
-
-    def sign(self, data: bytes) -> bytes:
-        return self._private.sign(data)
-
-    def public_key(self) -> Ed25519PublicKey:
-        return self._private.public_key()
-
-    def public_pem(self) -> str:
-        return public_pem(self.public_key())
-
-    def fingerprint(self) -> str:
-        return fingerprint(self.public_key())
-
-
-def public_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode("ascii")
-
-
-def fingerprint(key: Ed25519PublicKey) -> str:
-    """sha256 of the 32 raw public-key bytes, hex: short enough to read over the phone."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()
 
 
 def keys_dir(storage_root: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The export spool: a bounded, documented amount of space on the footage filesystem (issue 11).
+"""The export spool: a bounded, documented amount of space on the footage filesystem.
 
 An export is remuxed into storage.root/tmp, unlinked, and its descriptor handed to the client
 (docs/design.md, "How a clip leaves"). The space stays allocated while *anyone* holds a

@@ -8,8 +8,10 @@ Chain: row n carries `prev_hash` = hash of row n-1 (64 zeros for seq 1) and
                                                            allowed, detail}))
 so editing, deleting, inserting or swapping a row breaks the chain at the first row touched.
 The chain is not keyed: someone who rewrites the whole database can recompute it. That is why
-the daemon logs the head (seq, hash) to the journal every few minutes (`log_head`): a rewritten
-database then disagrees with the journal, and `verify_rows(rows, anchor=...)` checks it.
+the daemon signs the head (seq, hash) into checkpoints kept outside the database and logged to
+the journal (nvr.policy.checkpoint): a rewritten database then disagrees with them, and
+`verify_rows(rows, anchor=...)` checks a head seen earlier. The statements are in
+nvr.storage.audit_store.
 """
 
 from __future__ import annotations
@@ -18,20 +20,18 @@ import asyncio
 import dataclasses
 import hashlib
 import json
-import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import structlog
 
-from nvr.storage.db import Db, transaction
+from nvr.storage import audit_store
+from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
 GENESIS = "0" * 64
-_COLUMNS = "seq, at_us, actor, uid, role, action, allowed, detail, prev_hash, hash"
 
 
 def canonical_json(value: Any) -> str:
@@ -93,7 +93,8 @@ class VerifyResult:
                 "rows": self.rows, "head_seq": self.head_seq, "head_hash": self.head_hash}
 
 
-def _row(r: aiosqlite.Row | tuple[Any, ...]) -> AuditRow:
+def parse_row(r: Sequence[Any]) -> AuditRow:
+    """An AuditRow from the stored columns (nvr.storage.audit_store.COLUMNS order)."""
     text = str(r[7])
     try:
         detail = json.loads(text)
@@ -108,7 +109,7 @@ def _row(r: aiosqlite.Row | tuple[Any, ...]) -> AuditRow:
     )
 
 
-def _row_problem(row: AuditRow, want_seq: int, prev_hash: str) -> str:
+def row_problem(row: AuditRow, want_seq: int, prev_hash: str) -> str:
     """What is wrong with one row given the row before it; "" if nothing."""
     if row.seq != want_seq:
         if row.seq > want_seq:
@@ -135,7 +136,7 @@ def verify_rows(
     want_seq, prev_hash, count = 1, GENESIS, 0
     anchor_seen = anchor is None
     for row in rows:
-        problem = _row_problem(row, want_seq, prev_hash)
+        problem = row_problem(row, want_seq, prev_hash)
         if problem:
             return VerifyResult(False, min(row.seq, want_seq), problem, count, want_seq - 1,
                                 prev_hash)
@@ -157,19 +158,16 @@ def verify_rows(
 
 def read_page(db_path: Path, *, after_seq: int = 0, limit: int = 1000,
               since_us: int | None = None) -> list[dict[str, Any]]:
-    """One page of `audit list` as the dicts of its JSON shape (docs/commands.md), read, parsed and shaped in the calling
-    (worker) thread from a read-only connection of its own: the event loop only encodes it."""
-    sql = f"SELECT {_COLUMNS} FROM audit WHERE seq > ?"
-    params: tuple[Any, ...] = (after_seq,)
-    if since_us is not None:
-        sql += " AND at_us >= ?"
-        params += (since_us,)
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        rows = con.execute(sql + " ORDER BY seq LIMIT ?", (*params, limit)).fetchall()
-    finally:
-        con.close()
-    return [_row(r).to_dict() for r in rows]
+    """One page of `audit list` as the dicts of its JSON shape (docs/commands.md), read, parsed
+    and shaped in the calling (worker) thread from a read-only connection of its own: the
+    event loop only encodes it."""
+    rows = audit_store.page(db_path, after_seq=after_seq, limit=limit, since_us=since_us)
+    return [parse_row(r).to_dict() for r in rows]
+
+
+def stream_rows(db_path: Path) -> Iterator[AuditRow]:
+    """Every row in seq order, streamed from a read-only connection of its own (blocking)."""
+    return (parse_row(r) for r in audit_store.stream(db_path))
 
 
 class AuditLog:
@@ -185,31 +183,20 @@ class AuditLog:
         # BEGIN IMMEDIATE under the connection's transaction lock: no other task's
         # transaction interleaves (its ROLLBACK would take our row with it), and no other
         # process can slip a row in between reading the head and writing after it.
-        async with transaction(self.db):
-            async with self.db.execute(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
-            ) as cur:
-                last = await cur.fetchone()
-            seq = 1 if last is None else int(last[0]) + 1
-            prev = GENESIS if last is None else str(last[1])
+        async with self.db.unit():
+            last = await audit_store.head(self.db)
+            seq = 1 if last is None else last[0] + 1
+            prev = GENESIS if last is None else last[1]
             row = AuditRow(seq, at_us, actor, uid, str(role), str(action), bool(allowed),
                            detail_copy, prev, "", text)
             row = dataclasses.replace(row, hash=row.expected_hash())
-            await self.db.execute(
-                f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.seq, row.at_us, row.actor, row.uid, row.role, row.action,
-                 int(row.allowed), text, row.prev_hash, row.hash),
-            )
+            await audit_store.insert(self.db, (
+                row.seq, row.at_us, row.actor, row.uid, row.role, row.action,
+                int(row.allowed), text, row.prev_hash, row.hash))
         return row
 
     async def rows(self, since_us: int | None = None) -> list[AuditRow]:
-        sql = f"SELECT {_COLUMNS} FROM audit"
-        params: tuple[Any, ...] = ()
-        if since_us is not None:
-            sql += " WHERE at_us >= ?"
-            params = (since_us,)
-        async with self.db.execute(sql + " ORDER BY seq", params) as cur:
-            return [_row(r) for r in await cur.fetchall()]
+        return [parse_row(r) for r in await audit_store.rows(self.db, since_us)]
 
     async def verify(self, anchor: tuple[int, str] | None = None) -> VerifyResult:
         rows = await self.rows()
@@ -218,9 +205,8 @@ class AuditLog:
 
     async def head(self) -> tuple[int, str]:
         """(seq, hash) of the last row; (0, 64 zeros) for an empty log."""
-        async with self.db.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1") as cur:
-            last = await cur.fetchone()
-        return (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
+        last = await audit_store.head(self.db)
+        return (0, GENESIS) if last is None else last
 
     async def log_head(self, logger: Any = None) -> tuple[int, str]:
         seq, digest = await self.head()
@@ -229,9 +215,3 @@ class AuditLog:
         )
         return seq, digest
 
-
-async def log_head_forever(audit: AuditLog, interval_s: float, logger: Any = None) -> None:
-    """Log the head now and every `interval_s` until cancelled (run it in the daemon's TaskGroup)."""
-    while True:
-        await audit.log_head(logger)
-        await asyncio.sleep(interval_s)

@@ -15,7 +15,7 @@ chain was cut after seq N"), which `audit verify` reports from then on.
 Line format: {"kind": "head"|"cut", "seq": N, "hash": H, "at": T, "prev": P, ...,
               "fingerprint": F, "sig": base64 Ed25519 over canonical JSON of the other fields}
 
-The lines are chained (issue 27): `prev` is the sha256 of the line before it (null on the first
+The lines are chained: `prev` is the sha256 of the line before it (null on the first
 line), and it is signed, so a line removed or edited in the middle breaks the next line's `prev`.
 A chain of lines cannot show lines cut from its end, so every line is also logged to the journal
 (event `audit_checkpoint`, field `line`: the line itself), and `nvr audit verify --journal FILE`
@@ -29,8 +29,6 @@ import base64
 import hashlib
 import json
 import os
-import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +36,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from nvr.export.signing import SigningKey, fingerprint
-from nvr.policy.audit import _COLUMNS, GENESIS, _row, _row_problem, canonical_json
+from nvr.policy.audit import GENESIS, canonical_json, row_problem, stream_rows
+from nvr.storage.keys import SigningKey, fingerprint
 from nvr.timeutil import to_iso
 
 CHECKPOINT_NAME = "audit-checkpoints.jsonl"
-# Rows fetched per step when walking the chain: memory stays constant whatever the table size.
-BATCH = 2000
 
 
 def checkpoint_path(storage_root: Path) -> Path:
@@ -232,17 +228,6 @@ def _cut_message(c: Checkpoint) -> str:
             f"{m}, so {lost} were deleted (found at the start of {to_iso(c.at_us)})")
 
 
-def _rows(db_path: Path) -> Iterator[Any]:
-    """Every audit row in seq order from a read-only connection of its own, in batches."""
-    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, check_same_thread=False)
-    try:
-        cur = con.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY seq")
-        while batch := cur.fetchmany(BATCH):
-            yield from batch
-    finally:
-        con.close()
-
-
 @dataclass(frozen=True, slots=True)
 class Verdict:
     ok: bool
@@ -295,9 +280,8 @@ def verify_db(db_path: Path, cps: Read, journal: Journal | None = None) -> Verdi
             heads.setdefault(c.seq, []).append(c)
     want_seq, prev, count = 1, GENESIS, 0
     disagree: str | None = None
-    for raw in _rows(db_path):
-        row = _row(raw)
-        problem = _row_problem(row, want_seq, prev)
+    for row in stream_rows(db_path):
+        problem = row_problem(row, want_seq, prev)
         if problem:
             return Verdict(False, f"audit chain broken at seq {min(row.seq, want_seq)}: "
                            f"{problem}", count, want_seq - 1, prev, len(cps.checkpoints))

@@ -1,6 +1,7 @@
 """Grants, law-enforcement/public requests and breach reports: the rows behind the policy.
 
-The decisions are in nvr.policy.rules; these classes only store. They still refuse the state
+The decisions are in nvr.policy.rules; these classes only store, through
+nvr.storage.policy_store. They still refuse the state
 changes the policy never allows (approving a public request, approving twice), so a caller that
 forgot to ask `decide()` cannot corrupt the record.
 """
@@ -10,14 +11,14 @@ from __future__ import annotations
 import builtins
 import json
 import secrets
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from nvr.errors import PermissionDenied, UsageError
 from nvr.policy import rules
+from nvr.storage import policy_store
 from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
@@ -72,7 +73,7 @@ class GrantRecord:
                 "revoked": _iso(self.revoked_us), "revoked_by": self.revoked_by}
 
 
-def _grant(r: aiosqlite.Row) -> GrantRecord:
+def _grant(r: sqlite3.Row) -> GrantRecord:
     return GrantRecord(r["id"], r["user"], tuple(json.loads(r["cameras"])), r["start_us"],
                        r["end_us"], r["expires_us"], r["reason"], r["created_us"],
                        r["created_by"], r["revoked_us"], r["revoked_by"])
@@ -97,22 +98,18 @@ class Grants:
             raise UsageError("a grant needs a --reason")
         rec = GrantRecord(new_id("G"), user, tuple(sorted(set(cameras))), start_us, end_us,
                           expires_us, reason, now_us, created_by)
-        await self.db.execute(
-            "INSERT INTO grants (id, user, cameras, start_us, end_us, expires_us, reason, "
-            "created_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.user, json.dumps(list(rec.cameras)), rec.start_us, rec.end_us,
-             rec.expires_us, rec.reason, rec.created_us, rec.created_by),
-        )
+        await policy_store.insert_grant(
+            self.db, id=rec.id, user=rec.user, cameras=json.dumps(list(rec.cameras)),
+            start_us=rec.start_us, end_us=rec.end_us, expires_us=rec.expires_us,
+            reason=rec.reason, created_us=rec.created_us, created_by=rec.created_by)
         return rec
 
     async def get(self, grant_id: str) -> GrantRecord | None:
-        async with self.db.execute("SELECT * FROM grants WHERE id = ?", (grant_id,)) as cur:
-            row = await cur.fetchone()
+        row = await policy_store.grant(self.db, grant_id)
         return None if row is None else _grant(row)
 
     async def list(self, active_only: bool = False, now_us: int | None = None) -> builtins.list[GrantRecord]:
-        async with self.db.execute("SELECT * FROM grants ORDER BY created_us, id") as cur:
-            out = [_grant(r) for r in await cur.fetchall()]
+        out = [_grant(r) for r in await policy_store.grants(self.db)]
         if active_only:
             if now_us is None:
                 raise ValueError("active_only needs now_us")
@@ -121,17 +118,11 @@ class Grants:
 
     async def for_user(self, user: str) -> builtins.list[rules.Grant]:
         """Every grant of `user`, expired and revoked too: decide() tells them apart."""
-        async with self.db.execute(
-            "SELECT * FROM grants WHERE user = ? ORDER BY created_us", (user,)
-        ) as cur:
-            return [_grant(r).grant for r in await cur.fetchall()]
+        return [_grant(r).grant for r in await policy_store.grants(self.db, user)]
 
     async def revoke(self, grant_id: str, *, now_us: int, by: str) -> GrantRecord:
         """Revoking stops access at once; revoking twice keeps the first revocation."""
-        await self.db.execute(
-            "UPDATE grants SET revoked_us = ?, revoked_by = ? WHERE id = ? AND revoked_us IS NULL",
-            (now_us, by, grant_id),
-        )
+        await policy_store.revoke_grant(self.db, grant_id, now_us=now_us, by=by)
         rec = await self.get(grant_id)
         if rec is None:
             raise UsageError(f"no grant {grant_id}; see `nvr grant list`")
@@ -179,7 +170,7 @@ class RequestRecord:
         return out
 
 
-def _request(r: aiosqlite.Row) -> RequestRecord:
+def _request(r: sqlite3.Row) -> RequestRecord:
     cams = r["cameras"]
     return RequestRecord(r["id"], r["kind"], r["requester"], r["details"], r["status"],
                          r["created_us"], r["created_by"], r["decided_us"], r["decided_by"],
@@ -215,27 +206,21 @@ class Requests:
                             "refused" if public else "pending", now_us, created_by,
                             now_us if public else None, SYSTEM if public else None,
                             PUBLIC_ADVICE if public else None, (), cams, start_us, end_us)
-        await self.db.execute(
-            "INSERT INTO requests (id, kind, requester, details, status, created_us, created_by,"
-            " decided_us, decided_by, decision_reason, cameras, start_us, end_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, rec.kind, rec.requester, rec.details, rec.status, rec.created_us,
-             rec.created_by, rec.decided_us, rec.decided_by, rec.decision_reason,
-             None if cams is None else json.dumps(list(cams)), start_us, end_us),
-        )
+        await policy_store.insert_request(
+            self.db, id=rec.id, kind=rec.kind, requester=rec.requester, details=rec.details,
+            status=rec.status, created_us=rec.created_us, created_by=rec.created_by,
+            decided_us=rec.decided_us, decided_by=rec.decided_by,
+            decision_reason=rec.decision_reason,
+            cameras=None if cams is None else json.dumps(list(cams)), start_us=start_us,
+            end_us=end_us)
         return rec
 
     async def get(self, request_id: str) -> RequestRecord | None:
-        async with self.db.execute("SELECT * FROM requests WHERE id = ?", (request_id,)) as cur:
-            row = await cur.fetchone()
+        row = await policy_store.request(self.db, request_id)
         return None if row is None else _request(row)
 
     async def list(self, status: str | None = None) -> builtins.list[RequestRecord]:
-        sql, params = "SELECT * FROM requests", builtins.list[str]()
-        if status is not None:
-            sql, params = sql + " WHERE status = ?", [status]
-        async with self.db.execute(sql + " ORDER BY created_us, id", params) as cur:
-            return [_request(r) for r in await cur.fetchall()]
+        return [_request(r) for r in await policy_store.requests(self.db, status)]
 
     async def _must(self, request_id: str) -> RequestRecord:
         rec = await self.get(request_id)
@@ -249,12 +234,11 @@ class Requests:
         if rec.kind == "public" and status == "approved":
             raise PermissionDenied(f"request {request_id} is from the general public and cannot be "
                                    f'approved (policy: "{rules.PUBLIC_ADVICE}")')
-        # Conditional update: two deciders racing cannot both win.
-        cur = await self.db.execute(
-            "UPDATE requests SET status = ?, decided_us = ?, decided_by = ?, decision_reason = ?, "
-            "expires_us = ? WHERE id = ? AND status = 'pending'",
-            (status, now_us, by, reason, expires_us, request_id))
-        if cur.rowcount != 1:
+        # Conditional: two deciders racing cannot both win.
+        changed = await policy_store.decide_request(
+            self.db, request_id, status=status, now_us=now_us, by=by, reason=reason,
+            expires_us=expires_us)
+        if changed != 1:
             raise UsageError(f"request {request_id} is {rec.status}, not pending")
         return await self._must(request_id)
 
@@ -273,11 +257,9 @@ class Requests:
 
     async def add_release(self, request_id: str, export_record: dict[str, Any]) -> RequestRecord:
         """Tie an export to the approved request it was released under."""
-        cur = await self.db.execute(
-            "UPDATE requests SET releases = json_insert(releases, '$[#]', json(?)) "
-            "WHERE id = ? AND status = 'approved'", (json.dumps(export_record), request_id))
+        changed = await policy_store.add_release(self.db, request_id, json.dumps(export_record))
         rec = await self._must(request_id)
-        if cur.rowcount != 1:
+        if changed != 1:
             raise PermissionDenied(f"request {request_id} is {rec.status}, not approved by the "
                                    f'Director (policy: "{rules.VOLUNTARY}")')
         return rec
@@ -304,12 +286,10 @@ class Breaches:
         if not details.strip():
             raise UsageError("a breach report needs --details")
         rec = BreachRecord(new_id("B"), now_us, reporter, details)
-        await self.db.execute(
-            "INSERT INTO breaches (id, at_us, reporter, details) VALUES (?, ?, ?, ?)",
-            (rec.id, rec.at_us, rec.reporter, rec.details))
+        await policy_store.insert_breach(self.db, id=rec.id, at_us=rec.at_us,
+                                         reporter=rec.reporter, details=rec.details)
         return rec
 
     async def list(self) -> builtins.list[BreachRecord]:
-        async with self.db.execute("SELECT * FROM breaches ORDER BY at_us, id") as cur:
-            return [BreachRecord(r["id"], r["at_us"], r["reporter"], r["details"])
-                    for r in await cur.fetchall()]
+        return [BreachRecord(r["id"], r["at_us"], r["reporter"], r["details"])
+                for r in await policy_store.breaches(self.db)]

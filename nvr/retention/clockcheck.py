@@ -1,4 +1,4 @@
-"""Clock sanity before retention deletes anything (issue 11). Pure: the caller passes the clocks.
+"""Clock sanity before retention deletes anything. Pure: the caller passes the clocks.
 
 Retention compares the wall clock with segment end times, so a wall clock 40 days ahead (a dead
 RTC battery, a bad NTP answer) would delete every unheld segment in one pass and expire holds.

@@ -296,7 +296,7 @@ class RetentionExecutor:
     async def _transaction(
         self, op: Callable[[Sequence[int]], Awaitable[None]], ids: Sequence[int]
     ) -> None:
-        # One transaction a batch: with synchronous=FULL each autocommit UPDATE is an fsync.
+        # One transaction a batch: with synchronous=FULL each autocommit write is an fsync.
         # The shared lock keeps other tasks' transactions from interleaving with ours: joined
         # to one that rolled back, our 'deleting' marks would vanish while the files go anyway.
         if not ids:

@@ -1,7 +1,7 @@
 """Incident and legal holds: cameras × time range that retention and disk pressure never touch.
 
 "the Library reserves the right to save recordings for as long as it deems necessary"
-(Security Camera Policy). The only module that writes the `holds` table.
+(Security Camera Policy). Stored through nvr.storage.holds_store.
 """
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ from __future__ import annotations
 import builtins
 import json
 import secrets
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from nvr.errors import UsageError
 from nvr.retention.planner import HoldInfo
+from nvr.storage import holds_store
 from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
@@ -62,7 +62,7 @@ class HoldRecord:
         return out
 
 
-def _record(row: aiosqlite.Row) -> HoldRecord:
+def _record(row: sqlite3.Row) -> HoldRecord:
     return HoldRecord(
         id=row["id"], cameras=tuple(json.loads(row["cameras"])), start_us=row["start_us"],
         end_us=row["end_us"], reason=row["reason"], incident=row["incident"],
@@ -103,24 +103,20 @@ class Holds:
             reason=reason.strip(), incident=incident or None, until_us=until_us,
             created_us=now_us, created_by=created_by,
         )
-        await self.db.execute(
-            "INSERT INTO holds (id, cameras, start_us, end_us, reason, incident, until_us, "
-            "created_us, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.id, json.dumps(list(cams)), start_us, end_us, rec.reason, rec.incident,
-             until_us, now_us, created_by),
-        )
+        await holds_store.insert(
+            self.db, id=rec.id, cameras=json.dumps(list(cams)), start_us=start_us,
+            end_us=end_us, reason=rec.reason, incident=rec.incident, until_us=until_us,
+            created_us=now_us, created_by=created_by)
         return rec
 
     async def get(self, hold_id: str) -> HoldRecord | None:
-        async with self.db.execute("SELECT * FROM holds WHERE id = ?", (hold_id,)) as cur:
-            row = await cur.fetchone()
+        row = await holds_store.get(self.db, hold_id)
         return None if row is None else _record(row)
 
     async def list(
         self, include_inactive: bool = False, *, now_us: int
     ) -> builtins.list[HoldRecord]:
-        async with self.db.execute("SELECT * FROM holds ORDER BY created_us, id") as cur:
-            rows = [_record(r) for r in await cur.fetchall()]
+        rows = [_record(r) for r in await holds_store.all_holds(self.db)]
         return rows if include_inactive else [r for r in rows if r.active(now_us)]
 
     async def active(self, now_us: int) -> builtins.list[HoldInfo]:
@@ -130,16 +126,12 @@ class Holds:
         """Stops protecting at once: the next retention pass may delete what it covered."""
         if not reason.strip():
             raise UsageError("releasing a hold needs a reason (--reason TEXT)")
-        # The `released_us IS NULL` guard makes a second release (even a racing one) fail.
-        cur = await self.db.execute(
-            "UPDATE holds SET released_us = ?, released_by = ?, release_reason = ? "
-            "WHERE id = ? AND released_us IS NULL",
-            (now_us, by, reason.strip(), hold_id),
-        )
+        changed = await holds_store.release(self.db, hold_id, by=by, reason=reason.strip(),
+                                            now_us=now_us)
         rec = await self.get(hold_id)
         if rec is None:
             raise UsageError(f"no hold {hold_id!r}; `nvr hold list` shows the holds")
-        if cur.rowcount == 0:
+        if changed == 0:
             raise UsageError(
                 f"hold {hold_id} was already released at {to_iso(rec.released_us or 0)} "
                 f"by {rec.released_by} ({rec.release_reason})"

@@ -4,14 +4,25 @@ Every instant is INTEGER microseconds since the epoch, UTC (nvr.timeutil). The s
 version from day one; `MIGRATIONS[n]` takes a database from version n to n+1, in one
 transaction, so an upgrade interrupted by a crash is retried whole on the next start.
 
-Every statement runs through `Db`, in a unit of work (see "units of work" below).
-Module ownership of tables (each module keeps its own queries, run through `Db`):
-  segments, gaps, cameras       nvr.storage.index
-  holds                         nvr.retention.holds
-  grants, requests, breaches    nvr.policy.store
-  audit                         nvr.policy.audit
-  stills, exports               nvr.export
-  meta                          here (schema version, clean-shutdown flag)
+Every SQL statement of nvr is in nvr/storage/: a store module per table or concern holds the
+statements, and the rest of nvr calls its functions. Ownership (the owner is the one module
+that writes the table; tests/storage/test_ownership.py holds this list against sqlite_master
+of a freshly migrated index and against the statements in the tree):
+  cameras, segments, gaps, segment_totals    nvr.storage.index
+  holds                                      nvr.storage.holds_store
+  grants, requests, breaches                 nvr.storage.policy_store
+  audit                                      nvr.storage.audit_store
+  exports, stills                            nvr.storage.exports_store
+  view_links                                 nvr.storage.links_store
+  meta                                       nvr.storage.db
+An index or trigger belongs to the owner of its table; segment_totals is kept by the triggers
+on segments (SCHEMA_V2) and read by nvr.storage.footage_stats too.
+
+Connections. The daemon has one: `connect()` returns the `Db` every store runs its statements
+through, in units of work (see "units of work" below). The only other way to open the index is
+`open_file()` (and `open_image()` for bytes already in memory), for work that must not hold the
+daemon's connection or runs without the daemon: a read-only walk in a worker thread (`audit
+list`, `audit verify`), `nvr backup`, and `nvr restore` on its staged copy.
 """
 
 from __future__ import annotations
@@ -156,7 +167,7 @@ CREATE TABLE exports (
 );
 """
 
-# Issue 9, queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
+# v2: queries that scale to a month of 64 cameras (2.8 million rows): retention asks for
 # the rows that ended before a camera's horizon, and the disk sweep for the oldest rows, by
 # index; `nvr status` reads per-camera totals kept by triggers instead of summing every row.
 SCHEMA_V2 = """
@@ -199,7 +210,7 @@ ON segments BEGIN
 END;
 """
 
-# v3 (issue 10): a request carries its scope — cameras and footage window — and an approval
+# v3: a request carries its scope — cameras and footage window — and an approval
 # its expiry. NULL scope: a request recorded before v3, which can release nothing.
 SCHEMA_V3 = """
 ALTER TABLE requests ADD COLUMN cameras TEXT;         -- JSON list of camera ids
@@ -208,7 +219,7 @@ ALTER TABLE requests ADD COLUMN end_us INTEGER;
 ALTER TABLE requests ADD COLUMN expires_us INTEGER;   -- set when approved
 """
 
-# v4 (issue 12): viewing links (nvr.web.links); only the token's sha256 is stored.
+# v4: viewing links (nvr.web.links); only the token's sha256 is stored.
 SCHEMA_V4 = """
 CREATE TABLE view_links (
     id          TEXT PRIMARY KEY,
@@ -234,6 +245,49 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class SchemaTooNew(RuntimeError):
     """Raised when the index was written by a newer nvr than this one."""
+
+
+def open_file(path: Path | str, *, readonly: bool = True,
+              check_same_thread: bool = True) -> sqlite3.Connection:
+    """A plain connection of its own to an index file, not migrated and not through `Db`
+    (see "Connections" above). Read-only unless `readonly=False` (a copy no daemon uses)."""
+    if readonly:
+        return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+                               check_same_thread=check_same_thread)
+    return sqlite3.connect(path, timeout=30, check_same_thread=check_same_thread)
+
+
+def open_image(data: bytearray) -> sqlite3.Connection:
+    """An in-memory database of exactly `data` (an index's serialized pages). Views and
+    triggers of those pages run no function not marked harmless: whoever wrote the bytes is
+    not trusted by the reader. Raises sqlite3.Error if the bytes are not a database."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("PRAGMA trusted_schema=OFF")
+        db.deserialize(data)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def integrity(db: sqlite3.Connection) -> str:
+    """SQLite's integrity check: "ok", or its first complaint."""
+    return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def user_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def serialize(path: Path | str) -> bytes:
+    """Every page of the index (the WAL's newest included), read in one read transaction: one
+    consistent snapshot, safe while the daemon writes."""
+    src = open_file(path)
+    try:
+        return src.serialize()
+    finally:
+        src.close()
 
 
 async def connect(path: Path) -> Db:
@@ -441,9 +495,3 @@ class Db:
         async with self._lock:
             await self.conn.close()
 
-
-@asynccontextmanager
-async def transaction(db: Db) -> AsyncIterator[Db]:
-    """A unit of work on `db` (kept for callers written before units had a name)."""
-    async with db.unit():
-        yield db

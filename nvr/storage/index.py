@@ -1,4 +1,5 @@
-"""Queries on the segment and gap tables. The only module that writes them.
+"""The statements on `cameras`, `segments`, `gaps` and `segment_totals`: the only module that
+writes them.
 
 Lifecycle of a segment row (docs/design.md, "Lifecycle of a segment"):
   create  — the writer fsyncs the file and its folder, *then* add_segment() inserts the row;
@@ -9,14 +10,16 @@ So a 'complete' row always names a file that is on disk and durable.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import aiosqlite
 
-from nvr.storage.db import Db
+from nvr.storage.db import Db, open_file
 
 _SEG_COLUMNS = (
     "camera, start_us, end_us, path, bytes, frames, keyframes, codec, width, height, sha256, "
@@ -323,3 +326,32 @@ class Index:
         async with self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM segment_totals") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+
+# ---- a copy of the index outside the daemon (nvr backup, nvr restore) ------------------------
+def footage_summary(con: sqlite3.Connection) -> tuple[int, int]:
+    """(segments, bytes) indexed, on a plain connection (a backup's copy of the index)."""
+    row = con.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM segments").fetchone()
+    return int(row[0]), int(row[1])
+
+
+def rebase_paths(db_path: Path, old: str, new: str) -> None:
+    """Point every segment under folder `old` at the same place under `new`, in the index file
+    at `db_path` (a staged copy no daemon uses)."""
+    like = old.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+    con = open_file(db_path, readonly=False)
+    try:
+        with con:
+            con.execute("UPDATE segments SET path = ? || substr(path, ?) "
+                        "WHERE path LIKE ? ESCAPE '\\'", (new, len(old) + 1, like))
+    finally:
+        con.close()
+
+
+def segment_paths(db_path: Path) -> list[str]:
+    """Every segment's path in the index file at `db_path`."""
+    con = open_file(db_path)
+    try:
+        return [str(r[0]) for r in con.execute("SELECT path FROM segments ORDER BY id")]
+    finally:
+        con.close()

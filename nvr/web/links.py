@@ -3,8 +3,8 @@
 A link is minted by `nvr live`, `nvr playback` or `nvr emergency start` after the policy
 allowed it for the caller. The URL carries the token after `#`, so it never reaches a server
 log or a Referer header; the page trades it once for a session cookie (nvr.web.server).
-The table `view_links` is in the index (schema v4, nvr.storage.db), so that a link survives a
-daemon restart until it expires.
+The table `view_links` is in the index (schema v4, nvr.storage.db; statements in
+nvr.storage.links_store), so that a link survives a daemon restart until it expires.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from nvr.storage.db import Db, transaction
+from nvr.storage import links_store
+from nvr.storage.db import Db
 from nvr.timeutil import to_iso
 
 Kind = Literal["live", "playback", "emergency"]
@@ -72,10 +73,6 @@ class Link:
         }
 
 
-_COLS = ("id, kind, token_hash, actor, uid, role, cameras, start_us, end_us, purpose, "
-         "created_us, expires_us, ended_us, ended_why")
-
-
 class Links:
     """The one writer of view_links. Links are kept in memory too: every HTTP request looks
     its link up, and a revocation must be seen by the very next request."""
@@ -87,14 +84,11 @@ class Links:
 
     async def load(self, now_us: int) -> None:
         # Links still open (and a day of ended ones, for `view list`).
-        async with self.db.execute(
-            f"SELECT {_COLS} FROM view_links WHERE expires_us > ?", (now_us - 86_400_000_000,)
-        ) as cur:
-            for row in await cur.fetchall():
-                link = Link(row[0], row[1], row[2], row[3], row[4], row[5],
-                            tuple(json.loads(row[6])), row[7], row[8], row[9], row[10], row[11],
-                            row[12], row[13])
-                self._keep(link)
+        for row in await links_store.expiring_after(self.db, now_us - 86_400_000_000):
+            link = Link(row[0], row[1], row[2], row[3], row[4], row[5],
+                        tuple(json.loads(row[6])), row[7], row[8], row[9], row[10], row[11],
+                        row[12], row[13])
+            self._keep(link)
 
     def _keep(self, link: Link) -> None:
         self.by_id[link.id] = link
@@ -107,12 +101,10 @@ class Links:
         prefix = "em" if kind == "emergency" else "v"
         link = Link(f"{prefix}-{secrets.token_hex(4)}", kind, token_hash(token), actor, uid, role,
                     tuple(cameras), start_us, end_us, purpose, now_us, expires_us)
-        async with transaction(self.db):
-            await self.db.execute(
-                f"INSERT INTO view_links ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (link.id, kind, link.token_hash, actor, uid, role, json.dumps(list(cameras)),
-                 start_us, end_us, purpose, now_us, expires_us, None, None),
-            )
+        async with self.db.unit():
+            await links_store.insert(self.db, (
+                link.id, kind, link.token_hash, actor, uid, role, json.dumps(list(cameras)),
+                start_us, end_us, purpose, now_us, expires_us, None, None))
         self._keep(link)
         return link, token
 
@@ -124,10 +116,8 @@ class Links:
         if link.ended_us is not None:
             return False
         link.ended_us, link.ended_why = now_us, why
-        async with transaction(self.db):
-            await self.db.execute(
-                "UPDATE view_links SET ended_us = ?, ended_why = ? WHERE id = ?",
-                (now_us, why, link.id))
+        async with self.db.unit():
+            await links_store.end(self.db, link.id, now_us=now_us, why=why)
         return True
 
     def listing(self, *, kind: Kind | None = None, actor: str | None = None,

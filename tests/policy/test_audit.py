@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from nvr.policy.audit import GENESIS, AuditLog, canonical_json, chain_hash, verify_rows
-from nvr.storage.db import connect, transaction
+from nvr.storage.db import connect
 
 T0 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
 
@@ -203,7 +203,7 @@ async def test_append_waits_out_another_tasks_transaction(log: AuditLog) -> None
 
     async def other_task_rolls_back() -> None:
         try:
-            async with transaction(log.db):
+            async with log.db.unit():
                 await log.db.execute(
                     "INSERT INTO meta (key, value) VALUES ('scratch', 'x')")
                 other_began.set()

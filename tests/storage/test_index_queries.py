@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from nvr.storage import db as dbmod
-from nvr.storage.index import Index, NewSegment
+from nvr.storage.index import Index, NewSegment, rebase_paths, segment_paths
 
 MIN = 60_000_000
 T0 = 1_772_355_600_000_000
@@ -58,3 +58,19 @@ async def test_a_v1_index_with_rows_migrates_to_totals(tmp_path: Path) -> None:
         assert len(await index.segments("a", T0 + MIN, T0 + MIN + 1)) == 1
     finally:
         await db.close()
+
+
+async def test_restore_rebases_only_the_paths_under_the_old_root(tmp_path: Path) -> None:
+    """`%` and `_` in the old root are literal: a sibling folder that LIKE would match stays."""
+    path = tmp_path / "index.db"
+    db = await dbmod.connect(path)
+    index = Index(db)
+    try:
+        for root, start in (("/srv/a_b%", T0), ("/srv/aXbY", T0 + MIN), ("/srv/a_b%x", T0 + 2 * MIN)):
+            await index.add_segment(NewSegment("a", start, start + MIN, f"{root}/seg/{start}.mp4",
+                                               10, 1, 1, "h264", 1, 1, "x"))
+    finally:
+        await db.close()
+    rebase_paths(path, "/srv/a_b%", "/new")
+    assert segment_paths(path) == [f"/new/seg/{T0}.mp4", f"/srv/aXbY/seg/{T0 + MIN}.mp4",
+                                   f"/srv/a_b%x/seg/{T0 + 2 * MIN}.mp4"]

@@ -140,7 +140,7 @@ class SegmentWriter:
         # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
         # The decoder's parameter sets as of the last keyframe: the SDP's, each replaced by
-        # the in-band set of the same id (nvr.storage.param_sets).
+        # the in-band set of the same id (nvr.media.param_sets).
         self._known: tuple[bytes, ...] = ()
         self._anchor: WallAnchor | None = None  # None until the session's first frame
         self._session_wall_us = 0  # start_session's anchor_us: the wall/monotonic pairing

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import av
 import av.container
@@ -20,6 +21,9 @@ import av.stream
 
 from nvr.media.mp4.boxes import top_level
 from nvr.media.mp4.samples import video_track
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
@@ -45,9 +49,10 @@ class _Sink(io.RawIOBase):
     def seekable(self) -> bool:
         return False
 
-    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.parts.append(bytes(b))
-        return len(b)
+    def write(self, b: Buffer, /) -> int:
+        data = bytes(b)
+        self.parts.append(data)
+        return len(data)
 
 
 def build(template: av.stream.Stream, codec: str, extradata: bytes | None,

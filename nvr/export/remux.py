@@ -10,7 +10,7 @@ Frames are placed by wall clock, so a hole in the recording stays a hole in the 
 line, and each gap also gets a chapter titled "GAP ..." that players list.
 
 How (docs/export.md, "Writing the clip"): the sample table of every source comes from its small
-boxes (nvr.export.fragments), so the whole clip is planned — which frames, at what time, at
+boxes (nvr.media.mp4.samples), so the whole clip is planned — which frames, at what time, at
 which offset — before a frame is copied. The clip is then written once, front to back: ftyp,
 moov, mdat. Each source is read ONCE, whole: a second thread reads the next one and checks its
 sha256 against the index; the copy checks that the boxes the plan came from are those same bytes,
@@ -31,8 +31,8 @@ from pathlib import Path
 
 from nvr import log
 from nvr.errors import DataError, IntegrityError
-from nvr.export import mp4write
-from nvr.export.fragments import SegmentLayout, layout_of_bytes, read_layout
+from nvr.media.mp4 import movie as mp4write
+from nvr.media.mp4.samples import SegmentLayout, layout_of_bytes, read_layout
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US, to_iso
 

@@ -65,7 +65,7 @@ def _decode_at(seg: Segment, at_us: int) -> tuple[av.VideoFrame, int] | None:
         tb = ist.time_base
         assert tb is not None
         base: int | None = None
-        gop: list[av.Packet] = []
+        gop: list[av.Packet[av.VideoStream]] = []
         feeding = False
         for pkt in src.demux(ist):
             if pkt.size == 0 or pkt.dts is None:
@@ -109,7 +109,7 @@ def _wall(seg: Segment, pts: int, base: int, tb: Fraction) -> int:
     return seg.start_us + (pts - base) * tb.numerator * US // tb.denominator
 
 
-def _dur(pkt: av.Packet, tb: Fraction) -> int:
+def _dur(pkt: av.Packet[av.VideoStream], tb: Fraction) -> int:
     return max(1, (pkt.duration or 0) * tb.numerator * US // tb.denominator)
 
 

@@ -30,7 +30,7 @@ from nvr.ingest.rtp import Depacketizer
 from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
-from nvr.storage.fmp4 import annexb
+from nvr.media.access_unit import annexb
 
 _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read

@@ -14,59 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import av
 
 from nvr import log, timeutil
+from nvr.media.mp4.boxes import top_level
+from nvr.media.mp4.fragment import complete_length
 from nvr.storage import fsutil
 from nvr.storage.index import Index, NewSegment, Segment
 
 _log = log.get("nvr.storage.recovery")
-
-
-# -- a pure top-level MP4 box walker ------------------------------------------------------------
-def top_level_boxes(data_size: int, read_at: Any) -> list[tuple[bytes, int, int]]:
-    """(type, offset, size) of each complete top-level box; stops at the first incomplete one.
-    `read_at(offset, n)` returns up to n bytes at offset."""
-    boxes: list[tuple[bytes, int, int]] = []
-    off = 0
-    while off + 8 <= data_size:
-        size, kind = struct.unpack(">I4s", read_at(off, 8))
-        header = 8
-        if size == 1:
-            if off + 16 > data_size:
-                break
-            (size,) = struct.unpack(">Q", read_at(off + 8, 8))
-            header = 16
-        elif size == 0:  # "to the end of the file": never written by our muxer settings
-            size = data_size - off
-        if size < header or off + size > data_size:
-            break
-        boxes.append((kind, off, size))
-        off += size
-    return boxes
-
-
-def complete_length(boxes: list[tuple[bytes, int, int]]) -> int:
-    """Bytes to keep: through the last complete moof+mdat pair (or the mfra after it).
-    0 when there is no ftyp+moov header or no complete fragment."""
-    kinds = [b[0] for b in boxes]
-    if kinds[:2] != [b"ftyp", b"moov"]:
-        return 0
-    keep = 0
-    for i in range(2, len(boxes)):
-        kind, off, size = boxes[i]
-        if kind == b"mdat" and boxes[i - 1][0] == b"moof":
-            keep = off + size
-        elif kind == b"mfra" and keep == off:
-            keep = off + size
-    return keep
 
 
 @dataclass
@@ -83,7 +45,7 @@ def probe_segment(path: Path, length: int | None = None) -> Probe | None:
     """Count what PyAV can read back from the first `length` bytes (all if None); None if
     nothing is readable. Reads through a bounded view: the file is not changed."""
     try:
-        with open(path, "rb") as raw, av.open(_Prefix(raw, length)) as c:
+        with open(path, "rb") as raw, av.open(_Prefix(raw, length), "r") as c:
             if not c.streams.video:
                 return None
             v = c.streams.video[0]
@@ -214,7 +176,7 @@ def _inspect(path: Path) -> tuple[int, int, Probe] | str:
             f.seek(off)
             return f.read(n)
 
-        keep = complete_length(top_level_boxes(size, read_at))
+        keep = complete_length(top_level(size, read_at))
     if keep == 0:
         return "no complete fragment (not a fragmented MP4 written by nvr, or cut before one)"
     probe = probe_segment(path, keep)
@@ -226,7 +188,7 @@ def _inspect(path: Path) -> tuple[int, int, Probe] | str:
 class _Prefix:
     """A read-only file object that ends after `length` bytes of `raw`."""
 
-    def __init__(self, raw: Any, length: int | None) -> None:
+    def __init__(self, raw: BinaryIO, length: int | None) -> None:
         self.raw = raw
         self.length = os.fstat(raw.fileno()).st_size if length is None else length
 
@@ -236,10 +198,10 @@ class _Prefix:
 
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self.raw.tell(), 2: self.length}[whence]
-        return int(self.raw.seek(base + offset))
+        return self.raw.seek(base + offset)
 
     def tell(self) -> int:
-        return int(self.raw.tell())
+        return self.raw.tell()
 
 
 def _cut_and_sync(path: Path, keep: int) -> str:
@@ -376,8 +338,7 @@ class BackgroundCheck:
                 for s in page:
                     names.discard(os.path.basename(s.path))
                 # Re-check in a thread (the listing is a moment old), then drop what is gone.
-                really = await asyncio.to_thread(
-                    lambda g=gone: [s for s in g if not os.path.exists(s.path)])
+                really = await asyncio.to_thread(_gone, gone)
                 for s in really:
                     row = await self.index.segment_by_path(s.path)
                     if row is not None and row.state == "complete":
@@ -393,6 +354,10 @@ class BackgroundCheck:
                     await _orphan(self.index, self.root, cam, path, self.report)
         self.state = "done"
         _log.info("background_check_done", **self.progress())
+
+
+def _gone(segments: list[Segment]) -> list[Segment]:
+    return [s for s in segments if not os.path.exists(s.path)]
 
 
 def _names(folder: Path) -> list[str]:

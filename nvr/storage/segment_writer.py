@@ -3,19 +3,23 @@
 Lifecycle of a segment file (the invariants recovery relies on):
   1. created with O_EXCL, 0600, in `<root>/segments/<camera>/` (0700), named by its start;
   2. written as fragmented MP4: the session's ftyp+moov (written by FFmpeg once per stream
-     description, nvr.storage.init_segment), then one moof+mdat a GOP (nvr.storage.fmp4, the
-     bytes FFmpeg's muxer wrote), each written whole with one writev() when the next keyframe
+     description, nvr.media.mp4.init_segment), then one moof+mdat a GOP (nvr.media.mp4.fragment,
+     the bytes FFmpeg's muxer writes), each written whole with one writev() when the next keyframe
      arrives, so a kill at any moment leaves a file playable up to its last complete fragment
      (docs/design.md, "Ingest hot path");
   3. closed: last fragment and mfra → fsync file → fsync folder → THEN `on_closed(NewSegment)`
      (the row), whose sha256 is that of every byte written, hashed as it was written.
 
-Time (docs/time.md): a session has one wall-clock anchor (nvr.ingest.anchor), re-estimated
+Time (docs/time.md): a session has one wall-clock anchor (nvr.storage.anchor), re-estimated
 with every frame so that no frame is stamped later than it arrived. A segment's times are
 fixed when it closes: segment N ends at the anchor + the media time of N+1's first frame, and
 N+1 starts exactly there, so no frame is dropped or doubled at a cut. The first segment of a
 session also gets its start then (the anchor may have fallen since it opened: a burst of
 buffered video), and its file is renamed to match.
+
+Frames come in decode order (`Frame`), H.264 and H.265 ones either length-prefixed (the own
+RTSP reader's: stored as they are) or in Annex-B (FFmpeg's reader's: converted,
+nvr.media.access_unit); other codecs (MJPEG through FFmpeg's reader) are stored as they come.
 
 Runs on the camera's thread (or the read loop's); nothing here touches the event loop.
 """
@@ -29,24 +33,27 @@ import time
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, Protocol
 
 import av
 import av.stream
 
 from nvr import log, timeutil
-from nvr.ingest.anchor import WallAnchor
-from nvr.ingest.timestamps import OutPacket
-from nvr.storage import fmp4, fsutil, init_segment
-from nvr.storage import param_sets as ps
+from nvr.media import access_unit
+from nvr.media import param_sets as ps
+from nvr.media.mp4 import fragment as fmp4
+from nvr.media.mp4 import init_segment
+from nvr.storage import fsutil
+from nvr.storage.anchor import WallAnchor
 from nvr.storage.index import NewSegment
 
-_PARAM_NALS = {"h264": frozenset({7, 8}), "hevc": frozenset({32, 33, 34})}
+_NAL_CODECS = frozenset({"h264", "hevc"})  # NAL units, length-prefixed in MP4
 # A fragment is written at each keyframe, as FFmpeg's frag_keyframe did. A camera with a long
 # or "smart" GOP (a keyframe a minute) would hold that much video in memory, and lose it to a
 # crash: its fragments are also cut at these (a fragment may then start on a non-keyframe).
 FRAGMENT_MAX_S = 10.0
 FRAGMENT_MAX_BYTES = 16 * 1024 * 1024
-# While a burst of buffered video is still arriving (nvr.ingest.anchor), a segment is not
+# While a burst of buffered video is still arriving (nvr.storage.anchor), a segment is not
 # closed, since its end would be stamped from an anchor that is still falling; but for at most
 # this long past its length.
 BURST_HOLD_MAX_S = 60.0
@@ -55,43 +62,23 @@ _IOV_MAX = 1024  # buffers one writev() takes (Linux UIO_MAXIOV)
 _log = log.get("nvr.storage.segment_writer")
 
 
-def param_sets(data: bytes | bytearray, codec: str, *,
-               length_prefixed: bool = False) -> tuple[bytes, ...]:
-    """The parameter-set NAL units (H.264 SPS/PPS, H.265 VPS/SPS/PPS) of an Annex-B (or
-    length-prefixed) packet, each once, in order of appearance, without trailing zero bytes
-    (nvr.storage.param_sets)."""
-    wanted = _PARAM_NALS.get(codec)
-    if wanted is None:
-        return ()
-    if length_prefixed:
-        found: list[bytes] = []
-        i = 0
-        while len(data) - i > 4:
-            n = int.from_bytes(data[i:i + 4], "big")
-            b = data[i + 4]
-            if ((b & 0x1F) if codec == "h264" else (b >> 1) & 0x3F) in wanted:
-                nal = bytes(data[i + 4:i + 4 + n]).rstrip(b"\x00")
-                if nal and nal not in found:
-                    found.append(nal)
-            i += 4 + n
-        return tuple(found)
-    starts: list[int] = []
-    i = data.find(b"\x00\x00\x01")
-    while i >= 0:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    out: list[bytes] = []
-    for n, s in enumerate(starts):
-        if s >= len(data):
-            continue
-        kind = (data[s] & 0x1F) if codec == "h264" else (data[s] >> 1) & 0x3F
-        if kind not in wanted:
-            continue
-        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        nal = bytes(data[s:end]).rstrip(b"\x00")  # a 4-byte start code leaves a trailing zero
-        if nal not in out:
-            out.append(nal)
-    return tuple(out)
+class Frame(Protocol):
+    """A frame as the writer takes it: times in the session's time base (the template
+    stream's), the access unit in one or more payloads, and when its last byte arrived
+    (µs of the session's monotonic clock)."""
+
+    @property
+    def pts(self) -> int: ...
+    @property
+    def dts(self) -> int: ...
+    @property
+    def duration(self) -> int: ...
+    @property
+    def key(self) -> bool: ...
+    @property
+    def payloads(self) -> Sequence[av.Packet[Any]] | Sequence[bytes]: ...
+    @property
+    def arrival_mono_us(self) -> int: ...
 
 
 def stagger_fraction(camera_id: str) -> float:
@@ -153,7 +140,7 @@ class SegmentWriter:
         # sets of SPS/PPS gets each written once; a few kept at most)
         self._inits: dict[tuple[bytes, ...], init_segment.InitSegment] = {}
         # The decoder's parameter sets as of the last keyframe: the SDP's, each replaced by
-        # the in-band set of the same id (nvr.storage.param_sets).
+        # the in-band set of the same id (nvr.media.param_sets).
         self._known: tuple[bytes, ...] = ()
         self._anchor: WallAnchor | None = None  # None until the session's first frame
         self._session_wall_us = 0  # start_session's anchor_us: the wall/monotonic pairing
@@ -181,11 +168,11 @@ class SegmentWriter:
         if template is not self._template:
             self._inits = {}
             codec = str(template.codec_context.name)
-            self._known = ps.merge((), param_sets(template.codec_context.extradata or b"",
-                                                  codec), codec)
+            self._known = ps.merge((), ps.in_access_unit(template.codec_context.extradata or b"",
+                                                         codec), codec)
         self._template = template
         self._codec_name = str(template.codec_context.name)
-        self._length_prefixed = length_prefixed and self._codec_name in _PARAM_NALS
+        self._length_prefixed = length_prefixed and self._codec_name in _NAL_CODECS
         self._tb = Fraction(template.time_base or Fraction(1, 90000))
         self._us_num = self._tb.numerator * 1_000_000
         self._us_den = self._tb.denominator
@@ -214,14 +201,14 @@ class SegmentWriter:
         return None if self._anchor is None else self._anchor.delay_us
 
     # -- packets -------------------------------------------------------------------------------
-    def write(self, op: OutPacket[av.Packet] | OutPacket[bytes]) -> None:
+    def write(self, op: Frame) -> None:
         seg = self._open
         params: tuple[bytes, ...] = ()
         if self._template is None:
             raise RuntimeError("write() outside a session: call start_session() first")
         data = _payload_bytes(op.payloads, self._length_prefixed)
         if op.key:
-            inband = param_sets(data, self._codec, length_prefixed=self._length_prefixed)
+            inband = ps.in_access_unit(data, self._codec, length_prefixed=self._length_prefixed)
             if inband:  # replaces the same ids; a partial set removes nothing
                 self._known = ps.merge(self._known, inband, self._codec)
             params = self._known
@@ -254,8 +241,7 @@ class SegmentWriter:
                 seg = self._begin(op.dts, params, data, start, first_of_session=False)
         self._add(seg, op, data)
 
-    def _add(self, seg: _Open, op: OutPacket[av.Packet] | OutPacket[bytes],
-             data: bytes | bytearray) -> None:
+    def _add(self, seg: _Open, op: Frame, data: bytes | bytearray) -> None:
         ticks = seg.init.timescale
         if seg.same_clock:
             dts, cts, duration = op.dts - seg.first_dts, op.pts - op.dts, op.duration
@@ -273,12 +259,12 @@ class SegmentWriter:
             frag = seg.fragment
         codec = self._codec
         sample = data  # other codecs (MJPEG from FFmpeg's reader): as they are
-        if codec in _PARAM_NALS:
+        if codec in _NAL_CODECS:
             if not self._length_prefixed:
                 assert isinstance(data, bytearray)
-                sample = fmp4.length_prefixed(data)
+                sample = access_unit.length_prefixed(data)
             if codec == "hevc":
-                sample = fmp4.without_parameter_sets(sample)
+                sample = access_unit.without_parameter_sets(sample)
         frag.add(dts, cts, duration, op.key, sample)
         seg.with_cts = seg.with_cts or cts != 0
         seg.last_dts = dts
@@ -298,7 +284,7 @@ class SegmentWriter:
             # The moov describes the sets the frames decode with, each once. Incomplete sets
             # (no SPS anywhere yet): the stream's own extradata, the best there is.
             override = ps.annexb(params) if ps.complete(params, self._codec) else None
-            key = fmp4.annexb(first_key) if self._length_prefixed else bytes(first_key)
+            key = access_unit.annexb(first_key) if self._length_prefixed else bytes(first_key)
             init = init_segment.build(self._template, self._codec, override, key, self._tb)
             if len(self._inits) >= 4:
                 self._inits.clear()
@@ -438,7 +424,7 @@ def _rescale(value: int, tb: Fraction, ticks: int) -> int:
     return int(exact + Fraction(1, 2)) if exact >= 0 else -int(-exact + Fraction(1, 2))
 
 
-def _payload_bytes(payloads: list[av.Packet] | list[bytes],
+def _payload_bytes(payloads: Sequence[av.Packet[Any]] | Sequence[bytes],
                    length_prefixed: bool) -> bytes | bytearray:
     """The access unit's bytes: as they are if already length-prefixed, else copied once (the
     writer rewrites their start codes in place)."""

@@ -25,7 +25,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from nvr.errors import UsageError
 from nvr.export.remux import NoFootage, segment_layout, segment_window
-from nvr.storage import fmp4
+from nvr.media.mp4 import fragment as fmp4
 from nvr.storage.index import Segment
 from nvr.timeutil import parse_time, to_iso
 from nvr.web.links import Link

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from nvr.storage.fmp4 import starts_with_sync
+from nvr.media.mp4.fragment import starts_with_sync
 
 POLL_S = 0.1
 Send = Callable[[bytes], Awaitable[None]]

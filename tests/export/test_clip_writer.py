@@ -16,9 +16,10 @@ import av
 import pytest
 
 from nvr.errors import IntegrityError
-from nvr.export import mp4write, remux
-from nvr.export.fragments import read_layout
+from nvr.export import remux
 from nvr.export.remux import export_clip
+from nvr.media.mp4 import movie as mp4write
+from nvr.media.mp4.samples import read_layout
 from nvr.storage.index import Gap, Segment
 from nvr.timeutil import US
 from tests.export.helpers import decoded_frames, ffprobe, packet_hashes, top_level_boxes

@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import pytest
 
-from nvr.ingest.anchor import RISE_PPM
+from nvr.storage.anchor import RISE_PPM
 from nvr.storage.index import Index, Segment
 from tests.camserver import TestCamera
 from tests.ingest.recording_helpers import IndexSink, ffprobe, make_recorder, wait_for

@@ -13,7 +13,7 @@ import pytest
 
 from nvr.ingest.rtp import AccessUnit, Depacketizer
 from nvr.ingest.rtsp import RtspError, RtspSession
-from nvr.storage.fmp4 import annexb
+from nvr.media.access_unit import annexb
 from tests.camserver import TestCamera
 
 

@@ -22,10 +22,14 @@ import av.stream
 import pytest
 
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampRepair
-from nvr.storage import fmp4
+from nvr.media import access_unit
+from nvr.media.mp4 import fragment as fmp4
+from nvr.media.mp4.boxes import top_level as top_level_boxes
+from nvr.media.mp4.fragment import complete_length
+from nvr.media.mp4.init_segment import MOVFLAGS
+from nvr.media.param_sets import in_access_unit
 from nvr.storage.index import NewSegment
-from nvr.storage.init_segment import MOVFLAGS
-from nvr.storage.recovery import probe_segment, top_level_boxes
+from nvr.storage.recovery import probe_segment
 from nvr.storage.segment_writer import FRAGMENT_MAX_S, SegmentWriter
 from tests.ingest.recording_helpers import ffprobe
 
@@ -90,7 +94,7 @@ def _ours(tmp: Path, clips: list[bytes], seconds: float = 2.0,
                 last = 0
                 for op in _packets(c, offset):
                     if length_prefixed:
-                        lp = bytes(fmp4.length_prefixed(bytearray(b"".join(
+                        lp = bytes(access_unit.length_prefixed(bytearray(b"".join(
                             bytes(p) for p in op.payloads))))
                         w.write(OutPacket(op.pts, op.dts, op.duration, op.key, [lp],
                                           op.arrival_mono_us, op.discontinuity))
@@ -234,17 +238,16 @@ def test_length_prefixing_matches_ffmpeg(annexb: bytes) -> None:
         theirs = _ffmpeg(template, [op], None)
     boxes = top_level_boxes(len(theirs), lambda off, n: theirs[off:off + n])
     [(_, at, size)] = [b for b in boxes if b[0] == b"mdat"]
-    assert bytes(fmp4.length_prefixed(bytearray(annexb))) == theirs[at + 8:at + size]
+    assert bytes(access_unit.length_prefixed(bytearray(annexb))) == theirs[at + 8:at + size]
 
 
 def test_annexb_and_length_prefixed_forms_round_trip() -> None:
     units = [b"\x67\x42\x00\x1f", b"\x68\xce", b"\x65" + bytes(range(200))]
     annex = b"".join(b"\x00\x00\x00\x01" + u for u in units)
     lp = b"".join(len(u).to_bytes(4, "big") + u for u in units)
-    assert bytes(fmp4.length_prefixed(bytearray(annex))) == lp
-    assert fmp4.annexb(lp) == annex
-    from nvr.storage.segment_writer import param_sets
-    assert param_sets(lp, "h264", length_prefixed=True) == param_sets(annex, "h264") \
+    assert bytes(access_unit.length_prefixed(bytearray(annex))) == lp
+    assert access_unit.annexb(lp) == annex
+    assert in_access_unit(lp, "h264", length_prefixed=True) == in_access_unit(annex, "h264") \
         == (units[0], units[1])
 
 
@@ -252,10 +255,10 @@ def test_hevc_parameter_sets_leave_the_sample() -> None:
     vps, sps, pps = b"\x40\x01\x0c", b"\x42\x01\x01", b"\x44\x01\xc1"
     sei, idr = b"\x4e\x01\x05", b"\x26\x01\xaf"
     sample = b"".join(struct.pack(">I", len(n)) + n for n in (vps, sps, pps, sei, idr))
-    kept = fmp4.without_parameter_sets(sample)
+    kept = access_unit.without_parameter_sets(sample)
     assert kept == b"".join(struct.pack(">I", len(n)) + n for n in (sei, idr))
     plain = struct.pack(">I", 3) + idr
-    assert fmp4.without_parameter_sets(plain) is plain  # nothing to drop: not copied
+    assert access_unit.without_parameter_sets(plain) is plain  # nothing to drop: not copied
 
 
 def test_a_failed_fragment_write_leaves_file_and_row_in_agreement(
@@ -297,7 +300,6 @@ def test_a_write_that_keeps_failing_leaves_no_row_and_a_file_recovery_can_cut(
     import errno
 
     from nvr.storage import segment_writer
-    from nvr.storage.recovery import complete_length
 
     real_writev = os.writev
 

@@ -1,5 +1,5 @@
 """Parameter sets in the init segment: one per kind and id, whatever mix of SDP and in-band sets
-a camera sends (nvr/storage/param_sets.py), on sets encoded here by libx264/libx265."""
+a camera sends (nvr/media/param_sets.py), on sets encoded here by libx264/libx265."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 from nvr.ingest.own_session import template_stream
 from nvr.ingest.rtsp import VideoTrack
 from nvr.ingest.timestamps import OutPacket
-from nvr.storage import fmp4
-from nvr.storage import param_sets as ps
+from nvr.media import access_unit
+from nvr.media import param_sets as ps
 from nvr.storage.index import NewSegment
-from nvr.storage.segment_writer import SegmentWriter, param_sets
+from nvr.storage.segment_writer import SegmentWriter
 from tests.ingest.recording_helpers import ffprobe
 
 T0 = 1_790_000_000_000_000
@@ -50,13 +50,13 @@ def _nals(au: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])
 def test_ids_are_read_from_real_sets(codec: str) -> None:
-    sets = param_sets(_stream(codec, 1)[0], codec)
+    sets = ps.in_access_unit(_stream(codec, 1)[0], codec)
     assert [ps.key_of(p, codec) for p in sets] == (
         [(7, 0), (8, 0)] if codec == "h264" else [(32, 0), (33, 0), (34, 0)])
 
 
 def test_in_band_sets_replace_the_same_id_and_the_sdps_fill_the_rest() -> None:
-    sps, pps = param_sets(_stream("h264", 1)[0], "h264")
+    sps, pps = ps.in_access_unit(_stream("h264", 1)[0], "h264")
     stale_sps = sps[:-1] + bytes([sps[-1] ^ 0x10])  # the same id, other content
     pps1 = b"\x68\x58"  # pic_parameter_set_id 1, seq_parameter_set_id 0 (hand-made)
     assert ps.key_of(pps1, "h264") == (8, 1)
@@ -95,7 +95,7 @@ def test_a_first_keyframe_with_its_pps_only_makes_a_segment_that_opens(tmp_path:
     # but not the SPS; later keyframes carry both, unchanged. As the own reader hands them over:
     # length-prefixed, the template probed from the SDP's sets and the first keyframe.
     aus = _stream("h264", 30)
-    sps, pps = param_sets(aus[0], "h264")
+    sps, pps = ps.in_access_unit(aus[0], "h264")
     first = [n for n in _nals(aus[0]) if n[0] & 0x1F != 7]
     first = [n + b"\x00" if n[0] & 0x1F == 8 else n for n in first]
     aus[0] = b"".join(b"\x00\x00\x00\x01" + n for n in first)
@@ -107,7 +107,7 @@ def test_a_first_keyframe_with_its_pps_only_makes_a_segment_that_opens(tmp_path:
         w.start_session(template, T0, length_prefixed=True)
         tb = Fraction(1, 90000)
         for i, au in enumerate(aus):
-            data = bytes(fmp4.length_prefixed(bytearray(au)))
+            data = bytes(access_unit.length_prefixed(bytearray(au)))
             w.write(OutPacket(i * 6000, i * 6000, 6000, i % 15 == 0, [data], int(i * 6000 * tb * 10**6)))
         w.end_session()
     finally:
@@ -120,7 +120,7 @@ def test_a_first_keyframe_with_its_pps_only_makes_a_segment_that_opens(tmp_path:
 
 def test_hevc_segments_hold_each_set_once(tmp_path: Path) -> None:
     aus = _stream("hevc", 16)
-    vps, sps, pps = param_sets(aus[0], "hevc")
+    vps, sps, pps = ps.in_access_unit(aus[0], "hevc")
     track = VideoTrack("hevc", 90000, 96, "", (vps, sps, pps))
     probe, template = template_stream(track, aus[0])
     closed: list[NewSegment] = []
@@ -129,7 +129,7 @@ def test_hevc_segments_hold_each_set_once(tmp_path: Path) -> None:
         w.start_session(template, T0, length_prefixed=True)
         for i, au in enumerate(aus):
             w.write(OutPacket(i * 6000, i * 6000, 6000, i % 15 == 0,
-                              [bytes(fmp4.length_prefixed(bytearray(au)))], i * 66_667))
+                              [bytes(access_unit.length_prefixed(bytearray(au)))], i * 66_667))
         w.end_session()
     finally:
         probe.close()

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from nvr import timeutil
+from nvr.media.mp4.boxes import top_level as top_level_boxes
+from nvr.media.mp4.fragment import complete_length
 from nvr.storage.index import Index, NewSegment
-from nvr.storage.recovery import complete_length, probe_segment, reconcile, top_level_boxes
+from nvr.storage.recovery import probe_segment, reconcile
 from tests.camserver import TestCamera
 from tests.ingest.recording_helpers import ffprobe, open_index
 

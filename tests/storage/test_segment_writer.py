@@ -11,8 +11,9 @@ import av
 import av.container
 
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampRepair
+from nvr.media.param_sets import in_access_unit
 from nvr.storage.index import NewSegment
-from nvr.storage.segment_writer import SegmentWriter, param_sets
+from nvr.storage.segment_writer import SegmentWriter
 from tests.ingest.recording_helpers import ffprobe
 
 HOUR_US = 3600 * 10**6
@@ -95,8 +96,8 @@ def test_wall_clock_stepping_back_cannot_overlap_segments(tmp_path: Path) -> Non
 def test_param_sets_finds_sps_pps_once() -> None:
     data = b"\x00\x00\x00\x01\x09\x10" + b"\x00\x00\x00\x01\x67\xaa\xbb" + b"\x00\x00\x01\x68\xcc" \
         + b"\x00\x00\x01\x67\xaa\xbb" + b"\x00\x00\x01\x65\x01\x02"
-    assert param_sets(data, "h264") == (b"\x67\xaa\xbb", b"\x68\xcc")
-    assert param_sets(data, "vp8") == ()
+    assert in_access_unit(data, "h264") == (b"\x67\xaa\xbb", b"\x68\xcc")
+    assert in_access_unit(data, "vp8") == ()
 
 
 def test_a_burst_of_buffered_video_is_stamped_in_the_past_not_the_future(

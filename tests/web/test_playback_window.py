@@ -17,7 +17,7 @@ import aiohttp
 import av
 
 from nvr.config.loader import load_camera_map
-from nvr.export.fragments import layout_of_bytes
+from nvr.media.mp4.samples import layout_of_bytes
 from nvr.service import Service
 from tests.camserver import TestCamera
 from tests.web.browser import free_port

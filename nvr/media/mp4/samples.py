@@ -1,4 +1,4 @@
-"""The sample table of one recorder segment (fragmented MP4), read from its boxes alone.
+"""The sample table of a fragmented MP4 (a recorder segment), read from its boxes alone.
 
 An export needs, for every frame of a segment, where its bytes are (offset, size), when it is
 decoded and shown (dts, pts) and whether it is a keyframe. All of that is in the segment's
@@ -21,33 +21,18 @@ import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 
-from nvr.storage.recovery import top_level_boxes
+from nvr.media.mp4.boxes import BoxError, children, find, top_level
+from nvr.media.mp4.fragment import NON_SYNC_BIT, Trun, read_traf
 
-_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"moof", b"traf"}
-_NON_SYNC = 0x00010000  # sample_is_non_sync_sample in the sample flags
 # A trun may hold at most this many samples (~4.9 h at 60 fps, where a recorder fragment holds
 # one GOP): a forged count must not make the exporter build a table of billions of entries.
 MAX_TRUN_SAMPLES = 1 << 20
 MAX_DTS = 1 << 62  # decode times beyond this are forged, not recorded
 
-# tfhd flags
-_BASE_DATA_OFFSET = 0x000001
-_SAMPLE_DESCRIPTION = 0x000002
-_DEFAULT_DURATION = 0x000008
-_DEFAULT_SIZE = 0x000010
-_DEFAULT_FLAGS = 0x000020
-_DEFAULT_BASE_IS_MOOF = 0x020000
-# trun flags
-_DATA_OFFSET = 0x000001
-_FIRST_FLAGS = 0x000004
-_DURATION = 0x000100
-_SIZE = 0x000200
-_FLAGS = 0x000400
-_CTO = 0x000800
 
-
-class NotASegment(ValueError):
+class NotASegment(BoxError):
     """The file is not a fragmented MP4 with one video track (not written by the recorder)."""
 
 
@@ -85,7 +70,7 @@ def _read_layout(pread: Callable[[int, int], bytes], file_size: int) -> SegmentL
     track_id = 0
     trex = (0, 0, 0)  # default duration, size, flags from mvex/trex
     next_dts = 0
-    boxes = top_level_boxes(file_size, lambda pos, n: pread(n, pos))
+    boxes = top_level(file_size, lambda pos, n: pread(n, pos))
     for kind, pos, n in boxes:
         if kind not in (b"moov", b"moof"):
             continue
@@ -95,7 +80,10 @@ def _read_layout(pread: Callable[[int, int], bytes], file_size: int) -> SegmentL
         if kind == b"moov":
             if layout is not None:
                 raise NotASegment("two moov boxes")
-            layout, track_id, trex = _init(body)
+            track = video_track(body)
+            layout = SegmentLayout(track.timescale, track.sample_entry, track.width,
+                                   track.height)
+            track_id, trex = track.track_id, track.trex
         else:
             if layout is None:
                 raise NotASegment("a moof before the moov")
@@ -115,42 +103,30 @@ def _read_layout(pread: Callable[[int, int], bytes], file_size: int) -> SegmentL
     return layout
 
 
-def _children(buf: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
-    """(type, body start, body end) of the boxes in buf[start:end]."""
-    out = []
-    pos = start
-    while pos + 8 <= end:
-        n, kind = struct.unpack_from(">I4s", buf, pos)
-        hdr = 8
-        if n == 1:
-            n, hdr = struct.unpack_from(">Q", buf, pos + 8)[0], 16
-        elif n == 0:
-            n = end - pos
-        if n < hdr or pos + n > end:
-            raise NotASegment(f"box {kind!r} runs past its parent")
-        out.append((kind, pos + hdr, pos + n))
-        pos += n
-    return out
+@dataclass(frozen=True, slots=True)
+class VideoTrack:
+    """What an init segment's moov says of its video track."""
+
+    track_id: int
+    timescale: int  # ticks a second (mdhd)
+    sample_entry: bytes  # the stsd entry (avc1/hvc1 ... with avcC/hvcC), verbatim
+    width: int  # the picture's size, as the sample entry gives it
+    height: int
+    trex: tuple[int, int, int]  # default sample duration, size, flags (mvex/trex)
 
 
-def _find(buf: bytes, start: int, end: int, *path: bytes) -> tuple[int, int] | None:
-    for kind, a, b in _children(buf, start, end):
-        if kind == path[0]:
-            return (a, b) if len(path) == 1 else _find(buf, a, b, *path[1:])
-    return None
-
-
-def _init(moov: bytes) -> tuple[SegmentLayout, int, tuple[int, int, int]]:
-    """The video track's timescale and sample entry, its track id, and the trex defaults."""
-    for kind, a, b in _children(moov, 8, len(moov)):
+def video_track(moov: bytes) -> VideoTrack:
+    """The first video track of a moov (whole, header included); NotASegment if there is none
+    or it has not one sample description."""
+    for kind, a, b in children(moov, 8, len(moov)):
         if kind != b"trak":
             continue
-        hdlr = _find(moov, a, b, b"mdia", b"hdlr")
+        hdlr = find(moov, a, b, b"mdia", b"hdlr")
         if hdlr is None or moov[hdlr[0] + 8:hdlr[0] + 12] != b"vide":
             continue
-        tkhd = _find(moov, a, b, b"tkhd")
-        mdhd = _find(moov, a, b, b"mdia", b"mdhd")
-        stsd = _find(moov, a, b, b"mdia", b"minf", b"stbl", b"stsd")
+        tkhd = find(moov, a, b, b"tkhd")
+        mdhd = find(moov, a, b, b"mdia", b"mdhd")
+        stsd = find(moov, a, b, b"mdia", b"minf", b"stbl", b"stsd")
         if tkhd is None or mdhd is None or stsd is None:
             raise NotASegment("video track without tkhd, mdhd or stsd")
         t = tkhd[0]
@@ -162,16 +138,18 @@ def _init(moov: bytes) -> tuple[SegmentLayout, int, tuple[int, int, int]]:
             raise NotASegment(f"{count} sample descriptions (the recorder writes one)")
         (entry_len,) = struct.unpack_from(">I", moov, stsd[0] + 8)
         entry = bytes(moov[stsd[0] + 8:stsd[0] + 8 + entry_len])
+        # The entry: header, 6 reserved, data reference index, 16 bytes of pre-defined and
+        # reserved, then width and height.
         width, height = struct.unpack_from(">HH", entry, 32)
         trex = (0, 0, 0)
-        for kind2, c, d in _children(moov, 8, len(moov)):
-            if kind2 == b"mvex":
-                for kind3, e, _ in _children(moov, c, d):
-                    if kind3 == b"trex" and struct.unpack_from(">I", moov, e + 4)[0] == track_id:
-                        trex = struct.unpack_from(">III", moov, e + 12)
+        mvex = find(moov, 8, len(moov), b"mvex")
+        if mvex is not None:
+            for kind3, e, _ in children(moov, *mvex):
+                if kind3 == b"trex" and struct.unpack_from(">I", moov, e + 4)[0] == track_id:
+                    trex = struct.unpack_from(">III", moov, e + 12)
         if timescale <= 0:
             raise NotASegment("video timescale 0")
-        return SegmentLayout(timescale, entry, width, height), track_id, trex
+        return VideoTrack(track_id, timescale, entry, width, height, trex)
     raise NotASegment("no video track")
 
 
@@ -180,85 +158,52 @@ def _fragment(moof: bytes, moof_at: int, track_id: int, trex: tuple[int, int, in
     """Append one fragment's samples to layout; returns the dts after its last sample."""
     data_end = moof_at  # where the previous traf's data ended (the base without flags)
     first_traf = True
-    for kind, a, b in _children(moof, 8, len(moof)):
+    for kind, a, b in children(moof, 8, len(moof)):
         if kind != b"traf":
             continue
-        parts = {k: (c, d) for k, c, d in _children(moof, a, b)}
-        if b"tfhd" not in parts:
-            raise NotASegment("traf without tfhd")
-        t = parts[b"tfhd"][0]
-        flags = int.from_bytes(moof[t + 1:t + 4], "big")
-        (tid,) = struct.unpack_from(">I", moof, t + 4)
-        p = t + 8
-        base = moof_at if (flags & _DEFAULT_BASE_IS_MOOF or first_traf) else data_end
+        traf = read_traf(moof, a, b)
+        base = moof_at if (traf.base_is_moof or first_traf) else data_end
         first_traf = False
-        if flags & _BASE_DATA_OFFSET:
-            (base,) = struct.unpack_from(">Q", moof, p)
-            p += 8
-        if flags & _SAMPLE_DESCRIPTION:
-            p += 4
-        dur, size, sflags = trex
-        if flags & _DEFAULT_DURATION:
-            (dur,) = struct.unpack_from(">I", moof, p)
-            p += 4
-        if flags & _DEFAULT_SIZE:
-            (size,) = struct.unpack_from(">I", moof, p)
-            p += 4
-        if flags & _DEFAULT_FLAGS:
-            (sflags,) = struct.unpack_from(">I", moof, p)
-        if tid != track_id:
+        if traf.base_data_offset is not None:
+            base = traf.base_data_offset
+        if traf.track_id != track_id:
             continue
-        if b"tfdt" in parts:
-            c = parts[b"tfdt"][0]
-            next_dts = struct.unpack_from(">Q" if moof[c] == 1 else ">I", moof, c + 4)[0]
+        defaults = (trex[0] if traf.duration is None else traf.duration,
+                    trex[1] if traf.size is None else traf.size,
+                    trex[2] if traf.flags is None else traf.flags)
+        if traf.decode_time is not None:
+            next_dts = traf.decode_time
             if next_dts >= MAX_DTS:
                 raise NotASegment(f"decode time {next_dts} out of range")
-        for kind2, c, _d in _children(moof, a, b):
-            if kind2 == b"trun":
-                next_dts, data_end = _trun(moof, c, base, (dur, size, sflags), next_dts, layout)
-                base = data_end
+        for run in traf.runs:
+            if run.count > MAX_TRUN_SAMPLES:
+                raise NotASegment(f"a trun of {run.count} samples")
+            offset = base if run.data_offset is None else base + run.data_offset
+            next_dts, data_end = _append(run, offset, defaults, next_dts, layout)
+            base = data_end
     return next_dts
 
 
-def _trun(moof: bytes, c: int, base: int, defaults: tuple[int, int, int], dts: int,
-          layout: SegmentLayout) -> tuple[int, int]:
-    version = moof[c]
-    flags = int.from_bytes(moof[c + 1:c + 4], "big")
-    (count,) = struct.unpack_from(">I", moof, c + 4)
-    if count > MAX_TRUN_SAMPLES:
-        raise NotASegment(f"a trun of {count} samples")
-    p = c + 8
-    offset = base
-    if flags & _DATA_OFFSET:
-        offset = base + struct.unpack_from(">i", moof, p)[0]
-        p += 4
-    first_flags = None
-    if flags & _FIRST_FLAGS:
-        (first_flags,) = struct.unpack_from(">I", moof, p)
-        p += 4
-    fields = [(f, ch) for f, ch in ((_DURATION, "I"), (_SIZE, "I"), (_FLAGS, "I"),
-                                     (_CTO, "i" if version == 1 else "I")) if flags & f]
-    fmt = ">" + "".join(ch for _, ch in fields)
-    width = struct.calcsize(fmt)
-    if p + count * width > len(moof):
-        raise NotASegment("trun runs past its moof")
-    names = [f for f, _ in fields]
+def _append(run: Trun, offset: int, defaults: tuple[int, int, int], dts: int,
+            layout: SegmentLayout) -> tuple[int, int]:
+    """Append a trun's samples (data from `offset`, decode times from `dts`); returns the
+    dts and the offset after them."""
+    n = run.count
+    if n == 0:
+        return dts, offset
     dur0, size0, flags0 = defaults
-    for i, values in enumerate(struct.iter_unpack(fmt, moof[p:p + count * width]) if fields
-                               else ((),) * count):
-        got = dict(zip(names, values, strict=True))
-        dur = got.get(_DURATION, dur0)
-        size = got.get(_SIZE, size0)
-        if i == 0 and first_flags is not None:
-            sflags = first_flags
-        else:
-            sflags = got.get(_FLAGS, flags0)
-        layout.dts.append(dts)
-        layout.cto.append(got.get(_CTO, 0))
-        layout.duration.append(dur)
-        layout.offset.append(offset)
-        layout.size.append(size)
-        layout.key.append(0 if sflags & _NON_SYNC else 1)
-        dts += dur
-        offset += size
-    return dts, offset
+    durations = run.durations.tolist() if run.durations is not None else [dur0] * n
+    sizes = run.sizes.tolist() if run.sizes is not None else [size0] * n
+    layout.dts.extend(accumulate(durations[:-1], initial=dts))
+    layout.offset.extend(accumulate(sizes[:-1], initial=offset))
+    layout.duration.extend(durations)
+    layout.size.extend(sizes)
+    layout.cto.extend(run.ctos.tolist() if run.ctos is not None else [0] * n)
+    if run.flags is not None:
+        keys = bytearray(0 if f & NON_SYNC_BIT else 1 for f in run.flags)
+    else:
+        keys = bytearray([0 if flags0 & NON_SYNC_BIT else 1]) * n
+    if run.first_flags is not None:
+        keys[0] = 0 if run.first_flags & NON_SYNC_BIT else 1
+    layout.key.extend(keys)
+    return dts + sum(durations), offset + sum(sizes)

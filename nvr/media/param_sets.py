@@ -15,6 +15,7 @@ H.265 7.4.2.4.2). The init segment's avcC/hvcC must hold exactly that state, onc
 from __future__ import annotations
 
 _KINDS = {"h264": (7, 8), "hevc": (32, 33, 34)}
+_WANTED = {codec: frozenset(kinds) for codec, kinds in _KINDS.items()}
 Key = tuple[int, int]  # (NAL unit type, parameter set id); id -1 where it cannot be read
 
 
@@ -24,6 +25,44 @@ def nal_type(nal: bytes, codec: str) -> int:
 
 def strip_trailing_zeros(nal: bytes) -> bytes:
     return nal.rstrip(b"\x00")
+
+
+def in_access_unit(data: bytes | bytearray, codec: str, *,
+                   length_prefixed: bool = False) -> tuple[bytes, ...]:
+    """The parameter-set NAL units of an Annex-B (or length-prefixed) access unit, each once,
+    in order of appearance, without trailing zero bytes (rule 3)."""
+    wanted = _WANTED.get(codec)
+    if wanted is None:
+        return ()
+    if length_prefixed:
+        found: list[bytes] = []
+        i = 0
+        while len(data) - i > 4:
+            n = int.from_bytes(data[i:i + 4], "big")
+            b = data[i + 4]
+            if ((b & 0x1F) if codec == "h264" else (b >> 1) & 0x3F) in wanted:
+                nal = bytes(data[i + 4:i + 4 + n]).rstrip(b"\x00")
+                if nal and nal not in found:
+                    found.append(nal)
+            i += 4 + n
+        return tuple(found)
+    starts: list[int] = []
+    i = data.find(b"\x00\x00\x01")
+    while i >= 0:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    out: list[bytes] = []
+    for n, s in enumerate(starts):
+        if s >= len(data):
+            continue
+        kind = (data[s] & 0x1F) if codec == "h264" else (data[s] >> 1) & 0x3F
+        if kind not in wanted:
+            continue
+        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
+        nal = bytes(data[s:end]).rstrip(b"\x00")  # a 4-byte start code leaves a trailing zero
+        if nal not in out:
+            out.append(nal)
+    return tuple(out)
 
 
 class _Bits:

@@ -1,4 +1,4 @@
-"""The session's wall-clock anchor (nvr/ingest/anchor.py), fed as cameras and relays send:
+"""The session's wall-clock anchor (nvr/storage/anchor.py), fed as cameras and relays send:
 no frame is stamped later than it arrived; after a burst of buffered video the stamps are
 those of capture; a drifting camera clock is followed."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import random
 
-from nvr.ingest.anchor import RISE_PPM, WallAnchor
+from nvr.storage.anchor import RISE_PPM, WallAnchor
 
 FRAME_US = 1_000_000 // 15
 C0 = 1_790_000_000_000_000  # capture of the first frame (wall µs)

@@ -1,9 +1,10 @@
-"""The boxes of an export clip: ftyp, then a moov that describes every frame, then the mdat.
+"""A plain (not fragmented) MP4 whose moov comes first: ftyp, then a moov that describes every
+frame, then the mdat. The export's clips.
 
 Pure functions: tables in, bytes out. The exporter knows the whole sample table before it copies
-a frame (nvr.export.fragments reads it from the segments' small boxes), so the moov goes first
-and the clip is written once, front to back: no "+faststart" rewrite of the whole file, and the
-clip's sha256 is taken as it is written.
+a frame (nvr.media.mp4.samples reads it from the segments' small boxes), so the moov goes first
+("faststart") and the clip is written once, front to back: no rewrite of the whole file to move
+the moov, and the clip's sha256 is taken as it is written.
 
 Layout (ISO/IEC 14496-12, as FFmpeg's mp4 muxer writes it): one video track (track 1) with an
 edit list that starts the presentation at the first frame's pts; and, only when the range holds
@@ -17,6 +18,8 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nvr.media.mp4.boxes import box, full_box
+
 MOVIE_TIMESCALE = 1000
 U32 = 0xFFFFFFFF
 _MATRIX = struct.pack(">9I", 0x00010000, 0, 0, 0, 0x00010000, 0, 0, 0, 0x40000000)
@@ -28,15 +31,6 @@ _GMHD = bytes.fromhex(
     "00000018676d696e000000000040800080008000000000000000002c7465787400010000000000000000"
     "0000000000000001000000000000000000000000000040000000")
 _ENCD = bytes.fromhex("0000000c656e636400000100")  # text encoding: UTF-8
-
-
-def box(kind: bytes, *parts: bytes) -> bytes:
-    size = 8 + sum(len(p) for p in parts)
-    return struct.pack(">I4s", size, kind) + b"".join(parts)
-
-
-def full_box(kind: bytes, version: int, flags: int, *parts: bytes) -> bytes:
-    return box(kind, struct.pack(">I", version << 24 | flags), *parts)
 
 
 def mdat_header(payload: int) -> bytes:

@@ -1,0 +1,1 @@
+"""Media formats and protocols: no imports from the rest of nvr."""

@@ -1,0 +1,1 @@
+"""MP4 (ISO BMFF): boxes, fragments, init segments, sample tables and plain clips."""

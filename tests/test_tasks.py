@@ -1,4 +1,4 @@
-"""Background tasks fail loudly and come back (nvr/tasks.py's written policy)."""
+"""Background tasks fail loudly and come back (nvr/runtime/tasks.py's written policy)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from nvr import tasks
-from nvr.tasks import Supervisor
+from nvr.runtime import tasks
+from nvr.runtime.tasks import Supervisor
 
 
 @pytest.fixture(autouse=True)

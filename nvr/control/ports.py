@@ -1,5 +1,5 @@
 """What the control handlers need of the running recorder: a narrow interface, so nvr.control
-depends on this Protocol and not on nvr.service (which builds the handlers: no import cycle)."""
+depends on this Protocol and not on nvr.runtime.service (which builds the handlers: no import cycle)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ class RecoveryProgress(Protocol):
 
 
 class RecorderPort(Protocol):
-    """The running recorder as the handlers see it (nvr.service.Service implements it)."""
+    """The running recorder as the handlers see it (nvr.runtime.service.Service implements it)."""
 
     config: CameraMap
     clock: Callable[[], int]

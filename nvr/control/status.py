@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nvr import alerts
+from nvr.runtime import alerts
 from nvr.storage import footage_stats
 from nvr.timeutil import to_iso
 

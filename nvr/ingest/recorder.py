@@ -104,7 +104,7 @@ class CameraRecorder:
         self._consumer: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         # The thread's heartbeat (time.monotonic()): every packet and every second of waiting
-        # moves it, so the watchdog (nvr.watchdog) can tell a wedged thread from a quiet one.
+        # moves it, so the watchdog (nvr.runtime.watchdog) can tell a wedged thread from a quiet one.
         self.beat = time.monotonic()
         # Set by the web server (nvr.web.fanout.tap_for): called in this camera's thread with
         # every packet written, for live view. None: nobody can watch.

@@ -1,5 +1,5 @@
 """Active alerts, and the days of footage left: one source for `nvr status`, the STATUS= line
-sent to systemd (nvr.watchdog) and the `nvr_alerts` metric (nvr.metrics).
+sent to systemd (nvr.runtime.watchdog) and the `nvr_alerts` metric (nvr.runtime.metrics).
 
 Pure functions over plain values; `of_service` only reads the running Service's attributes.
 """

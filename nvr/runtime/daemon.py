@@ -9,7 +9,7 @@ Start-up order (each step can rely on the ones before it):
   4. note the downtime since the last run as a gap per camera (reason crash or recorder_stopped);
   5. start one CameraRecorder per enabled camera, the retention executor, the still expirer;
   6. open the control socket last, so nobody is answered before the recorder is consistent;
-  7. metrics.listen if set, then tell systemd READY=1 and start the watchdog (nvr.watchdog).
+  7. metrics.listen if set, then tell systemd READY=1 and start the watchdog (nvr.runtime.watchdog).
 Shutdown runs the other way (uvicorn's Server.shutdown): socket → cameras → background tasks →
 index. A second SIGTERM/SIGINT forces exit.
 """
@@ -26,16 +26,17 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from nvr import log, watchdog
+from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE, RootBusy
+from nvr.runtime import watchdog
 from nvr.storage import rootlock
 from nvr.timeutil import now_us
 
 if TYPE_CHECKING:
-    from nvr.metrics import MetricsServer
-    from nvr.service import Service
+    from nvr.runtime.metrics import MetricsServer
+    from nvr.runtime.service import Service
 
 logger = log.get("nvr.daemon")
 
@@ -53,7 +54,7 @@ def _clock() -> Callable[[], int]:
 
 
 async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
-    from nvr.service import Service  # the heavy imports (PyAV), after the lock is ours
+    from nvr.runtime.service import Service  # the heavy imports (PyAV), after the lock is ours
 
     service = Service(config_path, config, root_lock=root_lock, clock=_clock())
     await service.start()
@@ -99,7 +100,7 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
 async def _start_metrics(service: Service, config: CameraMap) -> MetricsServer | None:
     """GET /metrics on metrics.listen, if set. A port already taken costs the metrics, never
     the recording: logged, and the recorder runs on."""
-    from nvr.metrics import MetricsServer
+    from nvr.runtime.metrics import MetricsServer
 
     if config.metrics is None:
         return None

@@ -37,15 +37,16 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from nvr import alerts, log
+from nvr import log
 from nvr.retention.disk import disk_state
+from nvr.runtime import alerts
 from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
 
 MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
 MAX_PER_PEER = 8
 
 if TYPE_CHECKING:
-    from nvr.service import Service
+    from nvr.runtime.service import Service
 
 logger = log.get("nvr.metrics")
 
@@ -101,7 +102,7 @@ async def snapshot(service: Service) -> Snapshot:
     snap.disk_total, snap.disk_free = disk.total_bytes, disk.free_bytes
     snap.recordings_bytes = await service.index.total_bytes()
     snap.audit_rows = (await service.audit.head())[0]
-    # The same alerts as `nvr status` and the STATUS= line (nvr.alerts).
+    # The same alerts as `nvr status` and the STATUS= line (nvr.runtime.alerts).
     snap.alerts = alerts.counts(alerts.of_service(service))
     snap.task_failures = dict(service.supervisor.failures)
     return snap
@@ -153,7 +154,7 @@ class _SnapshotCollector:
         yield CounterMetricFamily("nvr_audit_rows", "Rows in the hash-chained audit log",
                                   value=s.audit_rows)
         failures = CounterMetricFamily("nvr_task_failures", "Failures of a background task "
-                                       "(logged with their traceback; nvr/tasks.py)",
+                                       "(logged with their traceback; nvr/runtime/tasks.py)",
                                        labels=["task"])
         for task, count in sorted(s.task_failures.items()):
             failures.add_metric([task], count)

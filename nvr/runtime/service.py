@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nvr import alerts, log
+from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
 from nvr.export.records import still_expirer
@@ -30,12 +30,13 @@ from nvr.retention.disk import disk_state
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
 from nvr.retention.planner import DiskState
-from nvr.sdnotify import Notifier
+from nvr.runtime import alerts
+from nvr.runtime.sdnotify import Notifier
+from nvr.runtime.tasks import Supervisor
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import BackgroundCheck, reconcile_startup
-from nvr.tasks import Supervisor
 from nvr.timeutil import now_us, to_iso
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ class Service:
         # camera → (end of its last indexed segment, why nothing was recorded since)
         self.downtime: dict[str, tuple[int, str]] = {}
         self.stopping = asyncio.Event()
-        # Every background task, supervised (nvr/tasks.py: logged, counted, restarted).
+        # Every background task, supervised (nvr/runtime/tasks.py: logged, counted, restarted).
         self.supervisor = Supervisor(self.stopping)
         self.paused: set[str] = set()
         self.pause_alert: str | None = None
@@ -122,7 +123,7 @@ class Service:
         self.reload_lock = asyncio.Lock()
         # The (seq, hash) last written to the audit checkpoint file.
         self._checkpointed: tuple[int, str] | None = None
-        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.watchdog's figures.
+        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.runtime.watchdog's figures.
         self.notifier = Notifier()
         self.thread_restarts: dict[str, int] = {}
         self.loop_lag_s = 0.0
@@ -261,7 +262,7 @@ class Service:
         """The viewing pages on live.listen (nvr.web), before the control socket opens so that
         the first `nvr live` can already be answered. On a loopback address it also answers
         GET /metrics (for this machine only; camera figures need the metrics token)."""
-        from nvr import metrics
+        from nvr.runtime import metrics
         from nvr.web.server import WebServer
 
         web = WebServer(self)
@@ -292,7 +293,7 @@ class Service:
 
     @property
     def clock_alert(self) -> str | None:
-        """Why retention does not trust the wall clock now (nvr.alerts reads it)."""
+        """Why retention does not trust the wall clock now (nvr.runtime.alerts reads it)."""
         return self.retention.clock_alert
 
     async def clock_guard(self) -> str | None:

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nvr import alerts, log
+from nvr import log
 from nvr.retention.disk import disk_state
-from nvr.sdnotify import Notifier, status_line
+from nvr.runtime import alerts
+from nvr.runtime.sdnotify import Notifier, status_line
 
 if TYPE_CHECKING:
-    from nvr.service import Service
+    from nvr.runtime.service import Service
 
 logger = log.get("nvr.watchdog")
 
@@ -60,7 +61,7 @@ def summary(service: Service, free_percent: float | None) -> str:
                        else "disabled") for cam in service.config.cameras}
     recording = sum(1 for s in states.values() if s == "recording")
     disk = "disk ?" if free_percent is None else f"disk {free_percent:.0f}% free"
-    # The same alerts as `nvr status` and the metrics (nvr.alerts).
+    # The same alerts as `nvr status` and the metrics (nvr.runtime.alerts).
     return (f"{recording}/{len(states)} cameras recording, {disk}, "
             f"alerts: {alerts.short(alerts.of_service(service))}")
 

@@ -37,7 +37,7 @@ from nvr.web.fanout import LiveHub, tap_for
 from nvr.web.links import EXPIRED, Link, Links
 
 if TYPE_CHECKING:
-    from nvr.service import Service
+    from nvr.runtime.service import Service
 
 _log = log.get("nvr.web")
 STATIC = Path(__file__).parent / "static"

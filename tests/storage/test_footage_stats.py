@@ -1,5 +1,5 @@
 """`nvr status` figures by index seeks (nvr.storage.footage_stats) must equal the same figures
-computed from every row; and the alerts and days left (nvr.alerts) for people and systemd."""
+computed from every row; and the alerts and days left (nvr.runtime.alerts) for people and systemd."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nvr import alerts
-from nvr.alerts import CameraView
+from nvr.runtime import alerts
+from nvr.runtime.alerts import CameraView
 from nvr.storage import footage_stats
 from nvr.storage.db import connect
 from nvr.storage.index import Index, NewSegment

@@ -1,14 +1,14 @@
 """Prometheus text for an IT person's monitoring: GET /metrics.
 
-The figures are read from the running Service at scrape time (a snapshot taken on the event
-loop, disk figures from a worker thread), then rendered by prometheus_client; nothing in the
+The figures are read from the running recorder (through `MetricsPort`) at scrape time (a
+snapshot taken on the event loop, disk figures from a worker thread), then rendered by prometheus_client; nothing in the
 recording path is instrumented, so a slow scraper costs the recorder nothing but the scrape.
 
 Served by its own small aiohttp app on `metrics.listen` (camera map) when that is set, and
 on the live-view server's address when that is loopback. Only counts and states: no footage, no
 names of people, no camera URLs.
 
-Who may read them (issue 27): the figures are what `nvr status` shows, which unlisted accounts
+Who may read them: the figures are what `nvr status` shows, which unlisted accounts
 are refused, so
 - a request must name the listen address in its Host header (a web page whose name was
   rebound to 127.0.0.1 sends its own name: refused), and on a loopback listen address must come
@@ -27,10 +27,10 @@ import ipaddress
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,21 +38,86 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from nvr import log
+from nvr.config.model import CameraMap
+from nvr.policy.audit import AuditLog
 from nvr.retention.disk import disk_state
 from nvr.runtime import alerts
+from nvr.runtime.alerts import Alert
+from nvr.storage.db import Db
+from nvr.storage.index import Index
 from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
 
 MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
 MAX_PER_PEER = 8
 
-if TYPE_CHECKING:
-    from nvr.runtime.service import Service
-
 logger = log.get("nvr.metrics")
 
 # Every state a camera can be in (nvr.ingest.recorder); one 0/1 series each, as a StateSet.
 CAMERA_STATES = ("connecting", "recording", "backoff", "failed", "disabled")
-SERVICE_KEY: web.AppKey[Service] = web.AppKey("nvr_service")
+
+
+class _Stats(Protocol):
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+
+class _Writer(Protocol):
+    @property
+    def last_end_us(self) -> int | None: ...
+
+
+class CameraCounters(Protocol):
+    """A camera's recorder as the metrics read it (nvr.ingest.recorder.CameraRecorder)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def stats(self) -> _Stats: ...
+
+    @property
+    def writer(self) -> _Writer: ...
+
+
+class MetricsPort(Protocol):
+    """What the metrics read of the running recorder (nvr.runtime.service implements it)."""
+
+    @property
+    def config(self) -> CameraMap: ...
+
+    @property
+    def clock(self) -> Callable[[], int]: ...
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def db(self) -> Db: ...
+
+    @property
+    def index(self) -> Index: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def recorders(self) -> Mapping[str, CameraCounters]: ...
+
+    @property
+    def thread_restarts(self) -> Mapping[str, int]: ...
+
+    @property
+    def loop_lag_s(self) -> float: ...
+
+    def active_alerts(self) -> list[Alert]: ...
+
+    def task_failures(self) -> Mapping[str, int]: ...
 
 
 @dataclass
@@ -80,7 +145,7 @@ class Snapshot:
     task_failures: dict[str, int] = field(default_factory=dict)
 
 
-async def snapshot(service: Service) -> Snapshot:
+async def snapshot(service: MetricsPort) -> Snapshot:
     now_us = service.clock()
     snap = Snapshot(loop_lag_s=service.loop_lag_s)
     for cam in service.config.cameras:
@@ -103,8 +168,8 @@ async def snapshot(service: Service) -> Snapshot:
     snap.recordings_bytes = await service.index.total_bytes()
     snap.audit_rows = (await service.audit.head())[0]
     # The same alerts as `nvr status` and the STATUS= line (nvr.runtime.alerts).
-    snap.alerts = alerts.counts(alerts.of_service(service))
-    snap.task_failures = dict(service.supervisor.failures)
+    snap.alerts = alerts.counts(service.active_alerts())
+    snap.task_failures = dict(service.task_failures())
     return snap
 
 
@@ -247,7 +312,7 @@ def _is_loopback_ip(remote: str | None) -> bool:
         return False
 
 
-async def _scrape(service: Service, full: bool) -> web.Response:
+async def _scrape(service: MetricsPort, full: bool) -> web.Response:
     if not full:
         return web.Response(body=PUBLIC, headers={"Content-Type": CONTENT_TYPE_LATEST})
     started = time.monotonic()
@@ -256,7 +321,7 @@ async def _scrape(service: Service, full: bool) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def handler_for(service: Service, listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+def handler_for(service: MetricsPort, listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /metrics for a server on `listen` (metrics.listen, or a loopback live.listen)."""
     gate = Gate(listen, load_or_create_token(service.root))
 
@@ -277,7 +342,7 @@ def is_loopback(listen: str) -> bool:
 class MetricsServer:
     """The standalone listener on `metrics.listen`."""
 
-    def __init__(self, service: Service, listen: str) -> None:
+    def __init__(self, service: MetricsPort, listen: str) -> None:
         self.service = service
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
@@ -288,7 +353,6 @@ class MetricsServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app[SERVICE_KEY] = self.service
         app.router.add_get("/metrics", handler_for(self.service, self.listen))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     keepalive_timeout=HEADER_TIMEOUT_S)

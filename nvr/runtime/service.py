@@ -1,7 +1,10 @@
 """The running recorder: the objects `nvr run` owns, started and stopped in one order.
 
-The camera threads, the index, the audit log and the control socket meet here and nowhere
-else; the control handlers (nvr.control.handlers) reach the rest through this object.
+The camera threads, the index, the audit log, the control socket and the viewing pages meet
+here and nowhere else. This is the assembly: `Service` builds each part and hands itself to
+it as that part's port, a Protocol of exactly what the part uses (control:
+nvr.control.ports.RecorderPort; web: nvr.web.ports.WebPort; metrics, watchdog and alerts:
+MetricsPort, WatchdogPort and AlertsPort in their modules). No part imports this module.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,9 +266,9 @@ class Service:
         the first `nvr live` can already be answered. On a loopback address it also answers
         GET /metrics (for this machine only; camera figures need the metrics token)."""
         from nvr.runtime import metrics
-        from nvr.web.server import WebServer
+        from nvr.web import app
 
-        web = WebServer(self)
+        web = app.build(self)
         if metrics.is_loopback(self.config.live.listen):
             web.add_route("GET", "/metrics", metrics.handler_for(self, self.config.live.listen))
         for method, path, handler in self.extra_routes:
@@ -280,6 +283,19 @@ class Service:
             await web.stop()
             return
         self.web, self.web_alert = web, None
+
+    @property
+    def viewing(self) -> WebServer | None:
+        """The viewing pages' server as the control ops see it; None when it is not running."""
+        return self.web
+
+    def active_alerts(self) -> list[alerts.Alert]:
+        """What `nvr status`, the STATUS= line and the metrics list as alerts now."""
+        return alerts.active(self)
+
+    def task_failures(self) -> Mapping[str, int]:
+        """Failures of each background task so far (nvr.runtime.tasks)."""
+        return self.supervisor.failures
 
     def footage_disk(self, root: Path) -> DiskState:
         """The disk as retention should judge it: the export spool (bounded, released within

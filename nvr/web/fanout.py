@@ -129,6 +129,12 @@ class LiveFeed:
             pass
 
     # -- loop -----------------------------------------------------------------------------
+    def new_stream(self) -> None:
+        """A new recorder feeds this camera: what was learnt of the old stream is forgotten."""
+        self.unsupported = None
+        self.b_frames = False
+        self.codec = ""
+
     def _deliver(self, data: bytes, key: bool, codec: str, b_frames: bool) -> None:
         self.codec = codec
         self.b_frames = codec == "h264" and b_frames

@@ -108,7 +108,8 @@ class LiveFeed:
         # more or less around the moment it flips does not matter.
         self.active = False
         self.unsupported: str | None = None
-        # H.264 with B-frames: WebRTC cannot carry it, MSE can (nvr.web.tail).
+        # H.264 with B-frames: WebRTC cannot carry it, MSE can (nvr.web.tail). Known from the
+        # first packet that shows them and kept for the stream (new_stream() forgets it).
         self.b_frames = False
         self.codec = ""
         self.packets_in = 0
@@ -136,9 +137,14 @@ class LiveFeed:
         self.codec = ""
 
     def _deliver(self, data: bytes, key: bool, codec: str, b_frames: bool) -> None:
-        self.codec = codec
-        self.b_frames = codec == "h264" and b_frames
-        self.unsupported = unsupported_reason(codec, b_frames)
+        if codec != self.codec:
+            self.codec, self.b_frames = codec, False
+        # Only some packets of a stream with B-frames show it (pts != dts); a B-frame itself
+        # has pts == dts. So one such packet settles it for the stream: otherwise the packets
+        # still queued when the first viewer was let go would undo it, and the next viewer
+        # would get neither a picture nor the fMP4 fallback.
+        self.b_frames = self.b_frames or (codec == "h264" and b_frames)
+        self.unsupported = unsupported_reason(codec, self.b_frames)
         if self.unsupported is not None:
             # Nothing a viewer could decode: end them; the page asks why (link info).
             for viewer in list(self.viewers):

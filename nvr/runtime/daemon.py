@@ -17,6 +17,7 @@ index. A second SIGTERM/SIGINT forces exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -81,7 +82,14 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop_signal, sig.name)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload("SIGHUP")))
+
+    async def reload_on_sighup() -> None:
+        # A map that does not load is the person's to fix, and reload() has logged its
+        # problems (reload_refused); anything else is a failure of the task.
+        with contextlib.suppress(ConfigError):
+            await service.reload("SIGHUP")
+
+    loop.add_signal_handler(signal.SIGHUP, service.supervisor.once, "reload", reload_on_sighup)
     fatal = service.supervisor.fatal
     try:
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(fatal.wait())]

@@ -258,8 +258,8 @@ class Service:
         try:
             await self.recovery_check.run()
         except Exception:
-            self.recovery_check.state = "failed"
-            logger.exception("background_check_failed")
+            self.recovery_check.state = "failed"  # `nvr status` shows it
+            raise  # the supervisor logs it with its traceback and counts it
 
     async def start_web(self) -> None:
         """The viewing pages on live.listen (nvr.web), before the control socket opens so that
@@ -267,6 +267,7 @@ class Service:
         GET /metrics (for this machine only; camera figures need the metrics token)."""
         from nvr.runtime import metrics
         from nvr.web import app
+        from nvr.web.server import WATCH_INTERVAL_S
 
         web = app.build(self)
         if metrics.is_loopback(self.config.live.listen):
@@ -283,6 +284,8 @@ class Service:
             await web.stop()
             return
         self.web, self.web_alert = web, None
+        # Expired links' streams closed, idle sessions ended, coalesced refusals written.
+        self.supervisor.every("web_watch", WATCH_INTERVAL_S, web.watch_once)
 
     @property
     def viewing(self) -> WebServer | None:

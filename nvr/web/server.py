@@ -5,7 +5,7 @@ policy). Here every request proves it holds a session of a usable link: the page
 link's token (from the URL's `#`, never sent in a URL) for an HttpOnly, SameSite=Strict cookie
 named after the link; every request and WebSocket re-checks the cookie and the link (expired
 or revoked → 403); state-changing requests and WebSockets must come from this origin. When a
-link ends, its open streams are closed by the watcher within `WATCH_INTERVAL_S`.
+link ends, its open streams are closed by `watch_once` within `WATCH_INTERVAL_S`.
 
 The server shares the recorder's file descriptors, so it is bounded (nvr.web.limits): open
 connections in all and per address, sessions and WebRTC peers per link and in all, a deadline
@@ -99,7 +99,7 @@ class WebServer:
         # One re-check of the open links against the policy at a time (nvr.control.views).
         self.recheck_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._stopped = False
         self._substreams: dict[str, SubstreamReader] = {}
         self.tls = port.config.live.tls is not None
         self.port = 0
@@ -149,7 +149,6 @@ class WebServer:
         self.acceptor = limits.Acceptor(lambda: server(), ssl_context=ctx,
                                         on_refused=self._connection_refused)
         self.port = self.acceptor.listen(host, int(port))
-        self._watcher = asyncio.ensure_future(self._watch())
         self.attach_all()
         _log.info("web_started", listen=self.svc.config.live.listen, tls=self.tls)
 
@@ -184,12 +183,9 @@ class WebServer:
                     rec.add_live_tap(tap_for(feed), _watched(feed))
 
     async def stop(self) -> None:
+        self._stopped = True
         if self.acceptor is not None:
             await self.acceptor.close()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
         for sess in list(self.sessions.values()):
             await self.end_session(sess, "the recorder is stopping")
         for reader in self._substreams.values():
@@ -403,31 +399,30 @@ class WebServer:
         for sess in [s for s in self.sessions.values() if s.link_id == link.id]:
             await self.end_session(sess, why)
 
-    async def _watch(self) -> None:
-        """Close the streams of links that expired (revocations close them directly)."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            now = self.svc.clock()
-            try:
-                for link in list(self.links.by_id.values()):
-                    if link.sessions and not link.usable(now):
-                        await self._close_link_sessions(link, link.why_not(now))
-                    if link.ended_us is None and now >= link.expires_us:
-                        # Ended by itself (an emergency feed "terminated"): say so once.
-                        await self.links.end(link, link.expires_us, EXPIRED)
-                        await self.audit(link, "view_link_expired",
-                                         expires=to_iso(link.expires_us))
-                # A session nothing is open on (no events socket, stream or peer) and no
-                # request came for: the window was closed. Its place on the link is freed.
-                idle_us = int(limits.SESSION_IDLE_S * 1_000_000)
-                for sess in list(self.sessions.values()):
-                    # The clock read now, not at the top: a session opened while this pass
-                    # awaited is not idle (and a test's clock may have moved back).
-                    if not sess.closers and self.svc.clock() - sess.last_seen_us >= idle_us:
-                        await self.end_session(sess, "idle")
-                await self.coalescer.flush(now)
-            except Exception:
-                _log.exception("web_watch_failed")
+    async def watch_once(self) -> None:
+        """One pass, every WATCH_INTERVAL_S while the server runs (the recorder's task
+        supervisor runs it: a failure is logged with its traceback and counted): close the
+        streams of links that expired (revocations close them directly), end idle sessions,
+        write the coalesced refusals that are due."""
+        if self._stopped or self._runner is None:
+            return
+        now = self.svc.clock()
+        for link in list(self.links.by_id.values()):
+            if link.sessions and not link.usable(now):
+                await self._close_link_sessions(link, link.why_not(now))
+            if link.ended_us is None and now >= link.expires_us:
+                # Ended by itself (an emergency feed "terminated"): say so once.
+                await self.links.end(link, link.expires_us, EXPIRED)
+                await self.audit(link, "view_link_expired", expires=to_iso(link.expires_us))
+        # A session nothing is open on (no events socket, stream or peer) and no request came
+        # for: the window was closed. Its place on the link is freed.
+        idle_us = int(limits.SESSION_IDLE_S * 1_000_000)
+        for sess in list(self.sessions.values()):
+            # The clock read now, not at the top: a session opened while this pass awaited is
+            # not idle (and a test's clock may have moved back).
+            if not sess.closers and self.svc.clock() - sess.last_seen_us >= idle_us:
+                await self.end_session(sess, "idle")
+        await self.coalescer.flush(now)
 
     # -- helpers for the pages ---------------------------------------------------------------
     def link_info(self, link: Link) -> dict[str, Any]:

@@ -64,32 +64,15 @@ LinkKind = Literal["live", "playback", "emergency"]
 class ViewLink(Protocol):
     """A viewing link as the control ops read it (nvr.web.links.Link)."""
 
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def kind(self) -> LinkKind: ...
-
-    @property
-    def actor(self) -> str: ...
-
-    @property
-    def uid(self) -> int | None: ...
-
-    @property
-    def cameras(self) -> tuple[str, ...]: ...
-
-    @property
-    def start_us(self) -> int | None: ...
-
-    @property
-    def end_us(self) -> int | None: ...
-
-    @property
-    def purpose(self) -> str: ...
-
-    @property
-    def expires_us(self) -> int: ...
+    id: str
+    kind: LinkKind
+    actor: str
+    uid: int | None
+    cameras: tuple[str, ...]
+    start_us: int | None
+    end_us: int | None
+    purpose: str
+    expires_us: int
 
     def usable(self, now_us: int) -> bool: ...
 
@@ -100,8 +83,7 @@ class ViewingPort(Protocol):
     """The viewing pages' server as the control ops see it (nvr.web.server.WebServer): links
     are minted, listed and ended here; the server checks them on every request."""
 
-    @property
-    def recheck_lock(self) -> asyncio.Lock: ...
+    recheck_lock: asyncio.Lock
 
     async def mint_link(self, *, kind: LinkKind, actor: str, uid: int | None, role: str,
                         cameras: list[str], start_us: int | None, end_us: int | None,

@@ -75,24 +75,16 @@ def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: 
 class CameraState(Protocol):
     """A camera's recorder as the alerts read it (nvr.ingest.recorder.CameraRecorder)."""
 
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def errors(self) -> int: ...
+    state: str
+    reason: str
+    errors: int
 
 
 class AlertsPort(Protocol):
     """What the alerts read of the running recorder (nvr.runtime.service implements it)."""
 
-    @property
-    def config(self) -> CameraMap: ...
-
-    @property
-    def config_path(self) -> Path: ...
+    config: CameraMap
+    config_path: Path
 
     @property
     def recorders(self) -> Mapping[str, CameraState]: ...
@@ -100,14 +92,12 @@ class AlertsPort(Protocol):
     @property
     def paused(self) -> Collection[str]: ...
 
-    @property
-    def pause_alert(self) -> str | None: ...
+    pause_alert: str | None
 
     @property
     def clock_alert(self) -> str | None: ...
 
-    @property
-    def web_alert(self) -> str | None: ...
+    web_alert: str | None
 
 
 def active(port: AlertsPort) -> list[Alert]:

@@ -72,11 +72,8 @@ class _Writer(Protocol):
 class CameraCounters(Protocol):
     """A camera's recorder as the metrics read it (nvr.ingest.recorder.CameraRecorder)."""
 
-    @property
-    def state(self) -> str: ...
-
-    @property
-    def errors(self) -> int: ...
+    state: str
+    errors: int
 
     @property
     def stats(self) -> _Stats: ...
@@ -88,23 +85,12 @@ class CameraCounters(Protocol):
 class MetricsPort(Protocol):
     """What the metrics read of the running recorder (nvr.runtime.service implements it)."""
 
-    @property
-    def config(self) -> CameraMap: ...
-
-    @property
-    def clock(self) -> Callable[[], int]: ...
-
-    @property
-    def root(self) -> Path: ...
-
-    @property
-    def db(self) -> Db: ...
-
-    @property
-    def index(self) -> Index: ...
-
-    @property
-    def audit(self) -> AuditLog: ...
+    config: CameraMap
+    clock: Callable[[], int]
+    root: Path
+    db: Db
+    index: Index
+    audit: AuditLog
 
     @property
     def recorders(self) -> Mapping[str, CameraCounters]: ...
@@ -112,8 +98,7 @@ class MetricsPort(Protocol):
     @property
     def thread_restarts(self) -> Mapping[str, int]: ...
 
-    @property
-    def loop_lag_s(self) -> float: ...
+    loop_lag_s: float
 
     def active_alerts(self) -> list[Alert]: ...
 

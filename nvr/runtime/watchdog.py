@@ -42,8 +42,7 @@ class _Writer(Protocol):
 class WatchedCamera(Protocol):
     """A camera's recorder as the watchdog sees it (nvr.ingest.recorder.CameraRecorder)."""
 
-    @property
-    def state(self) -> str: ...
+    state: str
 
     @property
     def writer(self) -> _Writer: ...
@@ -57,17 +56,13 @@ class WatchdogPort(Protocol):
     """What the watchdog reads and does of the running recorder (nvr.runtime.service
     implements it)."""
 
-    @property
-    def config(self) -> CameraMap: ...
-
-    @property
-    def root(self) -> Path: ...
+    config: CameraMap
+    root: Path
 
     @property
     def recorders(self) -> Mapping[str, WatchedCamera]: ...
 
-    @property
-    def stopping(self) -> asyncio.Event: ...
+    stopping: asyncio.Event
 
     @property
     def thread_restarts(self) -> MutableMapping[str, int]: ...

@@ -31,23 +31,12 @@ class WebPort(Protocol):
     """The running recorder as the viewing pages' server sees it (nvr.runtime.service
     implements it). Read on every use: a reload replaces the camera map and the recorders."""
 
-    @property
-    def config(self) -> CameraMap: ...
-
-    @property
-    def clock(self) -> Callable[[], int]: ...
-
-    @property
-    def db(self) -> Db: ...
-
-    @property
-    def index(self) -> Index: ...
-
-    @property
-    def audit(self) -> AuditLog: ...
-
-    @property
-    def refusals(self) -> RefusalLimiter: ...
+    config: CameraMap
+    clock: Callable[[], int]
+    db: Db
+    index: Index
+    audit: AuditLog
+    refusals: RefusalLimiter
 
     @property
     def recorders(self) -> Mapping[str, LiveSource]: ...

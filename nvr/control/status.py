@@ -3,7 +3,8 @@ footage and today's rate; the days of footage left; the active alerts, listed fi
 
 Additive: the op's reply keeps every key it had; these are added beside them. Cheap: a few
 index seeks per camera (nvr.storage.footage_stats), the holds table (a handful of rows), and
-the recorder's alerts (RecorderPort.active_alerts, no I/O). Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
+the recorder's alerts (RecorderPort.active_alerts, no I/O). Every instant is UTC ISO 8601
+(nvr.timeutil.to_iso).
 """
 
 from __future__ import annotations

@@ -104,7 +104,8 @@ class CameraRecorder:
         self._consumer: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         # The thread's heartbeat (time.monotonic()): every packet and every second of waiting
-        # moves it, so the watchdog (nvr.runtime.watchdog) can tell a wedged thread from a quiet one.
+        # moves it, so the watchdog (nvr.runtime.watchdog) can tell a wedged thread from a
+        # quiet one.
         self.beat = time.monotonic()
         # Given by the web server (add_live_tap): called in this camera's thread with every
         # packet written, for live view. None: nobody can watch.

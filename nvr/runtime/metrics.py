@@ -1,8 +1,9 @@
 """Prometheus text for an IT person's monitoring: GET /metrics.
 
 The figures are read from the running recorder (through `MetricsPort`) at scrape time (a
-snapshot taken on the event loop, disk figures from a worker thread), then rendered by prometheus_client; nothing in the
-recording path is instrumented, so a slow scraper costs the recorder nothing but the scrape.
+snapshot taken on the event loop, disk figures from a worker thread), then rendered by
+prometheus_client; nothing in the recording path is instrumented, so a slow scraper costs the
+recorder nothing but the scrape.
 
 Served by its own small aiohttp app on `metrics.listen` (camera map) when that is set, and
 on the live-view server's address when that is loopback. Only counts and states: no footage, no
@@ -306,7 +307,8 @@ async def _scrape(service: MetricsPort, full: bool) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def handler_for(service: MetricsPort, listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+def handler_for(service: MetricsPort,
+                listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /metrics for a server on `listen` (metrics.listen, or a loopback live.listen)."""
     gate = Gate(listen, load_or_create_token(service.root))
 

@@ -1,5 +1,6 @@
 """`nvr status` figures by index seeks (nvr.storage.footage_stats) must equal the same figures
-computed from every row; and the alerts and days left (nvr.runtime.alerts) for people and systemd."""
+computed from every row; and the alerts (nvr.runtime.alerts) and days left (nvr.control.status)
+for people and systemd."""
 
 from __future__ import annotations
 

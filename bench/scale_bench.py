@@ -34,7 +34,7 @@ import uvloop  # noqa: E402
 
 from nvr import log  # noqa: E402
 from nvr.config.loader import load_camera_map  # noqa: E402
-from nvr.service import Service  # noqa: E402
+from nvr.runtime.service import Service  # noqa: E402
 from nvr.timeutil import to_iso  # noqa: E402
 from tests.camserver import TestCamera  # noqa: E402
 

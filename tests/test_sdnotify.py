@@ -6,7 +6,7 @@ import os
 import socket
 from pathlib import Path
 
-from nvr.sdnotify import Notifier
+from nvr.runtime.sdnotify import Notifier
 
 
 def test_abstract_namespace_socket_receives_the_datagram() -> None:

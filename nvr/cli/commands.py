@@ -50,7 +50,7 @@ def _need_config(ns: argparse.Namespace) -> str:
 
 def cmd_run(ns: argparse.Namespace) -> int:
     config = _need_config(ns)  # before the import: a usage error needs no daemon code
-    return _late("nvr.daemon")(config)
+    return _late("nvr.runtime.daemon")(config)
 
 
 def cmd_check_config(ns: argparse.Namespace) -> int:

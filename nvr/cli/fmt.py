@@ -105,7 +105,7 @@ def disk_line(disk: dict[str, Any], daily_bytes: float | None) -> str:
     pct = 100 * free / max(total, 1)
     text = f"{size(free)} free of {size(total)} ({pct:.0f}%)"
     reserve = total * float(disk.get("min_free_percent") or 0) / 100
-    left = disk.get("days_left")  # the daemon's (nvr.alerts.days_left), when it sends it
+    left = disk.get("days_left")  # the daemon's (nvr.runtime.alerts.days_left), when it sends it
     if not isinstance(left, int | float) and daily_bytes and daily_bytes > 0:
         left = max(0.0, free - reserve) / daily_bytes
     if isinstance(left, int | float):

@@ -128,7 +128,7 @@ class LiveConfig(Strict):
 
 
 class MetricsConfig(Strict):
-    """Prometheus text on GET /metrics (nvr.metrics): counts and states, never footage."""
+    """Prometheus text on GET /metrics (nvr.runtime.metrics): counts and states, never footage."""
 
     listen: str
 

@@ -641,7 +641,7 @@ class Handlers:
 
 def _emergencies(svc: RecorderPort) -> list[dict[str, Any]]:
     """Active emergency live feeds, for `nvr status` (none when the web server is off)."""
-    web = getattr(svc, "web", None)
+    web = svc.viewing
     if web is None:
         return []
     from nvr.control.views import active_emergencies

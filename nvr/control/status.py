@@ -1,16 +1,16 @@
-"""What `nvr status` adds for people (issue 13): per camera its oldest footage, footage kept,
-held footage and today's rate; the days of footage left; the active alerts, listed first.
+"""What `nvr status` adds for people: per camera its oldest footage, footage kept, held
+footage and today's rate; the days of footage left; the active alerts, listed first.
 
 Additive: the op's reply keeps every key it had; these are added beside them. Cheap: a few
 index seeks per camera (nvr.storage.footage_stats), the holds table (a handful of rows), and
-the Service's attributes. Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
+the recorder's alerts (RecorderPort.active_alerts, no I/O). Every instant is UTC ISO 8601
+(nvr.timeutil.to_iso).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nvr import alerts
 from nvr.storage import footage_stats
 from nvr.timeutil import to_iso
 
@@ -46,7 +46,7 @@ async def enrich(svc: RecorderPort, result: dict[str, Any]) -> dict[str, Any]:
         })
     disk = result.get("disk")
     if isinstance(disk, dict):
-        left = alerts.days_left(disk["free_bytes"], disk["total_bytes"],
+        left = days_left(disk["free_bytes"], disk["total_bytes"],
                                 disk["min_free_percent"], combined)
         disk.update({
             "reserve_bytes": round(disk["total_bytes"] * float(disk["min_free_percent"]) / 100),
@@ -55,6 +55,19 @@ async def enrich(svc: RecorderPort, result: dict[str, Any]) -> dict[str, Any]:
         })
     result["held"] = {"holds": len(holds), "bytes": held_total.bytes,
                       "seconds": round(held_total.seconds, 3)}
-    result["alerts"] = [a.to_dict() for a in alerts.of_service(svc)]
+    result["alerts"] = [a.to_dict() for a in svc.active_alerts()]
     result["at"] = to_iso(now)
     return result
+
+
+def days_left(free_bytes: int, total_bytes: int, min_free_percent: float,
+              daily_bytes: float | None) -> float | None:
+    """Days until the free space above the retention floor (min_free_percent of the disk,
+    which retention keeps free) is used up at `daily_bytes` a day; None without a rate.
+
+    When it reaches 0, retention starts deleting the oldest unheld footage early (before its
+    retention days): it is the time until footage starts going, not until recording stops."""
+    if not daily_bytes or daily_bytes <= 0:
+        return None
+    floor = total_bytes * float(min_free_percent) / 100
+    return max(0.0, free_bytes - floor) / daily_bytes

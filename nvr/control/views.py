@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 from nvr import log
 from nvr.config.model import Role
 from nvr.control import footage
+from nvr.control.ports import LinkKind, ViewingPort, ViewLink
 from nvr.control.protocol import Caller
 from nvr.errors import Unavailable, UsageError
 from nvr.policy.actions import Action
 from nvr.policy.rules import Decision
 from nvr.timeutil import parse_time, to_iso
-from nvr.web.links import Kind, Link
 
 if TYPE_CHECKING:
-    from nvr.control.handlers import Handlers
-    from nvr.web.server import WebServer
+    # What the ops here use of the handlers (a Protocol: the handlers import this module).
+    from nvr.control.ports import OpContext as Handlers
 
 _log = log.get("nvr.control.views")
 LIVE_DEFAULT_MINUTES = 15
@@ -32,34 +32,35 @@ DAY_US = 86_400_000_000
 ALL_LINKS = frozenset({Role.director, Role.assistant_director})
 
 
-def _web(h: Handlers) -> WebServer:
-    web = getattr(h.svc, "web", None)
+def _web(h: Handlers) -> ViewingPort:
+    web = h.svc.viewing
     if web is None:
-        why = getattr(h.svc, "web_alert", None)
-        if isinstance(why, str) and why:
+        why = h.svc.web_alert
+        if why:
             raise Unavailable(why)  # names the address, the cause and the setting to fix
         raise Unavailable("the web server is not running, so no viewing link can be made; "
                           "the recorder's log says why (journalctl -u nvr)")
-    return web  # type: ignore[no-any-return]
+    return web
 
 
 def _actor(caller: Caller) -> str:
     return caller.user or f"uid {caller.uid}"
 
 
-async def _mint(h: Handlers, caller: Caller, kind: Kind, cameras: list[str], minutes: int,
+async def _mint(h: Handlers, caller: Caller, kind: LinkKind, cameras: list[str], minutes: int,
                 purpose: str, start_us: int | None = None,
                 end_us: int | None = None) -> dict[str, Any]:
     web = _web(h)
     now = h.svc.clock()
-    link, token = await web.links.mint(
+    link, token = await web.mint_link(
         kind=kind, actor=_actor(caller), uid=caller.uid, role=h.role(caller).value,
         cameras=cameras, start_us=start_us, end_us=end_us, purpose=purpose, now_us=now,
         expires_us=now + minutes * 60_000_000,
     )
-    await web.audit(link, "view_link_created", cameras=cameras, expires=to_iso(link.expires_us),
-                    **({"start": to_iso(start_us), "end": to_iso(end_us)}
-                       if start_us is not None and end_us is not None else {}))
+    await web.audit_link(link.id, "view_link_created", cameras=cameras,
+                         expires=to_iso(link.expires_us),
+                         **({"start": to_iso(start_us), "end": to_iso(end_us)}
+                            if start_us is not None and end_us is not None else {}))
     return {"id": link.id, "url": f"{web.base_url()}/view#{token}",
             "expires": to_iso(link.expires_us), "cameras": cameras}
 
@@ -123,24 +124,24 @@ async def view_list(h: Handlers, caller: Caller) -> dict[str, Any]:
     await h.authorize(caller, Action.view_list)
     web = _web(h)
     now = h.svc.clock()
-    rows = [lk.to_dict(now) for lk in web.links.listing(actor=_mine(h, caller), now_us=now)]
+    rows = [lk.to_dict(now) for lk in web.list_links(actor=_mine(h, caller), now_us=now)]
     return {"links": rows}
 
 
 async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     await h.authorize(caller, Action.view_revoke, detail={"link": a.link_id})
     web = _web(h)
-    link = web.links.by_id.get(a.link_id)
+    link = web.find_link(a.link_id)
     mine = _mine(h, caller)
     if link is None or (mine is not None and link.actor != mine):
         raise UsageError(f"no viewing link {a.link_id!r} of yours; see `nvr view list`")
-    await web.end_link(link, f"revoked by {_actor(caller)}")
+    await web.close_link(link.id, f"revoked by {_actor(caller)}")
     return link.to_dict(h.svc.clock())
 
 
-def active_emergencies(web: WebServer, now_us: int) -> list[dict[str, Any]]:
+def active_emergencies(web: ViewingPort, now_us: int) -> list[dict[str, Any]]:
     out = []
-    for lk in web.links.listing(kind="emergency", open_only=True, now_us=now_us):
+    for lk in web.list_links(kind="emergency", open_only=True, now_us=now_us):
         row = lk.to_dict(now_us)
         row["agency"] = lk.purpose.removeprefix("emergency: ")
         row["seconds_left"] = max(0, (lk.expires_us - now_us) // 1_000_000)
@@ -157,13 +158,13 @@ async def emergency_end(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     await h.authorize(caller, Action.emergency_end, detail={"emergency": a.emergency_id})
     web = _web(h)
     now = h.svc.clock()
-    open_ = web.links.listing(kind="emergency", open_only=True, now_us=now)
-    targets: list[Link] = open_ if a.emergency_id is None else [
+    open_ = web.list_links(kind="emergency", open_only=True, now_us=now)
+    targets: list[ViewLink] = list(open_) if a.emergency_id is None else [
         lk for lk in open_ if lk.id == a.emergency_id]
     if a.emergency_id is not None and not targets:
         raise UsageError(f"no active emergency feed {a.emergency_id!r}; see `nvr emergency list`")
     for link in targets:
-        await web.end_link(link, f"ended by {_actor(caller)}")
+        await web.close_link(link.id, f"ended by {_actor(caller)}")
     return {"ended": [lk.id for lk in targets]}
 
 
@@ -180,12 +181,12 @@ async def recheck_links(h: Handlers) -> list[str]:
     the map all end its streams within LINK_RECHECK_INTERVAL_S (revoking a grant, at once).
     One pass at a time; a link that fails to be checked is logged and tried again next pass.
     Returns the ids of the links this pass ended."""
-    web = getattr(h.svc, "web", None)
+    web = h.svc.viewing
     if web is None:
         return []
     async with web.recheck_lock:
         ended: list[str] = []
-        for link in web.links.listing(open_only=True, now_us=h.svc.clock()):
+        for link in web.list_links(open_only=True, now_us=h.svc.clock()):
             try:
                 if await _end_if_refused(h, web, link):
                     ended.append(link.id)
@@ -195,7 +196,7 @@ async def recheck_links(h: Handlers) -> list[str]:
 
 
 
-async def _end_if_refused(h: Handlers, web: WebServer, link: Link) -> bool:
+async def _end_if_refused(h: Handlers, web: ViewingPort, link: ViewLink) -> bool:
     now = h.svc.clock()
     why = _camera_gone(h, link)
     rule = "camera.not_in_map"
@@ -206,7 +207,7 @@ async def _end_if_refused(h: Handlers, web: WebServer, link: Link) -> bool:
         why, rule = decision.message.removeprefix("denied: "), decision.rule
     if not link.usable(h.svc.clock()):  # ended or expired while we asked
         return False
-    if not await web.end_link(link, f"ended because the policy no longer allows it: {why}"):
+    if not await web.close_link(link.id, f"ended because the policy no longer allows it: {why}"):
         return False
     # The recorder ends it, not its maker: a system row that names the maker.
     await h.svc.audit.append(
@@ -218,14 +219,14 @@ async def _end_if_refused(h: Handlers, web: WebServer, link: Link) -> bool:
     return True
 
 
-def _camera_gone(h: Handlers, link: Link) -> str | None:
+def _camera_gone(h: Handlers, link: ViewLink) -> str | None:
     gone = [c for c in link.cameras if h.svc.config.camera(c) is None]
     if gone:
         return f"camera {', '.join(gone)} is no longer in the camera map"
     return None
 
 
-async def _decide_again(h: Handlers, link: Link, now: int) -> Decision | None:
+async def _decide_again(h: Handlers, link: ViewLink, now: int) -> Decision | None:
     action = _ACTION_OF.get(link.kind)
     if action is None:
         return None

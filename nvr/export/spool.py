@@ -12,7 +12,8 @@ descriptor, and a client can hold one forever, invisible to `du`. So the spool i
   blocks even while the client still holds its descriptor. A client copies at disk speed right
   away; one that holds the descriptor instead is left with an empty file, not with our disk.
 - `bytes_held()` is what retention adds back to free space: exports never make retention delete
-  footage (nvr/service.py); the bound above is how far below the floor they can take the disk.
+  footage (nvr/runtime/service.py); the bound above is how far below the floor they can take the
+  disk.
 """
 
 from __future__ import annotations

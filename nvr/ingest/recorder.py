@@ -104,12 +104,13 @@ class CameraRecorder:
         self._consumer: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         # The thread's heartbeat (time.monotonic()): every packet and every second of waiting
-        # moves it, so the watchdog (nvr.watchdog) can tell a wedged thread from a quiet one.
+        # moves it, so the watchdog (nvr.runtime.watchdog) can tell a wedged thread from a
+        # quiet one.
         self.beat = time.monotonic()
-        # Set by the web server (nvr.web.fanout.tap_for): called in this camera's thread with
-        # every packet written, for live view. None: nobody can watch.
+        # Given by the web server (add_live_tap): called in this camera's thread with every
+        # packet written, for live view. None: nobody can watch.
         self.live_tap: Callable[[Any, Any], None] | None = None
-        # Set with it: whether anybody watches this camera live right now.
+        # Given with it: whether anybody watches this camera live right now.
         self.live_watched: Callable[[], bool] | None = None
 
     # -- loop side -----------------------------------------------------------------------------
@@ -323,6 +324,14 @@ class CameraRecorder:
                     "there if this network is trusted, then `nvr reload`")
         return (f"{BASIC_REFUSED}; set allow_basic_auth: true for {where} if this network is "
                 "trusted, then `nvr reload`")
+
+    def add_live_tap(self, tap: Callable[[Any, Any], None], watched: Callable[[], bool]) -> None:
+        """Live view: `tap` gets every packet written (in this camera's thread, so it must
+        return at once); `watched()` says whether anybody watches right now."""
+        self.live_tap, self.live_watched = tap, watched
+
+    def remove_live_tap(self) -> None:
+        self.live_tap = self.live_watched = None
 
     def _watched(self) -> bool:
         watched = self.live_watched

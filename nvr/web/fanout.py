@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from nvr import log
 
@@ -108,7 +109,8 @@ class LiveFeed:
         # more or less around the moment it flips does not matter.
         self.active = False
         self.unsupported: str | None = None
-        # H.264 with B-frames: WebRTC cannot carry it, MSE can (nvr.web.tail).
+        # H.264 with B-frames: WebRTC cannot carry it, MSE can (nvr.web.tail). Known from the
+        # first packet that shows them and kept for the stream (new_stream() forgets it).
         self.b_frames = False
         self.codec = ""
         self.packets_in = 0
@@ -129,10 +131,21 @@ class LiveFeed:
             pass
 
     # -- loop -----------------------------------------------------------------------------
+    def new_stream(self) -> None:
+        """A new recorder feeds this camera: what was learnt of the old stream is forgotten."""
+        self.unsupported = None
+        self.b_frames = False
+        self.codec = ""
+
     def _deliver(self, data: bytes, key: bool, codec: str, b_frames: bool) -> None:
-        self.codec = codec
-        self.b_frames = codec == "h264" and b_frames
-        self.unsupported = unsupported_reason(codec, b_frames)
+        if codec != self.codec:
+            self.codec, self.b_frames = codec, False
+        # Only some packets of a stream with B-frames show it (pts != dts); a B-frame itself
+        # has pts == dts. So one such packet settles it for the stream: otherwise the packets
+        # still queued when the first viewer was let go would undo it, and the next viewer
+        # would get neither a picture nor the fMP4 fallback.
+        self.b_frames = self.b_frames or (codec == "h264" and b_frames)
+        self.unsupported = unsupported_reason(codec, self.b_frames)
         if self.unsupported is not None:
             # Nothing a viewer could decode: end them; the page asks why (link info).
             for viewer in list(self.viewers):
@@ -180,16 +193,47 @@ class LiveHub:
         return self.feeds[camera_id]
 
 
-def tap_for(feed: LiveFeed) -> Callable[[object, object], None]:
-    """The recorder's live_tap for one camera: (OutPacket of av.Packets, av video stream)."""
+class _CodecContext(Protocol):
+    @property
+    def extradata(self) -> bytes | None: ...
 
-    def tap(op: object, video: object) -> None:
+    @property
+    def name(self) -> str: ...
+
+
+class TappedStream(Protocol):
+    """The video stream a tapped packet belongs to (an av video stream, or the own reader's)."""
+
+    @property
+    def codec_context(self) -> _CodecContext: ...
+
+
+class TappedPacket(Protocol):
+    """A packet as the recorder wrote it (nvr.ingest.timestamps.OutPacket)."""
+
+    # Each supports bytes(): av.Packets from FFmpeg's reader, bytes-likes from the own reader.
+    @property
+    def payloads(self) -> Sequence[Any]: ...
+
+    @property
+    def key(self) -> bool: ...
+
+    @property
+    def pts(self) -> int: ...
+
+    @property
+    def dts(self) -> int: ...
+
+
+def tap_for(feed: LiveFeed) -> Callable[[TappedPacket, TappedStream], None]:
+    """The recorder's live tap for one camera (nvr.web.ports.LiveSource.add_live_tap)."""
+
+    def tap(op: TappedPacket, video: TappedStream) -> None:
         if not feed.active:
             return
-        payloads = op.payloads  # type: ignore[attr-defined]
+        payloads = op.payloads
         data = bytes(payloads[0]) if len(payloads) == 1 else b"".join(bytes(p) for p in payloads)
-        cc = video.codec_context  # type: ignore[attr-defined]
-        feed.from_thread(data, bool(op.key), cc.extradata, cc.name,  # type: ignore[attr-defined]
-                         op.pts != op.dts)  # type: ignore[attr-defined]
+        cc = video.codec_context
+        feed.from_thread(data, bool(op.key), cc.extradata, cc.name, op.pts != op.dts)
 
     return tap

@@ -263,17 +263,26 @@ class Acceptor:
                 await asyncio.sleep(0.1)
                 continue
             peer = str(addr[0]) if isinstance(addr, tuple) else "?"
-            why = self._admit(peer)
-            if why is not None:
-                conn.close()  # at once: no request read, nothing written
-                self.refused += 1
-                self.on_refused(peer, why)
-                continue
-            self.open += 1
-            self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
-            task = asyncio.ensure_future(self._serve(conn, peer))
-            self._serving.add(task)
-            task.add_done_callback(self._serving.discard)
+            try:
+                self._take(conn, peer)
+            except Exception:
+                # One connection's trouble must not end this loop (the server would stop
+                # answering, silently): logged with its traceback, the connection closed.
+                _log.exception("web_accept_failed", peer=peer)
+                conn.close()
+
+    def _take(self, conn: socket.socket, peer: str) -> None:
+        why = self._admit(peer)
+        if why is not None:
+            conn.close()  # at once: no request read, nothing written
+            self.refused += 1
+            self.on_refused(peer, why)
+            return
+        task = asyncio.ensure_future(self._serve(conn, peer))
+        self.open += 1
+        self.per_peer[peer] = self.per_peer.get(peer, 0) + 1
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
 
     async def _serve(self, conn: socket.socket, peer: str) -> None:
         released = False

@@ -159,7 +159,10 @@ def add_routes(app: web.Application, srv: WebServer) -> None:
             if pc.connectionState != "connected" and not ended:
                 _log.info("rtc_connect_timeout", camera=camera, state=pc.connectionState)
                 sess.closers.discard(close)
-                await close()
+                try:
+                    await close()
+                except Exception:  # nobody awaits this task: say so here, with the traceback
+                    _log.exception("rtc_close_failed", camera=camera)
 
         deadline = asyncio.ensure_future(connect_deadline())
         srv.background.add(deadline)

@@ -21,6 +21,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from nvr import log
 from nvr.config.model import PrivacyMask
@@ -110,7 +111,7 @@ class MaskedTrack(MediaStreamTrack):
         return frame
 
 
-def h264_codecs() -> list[object]:
+def h264_codecs() -> list[RTCRtpCodecCapability]:
     caps = RTCRtpSender.getCapabilities("video")
     return [c for c in caps.codecs if c.mimeType.lower() == "video/h264"]
 
@@ -124,7 +125,7 @@ async def answer(offer_sdp: str, viewer: Viewer,
     track: MediaStreamTrack = MaskedTrack(viewer, burn) if burn else PassthroughTrack(viewer)
     transceiver = pc.addTransceiver(track, direction="sendonly")
     # Before setRemoteDescription, or VP8 stays negotiated (docs/design.md, "Media facts", condition 4).
-    transceiver.setCodecPreferences(h264_codecs())  # type: ignore[arg-type]
+    transceiver.setCodecPreferences(h264_codecs())
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

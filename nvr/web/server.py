@@ -5,14 +5,16 @@ policy). Here every request proves it holds a session of a usable link: the page
 link's token (from the URL's `#`, never sent in a URL) for an HttpOnly, SameSite=Strict cookie
 named after the link; every request and WebSocket re-checks the cookie and the link (expired
 or revoked → 403); state-changing requests and WebSockets must come from this origin. When a
-link ends, its open streams are closed by the watcher within `WATCH_INTERVAL_S`.
+link ends, its open streams are closed by `watch_once` within `WATCH_INTERVAL_S`.
 
 The server shares the recorder's file descriptors, so it is bounded (nvr.web.limits): open
 connections in all and per address, sessions and WebRTC peers per link and in all, a deadline
 for request headers, for TLS and for ICE/DTLS; idle sessions end; refusals beyond the limits
 are audited coalesced, one row per kind (per link) and minute plus one with the count.
 
-Other modules may add routes (issue 13: GET /metrics) with `WebServer.add_route` before start.
+It sees the recorder through `nvr.web.ports.WebPort`, and is what the control ops see as
+their `ViewingPort` (nvr.control.ports). Routes are added before start: the page's and
+playback's by nvr.web.app, others (GET /metrics on a loopback address) by the recorder.
 """
 
 from __future__ import annotations
@@ -26,18 +28,17 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from nvr import log
 from nvr.timeutil import local_zone, to_iso
 from nvr.web import limits
-from nvr.web.fanout import LiveHub, tap_for
-from nvr.web.links import EXPIRED, Link, Links
-
-if TYPE_CHECKING:
-    from nvr.service import Service
+from nvr.web.fanout import LiveFeed, LiveHub, tap_for
+from nvr.web.links import EXPIRED, Kind, Link, Links
+from nvr.web.ports import LiveSource, WebPort
+from nvr.web.substream import SubstreamReader
 
 _log = log.get("nvr.web")
 STATIC = Path(__file__).parent / "static"
@@ -85,18 +86,22 @@ class Refused(Exception):
 
 
 class WebServer:
-    def __init__(self, service: Service) -> None:
-        self.svc = service
-        self.links = Links(service.db)
+    def __init__(self, port: WebPort) -> None:
+        self.svc = port
+        self.links = Links(port.db)
         self.hub = LiveHub(asyncio.get_running_loop())
         self.sessions: dict[str, Session] = {}
         self._extra: list[tuple[str, str, Handler]] = []
+        self._route_sets: list[Callable[[web.Application], None]] = []
+        # The recorder each camera's live tap was given to: a different one (a reload or the
+        # watchdog replaced it) gets a tap of its own, and its stream is judged afresh.
+        self._tapped: dict[str, LiveSource] = {}
         # One re-check of the open links against the policy at a time (nvr.control.views).
         self.recheck_lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self._substreams: dict[str, Any] = {}
-        self.tls = service.config.live.tls is not None
+        self._stopped = False
+        self._substreams: dict[str, SubstreamReader] = {}
+        self.tls = port.config.live.tls is not None
         self.port = 0
         self.acceptor: limits.Acceptor | None = None
         # WebRTC peers open, in all and per link (each holds UDP sockets: descriptors).
@@ -105,20 +110,24 @@ class WebServer:
         self.coalescer = limits.Coalescer(self._write_refusal)
         self.background: set[asyncio.Future[None]] = set()  # e.g. WebRTC connect deadlines
 
-    # -- routes other modules add (e.g. GET /metrics) -----------------------------------------
+    # -- routes other modules add (the pages, playback, GET /metrics) -------------------------
     def add_route(self, method: str, path: str, handler: Handler) -> None:
         if self._runner is not None:
             raise RuntimeError("add routes before the web server starts")
         self._extra.append((method, path, handler))
 
+    def add_routes(self, add: Callable[[web.Application], None]) -> None:
+        """`add(app)` is called at start to add its routes to the application."""
+        if self._runner is not None:
+            raise RuntimeError("add routes before the web server starts")
+        self._route_sets.append(add)
+
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self.links.load(self.svc.clock())
         app = web.Application(client_max_size=256 * 1024, middlewares=[self._headers])
-        from nvr.web import pages, playback
-
-        pages.add_routes(app, self)
-        playback.add_routes(app, self)
+        for add in self._route_sets:
+            add(app)
         for method, path, handler in self._extra:
             app.router.add_route(method, path, handler)
         # keepalive_timeout: aiohttp closes a connection that has no whole request waiting
@@ -140,20 +149,21 @@ class WebServer:
         self.acceptor = limits.Acceptor(lambda: server(), ssl_context=ctx,
                                         on_refused=self._connection_refused)
         self.port = self.acceptor.listen(host, int(port))
-        self._watcher = asyncio.ensure_future(self._watch())
         self.attach_all()
         _log.info("web_started", listen=self.svc.config.live.listen, tls=self.tls)
 
     def attach_all(self) -> None:
         """Give each camera recorder its live tap (again after a reload restarts one); a
         camera with `live_rtsp:` is fed from that substream instead, only while watched."""
-        from nvr.web.substream import SubstreamReader
-
-        for cam_id, rec in self.svc.recorders.items():
+        recorders = self.svc.recorders
+        for gone in set(self._tapped) - set(recorders):
+            del self._tapped[gone]
+        for cam_id, rec in recorders.items():
             feed = self.hub.feed(cam_id)
-            if getattr(rec, "live_tap", None) is None:
-                feed.unsupported = None  # a new recorder: judge its stream afresh
-                feed.b_frames = False
+            fresh = self._tapped.get(cam_id) is not rec
+            if fresh:
+                self._tapped[cam_id] = rec
+                feed.new_stream()  # a new recorder: judge its stream afresh
             cam = self.svc.config.camera(cam_id)
             if cam is not None and cam.live_rtsp:
                 reader = self._substreams.get(cam_id)
@@ -165,22 +175,17 @@ class WebServer:
                     if feed.active:
                         reader.start()
                 feed.substream = True
-                rec.live_tap = None
-                rec.live_watched = None
+                rec.remove_live_tap()
             else:
                 feed.substream = False
                 feed.on_active = None
-                if getattr(rec, "live_tap", None) is None:
-                    rec.live_tap = tap_for(feed)
-                    rec.live_watched = lambda f=feed: bool(f.active)
+                if fresh:
+                    rec.add_live_tap(tap_for(feed), _watched(feed))
 
     async def stop(self) -> None:
+        self._stopped = True
         if self.acceptor is not None:
             await self.acceptor.close()
-        if self._watcher is not None:
-            self._watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watcher
         for sess in list(self.sessions.values()):
             await self.end_session(sess, "the recorder is stopping")
         for reader in self._substreams.values():
@@ -357,6 +362,31 @@ class WebServer:
             link.sessions.pop(sess.id_hash, None)
             await self.audit(link, "view_session_end", remote=sess.remote, why=why)
 
+    # -- the control ops' view of links (nvr.control.ports.ViewingPort) -----------------------
+    async def mint_link(self, *, kind: Kind, actor: str, uid: int | None, role: str,
+                        cameras: list[str], start_us: int | None, end_us: int | None,
+                        purpose: str, now_us: int, expires_us: int) -> tuple[Link, str]:
+        return await self.links.mint(kind=kind, actor=actor, uid=uid, role=role,
+                                     cameras=cameras, start_us=start_us, end_us=end_us,
+                                     purpose=purpose, now_us=now_us, expires_us=expires_us)
+
+    def find_link(self, link_id: str) -> Link | None:
+        return self.links.by_id.get(link_id)
+
+    def list_links(self, *, kind: Kind | None = None, actor: str | None = None,
+                   open_only: bool = False, now_us: int) -> list[Link]:
+        return self.links.listing(kind=kind, actor=actor, open_only=open_only, now_us=now_us)
+
+    async def close_link(self, link_id: str, why: str) -> bool:
+        link = self.links.by_id.get(link_id)
+        return link is not None and await self.end_link(link, why)
+
+    async def audit_link(self, link_id: str, action: str, **detail: Any) -> None:
+        link = self.links.by_id.get(link_id)
+        if link is None:
+            raise KeyError(f"no viewing link {link_id!r}")
+        await self.audit(link, action, **detail)
+
     async def end_link(self, link: Link, why: str) -> bool:
         """Revoke (or end) a link now: its sessions and their streams close at once. False if
         it had already ended (then nothing changes)."""
@@ -369,31 +399,30 @@ class WebServer:
         for sess in [s for s in self.sessions.values() if s.link_id == link.id]:
             await self.end_session(sess, why)
 
-    async def _watch(self) -> None:
-        """Close the streams of links that expired (revocations close them directly)."""
-        while True:
-            await asyncio.sleep(WATCH_INTERVAL_S)
-            now = self.svc.clock()
-            try:
-                for link in list(self.links.by_id.values()):
-                    if link.sessions and not link.usable(now):
-                        await self._close_link_sessions(link, link.why_not(now))
-                    if link.ended_us is None and now >= link.expires_us:
-                        # Ended by itself (an emergency feed "terminated"): say so once.
-                        await self.links.end(link, link.expires_us, EXPIRED)
-                        await self.audit(link, "view_link_expired",
-                                         expires=to_iso(link.expires_us))
-                # A session nothing is open on (no events socket, stream or peer) and no
-                # request came for: the window was closed. Its place on the link is freed.
-                idle_us = int(limits.SESSION_IDLE_S * 1_000_000)
-                for sess in list(self.sessions.values()):
-                    # The clock read now, not at the top: a session opened while this pass
-                    # awaited is not idle (and a test's clock may have moved back).
-                    if not sess.closers and self.svc.clock() - sess.last_seen_us >= idle_us:
-                        await self.end_session(sess, "idle")
-                await self.coalescer.flush(now)
-            except Exception:
-                _log.exception("web_watch_failed")
+    async def watch_once(self) -> None:
+        """One pass, every WATCH_INTERVAL_S while the server runs (the recorder's task
+        supervisor runs it: a failure is logged with its traceback and counted): close the
+        streams of links that expired (revocations close them directly), end idle sessions,
+        write the coalesced refusals that are due."""
+        if self._stopped or self._runner is None:
+            return
+        now = self.svc.clock()
+        for link in list(self.links.by_id.values()):
+            if link.sessions and not link.usable(now):
+                await self._close_link_sessions(link, link.why_not(now))
+            if link.ended_us is None and now >= link.expires_us:
+                # Ended by itself (an emergency feed "terminated"): say so once.
+                await self.links.end(link, link.expires_us, EXPIRED)
+                await self.audit(link, "view_link_expired", expires=to_iso(link.expires_us))
+        # A session nothing is open on (no events socket, stream or peer) and no request came
+        # for: the window was closed. Its place on the link is freed.
+        idle_us = int(limits.SESSION_IDLE_S * 1_000_000)
+        for sess in list(self.sessions.values()):
+            # The clock read now, not at the top: a session opened while this pass awaited is
+            # not idle (and a test's clock may have moved back).
+            if not sess.closers and self.svc.clock() - sess.last_seen_us >= idle_us:
+                await self.end_session(sess, "idle")
+        await self.coalescer.flush(now)
 
     # -- helpers for the pages ---------------------------------------------------------------
     def link_info(self, link: Link) -> dict[str, Any]:
@@ -439,8 +468,12 @@ class WebServer:
         return ws
 
 
-def _switch(reader: Any) -> Callable[[Any, bool], None]:
-    def on_active(feed: Any, active: bool) -> None:
+def _watched(feed: LiveFeed) -> Callable[[], bool]:
+    return lambda: feed.active
+
+
+def _switch(reader: SubstreamReader) -> Callable[[LiveFeed, bool], None]:
+    def on_active(feed: LiveFeed, active: bool) -> None:
         if active:
             reader.start()
         else:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import av
+from av.video.stream import VideoStream
 
 from nvr.config.model import PrivacyMask
 from nvr.export.remux import NoFootage
@@ -54,8 +55,8 @@ def make_thumb(seg: Segment, at_us: int, start_us: int, end_us: int,
         tb = ist.time_base
         assert tb is not None
         base: int | None = None
-        lead: tuple[int, av.Packet] | None = None
-        best: tuple[int, av.Packet] | None = None
+        lead: tuple[int, av.Packet[VideoStream]] | None = None
+        best: tuple[int, av.Packet[VideoStream]] | None = None
         for pkt in src.demux(ist):
             if pkt.size == 0 or pkt.dts is None or not pkt.is_keyframe:
                 continue

@@ -167,7 +167,7 @@ def test_metrics_on_a_non_loopback_address_need_the_token() -> None:
     from aiohttp import web
     from aiohttp.test_utils import make_mocked_request
 
-    from nvr.metrics import Gate
+    from nvr.runtime.metrics import Gate
 
     token = "t0ken-for-the-test-0123456789"
     gate = Gate("192.0.2.10:9100", token)  # TEST-NET-1: documentation only, never bound here

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from nvr.config.loader import load_camera_map
-from nvr.service import Service
+from nvr.runtime.service import Service
 from tests.camserver import TestCamera
 from tests.e2e.harness import Recorder, camera_map
 

@@ -1,5 +1,6 @@
 """`nvr status` figures by index seeks (nvr.storage.footage_stats) must equal the same figures
-computed from every row; and the alerts and days left (nvr.alerts) for people and systemd."""
+computed from every row; and the alerts (nvr.runtime.alerts) and days left (nvr.control.status)
+for people and systemd."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from nvr import alerts
-from nvr.alerts import CameraView
+from nvr.control.status import days_left
+from nvr.runtime import alerts
+from nvr.runtime.alerts import CameraView
 from nvr.storage import footage_stats
 from nvr.storage.db import connect
 from nvr.storage.index import Index, NewSegment
@@ -108,7 +110,7 @@ def test_alerts_storage_first_then_clock_then_each_camera_down() -> None:
 
 def test_days_left_counts_only_the_space_above_the_retention_floor() -> None:
     # 500 GB disk, 10% floor (50 GB), 150 GB free, 10 GB a day: (150 - 50) / 10 = 10 days.
-    assert alerts.days_left(150 * 10**9, 500 * 10**9, 10, 10 * 10**9) == 10.0
-    assert alerts.days_left(40 * 10**9, 500 * 10**9, 10, 10 * 10**9) == 0.0  # below the floor
-    assert alerts.days_left(150 * 10**9, 500 * 10**9, 10, None) is None
-    assert alerts.days_left(150 * 10**9, 500 * 10**9, 10, 0) is None
+    assert days_left(150 * 10**9, 500 * 10**9, 10, 10 * 10**9) == 10.0
+    assert days_left(40 * 10**9, 500 * 10**9, 10, 10 * 10**9) == 0.0  # below the floor
+    assert days_left(150 * 10**9, 500 * 10**9, 10, None) is None
+    assert days_left(150 * 10**9, 500 * 10**9, 10, 0) is None

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from nvr.config.loader import load_camera_map
-from nvr.service import Service
+from nvr.runtime.service import Service
 from tests.web.browser import free_port
 from tests.web.maps import write_map
 

@@ -81,6 +81,26 @@ def test_streams_webrtc_cannot_carry_are_named() -> None:
     assert "B-frames" in (unsupported_reason("h264", True) or "")
 
 
+async def test_b_frames_seen_once_stay_known_for_the_next_viewer() -> None:
+    """Only some packets of a stream with B-frames show it (pts != dts; a B-frame itself has
+    pts == dts). The packets still on their way when the first viewer is let go must not make
+    the feed forget it: the next viewer's page is offered the fMP4 fallback, not nothing."""
+    feed = LiveFeed("annex", asyncio.get_running_loop())
+    first = feed.join()
+    # I and P reordered (pts != dts), then two B-frames (pts == dts), in flight together.
+    for data, key, reordered in ((IDR, True, True), (P, False, True), (P + b"\x01", False, False),
+                                 (P + b"\x02", False, False)):
+        feed.from_thread(data, key, SPS + PPS, "h264", reordered)
+    await _settle()
+    assert first.closed and not feed.active
+    assert feed.b_frames and "B-frames" in (feed.unsupported or "")
+    second = feed.join()  # the next viewer: still told why, and that fMP4 can show it
+    second.close()
+    assert feed.b_frames and "B-frames" in (feed.unsupported or "")
+    feed.new_stream()  # a new recorder for the camera: its stream is judged afresh
+    assert not feed.b_frames and feed.unsupported is None
+
+
 async def test_webrtc_track_hands_aiortc_the_cameras_bytes_unchanged() -> None:
     """The track returns av.Packets (aiortc then only packetizes): the bytes are the camera's,
     with SPS/PPS in front of the IDR, pts increasing in a 90 kHz time base."""

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from nvr.config.loader import load_camera_map
-from nvr.service import Service
+from nvr.runtime.service import Service
 from nvr.web import limits
 from tests.ingest.recording_helpers import wait_for
 from tests.web.browser import free_port

@@ -303,6 +303,16 @@ def test_b_frame_camera_plays_its_recording_as_it_is_written(rec: Recorder,
     conns = [r for r in audit_rows(rec, "view_connect")
              if r["detail"]["link"] == link["id"] and r["detail"]["stream"] == "fmp4"]
     assert len(conns) == 1
+    # A second viewer of the same camera: the recorder knows the stream by now, so the page
+    # goes straight to fMP4 (it must not be told only "no live picture").
+    second = browser.new_page()
+    second.goto(link["url"])
+    wait_js(second, "document.querySelector('video[data-camera=\"annex\"]')?.videoWidth > 0", 8,
+            "the second viewer's picture over fMP4/MSE")
+    conns = [r for r in audit_rows(rec, "view_connect")
+             if r["detail"]["link"] == link["id"] and r["detail"]["stream"] == "fmp4"]
+    assert len(conns) == 2
+    second.close()
     page.close()
 
 

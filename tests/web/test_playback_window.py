@@ -18,7 +18,7 @@ import av
 
 from nvr.config.loader import load_camera_map
 from nvr.media.mp4.samples import layout_of_bytes
-from nvr.service import Service
+from nvr.runtime.service import Service
 from tests.camserver import TestCamera
 from tests.web.browser import free_port
 from tests.web.maps import write_map

@@ -21,7 +21,7 @@ from nvr.control import views
 from nvr.control.handlers import Handlers
 from nvr.control.protocol import Caller
 from nvr.errors import PermissionDenied
-from nvr.service import Service
+from nvr.runtime.service import Service
 from tests.web.browser import free_port
 from tests.web.maps import write_map
 

@@ -284,6 +284,15 @@ function paintMasks(tile, g, w, h) {
 // ---- live: WebRTC, the camera's H.264 as it was sent -------------------------------------
 async function startLive(link, cam) {
   const { video, why } = camBox(cam);
+  // Live: the frame on screen is (within the latency) now.
+  if (!state.clockSource) {
+    state.clockSource = video;
+    setInterval(() => {
+      if (!state.ended && video.currentTime > 0 && !video.paused) setClock(Date.now() - state.skew);
+    }, 200);
+  }
+  // Already known to have B-frames (an earlier viewer found out): straight to fMP4.
+  if (cam.fallback === "fmp4") { startFmp4(link, cam, video, why); return; }
   if (cam.unsupported) { why.textContent = "No live picture: " + cam.unsupported; return; }
   const pc = new RTCPeerConnection({ iceServers: [] });
   state.pcs.push(pc);
@@ -315,13 +324,6 @@ async function startLive(link, cam) {
       else if (c && c.unsupported) why.textContent = "No live picture: " + c.unsupported;
     } catch (e) { /* the events socket reports an ended link */ }
   }, 4000);
-  // Live: the frame on screen is (within the latency) now.
-  if (!state.clockSource) {
-    state.clockSource = video;
-    setInterval(() => {
-      if (!state.ended && video.currentTime > 0 && !video.paused) setClock(Date.now() - state.skew);
-    }, 200);
-  }
 }
 
 // ---- live from the segment being written: H.264 with B-frames, fMP4 over a WebSocket ------

@@ -14,7 +14,9 @@ The policy (docs/design.md, "Background tasks"):
    counted.
 3. A task whose failure the daemon cannot run without (`critical=True`) sets `fatal` instead of
    restarting: the daemon stops with a non-zero exit and systemd starts it again.
-4. `stop()` cancels every task and waits for them: no task outlives the daemon.
+4. A **one-shot** job (`once`: a reload asked for by SIGHUP) that raises is logged with its
+   traceback and counted; it is not retried (the next request runs it again).
+5. `stop()` cancels every task and waits for them: no task outlives the daemon.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Supervisor:
         self.fatal = asyncio.Event()
         self.fatal_reason: str | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._one_shots: set[asyncio.Task[None]] = set()
 
     def every(self, name: str, interval_s: float,
               job: Callable[[], Awaitable[object]]) -> None:
@@ -53,6 +56,19 @@ class Supervisor:
                      restart: bool = True, critical: bool = False) -> None:
         """Run `make()` until the daemon stops, restarting it when it ends (policy 2, 3)."""
         self._start(name, self._long(name, make, restart=restart, critical=critical))
+
+    def once(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        """Run `job` once, in the background (policy 4); several may run under one name."""
+        task = asyncio.ensure_future(self._one_shot(name, job))
+        self._one_shots.add(task)
+        task.add_done_callback(self._one_shots.discard)
+
+    async def _one_shot(self, name: str, job: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await job()
+        except Exception:
+            self.failures[name] += 1
+            logger.exception("task_failed", task=name, kind="one-shot")
 
     def _start(self, name: str, coro: Awaitable[None]) -> None:
         if name in self._tasks:
@@ -101,10 +117,11 @@ class Supervisor:
             backoff = min(MAX_BACKOFF_S, backoff * 2)
 
     async def stop(self) -> None:
-        """Cancel every task and wait for all of them (policy 4)."""
-        for task in self._tasks.values():
+        """Cancel every task and wait for all of them (policy 5)."""
+        everything = [*self._tasks.values(), *self._one_shots]
+        for task in everything:
             task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(*everything, return_exceptions=True)
         self._tasks.clear()
 
     def running(self) -> list[str]:

@@ -1,14 +1,15 @@
 """Prometheus text for an IT person's monitoring: GET /metrics.
 
-The figures are read from the running Service at scrape time (a snapshot taken on the event
-loop, disk figures from a worker thread), then rendered by prometheus_client; nothing in the
-recording path is instrumented, so a slow scraper costs the recorder nothing but the scrape.
+The figures are read from the running recorder (through `MetricsPort`) at scrape time (a
+snapshot taken on the event loop, disk figures from a worker thread), then rendered by
+prometheus_client; nothing in the recording path is instrumented, so a slow scraper costs the
+recorder nothing but the scrape.
 
 Served by its own small aiohttp app on `metrics.listen` (camera map) when that is set, and
 on the live-view server's address when that is loopback. Only counts and states: no footage, no
 names of people, no camera URLs.
 
-Who may read them (issue 27): the figures are what `nvr status` shows, which unlisted accounts
+Who may read them: the figures are what `nvr status` shows, which unlisted accounts
 are refused, so
 - a request must name the listen address in its Host header (a web page whose name was
   rebound to 127.0.0.1 sends its own name: refused), and on a loopback listen address must come
@@ -27,32 +28,83 @@ import ipaddress
 import os
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from nvr import alerts, log
+from nvr import log
+from nvr.config.model import CameraMap
+from nvr.policy.audit import AuditLog
 from nvr.retention.disk import disk_state
+from nvr.runtime import alerts
+from nvr.runtime.alerts import Alert
 from nvr.storage import footage_stats
+from nvr.storage.db import Db
+from nvr.storage.index import Index
 from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
 
 MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
 MAX_PER_PEER = 8
 
-if TYPE_CHECKING:
-    from nvr.service import Service
-
 logger = log.get("nvr.metrics")
 
 # Every state a camera can be in (nvr.ingest.recorder); one 0/1 series each, as a StateSet.
 CAMERA_STATES = ("connecting", "recording", "backoff", "failed", "disabled")
-SERVICE_KEY: web.AppKey[Service] = web.AppKey("nvr_service")
+
+
+class _Stats(Protocol):
+    @property
+    def frames(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+
+class _Writer(Protocol):
+    @property
+    def last_end_us(self) -> int | None: ...
+
+
+class CameraCounters(Protocol):
+    """A camera's recorder as the metrics read it (nvr.ingest.recorder.CameraRecorder)."""
+
+    state: str
+    errors: int
+
+    @property
+    def stats(self) -> _Stats: ...
+
+    @property
+    def writer(self) -> _Writer: ...
+
+
+class MetricsPort(Protocol):
+    """What the metrics read of the running recorder (nvr.runtime.service implements it)."""
+
+    config: CameraMap
+    clock: Callable[[], int]
+    root: Path
+    db: Db
+    index: Index
+    audit: AuditLog
+
+    @property
+    def recorders(self) -> Mapping[str, CameraCounters]: ...
+
+    @property
+    def thread_restarts(self) -> Mapping[str, int]: ...
+
+    loop_lag_s: float
+
+    def active_alerts(self) -> list[Alert]: ...
+
+    def task_failures(self) -> Mapping[str, int]: ...
 
 
 @dataclass
@@ -80,7 +132,7 @@ class Snapshot:
     task_failures: dict[str, int] = field(default_factory=dict)
 
 
-async def snapshot(service: Service) -> Snapshot:
+async def snapshot(service: MetricsPort) -> Snapshot:
     now_us = service.clock()
     snap = Snapshot(loop_lag_s=service.loop_lag_s)
     for cam in service.config.cameras:
@@ -100,9 +152,9 @@ async def snapshot(service: Service) -> Snapshot:
     snap.disk_total, snap.disk_free = disk.total_bytes, disk.free_bytes
     snap.recordings_bytes = await service.index.total_bytes()
     snap.audit_rows = (await service.audit.head())[0]
-    # The same alerts as `nvr status` and the STATUS= line (nvr.alerts).
-    snap.alerts = alerts.counts(alerts.of_service(service))
-    snap.task_failures = dict(service.supervisor.failures)
+    # The same alerts as `nvr status` and the STATUS= line (nvr.runtime.alerts).
+    snap.alerts = alerts.counts(service.active_alerts())
+    snap.task_failures = dict(service.task_failures())
     return snap
 
 
@@ -152,7 +204,7 @@ class _SnapshotCollector:
         yield CounterMetricFamily("nvr_audit_rows", "Rows in the hash-chained audit log",
                                   value=s.audit_rows)
         failures = CounterMetricFamily("nvr_task_failures", "Failures of a background task "
-                                       "(logged with their traceback; nvr/tasks.py)",
+                                       "(logged with their traceback; nvr/runtime/tasks.py)",
                                        labels=["task"])
         for task, count in sorted(s.task_failures.items()):
             failures.add_metric([task], count)
@@ -245,7 +297,7 @@ def _is_loopback_ip(remote: str | None) -> bool:
         return False
 
 
-async def _scrape(service: Service, full: bool) -> web.Response:
+async def _scrape(service: MetricsPort, full: bool) -> web.Response:
     if not full:
         return web.Response(body=PUBLIC, headers={"Content-Type": CONTENT_TYPE_LATEST})
     started = time.monotonic()
@@ -254,7 +306,8 @@ async def _scrape(service: Service, full: bool) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def handler_for(service: Service, listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+def handler_for(service: MetricsPort,
+                listen: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     """GET /metrics for a server on `listen` (metrics.listen, or a loopback live.listen)."""
     gate = Gate(listen, load_or_create_token(service.root))
 
@@ -275,7 +328,7 @@ def is_loopback(listen: str) -> bool:
 class MetricsServer:
     """The standalone listener on `metrics.listen`."""
 
-    def __init__(self, service: Service, listen: str) -> None:
+    def __init__(self, service: MetricsPort, listen: str) -> None:
         self.service = service
         host, _, port = listen.rpartition(":")
         self.host, self.port = host.strip("[]"), int(port)
@@ -286,7 +339,6 @@ class MetricsServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app[SERVICE_KEY] = self.service
         app.router.add_get("/metrics", handler_for(self.service, self.listen))
         self.runner = web.AppRunner(app, access_log=None, handle_signals=False,
                                     keepalive_timeout=HEADER_TIMEOUT_S)

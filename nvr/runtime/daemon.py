@@ -9,7 +9,7 @@ Start-up order (each step can rely on the ones before it):
   4. note the downtime since the last run as a gap per camera (reason crash or recorder_stopped);
   5. start one CameraRecorder per enabled camera, the retention executor, the still expirer;
   6. open the control socket last, so nobody is answered before the recorder is consistent;
-  7. metrics.listen if set, then tell systemd READY=1 and start the watchdog (nvr.watchdog).
+  7. metrics.listen if set, then tell systemd READY=1 and start the watchdog (nvr.runtime.watchdog).
 Shutdown runs the other way (uvicorn's Server.shutdown): socket → cameras → background tasks →
 index. A second SIGTERM/SIGINT forces exit.
 """
@@ -17,6 +17,7 @@ index. A second SIGTERM/SIGINT forces exit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -26,16 +27,17 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from nvr import log, watchdog
+from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraMap
 from nvr.errors import EX_DATAERR, EX_OK, EX_SOFTWARE, RootBusy
+from nvr.runtime import watchdog
 from nvr.storage import rootlock
 from nvr.timeutil import now_us
 
 if TYPE_CHECKING:
-    from nvr.metrics import MetricsServer
-    from nvr.service import Service
+    from nvr.runtime.metrics import MetricsServer
+    from nvr.runtime.service import Service
 
 logger = log.get("nvr.daemon")
 
@@ -53,7 +55,7 @@ def _clock() -> Callable[[], int]:
 
 
 async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
-    from nvr.service import Service  # the heavy imports (PyAV), after the lock is ours
+    from nvr.runtime.service import Service  # the heavy imports (PyAV), after the lock is ours
 
     service = Service(config_path, config, root_lock=root_lock, clock=_clock())
     await service.start()
@@ -80,7 +82,14 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_stop_signal, sig.name)
-    loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(service.reload("SIGHUP")))
+
+    async def reload_on_sighup() -> None:
+        # A map that does not load is the person's to fix, and reload() has logged its
+        # problems (reload_refused); anything else is a failure of the task.
+        with contextlib.suppress(ConfigError):
+            await service.reload("SIGHUP")
+
+    loop.add_signal_handler(signal.SIGHUP, service.supervisor.once, "reload", reload_on_sighup)
     fatal = service.supervisor.fatal
     try:
         waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(fatal.wait())]
@@ -99,7 +108,7 @@ async def _run(config_path: Path, config: CameraMap, root_lock: int) -> int:
 async def _start_metrics(service: Service, config: CameraMap) -> MetricsServer | None:
     """GET /metrics on metrics.listen, if set. A port already taken costs the metrics, never
     the recording: logged, and the recorder runs on."""
-    from nvr.metrics import MetricsServer
+    from nvr.runtime.metrics import MetricsServer
 
     if config.metrics is None:
         return None

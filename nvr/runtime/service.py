@@ -1,7 +1,10 @@
 """The running recorder: the objects `nvr run` owns, started and stopped in one order.
 
-The camera threads, the index, the audit log and the control socket meet here and nowhere
-else; the control handlers (nvr.control.handlers) reach the rest through this object.
+The camera threads, the index, the audit log, the control socket and the viewing pages meet
+here and nowhere else. This is the assembly: `Service` builds each part and hands itself to
+it as that part's port, a Protocol of exactly what the part uses (control:
+nvr.control.ports.RecorderPort; web: nvr.web.ports.WebPort; metrics, watchdog and alerts:
+MetricsPort, WatchdogPort and AlertsPort in their modules). No part imports this module.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nvr import alerts, log
+from nvr import log
 from nvr.config.loader import ConfigError, load_camera_map
 from nvr.config.model import CameraConfig, CameraMap
 from nvr.export.records import still_expirer
@@ -30,12 +33,13 @@ from nvr.retention.disk import disk_state
 from nvr.retention.executor import RetentionExecutor
 from nvr.retention.holds import Holds
 from nvr.retention.planner import DiskState
-from nvr.sdnotify import Notifier
+from nvr.runtime import alerts
+from nvr.runtime.sdnotify import Notifier
+from nvr.runtime.tasks import Supervisor
 from nvr.storage import db as dbmod
 from nvr.storage import rootlock
 from nvr.storage.index import Index, NewSegment
 from nvr.storage.recovery import BackgroundCheck, reconcile_startup
-from nvr.tasks import Supervisor
 from nvr.timeutil import now_us, to_iso
 
 if TYPE_CHECKING:
@@ -113,7 +117,7 @@ class Service:
         # camera → (end of its last indexed segment, why nothing was recorded since)
         self.downtime: dict[str, tuple[int, str]] = {}
         self.stopping = asyncio.Event()
-        # Every background task, supervised (nvr/tasks.py: logged, counted, restarted).
+        # Every background task, supervised (nvr/runtime/tasks.py: logged, counted, restarted).
         self.supervisor = Supervisor(self.stopping)
         self.paused: set[str] = set()
         self.pause_alert: str | None = None
@@ -122,7 +126,7 @@ class Service:
         self.reload_lock = asyncio.Lock()
         # The (seq, hash) last written to the audit checkpoint file.
         self._checkpointed: tuple[int, str] | None = None
-        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.watchdog's figures.
+        # systemd's notify socket (a no-op without $NOTIFY_SOCKET); nvr.runtime.watchdog's figures.
         self.notifier = Notifier()
         self.thread_restarts: dict[str, int] = {}
         self.loop_lag_s = 0.0
@@ -254,17 +258,18 @@ class Service:
         try:
             await self.recovery_check.run()
         except Exception:
-            self.recovery_check.state = "failed"
-            logger.exception("background_check_failed")
+            self.recovery_check.state = "failed"  # `nvr status` shows it
+            raise  # the supervisor logs it with its traceback and counts it
 
     async def start_web(self) -> None:
         """The viewing pages on live.listen (nvr.web), before the control socket opens so that
         the first `nvr live` can already be answered. On a loopback address it also answers
         GET /metrics (for this machine only; camera figures need the metrics token)."""
-        from nvr import metrics
-        from nvr.web.server import WebServer
+        from nvr.runtime import metrics
+        from nvr.web import app
+        from nvr.web.server import WATCH_INTERVAL_S
 
-        web = WebServer(self)
+        web = app.build(self)
         if metrics.is_loopback(self.config.live.listen):
             web.add_route("GET", "/metrics", metrics.handler_for(self, self.config.live.listen))
         for method, path, handler in self.extra_routes:
@@ -279,6 +284,21 @@ class Service:
             await web.stop()
             return
         self.web, self.web_alert = web, None
+        # Expired links' streams closed, idle sessions ended, coalesced refusals written.
+        self.supervisor.every("web_watch", WATCH_INTERVAL_S, web.watch_once)
+
+    @property
+    def viewing(self) -> WebServer | None:
+        """The viewing pages' server as the control ops see it; None when it is not running."""
+        return self.web
+
+    def active_alerts(self) -> list[alerts.Alert]:
+        """What `nvr status`, the STATUS= line and the metrics list as alerts now."""
+        return alerts.active(self)
+
+    def task_failures(self) -> Mapping[str, int]:
+        """Failures of each background task so far (nvr.runtime.tasks)."""
+        return self.supervisor.failures
 
     def footage_disk(self, root: Path) -> DiskState:
         """The disk as retention should judge it: the export spool (bounded, released within
@@ -292,7 +312,7 @@ class Service:
 
     @property
     def clock_alert(self) -> str | None:
-        """Why retention does not trust the wall clock now (nvr.alerts reads it)."""
+        """Why retention does not trust the wall clock now (nvr.runtime.alerts reads it)."""
         return self.retention.clock_alert
 
     async def clock_guard(self) -> str | None:

@@ -17,15 +17,15 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from nvr import alerts, log
+from nvr import log
+from nvr.config.model import CameraConfig, CameraMap
 from nvr.retention.disk import disk_state
-from nvr.sdnotify import Notifier, status_line
-
-if TYPE_CHECKING:
-    from nvr.service import Service
+from nvr.runtime import alerts
+from nvr.runtime.sdnotify import Notifier, status_line
 
 logger = log.get("nvr.watchdog")
 
@@ -34,7 +34,50 @@ CHECK_INTERVAL_S = 10.0
 DISK_TIMEOUT_S = 2.0
 
 
-def restart_wedged(service: Service, now: float | None = None) -> list[str]:
+class _Writer(Protocol):
+    @property
+    def last_end_us(self) -> int | None: ...
+
+
+class WatchedCamera(Protocol):
+    """A camera's recorder as the watchdog sees it (nvr.ingest.recorder.CameraRecorder)."""
+
+    state: str
+
+    @property
+    def writer(self) -> _Writer: ...
+
+    def stalled_for(self, now: float) -> float: ...
+
+    def abandon(self) -> None: ...
+
+
+class WatchdogPort(Protocol):
+    """What the watchdog reads and does of the running recorder (nvr.runtime.service
+    implements it)."""
+
+    config: CameraMap
+    root: Path
+
+    @property
+    def recorders(self) -> Mapping[str, WatchedCamera]: ...
+
+    stopping: asyncio.Event
+
+    @property
+    def thread_restarts(self) -> MutableMapping[str, int]: ...
+
+    # How late the watchdog's last tick woke (the metrics show it).
+    loop_lag_s: float
+
+    def start_camera(self, cam: CameraConfig, last_end_us: int | None = None) -> None:
+        """Start a new recorder for `cam` in place of the one there."""
+        ...
+
+    def active_alerts(self) -> list[alerts.Alert]: ...
+
+
+def restart_wedged(service: WatchdogPort, now: float | None = None) -> list[str]:
     """Replace every camera thread that has not beaten for CAMERA_STALL_S; their ids."""
     now = time.monotonic() if now is None else now
     restarted = []
@@ -54,18 +97,18 @@ def restart_wedged(service: Service, now: float | None = None) -> list[str]:
     return restarted
 
 
-def summary(service: Service, free_percent: float | None) -> str:
+def summary(service: WatchdogPort, free_percent: float | None) -> str:
     """`3/4 cameras recording, disk 41% free, alerts: none` — what `systemctl status` shows."""
     states = {cam.id: (service.recorders[cam.id].state if cam.id in service.recorders
                        else "disabled") for cam in service.config.cameras}
     recording = sum(1 for s in states.values() if s == "recording")
     disk = "disk ?" if free_percent is None else f"disk {free_percent:.0f}% free"
-    # The same alerts as `nvr status` and the metrics (nvr.alerts).
+    # The same alerts as `nvr status` and the metrics (nvr.runtime.alerts).
     return (f"{recording}/{len(states)} cameras recording, {disk}, "
-            f"alerts: {alerts.short(alerts.of_service(service))}")
+            f"alerts: {alerts.short(service.active_alerts())}")
 
 
-async def free_percent(service: Service) -> float | None:
+async def free_percent(service: WatchdogPort) -> float | None:
     try:
         disk = await asyncio.wait_for(asyncio.to_thread(disk_state, service.root), DISK_TIMEOUT_S)
     except (TimeoutError, OSError):
@@ -73,7 +116,7 @@ async def free_percent(service: Service) -> float | None:
     return 100 * disk.free_bytes / max(disk.total_bytes, 1)
 
 
-async def run(service: Service, notifier: Notifier) -> None:
+async def run(service: WatchdogPort, notifier: Notifier) -> None:
     interval = notifier.watchdog_interval_s() or CHECK_INTERVAL_S
     block_file = os.environ.get("NVR_TEST_BLOCK_LOOP_FILE")
     free: float | None = None

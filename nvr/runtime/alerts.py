@@ -1,20 +1,21 @@
-"""Active alerts, and the days of footage left: one source for `nvr status`, the STATUS= line
-sent to systemd (nvr.watchdog) and the `nvr_alerts` metric (nvr.metrics).
+"""Active alerts: one source for `nvr status`, the STATUS= line sent to systemd
+(nvr.runtime.watchdog) and the `nvr_alerts` metric (nvr.runtime.metrics).
 
-Pure functions over plain values; `of_service` only reads the running Service's attributes.
+Pure functions over plain values; `active` reads the running recorder through `AlertsPort`
+(attributes only, no I/O).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from nvr.control.ports import RecorderPort
+from nvr.config.model import CameraConfig, CameraMap
 
-# Every kind of alert, in the order they are listed. `clock` is raised by a clock-sanity check
-# when there is one (a `clock_alert` text on the Service); nothing else here depends on it.
+# Every kind of alert, in the order they are listed. `clock` is raised by retention's clock
+# check (AlertsPort.clock_alert); nothing else here depends on it.
 STORAGE_PAUSED, CLOCK, CAMERA_FAILED = "storage_paused", "clock", "camera_failed"
 # The viewing pages could not start (port taken, TLS key unreadable): recording goes on, but
 # no live or playback link can be made until it is fixed.
@@ -71,26 +72,51 @@ def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: 
     return out
 
 
-def of_service(service: RecorderPort) -> list[Alert]:
+class CameraState(Protocol):
+    """A camera's recorder as the alerts read it (nvr.ingest.recorder.CameraRecorder)."""
+
+    state: str
+    reason: str
+    errors: int
+
+
+class AlertsPort(Protocol):
+    """What the alerts read of the running recorder (nvr.runtime.service implements it)."""
+
+    config: CameraMap
+    config_path: Path
+
+    @property
+    def recorders(self) -> Mapping[str, CameraState]: ...
+
+    @property
+    def paused(self) -> Collection[str]: ...
+
+    pause_alert: str | None
+
+    @property
+    def clock_alert(self) -> str | None: ...
+
+    web_alert: str | None
+
+
+def active(port: AlertsPort) -> list[Alert]:
     """The running recorder's alerts now (cheap: attributes only, no I/O)."""
     views = []
-    path = getattr(service, "config_path", None) or "the camera map"
-    for n, cam in enumerate(service.config.cameras):
-        rec = service.recorders.get(cam.id)
-        views.append(CameraView(cam.id, rec.state, with_fix(rec.reason, n, cam, path), rec.errors)
+    for n, cam in enumerate(port.config.cameras):
+        rec = port.recorders.get(cam.id)
+        views.append(CameraView(cam.id, rec.state, with_fix(rec.reason, n, cam, port.config_path),
+                                rec.errors)
                      if rec is not None else CameraView(cam.id, "disabled"))  # fmt: skip
-    clock = getattr(service, "clock_alert", None)
-    web = getattr(service, "web_alert", None)
-    return alerts(views, service.paused, service.pause_alert,
-                  clock if isinstance(clock, str) else None, web if isinstance(web, str) else None)
+    return alerts(views, port.paused, port.pause_alert, port.clock_alert, port.web_alert)
 
 
-def with_fix(reason: str, n: int, cam: Any, path: object) -> str:
+def with_fix(reason: str, n: int, cam: CameraConfig, path: object) -> str:
     """A camera's reason, with the setting to fix where the reason is one a setting fixes."""
     if not reason.startswith("credentials refused"):
         return reason
-    onvif = getattr(cam, "onvif", None)
-    if onvif is not None and getattr(onvif, "password_file", None):
+    onvif = cam.onvif
+    if onvif is not None and onvif.password_file:
         where = (f"the password file named in cameras[{n}].onvif.password_file "
                  f"({onvif.password_file}) of {path}")
     elif onvif is not None:
@@ -131,16 +157,3 @@ def counts(found: Sequence[Alert]) -> dict[str, int]:
     for a in found:
         out[a.kind] = out.get(a.kind, 0) + 1
     return out
-
-
-def days_left(free_bytes: int, total_bytes: int, min_free_percent: float,
-              daily_bytes: float | None) -> float | None:
-    """Days until the free space above the retention floor (min_free_percent of the disk,
-    which retention keeps free) is used up at `daily_bytes` a day; None without a rate.
-
-    When it reaches 0, retention starts deleting the oldest unheld footage early (before its
-    retention days): it is the time until footage starts going, not until recording stops."""
-    if not daily_bytes or daily_bytes <= 0:
-        return None
-    floor = total_bytes * float(min_free_percent) / 100
-    return max(0.0, free_bytes - floor) / daily_bytes

@@ -8,9 +8,10 @@ the Service's attributes. Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from nvr import alerts
+from nvr.control.replies import AlertRow, CameraStatus, DiskStatus, StatusBase, StatusReply
 from nvr.storage import footage_stats
 from nvr.timeutil import to_iso
 
@@ -18,13 +19,14 @@ if TYPE_CHECKING:
     from nvr.control.ports import RecorderPort
 
 
-async def enrich(svc: RecorderPort, result: dict[str, Any]) -> dict[str, Any]:
+async def enrich(svc: RecorderPort, result: StatusBase) -> StatusReply:
     now = svc.clock()
     totals = await footage_stats.totals(svc.db)
     holds = await svc.holds.active(now)
     held_total = footage_stats.Held()
     combined = 0.0
-    for row in result.get("cameras", []):
+    cameras: list[CameraStatus] = []
+    for row in result["cameras"]:
         cam_id = row["id"]
         oldest = await footage_stats.oldest_start(svc.db, cam_id)
         segments, size = totals.get(cam_id, (0, 0))
@@ -35,26 +37,31 @@ async def enrich(svc: RecorderPort, result: dict[str, Any]) -> dict[str, Any]:
         held_total = footage_stats.Held(held_total.bytes + held.bytes,
                                         held_total.seconds + held.seconds,
                                         held_total.segments + held.segments)
-        row.update({
-            "oldest_footage": None if oldest is None else to_iso(oldest),
-            "segments": segments,
-            "recordings_bytes": size,
-            "daily_bytes": None if daily is None else round(daily),
-            "held_bytes": held.bytes,
-            "held_seconds": round(held.seconds, 3),
-            "holds": sum(1 for h in holds if cam_id in h.cameras),
-        })
-    disk = result.get("disk")
-    if isinstance(disk, dict):
-        left = alerts.days_left(disk["free_bytes"], disk["total_bytes"],
-                                disk["min_free_percent"], combined)
-        disk.update({
-            "reserve_bytes": round(disk["total_bytes"] * float(disk["min_free_percent"]) / 100),
-            "daily_bytes": round(combined) if combined else None,
-            "days_left": None if left is None else round(left, 2),
-        })
-    result["held"] = {"holds": len(holds), "bytes": held_total.bytes,
-                      "seconds": round(held_total.seconds, 3)}
-    result["alerts"] = [a.to_dict() for a in alerts.of_service(svc)]
-    result["at"] = to_iso(now)
-    return result
+        cameras.append(CameraStatus(
+            **row,
+            oldest_footage=None if oldest is None else to_iso(oldest),
+            segments=segments,
+            recordings_bytes=size,
+            daily_bytes=None if daily is None else round(daily),
+            held_bytes=held.bytes,
+            held_seconds=round(held.seconds, 3),
+            holds=sum(1 for h in holds if cam_id in h.cameras),
+        ))
+    disk = result["disk"]
+    left = alerts.days_left(disk["free_bytes"], disk["total_bytes"],
+                            disk["min_free_percent"], combined)
+    return {
+        **result,
+        "cameras": cameras,
+        "disk": DiskStatus(
+            **disk,
+            reserve_bytes=round(disk["total_bytes"] * float(disk["min_free_percent"]) / 100),
+            daily_bytes=round(combined) if combined else None,
+            days_left=None if left is None else round(left, 2),
+        ),
+        "held": {"holds": len(holds), "bytes": held_total.bytes,
+                 "seconds": round(held_total.seconds, 3)},
+        # Alert.to_dict is this shape (checked against real replies by the control tests).
+        "alerts": [cast(AlertRow, a.to_dict()) for a in alerts.of_service(svc)],
+        "at": to_iso(now),
+    }

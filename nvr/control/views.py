@@ -8,12 +8,28 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nvr import log
 from nvr.config.model import Role
 from nvr.control import footage
-from nvr.control.protocol import Caller
+from nvr.control.protocol import (
+    Caller,
+    EmergencyEndArgs,
+    EmergencyStartArgs,
+    LiveArgs,
+    PlaybackArgs,
+    ViewRevokeArgs,
+)
+from nvr.control.replies import (
+    EmergencyEnded,
+    EmergencyLink,
+    EmergencyList,
+    EmergencyRow,
+    LinkRow,
+    ViewLink,
+    ViewList,
+)
 from nvr.errors import Unavailable, UsageError
 from nvr.policy.actions import Action
 from nvr.policy.rules import Decision
@@ -49,7 +65,7 @@ def _actor(caller: Caller) -> str:
 
 async def _mint(h: Handlers, caller: Caller, kind: Kind, cameras: list[str], minutes: int,
                 purpose: str, start_us: int | None = None,
-                end_us: int | None = None) -> dict[str, Any]:
+                end_us: int | None = None) -> ViewLink:
     web = _web(h)
     now = h.svc.clock()
     link, token = await web.links.mint(
@@ -64,7 +80,7 @@ async def _mint(h: Handlers, caller: Caller, kind: Kind, cameras: list[str], min
             "expires": to_iso(link.expires_us), "cameras": cameras}
 
 
-async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def live(h: Handlers, caller: Caller, a: LiveArgs) -> ViewLink:
     now = h.svc.clock()
     minutes = a.minutes or LIVE_DEFAULT_MINUTES
     # The decision, the link and its audit row commit as one unit of work.
@@ -75,7 +91,7 @@ async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
         return await _mint(h, caller, "live", list(a.cameras), minutes, a.reason)
 
 
-async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def playback(h: Handlers, caller: Caller, a: PlaybackArgs) -> ViewLink:
     now = h.svc.clock()
     start = parse_time(a.start)
     # Without --end: to the end of that day, or now if that is earlier (a day's timeline).
@@ -103,31 +119,35 @@ async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
                            end)
 
 
-async def emergency_start(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def emergency_start(h: Handlers, caller: Caller, a: EmergencyStartArgs) -> EmergencyLink:
     # The decision, the link and its audit row commit as one unit of work.
     async with h.authorized(caller, Action.emergency_start, cameras=a.cameras, minutes=a.minutes,
                             detail={"agency": a.agency}):
         for cam_id in a.cameras:
             h.camera(cam_id)
-        result = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
-                             f"emergency: {a.agency}")
-    result["agency"] = a.agency
-    return result
+        link = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
+                           f"emergency: {a.agency}")
+    return EmergencyLink(**link, agency=a.agency)
 
 
 def _mine(h: Handlers, caller: Caller) -> str | None:
     return None if h.role(caller) in ALL_LINKS else _actor(caller)
 
 
-async def view_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+async def view_list(h: Handlers, caller: Caller) -> ViewList:
     await h.authorize(caller, Action.view_list)
     web = _web(h)
     now = h.svc.clock()
-    rows = [lk.to_dict(now) for lk in web.links.listing(actor=_mine(h, caller), now_us=now)]
-    return {"links": rows}
+    return {"links": [_row(lk, now)
+                      for lk in web.links.listing(actor=_mine(h, caller), now_us=now)]}
 
 
-async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+def _row(link: Link, now_us: int) -> LinkRow:
+    # Link.to_dict is this shape (checked against real replies by the control tests).
+    return cast(LinkRow, link.to_dict(now_us))
+
+
+async def view_revoke(h: Handlers, caller: Caller, a: ViewRevokeArgs) -> LinkRow:
     await h.authorize(caller, Action.view_revoke, detail={"link": a.link_id})
     web = _web(h)
     link = web.links.by_id.get(a.link_id)
@@ -135,25 +155,21 @@ async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     if link is None or (mine is not None and link.actor != mine):
         raise UsageError(f"no viewing link {a.link_id!r} of yours; see `nvr view list`")
     await web.end_link(link, f"revoked by {_actor(caller)}")
-    return link.to_dict(h.svc.clock())
+    return _row(link, h.svc.clock())
 
 
-def active_emergencies(web: WebServer, now_us: int) -> list[dict[str, Any]]:
-    out = []
-    for lk in web.links.listing(kind="emergency", open_only=True, now_us=now_us):
-        row = lk.to_dict(now_us)
-        row["agency"] = lk.purpose.removeprefix("emergency: ")
-        row["seconds_left"] = max(0, (lk.expires_us - now_us) // 1_000_000)
-        out.append(row)
-    return out
+def active_emergencies(web: WebServer, now_us: int) -> list[EmergencyRow]:
+    return [EmergencyRow(**_row(lk, now_us), agency=lk.purpose.removeprefix("emergency: "),
+                         seconds_left=max(0, (lk.expires_us - now_us) // 1_000_000))
+            for lk in web.links.listing(kind="emergency", open_only=True, now_us=now_us)]
 
 
-async def emergency_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+async def emergency_list(h: Handlers, caller: Caller) -> EmergencyList:
     await h.authorize(caller, Action.emergency_list)
     return {"emergencies": active_emergencies(_web(h), h.svc.clock())}
 
 
-async def emergency_end(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def emergency_end(h: Handlers, caller: Caller, a: EmergencyEndArgs) -> EmergencyEnded:
     await h.authorize(caller, Action.emergency_end, detail={"emergency": a.emergency_id})
     web = _web(h)
     now = h.svc.clock()

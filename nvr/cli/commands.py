@@ -374,7 +374,8 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _download(ns: argparse.Namespace, op: str, extra: list[Path]) -> tuple[Reply[dict[str, Any]], Path, str]:
+def _download(ns: argparse.Namespace, op: str,
+              extra: list[Path]) -> tuple[Reply[dict[str, Any]], Path, str]:
     if op == "export":
         ns.out_name = os.path.basename(ns.out)
     args = wire_args(op, ns)

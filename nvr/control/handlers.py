@@ -304,8 +304,8 @@ class Handlers:
         cams: list[CameraBase] = []
         for cam in svc.config.cameras:
             rec = svc.recorders.get(cam.id)
-            # The recorder's status() is this row's recorder keys (checked against real
-            # replies by the control tests); a camera without a recorder is only "disabled".
+            # The recorder's status() gives this row's recorder keys (a camera without a
+            # recorder is only "disabled"); tests/cli/test_reply_shapes_live.py checks them.
             row: CameraBase = {"id": cam.id, "name": cam.name, "area": cam.area,
                                "state": "disabled"}
             cams.append({**row, **cast(CameraBase, rec.status())} if rec else row)
@@ -464,7 +464,7 @@ class Handlers:
         await self.authorize(caller, Action.key_show)
         shown = await asyncio.to_thread(key_show, self.svc.root,
                                         published_key_path(self.svc.config.control.socket))
-        return cast(KeyShowReply, shown)  # key_show's keys (checked by the control tests)
+        return cast(KeyShowReply, shown)  # its keys: see _hold below
 
     # -- holds ------------------------------------------------------------------------------
 
@@ -669,7 +669,7 @@ class Handlers:
         rows = await asyncio.to_thread(read_page, self.svc.root / "index.db", after_seq=after,
                                        limit=limit, since_us=since)
         more = len(rows) == limit
-        # read_page's rows are AuditRow.to_dict(): this shape (checked by the control tests).
+        # read_page's rows are AuditRow.to_dict(), this shape (see _hold below).
         return {"rows": cast(list[AuditEntry], rows), "head_seq": head_seq,
                 "next_after_seq": rows[-1]["seq"] if more else None}
 
@@ -718,7 +718,7 @@ class Handlers:
         await self.authorize(caller, Action.retention_plan, detail={"at": to_iso(at)})
         # Without --at: what the next pass would do, so with the clock alert's rules if one stands.
         plan = await self.svc.retention.plan_dict(None if a.at is None else at)
-        return cast(RetentionPlan, plan)  # plan_dict's keys (checked by the control tests)
+        return cast(RetentionPlan, plan)  # its keys: see _hold below
 
     async def op_retention_confirm_clock(
         self, caller: Caller, a: NoArgs, progress: Progress
@@ -736,7 +736,7 @@ class Handlers:
         except ConfigError as exc:
             problems = "; ".join(str(exc).splitlines())  # one line, as every refusal is
             raise DataError(f"camera map not reloaded, the running one stays: {problems}") from None
-        # added, removed, changed and perhaps restart_needed (checked by the control tests)
+        # added, removed, changed and perhaps restart_needed (see _hold below)
         return cast(Reloaded, changes)
 
 
@@ -750,8 +750,9 @@ def _emergencies(svc: RecorderPort) -> list[EmergencyRow]:
     return active_emergencies(web, svc.clock())
 
 
-# The records' to_dict() are typed dict[str, Any] in their layers; each is the reply type it is
-# cast to here, key for key, which tests/control/test_reply_types.py checks on real replies.
+# The records' to_dict() (and key_show, plan_dict, reload) are typed dict[str, Any] in their
+# layers; each is the reply type it is cast to here, key for key, as
+# tests/cli/test_reply_shapes_live.py checks on a real daemon's replies.
 
 
 def _hold(hold: HoldRecord) -> HoldRow:

@@ -2,8 +2,9 @@
 
 The handlers return these, the CLI's renderers read them, and `nvr COMMAND --json` prints them
 (export, still and masks preview print the `…Shown` forms: the file's path instead of the
-descriptor; on the wire their result also says `"fd": true`, see nvr.control.protocol.Reply). `tests/control/test_reply_types.py` holds docs/commands.md's JSON shapes and the
-replies of a real daemon against these types, key for key.
+descriptor; on the wire their result also says `"fd": true`, see nvr.control.protocol.Reply).
+tests/cli/test_reply_types.py holds docs/commands.md's JSON shapes against these types, key for
+key, and tests/cli/test_reply_shapes_live.py a real daemon's answers.
 
 A key marked NotRequired is present only in some answers (a disabled camera has no recorder
 figures; `next` only when there is another page). Every instant is UTC ISO 8601 text
@@ -12,8 +13,8 @@ figures; `next` only when there is another page). Every instant is UTC ISO 8601 
 TypedDict from typing_extensions: pydantic validates those on Python 3.11 (the tests do).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: NotRequired must be evaluated for TypedDict to know
+# which keys are required (__required_keys__), which the tests and pydantic read.
 from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
@@ -289,7 +290,6 @@ class HoldRow(TypedDict):
     released: str | None
     released_by: str | None
     release_reason: str | None
-    active: NotRequired[bool]
 
 
 class HoldList(TypedDict):

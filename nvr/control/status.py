@@ -61,7 +61,7 @@ async def enrich(svc: RecorderPort, result: StatusBase) -> StatusReply:
         ),
         "held": {"holds": len(holds), "bytes": held_total.bytes,
                  "seconds": round(held_total.seconds, 3)},
-        # Alert.to_dict is this shape (checked against real replies by the control tests).
+        # Alert.to_dict is this shape (tests/cli/test_reply_shapes_live.py checks it).
         "alerts": [cast(AlertRow, a.to_dict()) for a in alerts.of_service(svc)],
         "at": to_iso(now),
     }

@@ -143,7 +143,7 @@ async def view_list(h: Handlers, caller: Caller) -> ViewList:
 
 
 def _row(link: Link, now_us: int) -> LinkRow:
-    # Link.to_dict is this shape (checked against real replies by the control tests).
+    # Link.to_dict is this shape (tests/cli/test_reply_shapes_live.py checks it).
     return cast(LinkRow, link.to_dict(now_us))
 
 

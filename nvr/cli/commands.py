@@ -58,7 +58,8 @@ def _late(module: str, attr: str = "main") -> Callable[..., int]:
         if exc.name and module.startswith(exc.name):
             raise Unavailable(f"{module} is not part of this build yet") from None
         raise
-    return getattr(mod, attr)  # type: ignore[no-any-return]
+    entry: Callable[..., int] = getattr(mod, attr)  # each module's main returns an exit code
+    return entry
 
 
 def _need_config(ns: argparse.Namespace) -> str:

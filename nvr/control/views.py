@@ -56,7 +56,7 @@ def _web(h: Handlers) -> WebServer:
             raise Unavailable(why)  # names the address, the cause and the setting to fix
         raise Unavailable("the web server is not running, so no viewing link can be made; "
                           "the recorder's log says why (journalctl -u nvr)")
-    return web  # type: ignore[no-any-return]
+    return web  # type: ignore[no-any-return]  # getattr: the web server is not on RecorderPort
 
 
 def _actor(caller: Caller) -> str:

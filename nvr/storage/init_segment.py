@@ -45,7 +45,7 @@ class _Sink(io.RawIOBase):
     def seekable(self) -> bool:
         return False
 
-    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+    def write(self, b: bytes | bytearray | memoryview) -> int:  # type: ignore[override]  # RawIOBase's takes any Buffer and may return None; this sink takes what PyAV writes, whole
         self.parts.append(bytes(b))
         return len(b)
 

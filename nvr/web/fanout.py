@@ -186,10 +186,12 @@ def tap_for(feed: LiveFeed) -> Callable[[object, object], None]:
     def tap(op: object, video: object) -> None:
         if not feed.active:
             return
-        payloads = op.payloads  # type: ignore[attr-defined]
+        # op and video are ingest's OutPacket and PyAV's stream, typed object here so that
+        # web does not import ingest: each attribute below is theirs.
+        payloads = op.payloads  # type: ignore[attr-defined]  # OutPacket.payloads
         data = bytes(payloads[0]) if len(payloads) == 1 else b"".join(bytes(p) for p in payloads)
-        cc = video.codec_context  # type: ignore[attr-defined]
-        feed.from_thread(data, bool(op.key), cc.extradata, cc.name,  # type: ignore[attr-defined]
-                         op.pts != op.dts)  # type: ignore[attr-defined]
+        cc = video.codec_context  # type: ignore[attr-defined]  # av VideoStream's
+        feed.from_thread(data, bool(op.key), cc.extradata, cc.name,  # type: ignore[attr-defined]  # OutPacket.key
+                         op.pts != op.dts)  # type: ignore[attr-defined]  # OutPacket.pts, .dts
 
     return tap

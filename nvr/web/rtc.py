@@ -124,7 +124,7 @@ async def answer(offer_sdp: str, viewer: Viewer,
     track: MediaStreamTrack = MaskedTrack(viewer, burn) if burn else PassthroughTrack(viewer)
     transceiver = pc.addTransceiver(track, direction="sendonly")
     # Before setRemoteDescription, or VP8 stays negotiated (docs/design.md, "Media facts", condition 4).
-    transceiver.setCodecPreferences(h264_codecs())  # type: ignore[arg-type]
+    transceiver.setCodecPreferences(h264_codecs())  # type: ignore[arg-type]  # RTCRtpCodecCapability items, typed object by h264_codecs
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

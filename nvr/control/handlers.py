@@ -329,7 +329,7 @@ class Handlers:
             "paused": sorted(svc.paused),
             "alert": svc.pause_alert or svc.retention.clock_alert,
             "clock_alert": svc.retention.clock_alert,
-            # Rows and files from before start-up, checked in the background (issue 9).
+            # Rows and files from before start-up, checked in the background.
             "recovery": cast(RecoveryProgress, svc.recovery_check.progress()),
             "emergencies": _emergencies(svc),
         }

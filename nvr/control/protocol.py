@@ -56,7 +56,7 @@ class RecordingsArgs(Args):
     camera: CameraId
     start: TimeText | None = None
     end: TimeText | None = None
-    # Paging (issue 11): the segments that start after this µs time; the CLI follows "next".
+    # Paging: the segments that start after this µs time; the CLI follows "next".
     after_us: Annotated[int, Field(ge=0)] | None = None
 
 
@@ -164,7 +164,7 @@ class EmergencyEndArgs(Args):
 
 class AuditListArgs(Args):
     since: TimeText | None = None
-    # Paging (issue 10): rows after this seq, at most `limit` of them. The CLI asks page by
+    # Paging: rows after this seq, at most `limit` of them. The CLI asks page by
     # page, so neither the daemon nor the loop ever holds the whole log.
     after_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] | None = None

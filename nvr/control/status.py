@@ -1,9 +1,10 @@
-"""What `nvr status` adds for people (issue 13): per camera its oldest footage, footage kept,
+"""What `nvr status` adds for people: per camera its oldest footage, footage kept,
 held footage and today's rate; the days of footage left; the active alerts, listed first.
 
-Additive: the op's reply keeps every key it had; these are added beside them. Cheap: a few
-index seeks per camera (nvr.storage.footage_stats), the holds table (a handful of rows), and
-the Service's attributes. Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
+`enrich` turns what the handler gathered (StatusBase) into the reply (StatusReply, both in
+nvr.control.replies): the same keys, with these beside them. Cheap: a few index seeks per camera
+(nvr.storage.footage_stats), the holds table (a handful of rows), and the recorder port's
+attributes. Every instant is UTC ISO 8601 (nvr.timeutil.to_iso).
 """
 
 from __future__ import annotations

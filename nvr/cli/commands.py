@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from nvr.cli import fmt, render
 from nvr.control import client
@@ -177,7 +178,7 @@ def _json_object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _in_our_words(name: str, err: Any) -> str:
+def _in_our_words(name: str, err: ErrorDetails) -> str:
     """What is wrong with one argument, in the project's words rather than pydantic's."""
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
     value = err.get("input")

@@ -47,4 +47,4 @@ def configure(level: str = "info") -> None:
 
 
 def get(name: str) -> structlog.typing.FilteringBoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.get_logger(name)  # type: ignore[no-any-return]  # structlog types it Any; configure() makes it this

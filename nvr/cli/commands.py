@@ -16,13 +16,33 @@ import sys
 from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from nvr.cli import fmt, render
 from nvr.control import client
 from nvr.control.protocol import ARGS, Reply
+from nvr.control.replies import (
+    AuditEntry,
+    AuditPage,
+    EmergencyList,
+    ExportReply,
+    ExportShown,
+    GrantList,
+    HoldList,
+    MasksPreviewReply,
+    MasksPreviewShown,
+    RecordingsReply,
+    RequestList,
+    RetentionPlan,
+    StatusReply,
+    StillReply,
+    StillShown,
+    ViewLink,
+    ViewList,
+)
 from nvr.errors import EX_OK, DataError, NvrError, Unavailable, UsageError
 from nvr.storage.fsutil import fsync_dir
 
@@ -39,7 +59,8 @@ def _late(module: str, attr: str = "main") -> Callable[..., int]:
         if exc.name and module.startswith(exc.name):
             raise Unavailable(f"{module} is not part of this build yet") from None
         raise
-    return getattr(mod, attr)  # type: ignore[no-any-return]
+    entry: Callable[..., int] = getattr(mod, attr)  # each module's main returns an exit code
+    return entry
 
 
 def _need_config(ns: argparse.Namespace) -> str:
@@ -157,7 +178,7 @@ def _json_object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _in_our_words(name: str, err: Any) -> str:
+def _in_our_words(name: str, err: ErrorDetails) -> str:
     """What is wrong with one argument, in the project's words rather than pydantic's."""
     kind, ctx = err.get("type", ""), err.get("ctx") or {}
     value = err.get("input")
@@ -194,23 +215,30 @@ def _out(ns: argparse.Namespace) -> render.Out:
                                   paths=bool(getattr(ns, "paths", False))))  # fmt: skip
 
 
-def _print_json(value: Any) -> None:
+def _print_json(value: object) -> None:
     sys.stdout.write(render.json_text(value) + "\n")
 
 
-_RENDER: dict[str, Callable[[Any, dict[str, Any]], None]] = {
-    "status": render.status,
-    "recordings": render.recordings,
-    "hold_list": lambda out, r: render.listing(out, r, "holds"),
-    "grant_list": lambda out, r: render.listing(out, r, "grants"),
-    "request_list": lambda out, r: render.listing(out, r, "requests"),
-    "audit_list": lambda out, r: render.audit(out, r.get("rows", [])),
-    "retention_plan": render.retention_plan,
-    "live": render.with_url,
-    "playback": render.with_url,
-    "view_list": lambda out, r: render.listing(out, r, "links"),
-    "emergency_list": lambda out, r: render.listing(out, r, "emergencies"),
-    "emergency_start": render.with_url,
+# The daemon's result arrives as JSON and is read as its op's reply type
+# (nvr.control.replies): client and daemon are one version, and the renderers still read each
+# key with .get, so an older daemon's shorter answer prints too.
+Renderer = Callable[[render.Out, dict[str, Any]], None]
+_RENDER: dict[str, Renderer] = {
+    "status": lambda out, r: render.status(out, cast(StatusReply, r)),
+    "recordings": lambda out, r: render.recordings(out, cast(RecordingsReply, r)),
+    "hold_list": lambda out, r: render.listing(out, cast(HoldList, r).get("holds", []),
+                                               "holds"),
+    "grant_list": lambda out, r: render.listing(out, cast(GrantList, r).get("grants", []),
+                                                "grants"),
+    "request_list": lambda out, r: render.listing(
+        out, cast(RequestList, r).get("requests", []), "requests"),
+    "retention_plan": lambda out, r: render.retention_plan(out, cast(RetentionPlan, r)),
+    "live": lambda out, r: render.with_url(out, cast(ViewLink, r)),
+    "playback": lambda out, r: render.with_url(out, cast(ViewLink, r)),
+    "view_list": lambda out, r: render.listing(out, cast(ViewList, r).get("links", []), "links"),
+    "emergency_list": lambda out, r: render.listing(
+        out, cast(EmergencyList, r).get("emergencies", []), "emergencies"),
+    "emergency_start": lambda out, r: render.with_url(out, cast(ViewLink, r)),
 }
 
 
@@ -218,13 +246,13 @@ def _audit_list(ns: argparse.Namespace) -> int:
     """Page by page (the daemon sends at most a page per call), up to the head as it was at
     the first page: `--json` streams the list out, the table comes at the end."""
     args = wire_args("audit_list", ns)
-    rows: list[dict[str, Any]] = []
+    rows: list[AuditEntry] = []
     first = True
     stop_at: int | None = None
     if ns.json:
         sys.stdout.write("[")
     while True:
-        result = client.call(_socket(ns), "audit_list", args).result
+        result = cast(AuditPage, client.call(_socket(ns), "audit_list", args).result)
         page = result.get("rows", [])
         if stop_at is None:
             stop_at = result.get("head_seq")
@@ -280,7 +308,7 @@ def cmd_client(ns: argparse.Namespace) -> int:
         # `nvr audit list --json` is a list (docs/commands.md); the wire needs an object around it.
         _print_json(result.get("rows", []) if ns.op == "audit_list" else result)
     else:
-        renderer: Callable[[Any, dict[str, Any]], None] = _RENDER.get(ns.op, render.generic)
+        renderer: Renderer = _RENDER.get(ns.op, render.generic)
         renderer(_out(ns), result)
     return EX_OK
 
@@ -348,7 +376,8 @@ def _write_all(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def _download(ns: argparse.Namespace, op: str, extra: list[Path]) -> tuple[Reply, Path, str]:
+def _download(ns: argparse.Namespace, op: str,
+              extra: list[Path]) -> tuple[Reply[dict[str, Any]], Path, str]:
     if op == "export":
         ns.out_name = os.path.basename(ns.out)
     args = wire_args(op, ns)
@@ -393,9 +422,9 @@ def cmd_export(ns: argparse.Namespace) -> int:
     manifest = out.with_name(out.name + ".manifest.json")
     signature = out.with_name(out.name + ".manifest.sig")
     reply, out, sha = _download(ns, "export", [manifest, signature])
-    r = reply.result
-    shown = {"path": str(out), "sha256": sha, "start": r.get("start", ns.start),
-             "end": r.get("end", ns.end), "manifest": str(manifest)}  # fmt: skip
+    r = cast(ExportReply, reply.result)
+    shown: ExportShown = {"path": str(out), "sha256": sha, "start": r.get("start", ns.start),
+                          "end": r.get("end", ns.end), "manifest": str(manifest)}  # fmt: skip
     if r.get("fingerprint"):
         shown["fingerprint"] = r["fingerprint"]
     _say_coverage(r)
@@ -418,7 +447,7 @@ def _seconds(x: float) -> str:
     return f"{x:.1f}".removesuffix(".0") + " s"
 
 
-def _say_coverage(result: dict[str, Any]) -> None:
+def _say_coverage(result: ExportReply) -> None:
     """On stderr, when the clip holds less than was asked (the manifest lists every gap)."""
     asked, recorded = result.get("requested_seconds"), result.get("recorded_seconds")
     if not isinstance(asked, int | float) or not isinstance(recorded, int | float):
@@ -454,14 +483,14 @@ def _need_suffix(out: str, suffixes: tuple[str, ...], why: str) -> None:
 def cmd_masks_preview(ns: argparse.Namespace) -> int:
     _need_suffix(ns.out, (".png",), "the preview is a PNG")
     reply, out, sha = _download(ns, "masks_preview", [])
-    shown = {**{k: v for k, v in reply.result.items() if k != "fd"}, "path": str(out),
-             "sha256": sha}
+    r = cast(MasksPreviewReply, reply.result)
+    shown: MasksPreviewShown = {**r, "path": str(out), "sha256": sha}
     if ns.json:
         _print_json(shown)
         return EX_OK
     o = _out(ns)
-    masks = reply.result.get("masks", [])
-    o.line(f"preview of {reply.result.get('camera')} at {o.when(reply.result.get('at'))} saved "
+    masks = r.get("masks", [])
+    o.line(f"preview of {r.get('camera')} at {o.when(r.get('at'))} saved "
            f"to {out}: {len(masks)} mask{'' if len(masks) == 1 else 's'} outlined")
     for m in masks:
         corners = " ".join(f"[{x:g}, {y:g}]" for x, y in m["polygon"])
@@ -472,15 +501,12 @@ def cmd_masks_preview(ns: argparse.Namespace) -> int:
 def cmd_still(ns: argparse.Namespace) -> int:
     _need_suffix(ns.out, (".jpg", ".jpeg"), "the still is a JPEG")
     reply, out, sha = _download(ns, "still", [])
-    shown = {
-        **{k: v for k, v in reply.result.items() if k != "fd"},
-        "path": str(out),
-        "sha256": sha,
-    }
+    r = cast(StillReply, reply.result)
+    shown: StillShown = {**r, "path": str(out), "sha256": sha}
     if ns.json:
         _print_json(shown)
     else:
         o = _out(ns)
-        until = o.when(reply.result.get("until", ns.until))
+        until = o.when(r.get("until", ns.until))
         o.line(f"still saved to {out} (sha256 {sha}); the recorder deletes its copy after {until}")
     return EX_OK

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any
+
+from nvr.control.replies import DiskStatus
 
 # The daemon's instants (nvr.timeutil.to_iso) and anything else ISO-8601-with-offset.
 _ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:?\d\d)$")
@@ -93,7 +94,7 @@ def span(start: str, end: str) -> float | None:
     return (b - a).total_seconds()
 
 
-def disk_line(disk: dict[str, Any], daily_bytes: float | None) -> str:
+def disk_line(disk: DiskStatus, daily_bytes: float | None) -> str:
     """`252 GB free of 500 GB (50%), 19 days left at today's rate; recordings use 230 GB`.
 
     "Days left" counts the free space above the reserve retention keeps (min_free_percent),

@@ -8,8 +8,9 @@ same human cells, so `cut -f` and `awk -F'\t'` work; scripts that want every fie
 Every cell is built as a rich Text, never parsed as markup: a hold reason or an account name
 typed by a user is shown as typed (`[red]` stays `[red]`).
 
-Every renderer takes the daemon's result object and tolerates fields it does not know and
-fields that are missing: the daemon may add to a result without breaking an older client.
+Every renderer takes the daemon's result as its op's reply type (nvr.control.replies) and
+still reads it with `.get`, tolerating fields it does not know and fields that are missing: the
+daemon may add to a result without breaking an older client, and an older daemon sends less.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from rich import box
 from rich.cells import cell_len
@@ -40,6 +40,17 @@ from rich.table import Table
 from rich.text import Text
 
 from nvr.cli import fmt
+from nvr.control.replies import (
+    AuditEntry,
+    CameraStatus,
+    DiskStatus,
+    PlanRow,
+    RecordingsReply,
+    RecoveryProgress,
+    RetentionPlan,
+    StatusReply,
+    ViewLink,
+)
 from nvr.timeutil import parse_segment_name
 
 Columns = Sequence[tuple[str, str]]  # (key in the row, column header)
@@ -107,7 +118,7 @@ def literal(text: str) -> str:
 _JSON_INVISIBLE = {c: f"\\u{c:04x}" for c in _INVISIBLE if c >= 0x7F}
 
 
-def json_text(value: Any, indent: int | None = 2) -> str:
+def json_text(value: object, indent: int | None = 2) -> str:
     return json.dumps(value, indent=indent, ensure_ascii=False).translate(_JSON_INVISIBLE)
 
 
@@ -122,7 +133,7 @@ class Out:
 
     # -- cells -------------------------------------------------------------------------------
 
-    def cell(self, key: str, value: Any, row: dict[str, Any] | None = None) -> str:
+    def cell(self, key: str, value: object, row: Mapping[str, object] | None = None) -> str:
         if value is None or value == "":
             return "-"
         if isinstance(value, bool):
@@ -141,7 +152,7 @@ class Out:
             return fmt.when(value, utc=self.view.utc)
         return literal(str(value))
 
-    def when(self, value: Any, *, same_day_as: Any = None) -> str:
+    def when(self, value: object, *, same_day_as: object = None) -> str:
         """A time; only its time of day when it falls on the same day as `same_day_as`."""
         if not isinstance(value, str) or fmt.parse_iso(value) is None:
             return self.cell("", value)
@@ -194,7 +205,7 @@ class Out:
             self.console.print(Text(f"(left out at {self.console.width} columns: "
                                     f"{', '.join(fitted.dropped)}; --json has every field)"))
 
-    def rows(self, rows: Sequence[dict[str, Any]], columns: Columns | None = None,
+    def rows(self, rows: Sequence[Mapping[str, object]], columns: Columns | None = None,
              title: str = "", *, extra: bool = True) -> None:
         """A table of result rows; with `extra`, keys beyond `columns` get columns too
         (paths only with --paths)."""
@@ -327,10 +338,9 @@ def fit(headers: list[str], rows: list[list[str]], keys: list[str], width: int,
                   [headers[i] for i in dropped])
 
 
-def _daily_bytes(result: dict[str, Any]) -> float | None:
+def _daily_bytes(result: StatusReply) -> float | None:
     """Bytes a day at the cameras' current combined bitrate ("today's rate")."""
-    bps = sum(c.get("bitrate_bps") or 0 for c in result.get("cameras") or []
-              if isinstance(c.get("bitrate_bps"), int | float))  # fmt: skip
+    bps = sum(c.get("bitrate_bps") or 0 for c in result.get("cameras") or [])
     return bps / 8 * 86400 if bps else None
 
 
@@ -353,10 +363,11 @@ STATUS_MORE: Columns = (
 _STATUS_SHOWN = {"cameras", "site", "disk", "retention", "alerts", "held", "at", "recovery"}
 
 
-def _recovery_text(r: dict[str, Any]) -> str:
+def _recovery_text(r: RecoveryProgress) -> str:
     """The background check of older footage after start-up, in words."""
-    found = [f"{fmt.plural(int(r[k]), f'{k} file', f'{k} files')}" for k in
-             ("missing", "recovered", "quarantined") if r.get(k)]
+    found = [fmt.plural(n, f"{k} file", f"{k} files") for k, n in
+             (("missing", r.get("missing")), ("recovered", r.get("recovered")),
+              ("quarantined", r.get("quarantined"))) if n]
     state = r.get("state")
     if state == "done":
         head = f"older footage checked ({fmt.plural(int(r.get('checked') or 0), 'segment')})"
@@ -367,14 +378,13 @@ def _recovery_text(r: dict[str, Any]) -> str:
     return head + (": " + ", ".join(found) if found else "")
 
 
-def status_alerts(out: Out, result: dict[str, Any]) -> None:
+def status_alerts(out: Out, result: StatusReply) -> None:
     """Active alerts, before anything else: `ALERT  camera gone is not recording …`.
     Piped: a TSV table (alert, camera, message). Older daemons send only `alert`."""
-    found = result.get("alerts")
-    if not isinstance(found, list):
+    rows = result.get("alerts")
+    if rows is None:
         legacy = result.get("alert")
-        found = [{"kind": "storage_paused", "message": legacy}] if legacy else []
-    rows = [a for a in found if isinstance(a, dict)]
+        rows = [{"kind": "storage_paused", "camera": None, "message": legacy}] if legacy else []
     if not rows:
         return
     if not out.terminal:
@@ -392,19 +402,19 @@ def status_alerts(out: Out, result: dict[str, Any]) -> None:
     out.console.print(t)
 
 
-def _status_row(c: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+def _status_row(c: CameraStatus, now: dt.datetime) -> dict[str, object]:
     oldest = fmt.parse_iso(c.get("oldest_footage") or "")
     age = fmt.duration((now - oldest).total_seconds()) if oldest is not None else None
     return {**c, "oldest_age": age}
 
 
-def status(out: Out, result: dict[str, Any]) -> None:
+def status(out: Out, result: StatusReply) -> None:
     status_alerts(out, result)
     cams = result.get("cameras") or []
     site = result.get("site")
     title = f"{site}: {fmt.plural(len(cams), 'camera')}" if site else fmt.plural(len(cams), "camera")
     items: list[tuple[str, str]] = []
-    new = any(isinstance(c, dict) and "oldest_footage" in c for c in cams)  # issue-13 daemon
+    new = any("oldest_footage" in c for c in cams)  # a daemon that sends the footage figures
     # "Now" is the daemon's (its reply's `at`), not this process's clock: the same reply
     # renders the same way on any day; only a reply without `at` (an older daemon) uses ours.
     now = fmt.parse_iso(result.get("at") or "") or dt.datetime.now(dt.UTC)
@@ -419,62 +429,63 @@ def status(out: Out, result: dict[str, Any]) -> None:
         out.table([h for _k, h in columns], rows, title, [k for k, _h in columns],
                   drop=STATUS_DROP)
         if out.terminal:
-            alerted = {a.get("camera") for a in result.get("alerts") or [] if isinstance(a, dict)}
+            alerted = {a.get("camera") for a in result.get("alerts") or []}
             for c in cams:
                 if c.get("reason") and c.get("id") not in alerted:
-                    items.append((f"{c.get('id')}", f"{c.get('state')}: {c['reason']}"))
+                    items.append((f"{c.get('id')}", f"{c.get('state')}: {c.get('reason')}"))
                 if c.get("last_error") and c.get("last_error") != c.get("reason"):
                     at = c.get("last_error_at")
                     when = f" at {out.when(at, same_day_as=today)}" if at else ""
-                    items.append((f"{c.get('id')}", f"last error{when}: {c['last_error']}"))
+                    items.append((f"{c.get('id')}", f"last error{when}: {c.get('last_error')}"))
                 if c.get("held_bytes"):
-                    items.append((f"{c.get('id')}", "held: " + _held_text(c)))
+                    items.append((f"{c.get('id')}", "held: " + _held_text(
+                        c.get("held_bytes", 0), c.get("held_seconds", 0))))
     else:
         out.line("no cameras configured")
     disk = result.get("disk")
-    if isinstance(disk, dict):
+    if disk is not None:
         items.append(("disk", _disk_text(disk, result)))
         if out.view.paths and disk.get("root"):
             items.append(("storage", str(disk["root"])))
     held = result.get("held")
-    if isinstance(held, dict) and held.get("holds"):
-        items.append(("held", f"{_held_text(held)} under "
-                      f"{fmt.plural(int(held['holds']), 'hold')} in force"))
+    if held is not None and held.get("holds"):
+        items.append(("held", f"{_held_text(held.get('bytes', 0), held.get('seconds', 0))} under "
+                      f"{fmt.plural(held.get('holds', 0), 'hold')} in force"))
     recovery = result.get("recovery")
-    if isinstance(recovery, dict):
+    if recovery is not None:
         items.append(("recovery", _recovery_text(recovery)))
     ret = result.get("retention")
-    if isinstance(ret, dict):
-        text = fmt.days(ret["days"]) if isinstance(ret.get("days"), int | float) else "-"
+    if ret is not None:
+        days = ret.get("days")
+        text = "-" if days is None else fmt.days(days)
         oldest = ret.get("oldest_footage")
         text += f"; oldest footage {out.cell('', oldest)}" if oldest else "; no footage yet"
         items.append(("retention", text))
     for key, value in result.items():
         if key in _STATUS_SHOWN or value in (None, [], "", False):
             continue
-        if key in ("alert", "paused") and isinstance(result.get("alerts"), list):
+        if key in ("alert", "paused") and "alerts" in result:
             continue  # listed first, among the alerts
         items.append((key, out.cell(key, value)))
     out.pairs(items)
 
 
-def _status_cell(out: Out, key: str, c: dict[str, Any], today: str) -> str:
+def _status_cell(out: Out, key: str, c: Mapping[str, object], today: str) -> str:
+    value = c.get(key)
     if key == "last_segment_end":
-        return out.when(c.get(key), same_day_as=today)
-    if key == "held_bytes" and not c.get(key):
+        return out.when(value, same_day_as=today)
+    if key == "held_bytes" and not value:
         return "-"
     if key == "held_seconds":
-        return fmt.duration(c[key]) if c.get(key) else "-"
-    return out.cell(key, c.get(key))
+        return fmt.duration(value) if isinstance(value, int | float) and value else "-"
+    return out.cell(key, value)
 
 
-def _held_text(c: dict[str, Any]) -> str:
-    size = c.get("held_bytes", c.get("bytes")) or 0
-    secs = c.get("held_seconds", c.get("seconds")) or 0
+def _held_text(size: int, secs: float) -> str:
     return f"{fmt.size(size)}, {fmt.duration(secs)} of footage"
 
 
-def _disk_text(disk: dict[str, Any], result: dict[str, Any]) -> str:
+def _disk_text(disk: DiskStatus, result: StatusReply) -> str:
     """The daemon's days left when it sends them (today's bytes from the index), else the
     cameras' bitrates now (an older daemon)."""
     if "days_left" in disk:
@@ -482,7 +493,7 @@ def _disk_text(disk: dict[str, Any], result: dict[str, Any]) -> str:
     return fmt.disk_line(disk, _daily_bytes(result))
 
 
-def recordings(out: Out, result: dict[str, Any]) -> None:
+def recordings(out: Out, result: RecordingsReply) -> None:
     cam = result.get("camera", "")
     segments = result.get("segments") or []
     gaps = result.get("gaps") or []
@@ -501,7 +512,7 @@ def recordings(out: Out, result: dict[str, Any]) -> None:
         out.line("no gaps in this range")
 
 
-def _timed_row(out: Out, row: dict[str, Any], columns: Columns) -> list[str]:
+def _timed_row(out: Out, row: Mapping[str, object], columns: Columns) -> list[str]:
     """A row with a start and an end: the end without its date when on the same day, and
     the length between them."""
     cells = []
@@ -509,7 +520,9 @@ def _timed_row(out: Out, row: dict[str, Any], columns: Columns) -> list[str]:
         if key == "end":
             cells.append(out.when(row.get("end"), same_day_as=row.get("start")))
         elif key == "length":
-            secs = fmt.span(row.get("start", ""), row.get("end", ""))
+            start, end = row.get("start"), row.get("end")
+            secs = (fmt.span(start, end) if isinstance(start, str) and isinstance(end, str)
+                    else None)
             cells.append("-" if secs is None else fmt.duration(secs))
         else:
             cells.append(out.cell(key, row.get(key), row))
@@ -524,20 +537,16 @@ LIST_HEADS: dict[str, tuple[str, ...]] = {
 }
 
 
-def listing(out: Out, result: dict[str, Any], key: str) -> None:
-    """Holds, grants, requests. Piped: TSV with every field. On a terminal: a block per item,
-    its identifying fields on one line and the rest below, indented and wrapped, because a
-    dozen columns never fit 80."""
-    rows = result.get(key)
-    if not isinstance(rows, list):
-        generic(out, result)
-        return
+def listing(out: Out, rows: Sequence[Mapping[str, object]], key: str) -> None:
+    """Holds, grants, requests, links, emergency feeds (`key`). Piped: TSV with every field.
+    On a terminal: a block per item, its identifying fields on one line and the rest below,
+    indented and wrapped, because a dozen columns never fit 80."""
     singular = key[:-1] if key.endswith("s") else key
     if not rows:
         out.line(f"no {key}")
         return
     title = fmt.plural(len(rows), singular)
-    if not out.terminal or not all(isinstance(r, dict) for r in rows):
+    if not out.terminal:
         out.rows(rows, title=title)
         return
     out.line(title)
@@ -555,7 +564,7 @@ def listing(out: Out, result: dict[str, Any], key: str) -> None:
             out.console.print(Padding(Text("; ".join(rest)), (0, 0, 0, 4)))
 
 
-def audit(out: Out, rows: list[dict[str, Any]]) -> None:
+def audit(out: Out, rows: Sequence[AuditEntry]) -> None:
     """Piped: one TSV row per entry. On a terminal: two lines per entry, the who/what/when,
     then the detail below it, indented and wrapped (it is too long for a column of 80)."""
     if not rows:
@@ -573,12 +582,12 @@ def audit(out: Out, rows: list[dict[str, Any]]) -> None:
                 f"{out.cell('action', r.get('action'))}  {verdict}")  # fmt: skip
         out.console.print(Text(head))
         detail = r.get("detail")
-        if isinstance(detail, dict) and detail:
+        if detail:
             text = "; ".join(f"{k}: {out.cell(k, v)}" for k, v in detail.items())
             out.console.print(Padding(Text(text), (0, 0, 0, 6)))
 
 
-def _plan_rows(out: Out, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _plan_rows(out: Out, rows: Sequence[PlanRow]) -> list[dict[str, object]]:
     shown = []
     for r in rows:
         start = parse_segment_name(os.path.basename(str(r.get("path", ""))))
@@ -588,7 +597,7 @@ def _plan_rows(out: Out, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
-def retention_plan(out: Out, result: dict[str, Any]) -> None:
+def retention_plan(out: Out, result: RetentionPlan) -> None:
     at = out.cell("at", result.get("at")) if result.get("at") else "now"
     delete = result.get("delete") or []
     keep = result.get("keep") or []
@@ -606,7 +615,7 @@ def retention_plan(out: Out, result: dict[str, Any]) -> None:
                  f"kept although due: {fmt.plural(len(keep), 'segment')}", extra=False)
 
 
-def with_url(out: Out, result: dict[str, Any]) -> None:
+def with_url(out: Out, result: ViewLink) -> None:
     """live / emergency start: the URL alone on a line, so it can be copied whole."""
     url = result.get("url")
     if isinstance(url, str):
@@ -618,7 +627,7 @@ def with_url(out: Out, result: dict[str, Any]) -> None:
     generic(out, {k: v for k, v in result.items() if k != "url"}, quiet=True)
 
 
-def generic(out: Out, result: dict[str, Any], *, quiet: bool = False) -> None:
+def generic(out: Out, result: Mapping[str, object], *, quiet: bool = False) -> None:
     if result:
         out.pairs([(k.replace("_", " "), out.cell(k, v)) for k, v in result.items()])
     elif not quiet:

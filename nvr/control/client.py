@@ -95,8 +95,9 @@ def call(
     *,
     on_progress: ProgressCallback | None = None,
     timeout: float = DEFAULT_IDLE_TIMEOUT_S,
-) -> Reply:
-    """Send one request and return the final reply. A reply's `fd` is the caller's to close."""
+) -> Reply[dict[str, Any]]:
+    """Send one request and return the final reply: its result the JSON object as received
+    (nvr.control.replies names each op's). A reply's `fd` is the caller's to close."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
@@ -117,7 +118,8 @@ def call(
         sock.close()
 
 
-def _read_replies(sock: socket.socket, path: Path, on_progress: ProgressCallback | None) -> Reply:
+def _read_replies(sock: socket.socket, path: Path,
+                  on_progress: ProgressCallback | None) -> Reply[dict[str, Any]]:
     buf = b""
     fds: list[int] = []
     try:
@@ -160,7 +162,7 @@ def _handle_line(line: bytes, on_progress: ProgressCallback | None) -> dict[str,
     return msg
 
 
-def _finish(msg: dict[str, Any], fds: list[int]) -> Reply:
+def _finish(msg: dict[str, Any], fds: list[int]) -> Reply[dict[str, Any]]:
     if not msg.get("ok"):
         for extra in fds:
             os.close(extra)
@@ -179,4 +181,4 @@ def _finish(msg: dict[str, Any], fds: list[int]) -> Reply:
         with contextlib.suppress(OSError):
             os.close(extra)
     fds.clear()
-    return Reply(result=result, fd=fd)
+    return Reply(result, fd=fd)

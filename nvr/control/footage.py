@@ -24,7 +24,8 @@ from nvr import log
 from nvr.config.model import CameraConfig, PrivacyMask, Role
 from nvr.control.admission import PRIVILEGED
 from nvr.control.ports import Progress, RecorderPort
-from nvr.control.protocol import Caller, Reply
+from nvr.control.protocol import Caller, ExportArgs, Reply, StillArgs
+from nvr.control.replies import ExportReply, MasksPreviewReply, StillReply
 from nvr.errors import DataError
 from nvr.export.manifest import build_manifest, manifest_bytes, signature_bytes
 from nvr.export.masked import write_masked
@@ -130,9 +131,9 @@ async def no_footage(svc: RecorderPort, camera: str, start: int, end: int | None
 
 
 async def export(
-    svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
+    svc: RecorderPort, caller: Caller, role: Role, a: ExportArgs, cam: CameraConfig,
     planned: ClipPlan, progress: Progress,
-) -> Reply:
+) -> Reply[ExportReply]:
     """An export the handler has planned and authorized (on the planned window): copy → sign
     → record with its audit row in one unit of work → hand over the descriptor. Flows one way:
     it never calls back into the handlers."""
@@ -193,16 +194,16 @@ async def _write(svc: RecorderPort, camera: str, planned: ClipPlan, tmp: Path,
     return clip
 
 
-async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any,
+async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: ExportArgs,
                            cam: CameraConfig, clip: ClipResult,
                            requested: tuple[int, int],
-                           masks: list[PrivacyMask]) -> dict[str, Any]:
+                           masks: list[PrivacyMask]) -> ExportReply:
     """Sign the manifest, keep it as the record of the release, audit the delivery."""
     key = await asyncio.to_thread(load_or_create_key, svc.root)
     lifted = [m.note for m in cam.privacy_masks] if a.unmasked else []
     manifest = build_manifest(
         site=svc.config.site, camera=cam, requested=requested, clip=clip,
-        clip_name=Path(a.out_name).name if getattr(a, "out_name", None) else None,
+        clip_name=Path(a.out_name).name if a.out_name else None,
         requester={"account": caller.user, "uid": caller.uid, "role": role.value},
         reason=a.reason, incident=a.incident, request=a.request, key=key,
         exported_at=svc.clock(), masks=masks, masks_lifted=lifted,
@@ -246,7 +247,6 @@ async def _sign_and_record(svc: RecorderPort, caller: Caller, role: Role, a: Any
         "manifest_bytes_b64": _b64(body),
         # The .sig file's exact bytes (base64 text), which the client writes as they are.
         "signature_b64": _b64(signature_bytes(signature)),
-        "fd": True,
     }
 
 
@@ -260,8 +260,8 @@ async def plan_still(svc: RecorderPort, camera: str, at: int) -> StillPlan | Non
     return None if frame_us is None else StillPlan(segments, frame_us)
 
 
-async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: CameraConfig,
-                planned: StillPlan, until: int) -> Reply:
+async def still(svc: RecorderPort, caller: Caller, role: Role, a: StillArgs,
+                cam: CameraConfig, planned: StillPlan, until: int) -> Reply[StillReply]:
     """A still the handler has planned and authorized: extract → record with its audit row."""
     segments, at = planned.segments, planned.frame_us
     still_id = f"S-{secrets.token_hex(4)}"
@@ -296,12 +296,13 @@ async def still(svc: RecorderPort, caller: Caller, role: Role, a: Any, cam: Came
         raise
     return Reply(
         result={"still": still_id, "sha256": result.sha256, "at": to_iso(result.frame_us),
-                "until": to_iso(until), "fd": True},
+                "until": to_iso(until)},
         fd=fd,
     )
 
 
-async def masks_preview(svc: RecorderPort, cam: CameraConfig, seg: Segment) -> Reply:
+async def masks_preview(svc: RecorderPort, cam: CameraConfig,
+                        seg: Segment) -> Reply[MasksPreviewReply]:
     """An authorized preview: drawn into storage.root/tmp, handed over by descriptor, and
     gone from the recorder once the client closes it (like an export)."""
     tmp = svc.root / "tmp" / f"preview-{secrets.token_hex(8)}.png"
@@ -314,8 +315,8 @@ async def masks_preview(svc: RecorderPort, cam: CameraConfig, seg: Segment) -> R
                          "width": result.width, "height": result.height,
                          "masks": [{"n": i + 1, "note": m.note,
                                     "polygon": [list(p) for p in m.polygon]}
-                                   for i, m in enumerate(cam.privacy_masks)],
-                         "fd": True}, fd=fd)
+                                   for i, m in enumerate(cam.privacy_masks)]},
+                 fd=fd)
 
 
 def _mask_audit(masks: list[PrivacyMask], lifted: list[str]) -> dict[str, Any]:

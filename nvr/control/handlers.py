@@ -11,18 +11,72 @@ import asyncio
 import contextvars
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
-
-from pydantic import BaseModel
+from typing import Any, cast
 
 from nvr import log
 from nvr.config.loader import ConfigError
 from nvr.config.model import CameraConfig, Role
 from nvr.control import footage
 from nvr.control.ports import Progress, RecorderPort
-from nvr.control.protocol import Caller, Reply
+from nvr.control.protocol import (
+    Args,
+    AuditListArgs,
+    AuditVerifyArgs,
+    BreachReportArgs,
+    Caller,
+    EmergencyEndArgs,
+    EmergencyStartArgs,
+    ExportArgs,
+    GrantCreateArgs,
+    GrantRevokeArgs,
+    HoldCreateArgs,
+    HoldReleaseArgs,
+    LiveArgs,
+    MasksPreviewArgs,
+    NoArgs,
+    PlaybackArgs,
+    RecordingsArgs,
+    Reply,
+    RequestApproveArgs,
+    RequestCreateArgs,
+    RequestDenyArgs,
+    RetentionPlanArgs,
+    StillArgs,
+    ViewRevokeArgs,
+)
+from nvr.control.replies import (
+    AuditEntry,
+    AuditPage,
+    AuditVerifyReply,
+    BreachRow,
+    CameraBase,
+    ClockConfirmed,
+    EmergencyEnded,
+    EmergencyLink,
+    EmergencyList,
+    EmergencyRow,
+    ExportReply,
+    GrantList,
+    GrantRow,
+    HoldList,
+    HoldRow,
+    KeyShowReply,
+    LinkRow,
+    MasksPreviewReply,
+    RecordingsReply,
+    RecoveryProgress,
+    Reloaded,
+    RequestList,
+    RequestRow,
+    RetentionPlan,
+    StatusBase,
+    StatusReply,
+    StillReply,
+    ViewLink,
+    ViewList,
+)
 from nvr.errors import (
     DataError,
     IntegrityError,
@@ -34,6 +88,7 @@ from nvr.policy.actions import Action
 from nvr.policy.rules import MATRIX, AccessContext, CameraInfo, Decision, Kind, RequestInfo, decide
 from nvr.policy.store import new_id
 from nvr.retention.disk import disk_state
+from nvr.retention.holds import HoldRecord
 from nvr.timeutil import parse_time, to_iso
 
 logger = log.get("nvr.control")
@@ -66,7 +121,8 @@ class Handlers:
     def __init__(self, service: RecorderPort) -> None:
         self.svc = service
 
-    async def dispatch(self, caller: Caller, op: str, args: BaseModel, progress: Progress) -> Reply:
+    async def dispatch(self, caller: Caller, op: str, args: Args,
+                       progress: Progress) -> Reply[Mapping[str, object]]:
         handler = getattr(self, f"op_{op}", None)
         if handler is None:
             raise UsageError(f"unknown op {op!r}")
@@ -84,7 +140,7 @@ class Handlers:
                 await self.audit_refusal(caller, op, {"op": op, "rule": "internal_error",
                                                       "refusal": type(exc).__name__})
             raise
-        return result if isinstance(result, Reply) else Reply(result=result)
+        return result if isinstance(result, Reply) else Reply(result)
 
     async def refused_input(self, caller: Caller, op: str | None, problem: str,
                             exc: NvrError | None = None) -> NvrError:
@@ -242,18 +298,20 @@ class Handlers:
 
     # -- metadata ---------------------------------------------------------------------------
 
-    async def op_status(self, caller: Caller, a: BaseModel, progress: Progress) -> dict[str, Any]:
+    async def op_status(self, caller: Caller, a: NoArgs, progress: Progress) -> StatusReply:
         await self.authorize(caller, Action.status)
         svc = self.svc
-        cams = []
+        cams: list[CameraBase] = []
         for cam in svc.config.cameras:
             rec = svc.recorders.get(cam.id)
-            row: dict[str, Any] = {"id": cam.id, "name": cam.name, "area": cam.area}
-            row.update(rec.status() if rec else {"state": "disabled"})
-            cams.append(row)
+            # The recorder's status() gives this row's recorder keys (a camera without a
+            # recorder is only "disabled"); tests/cli/test_reply_shapes_live.py checks them.
+            row: CameraBase = {"id": cam.id, "name": cam.name, "area": cam.area,
+                               "state": "disabled"}
+            cams.append({**row, **cast(CameraBase, rec.status())} if rec else row)
         disk = await asyncio.to_thread(disk_state, svc.root)
         oldest = await svc.index.oldest_start()
-        result: dict[str, Any] = {
+        result: StatusBase = {
             "site": svc.config.site,
             "cameras": cams,
             "disk": {
@@ -271,8 +329,8 @@ class Handlers:
             "paused": sorted(svc.paused),
             "alert": svc.pause_alert or svc.retention.clock_alert,
             "clock_alert": svc.retention.clock_alert,
-            # Rows and files from before start-up, checked in the background (issue 9).
-            "recovery": svc.recovery_check.progress(),
+            # Rows and files from before start-up, checked in the background.
+            "recovery": cast(RecoveryProgress, svc.recovery_check.progress()),
             "emergencies": _emergencies(svc),
         }
         # Oldest and held footage, today's rate, days left, alerts (nvr.control.status).
@@ -280,12 +338,14 @@ class Handlers:
 
         return await status_extra.enrich(svc, result)
 
-    async def op_recordings(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_recordings(
+        self, caller: Caller, a: RecordingsArgs, progress: Progress
+    ) -> RecordingsReply:
         start, end = _opt_time(a.start), _opt_time(a.end)
         await self.authorize(caller, Action.recordings, cameras=[a.camera], start_us=start,
                              end_us=end)
         cam = self.camera(a.camera)
-        after = getattr(a, "after_us", None)
+        after = a.after_us
         from_us = start if after is None else max(start or 0, after + 1)
         segs = await self.svc.index.segments(cam.id, from_us, end)
         if after is not None:
@@ -295,9 +355,7 @@ class Handlers:
         more = len(segs) > RECORDINGS_PAGE
         segs = segs[:RECORDINGS_PAGE]
         gaps = await self.svc.index.gaps(cam.id, start, end) if after is None else []
-        page: dict[str, Any] = {"next": {"after_us": segs[-1].start_us}} if more else {}
-        return {
-            **page,
+        reply: RecordingsReply = {
             "camera": cam.id,
             "segments": [
                 {"start": to_iso(s.start_us), "end": to_iso(s.end_us), "path": s.path,
@@ -311,6 +369,9 @@ class Handlers:
                 for g in gaps
             ],
         }
+        if more:
+            reply["next"] = {"after_us": segs[-1].start_us}
+        return reply
 
     # -- footage: export and stills (nvr.control.footage) ----------------------------------
 
@@ -321,7 +382,9 @@ class Handlers:
         denied = MATRIX[action].cells[self.role(caller)].kind is Kind.deny
         return not denied and self.svc.config.camera(camera) is not None
 
-    async def op_export(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+    async def op_export(
+        self, caller: Caller, a: ExportArgs, progress: Progress
+    ) -> Reply[ExportReply]:
         """Plan the clip (which frames, from the keyframe before --start), decide ONCE on the
         window it will really deliver, then copy → sign → record (nvr.control.footage)."""
         start, end = parse_time(a.start), parse_time(a.end)
@@ -350,7 +413,7 @@ class Handlers:
         return await footage.export(self.svc, caller, self.role(caller), a, cam, planned,
                                     progress)
 
-    async def op_still(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+    async def op_still(self, caller: Caller, a: StillArgs, progress: Progress) -> Reply[StillReply]:
         """Find the frame the still will show, decide ONCE on that frame's time, then decode."""
         at = parse_time(a.at)
         until = parse_time(a.until, end_of_day=True)
@@ -370,7 +433,7 @@ class Handlers:
             raise DataError(await footage.no_footage(self.svc, cam.id, at, None))
         return await footage.still(self.svc, caller, self.role(caller), a, cam, planned, until)
 
-    def _mask_detail(self, a: Any) -> dict[str, Any]:
+    def _mask_detail(self, a: ExportArgs | StillArgs) -> dict[str, Any]:
         """For the audit row of an export or still asked `--unmasked`: the notes of the masks
         it lifts (of the camera map in force when the decision is made)."""
         if not a.unmasked:
@@ -379,7 +442,9 @@ class Handlers:
         return {"unmasked": True,
                 "masks_lifted": [m.note for m in cam.privacy_masks] if cam else []}
 
-    async def op_masks_preview(self, caller: Caller, a: Any, progress: Progress) -> Reply:
+    async def op_masks_preview(
+        self, caller: Caller, a: MasksPreviewArgs, progress: Progress
+    ) -> Reply[MasksPreviewReply]:
         """The camera's latest keyframe with its masks outlined and numbered (to place them)."""
         cam = self.svc.config.camera(a.camera)
         notes = [m.note for m in cam.privacy_masks] if cam else []
@@ -393,16 +458,19 @@ class Handlers:
                             "see `nvr status`")
         return await footage.masks_preview(self.svc, cam, seg)
 
-    async def op_key_show(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_key_show(self, caller: Caller, a: NoArgs, progress: Progress) -> KeyShowReply:
         from nvr.export.signing import key_show, published_key_path
 
         await self.authorize(caller, Action.key_show)
-        return await asyncio.to_thread(key_show, self.svc.root,
-                                       published_key_path(self.svc.config.control.socket))
+        shown = await asyncio.to_thread(key_show, self.svc.root,
+                                        published_key_path(self.svc.config.control.socket))
+        return cast(KeyShowReply, shown)  # its keys: see _hold below
 
     # -- holds ------------------------------------------------------------------------------
 
-    async def op_hold_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_hold_create(
+        self, caller: Caller, a: HoldCreateArgs, progress: Progress
+    ) -> HoldRow:
         start, end = parse_time(a.start), parse_time(a.end)
         until = _opt_time(a.until, end_of_day=True)
         if end <= start:
@@ -417,23 +485,27 @@ class Handlers:
                 incident=a.incident, until_us=until, created_by=caller.user or str(caller.uid),
                 now_us=self.svc.clock(),
             )
-        return hold.to_dict()
+        return _hold(hold)
 
-    async def op_hold_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_hold_list(self, caller: Caller, a: NoArgs, progress: Progress) -> HoldList:
         await self.authorize(caller, Action.hold_list)
         holds = await self.svc.holds.list(include_inactive=True, now_us=self.svc.clock())
-        return {"holds": [h.to_dict() for h in holds]}
+        return {"holds": [_hold(h) for h in holds]}
 
-    async def op_hold_release(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_hold_release(
+        self, caller: Caller, a: HoldReleaseArgs, progress: Progress
+    ) -> HoldRow:
         async with self.authorized(caller, Action.hold_release, reason=a.reason,
                                    detail={"hold": a.hold_id}):
             hold = await self.svc.holds.release(a.hold_id, by=caller.user or str(caller.uid),
                                                 reason=a.reason, now_us=self.svc.clock())
-        return hold.to_dict()
+        return _hold(hold)
 
     # -- grants -----------------------------------------------------------------------------
 
-    async def op_grant_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_grant_create(
+        self, caller: Caller, a: GrantCreateArgs, progress: Progress
+    ) -> GrantRow:
         start, end = parse_time(a.start), parse_time(a.end)
         expires = parse_time(a.expires, end_of_day=True)
         if end <= start:
@@ -451,14 +523,16 @@ class Handlers:
                 reason=a.reason, created_by=caller.user or str(caller.uid),
                 now_us=self.svc.clock(),
             )
-        return _as_dict(grant)
+        return cast(GrantRow, grant.to_dict())
 
-    async def op_grant_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_grant_list(self, caller: Caller, a: NoArgs, progress: Progress) -> GrantList:
         await self.authorize(caller, Action.grant_list)
         grants = await self.svc.grants.list(active_only=False)
-        return {"grants": [_as_dict(g) for g in grants]}
+        return {"grants": [cast(GrantRow, g.to_dict()) for g in grants]}
 
-    async def op_grant_revoke(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_grant_revoke(
+        self, caller: Caller, a: GrantRevokeArgs, progress: Progress
+    ) -> GrantRow:
         async with self.authorized(caller, Action.grant_revoke, detail={"grant": a.grant_id}):
             grant = await self.svc.grants.revoke(a.grant_id, by=caller.user or str(caller.uid),
                                                  now_us=self.svc.clock())
@@ -468,11 +542,13 @@ class Handlers:
         from nvr.control import views
 
         await views.recheck_links(self)
-        return _as_dict(grant)
+        return cast(GrantRow, grant.to_dict())
 
     # -- requests ---------------------------------------------------------------------------
 
-    async def op_request_create(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_request_create(
+        self, caller: Caller, a: RequestCreateArgs, progress: Progress
+    ) -> RequestRow:
         start, end = _opt_time(a.start), _opt_time(a.end)
         # The id is chosen first so that the audit row names the request it records: the
         # chain request → approval → release → delivery is then one request id throughout.
@@ -488,11 +564,12 @@ class Handlers:
                 created_by=caller.user or str(caller.uid), now_us=self.svc.clock(),
                 cameras=a.cameras, start_us=start, end_us=end, request_id=request_id,
             )
-        return _as_dict(req)
+        return cast(RequestRow, req.to_dict())
 
-    async def op_request_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_request_list(self, caller: Caller, a: NoArgs, progress: Progress) -> RequestList:
         await self.authorize(caller, Action.request_list)
-        return {"requests": [_as_dict(r) for r in await self.svc.requests.list()]}
+        return {"requests": [cast(RequestRow, r.to_dict())
+                             for r in await self.svc.requests.list()]}
 
     async def _request_info(self, caller: Caller, action: Action, request_id: str) -> RequestInfo:
         req = await self.svc.requests.get(request_id)
@@ -508,7 +585,9 @@ class Handlers:
             raise UsageError(f"no request {request_id!r}; see `nvr request list`")
         return req.info
 
-    async def op_request_approve(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_request_approve(
+        self, caller: Caller, a: RequestApproveArgs, progress: Progress
+    ) -> RequestRow:
         expires = _opt_time(a.expires, end_of_day=True)
         info = await self._request_info(caller, Action.request_decide, a.request_id)
         async with self.authorized(caller, Action.request_decide, request=info, approve=True,
@@ -517,56 +596,68 @@ class Handlers:
                                            else to_iso(expires)}):
             req = await self.svc.requests.approve(a.request_id, by=caller.user or str(caller.uid),
                                                   now_us=self.svc.clock(), expires_us=expires)
-        return _as_dict(req)
+        return cast(RequestRow, req.to_dict())
 
-    async def op_request_deny(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_request_deny(
+        self, caller: Caller, a: RequestDenyArgs, progress: Progress
+    ) -> RequestRow:
         info = await self._request_info(caller, Action.request_decide, a.request_id)
         async with self.authorized(caller, Action.request_decide, request=info,
                                    reason=a.reason, approve=False, detail={"decision": "deny"}):
             req = await self.svc.requests.deny(a.request_id, by=caller.user or str(caller.uid),
                                                reason=a.reason, now_us=self.svc.clock())
-        return _as_dict(req)
+        return cast(RequestRow, req.to_dict())
 
     # -- watching: viewing links (nvr.control.views) ----------------------------------------
 
-    async def op_live(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_live(self, caller: Caller, a: LiveArgs, progress: Progress) -> ViewLink:
         from nvr.control import views
 
         return await views.live(self, caller, a)
 
-    async def op_playback(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_playback(self, caller: Caller, a: PlaybackArgs, progress: Progress) -> ViewLink:
         from nvr.control import views
 
         return await views.playback(self, caller, a)
 
-    async def op_view_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_view_list(self, caller: Caller, a: NoArgs, progress: Progress) -> ViewList:
         from nvr.control import views
 
         return await views.view_list(self, caller)
 
-    async def op_view_revoke(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_view_revoke(
+        self, caller: Caller, a: ViewRevokeArgs, progress: Progress
+    ) -> LinkRow:
         from nvr.control import views
 
         return await views.view_revoke(self, caller, a)
 
-    async def op_emergency_start(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_emergency_start(
+        self, caller: Caller, a: EmergencyStartArgs, progress: Progress
+    ) -> EmergencyLink:
         from nvr.control import views
 
         return await views.emergency_start(self, caller, a)
 
-    async def op_emergency_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_emergency_list(
+        self, caller: Caller, a: NoArgs, progress: Progress
+    ) -> EmergencyList:
         from nvr.control import views
 
         return await views.emergency_list(self, caller)
 
-    async def op_emergency_end(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_emergency_end(
+        self, caller: Caller, a: EmergencyEndArgs, progress: Progress
+    ) -> EmergencyEnded:
         from nvr.control import views
 
         return await views.emergency_end(self, caller, a)
 
     # -- audit, breach, retention, reload ------------------------------------------------------
 
-    async def op_audit_list(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_audit_list(
+        self, caller: Caller, a: AuditListArgs, progress: Progress
+    ) -> AuditPage:
         since = _opt_time(a.since)
         after = a.after_seq or 0
         await self.authorize(caller, Action.audit_list,
@@ -578,10 +669,13 @@ class Handlers:
         rows = await asyncio.to_thread(read_page, self.svc.root / "index.db", after_seq=after,
                                        limit=limit, since_us=since)
         more = len(rows) == limit
-        return {"rows": rows, "head_seq": head_seq,
+        # read_page's rows are AuditRow.to_dict(), this shape (see _hold below).
+        return {"rows": cast(list[AuditEntry], rows), "head_seq": head_seq,
                 "next_after_seq": rows[-1]["seq"] if more else None}
 
-    async def op_audit_verify(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_audit_verify(
+        self, caller: Caller, a: AuditVerifyArgs, progress: Progress
+    ) -> AuditVerifyReply:
         from nvr.policy import checkpoint
 
         await self.authorize(caller, Action.audit_verify)
@@ -596,7 +690,7 @@ class Handlers:
                                           journal)
         if not verdict.ok:
             raise IntegrityError(verdict.problem)
-        out: dict[str, Any] = {"ok": True, "rows": verdict.rows, "head": verdict.head_hash,
+        out: AuditVerifyReply = {"ok": True, "rows": verdict.rows, "head": verdict.head_hash,
                                "head_seq": verdict.head_seq, "checkpoints": verdict.checkpoints}
         if journal is not None:
             out["journal_checkpoint_seq"] = journal.newest.seq if journal.newest else None
@@ -604,7 +698,9 @@ class Handlers:
             out["warnings"] = list(verdict.warnings)
         return out
 
-    async def op_breach_report(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_breach_report(
+        self, caller: Caller, a: BreachReportArgs, progress: Progress
+    ) -> BreachRow:
         from nvr.policy.notify import notify_director
 
         async with self.authorized(caller, Action.breach_report):
@@ -613,33 +709,38 @@ class Handlers:
                 now_us=self.svc.clock(),
             )
         await notify_director(self.svc.config.notify_command, a.details, logger)
-        return _as_dict(breach)
+        return cast(BreachRow, breach.to_dict())
 
-    async def op_retention_plan(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_retention_plan(
+        self, caller: Caller, a: RetentionPlanArgs, progress: Progress
+    ) -> RetentionPlan:
         at = _opt_time(a.at) or self.svc.clock()
         await self.authorize(caller, Action.retention_plan, detail={"at": to_iso(at)})
         # Without --at: what the next pass would do, so with the clock alert's rules if one stands.
-        return await self.svc.retention.plan_dict(None if a.at is None else at)
+        plan = await self.svc.retention.plan_dict(None if a.at is None else at)
+        return cast(RetentionPlan, plan)  # its keys: see _hold below
 
     async def op_retention_confirm_clock(
-        self, caller: Caller, a: Any, progress: Progress
-    ) -> dict[str, Any]:
+        self, caller: Caller, a: NoArgs, progress: Progress
+    ) -> ClockConfirmed:
         alert = self.svc.retention.clock_alert
         await self.authorize(caller, Action.retention_confirm_clock,
                              detail={"alert": alert, "clock": to_iso(self.svc.clock())})
         self.svc.confirm_clock()
         return {"confirmed": to_iso(self.svc.clock()), "alert_cleared": alert}
 
-    async def op_reload(self, caller: Caller, a: Any, progress: Progress) -> dict[str, Any]:
+    async def op_reload(self, caller: Caller, a: NoArgs, progress: Progress) -> Reloaded:
         await self.authorize(caller, Action.reload)
         try:
-            return await self.svc.reload(f"requested by {caller.user}")
+            changes = await self.svc.reload(f"requested by {caller.user}")
         except ConfigError as exc:
             problems = "; ".join(str(exc).splitlines())  # one line, as every refusal is
             raise DataError(f"camera map not reloaded, the running one stays: {problems}") from None
+        # added, removed, changed and perhaps restart_needed (see _hold below)
+        return cast(Reloaded, changes)
 
 
-def _emergencies(svc: RecorderPort) -> list[dict[str, Any]]:
+def _emergencies(svc: RecorderPort) -> list[EmergencyRow]:
     """Active emergency live feeds, for `nvr status` (none when the web server is off)."""
     web = svc.viewing
     if web is None:
@@ -649,7 +750,10 @@ def _emergencies(svc: RecorderPort) -> list[dict[str, Any]]:
     return active_emergencies(web, svc.clock())
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()  # type: ignore[no-any-return]
-    raise TypeError(f"{type(obj).__name__} has no to_dict()")
+# The records' to_dict() (and key_show, plan_dict, reload) are typed dict[str, Any] in their
+# layers; each is the reply type it is cast to here, key for key, as
+# tests/cli/test_reply_shapes_live.py checks on a real daemon's replies.
+
+
+def _hold(hold: HoldRecord) -> HoldRow:
+    return cast(HoldRow, hold.to_dict())

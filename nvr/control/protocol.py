@@ -10,8 +10,9 @@ sent by a client is refused rather than ignored.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
@@ -55,7 +56,7 @@ class RecordingsArgs(Args):
     camera: CameraId
     start: TimeText | None = None
     end: TimeText | None = None
-    # Paging (issue 11): the segments that start after this µs time; the CLI follows "next".
+    # Paging: the segments that start after this µs time; the CLI follows "next".
     after_us: Annotated[int, Field(ge=0)] | None = None
 
 
@@ -163,7 +164,7 @@ class EmergencyEndArgs(Args):
 
 class AuditListArgs(Args):
     since: TimeText | None = None
-    # Paging (issue 10): rows after this seq, at most `limit` of them. The CLI asks page by
+    # Paging: rows after this seq, at most `limit` of them. The CLI asks page by
     # page, so neither the daemon nor the loop ever holds the whole log.
     after_seq: Annotated[int, Field(ge=0, le=2**62)] | None = None
     limit: Annotated[int, Field(ge=1, le=1000)] | None = None
@@ -252,12 +253,18 @@ class Caller:
     role: Role
 
 
-@dataclass(frozen=True)
-class Reply:
-    """A dispatch result. `fd`, if set, is sent with the final line (SCM_RIGHTS) and then closed
-    by the server; on the client side it is the received descriptor, owned by the caller."""
+# A reply's result: the op's reply type (nvr.control.replies) in the daemon; on the client side
+# the JSON object as received, dict[str, Any], which the CLI reads as the op's reply type.
+R = TypeVar("R", bound=Mapping[str, object], covariant=True)
 
-    result: dict[str, Any]
+
+@dataclass(frozen=True)
+class Reply(Generic[R]):
+    """A dispatch result. `fd`, if set, is sent with the final line (SCM_RIGHTS) and then closed
+    by the server, and the final line's result says `"fd": true`; on the client side it is the
+    received descriptor, owned by the caller (and `fd` is no longer in the result)."""
+
+    result: R
     fd: int | None = None
 
 
@@ -308,8 +315,8 @@ def progress_line(done: int, total: int, message: str = "") -> bytes:
     return _line({"progress": {"done": done, "total": total, "message": message}})
 
 
-def ok_line(result: dict[str, Any], *, fd: bool = False) -> bytes:
-    body = dict(result, fd=True) if fd else result
+def ok_line(result: Mapping[str, object], *, fd: bool = False) -> bytes:
+    body = dict(result, fd=True) if fd else dict(result)
     return _line({"ok": True, "result": body})
 
 

@@ -14,7 +14,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ __all__ = ["Caller", "ControlServer", "Dispatch", "Progress", "Reply"]
 # progress({"done": n, "total": n, "message": "..."}) sends one progress line to the client
 # (progress(done, total, message) works too).
 Progress = Callable[[dict[str, Any]], Awaitable[None]]
-Dispatch = Callable[[Caller, str, Args, Progress], Awaitable[Reply]]
+Dispatch = Callable[[Caller, str, Args, Progress], Awaitable[Reply[Mapping[str, object]]]]
 # Called for a request line that never became a request (bad JSON, too long, wrong fields):
 # audits it and returns the error to answer (the policy's refusal may replace the input's).
 OnBadRequest = Callable[[Caller, "bytes | None", NvrError], Awaitable[NvrError]]
@@ -307,7 +307,8 @@ class ControlServer:
             # The client shut down its side without a newline: take what it sent, if anything.
             return exc.partial or None
 
-    async def _reply(self, writer: asyncio.StreamWriter, reply: Reply) -> None:
+    async def _reply(self, writer: asyncio.StreamWriter,
+                     reply: Reply[Mapping[str, object]]) -> None:
         if reply.fd is None:
             await _send(writer, ok_line(reply.result), self._write_timeout_s)
             return

@@ -8,13 +8,30 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from nvr import log
 from nvr.config.model import Role
 from nvr.control import footage
-from nvr.control.ports import LinkKind, ViewingPort, ViewLink
-from nvr.control.protocol import Caller
+from nvr.control.ports import LinkKind, ViewingPort
+from nvr.control.ports import ViewLink as OpenLink
+from nvr.control.protocol import (
+    Caller,
+    EmergencyEndArgs,
+    EmergencyStartArgs,
+    LiveArgs,
+    PlaybackArgs,
+    ViewRevokeArgs,
+)
+from nvr.control.replies import (
+    EmergencyEnded,
+    EmergencyLink,
+    EmergencyList,
+    EmergencyRow,
+    LinkRow,
+    ViewLink,
+    ViewList,
+)
 from nvr.errors import Unavailable, UsageError
 from nvr.policy.actions import Action
 from nvr.policy.rules import Decision
@@ -49,7 +66,7 @@ def _actor(caller: Caller) -> str:
 
 async def _mint(h: Handlers, caller: Caller, kind: LinkKind, cameras: list[str], minutes: int,
                 purpose: str, start_us: int | None = None,
-                end_us: int | None = None) -> dict[str, Any]:
+                end_us: int | None = None) -> ViewLink:
     web = _web(h)
     now = h.svc.clock()
     link, token = await web.mint_link(
@@ -65,7 +82,7 @@ async def _mint(h: Handlers, caller: Caller, kind: LinkKind, cameras: list[str],
             "expires": to_iso(link.expires_us), "cameras": cameras}
 
 
-async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def live(h: Handlers, caller: Caller, a: LiveArgs) -> ViewLink:
     now = h.svc.clock()
     minutes = a.minutes or LIVE_DEFAULT_MINUTES
     # The decision, the link and its audit row commit as one unit of work.
@@ -76,7 +93,7 @@ async def live(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
         return await _mint(h, caller, "live", list(a.cameras), minutes, a.reason)
 
 
-async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def playback(h: Handlers, caller: Caller, a: PlaybackArgs) -> ViewLink:
     now = h.svc.clock()
     start = parse_time(a.start)
     # Without --end: to the end of that day, or now if that is earlier (a day's timeline).
@@ -104,31 +121,35 @@ async def playback(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
                            end)
 
 
-async def emergency_start(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def emergency_start(h: Handlers, caller: Caller, a: EmergencyStartArgs) -> EmergencyLink:
     # The decision, the link and its audit row commit as one unit of work.
     async with h.authorized(caller, Action.emergency_start, cameras=a.cameras, minutes=a.minutes,
                             detail={"agency": a.agency}):
         for cam_id in a.cameras:
             h.camera(cam_id)
-        result = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
-                             f"emergency: {a.agency}")
-    result["agency"] = a.agency
-    return result
+        link = await _mint(h, caller, "emergency", list(a.cameras), a.minutes,
+                           f"emergency: {a.agency}")
+    return EmergencyLink(**link, agency=a.agency)
 
 
 def _mine(h: Handlers, caller: Caller) -> str | None:
     return None if h.role(caller) in ALL_LINKS else _actor(caller)
 
 
-async def view_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+async def view_list(h: Handlers, caller: Caller) -> ViewList:
     await h.authorize(caller, Action.view_list)
     web = _web(h)
     now = h.svc.clock()
-    rows = [lk.to_dict(now) for lk in web.list_links(actor=_mine(h, caller), now_us=now)]
-    return {"links": rows}
+    return {"links": [_row(lk, now)
+                      for lk in web.list_links(actor=_mine(h, caller), now_us=now)]}
 
 
-async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+def _row(link: OpenLink, now_us: int) -> LinkRow:
+    # Link.to_dict is this shape (tests/cli/test_reply_shapes_live.py checks it).
+    return cast(LinkRow, link.to_dict(now_us))
+
+
+async def view_revoke(h: Handlers, caller: Caller, a: ViewRevokeArgs) -> LinkRow:
     await h.authorize(caller, Action.view_revoke, detail={"link": a.link_id})
     web = _web(h)
     link = web.find_link(a.link_id)
@@ -136,30 +157,26 @@ async def view_revoke(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
     if link is None or (mine is not None and link.actor != mine):
         raise UsageError(f"no viewing link {a.link_id!r} of yours; see `nvr view list`")
     await web.close_link(link.id, f"revoked by {_actor(caller)}")
-    return link.to_dict(h.svc.clock())
+    return _row(link, h.svc.clock())
 
 
-def active_emergencies(web: ViewingPort, now_us: int) -> list[dict[str, Any]]:
-    out = []
-    for lk in web.list_links(kind="emergency", open_only=True, now_us=now_us):
-        row = lk.to_dict(now_us)
-        row["agency"] = lk.purpose.removeprefix("emergency: ")
-        row["seconds_left"] = max(0, (lk.expires_us - now_us) // 1_000_000)
-        out.append(row)
-    return out
+def active_emergencies(web: ViewingPort, now_us: int) -> list[EmergencyRow]:
+    return [EmergencyRow(**_row(lk, now_us), agency=lk.purpose.removeprefix("emergency: "),
+                         seconds_left=max(0, (lk.expires_us - now_us) // 1_000_000))
+            for lk in web.list_links(kind="emergency", open_only=True, now_us=now_us)]
 
 
-async def emergency_list(h: Handlers, caller: Caller) -> dict[str, Any]:
+async def emergency_list(h: Handlers, caller: Caller) -> EmergencyList:
     await h.authorize(caller, Action.emergency_list)
     return {"emergencies": active_emergencies(_web(h), h.svc.clock())}
 
 
-async def emergency_end(h: Handlers, caller: Caller, a: Any) -> dict[str, Any]:
+async def emergency_end(h: Handlers, caller: Caller, a: EmergencyEndArgs) -> EmergencyEnded:
     await h.authorize(caller, Action.emergency_end, detail={"emergency": a.emergency_id})
     web = _web(h)
     now = h.svc.clock()
     open_ = web.list_links(kind="emergency", open_only=True, now_us=now)
-    targets: list[ViewLink] = list(open_) if a.emergency_id is None else [
+    targets: list[OpenLink] = list(open_) if a.emergency_id is None else [
         lk for lk in open_ if lk.id == a.emergency_id]
     if a.emergency_id is not None and not targets:
         raise UsageError(f"no active emergency feed {a.emergency_id!r}; see `nvr emergency list`")
@@ -196,7 +213,7 @@ async def recheck_links(h: Handlers) -> list[str]:
 
 
 
-async def _end_if_refused(h: Handlers, web: ViewingPort, link: ViewLink) -> bool:
+async def _end_if_refused(h: Handlers, web: ViewingPort, link: OpenLink) -> bool:
     now = h.svc.clock()
     why = _camera_gone(h, link)
     rule = "camera.not_in_map"
@@ -219,14 +236,14 @@ async def _end_if_refused(h: Handlers, web: ViewingPort, link: ViewLink) -> bool
     return True
 
 
-def _camera_gone(h: Handlers, link: ViewLink) -> str | None:
+def _camera_gone(h: Handlers, link: OpenLink) -> str | None:
     gone = [c for c in link.cameras if h.svc.config.camera(c) is None]
     if gone:
         return f"camera {', '.join(gone)} is no longer in the camera map"
     return None
 
 
-async def _decide_again(h: Handlers, link: ViewLink, now: int) -> Decision | None:
+async def _decide_again(h: Handlers, link: OpenLink, now: int) -> Decision | None:
     action = _ACTION_OF.get(link.kind)
     if action is None:
         return None

@@ -85,7 +85,7 @@ def append(path: Path, cp: Checkpoint, key: SigningKey) -> dict[str, Any]:
         os.fsync(fd)
     finally:
         os.close(fd)
-    return json.loads(line)  # type: ignore[no-any-return]
+    return json.loads(line)  # type: ignore[no-any-return]  # the JSON object encode() just wrote
 
 
 def _last_line(fd: int) -> bytes | None:

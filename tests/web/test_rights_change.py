@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import aiohttp
 
@@ -19,7 +18,7 @@ from nvr.config.loader import load_camera_map
 from nvr.config.model import Role
 from nvr.control import views
 from nvr.control.handlers import Handlers
-from nvr.control.protocol import Caller
+from nvr.control.protocol import Caller, EmergencyStartArgs, GrantRevokeArgs, LiveArgs
 from nvr.errors import PermissionDenied
 from nvr.runtime.service import Service
 from tests.web.browser import free_port
@@ -68,13 +67,13 @@ async def test_revoking_the_grant_ends_the_staff_members_open_live_link(tmp_path
             user="staffer", cameras=["lobby"], start_us=now - HOUR_US, end_us=now + HOUR_US,
             expires_us=now + HOUR_US, reason="cover the desk", now_us=now,
             created_by="director")
-        minted = await views.live(h, STAFFER, SimpleNamespace(
+        minted = await views.live(h, STAFFER, LiveArgs(
             cameras=["lobby"], minutes=10, reason="desk cover"))
         token = minted["url"].split("#", 1)[1]
         assert await views.recheck_links(h) == [], "a link still within its grant was ended"
 
         async def revoke() -> None:
-            await h.op_grant_revoke(DIRECTOR, SimpleNamespace(grant_id=grant.id), None)
+            await h.op_grant_revoke(DIRECTOR, GrantRevokeArgs(grant_id=grant.id), None)
 
         ended, took = await _watch_until_ended(f"http://127.0.0.1:{port}", minted["id"], token,
                                                revoke)
@@ -88,7 +87,7 @@ async def test_revoking_the_grant_ends_the_staff_members_open_live_link(tmp_path
         assert "grant" in rows[0].detail["why"] and not rows[0].detail["why"].startswith("denied")
         # Nor can the staffer make a new one.
         try:
-            await views.live(h, STAFFER, SimpleNamespace(cameras=["lobby"], minutes=10,
+            await views.live(h, STAFFER, LiveArgs(cameras=["lobby"], minutes=10,
                                                          reason="again"))
         except PermissionDenied as exc:
             assert "grant" in str(exc)
@@ -112,7 +111,7 @@ async def test_an_expiring_grant_and_a_reload_without_the_person_end_their_links
             user="staffer", cameras=["lobby"], start_us=now - HOUR_US, end_us=now + HOUR_US,
             expires_us=now + 120_000_000, reason="cover the desk", now_us=now,
             created_by="director")
-        first = await views.live(h, STAFFER, SimpleNamespace(
+        first = await views.live(h, STAFFER, LiveArgs(
             cameras=["lobby"], minutes=10, reason="desk cover"))
 
         async def expire() -> None:  # the periodic re-check finds it, no call from here
@@ -125,11 +124,11 @@ async def test_an_expiring_grant_and_a_reload_without_the_person_end_their_links
 
         # A director's link ends when the camera map no longer lists the director.
         offset[0] = 0
-        second = await views.live(h, DIRECTOR, SimpleNamespace(
+        second = await views.live(h, DIRECTOR, LiveArgs(
             cameras=["lobby"], minutes=10, reason="incident"))
         # An emergency feed outlives a lower live.emergency_max_minutes: its length was judged
         # when it started, and its expiry is its time box.
-        feed = await views.emergency_start(h, DIRECTOR, SimpleNamespace(
+        feed = await views.emergency_start(h, DIRECTOR, EmergencyStartArgs(
             cameras=["lobby"], minutes=100, agency="Fire department"))
         cfg.write_text(cfg.read_text().replace("live:\n", "live:\n  emergency_max_minutes: 30\n"))
         await svc.reload("test")
@@ -160,9 +159,9 @@ async def test_a_camera_taken_out_of_the_map_ends_its_links(tmp_path: Path) -> N
     await svc.start()
     try:
         h = Handlers(svc)
-        both = await views.live(h, DIRECTOR, SimpleNamespace(
+        both = await views.live(h, DIRECTOR, LiveArgs(
             cameras=["lobby", "stacks"], minutes=10, reason="incident"))
-        lobby = await views.live(h, DIRECTOR, SimpleNamespace(
+        lobby = await views.live(h, DIRECTOR, LiveArgs(
             cameras=["lobby"], minutes=10, reason="incident"))
         cfg.write_text(text)
         await svc.reload("test")

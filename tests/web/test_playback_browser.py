@@ -378,12 +378,20 @@ def test_paused_shift_arrow_steps_one_frame_on_every_tile_day_buttons_off_within
     page = browser.new_page()
     page.goto(link["url"])
     wait_js(page, "document.body.dataset.state === 'open' && !!clock.view", 5, "the timeline")
+    # The first view is the whole window, on whichever local day its middle falls (the first or
+    # the last, by the time of day the footage was recorded): back to the first day, then forward.
+    backs = 0
+    while not page.is_disabled("#prevday"):
+        page.click("#prevday")
+        backs += 1
+        assert backs < 4
     page.locator("#nextday").focus()  # reachable from the keyboard
     days = 0
     while not page.is_disabled("#nextday"):
         page.keyboard.press("Enter")
         days += 1
         assert days < 4
+    assert days >= 1, "a 30-hour window spans two local days"
     view = page.evaluate("clock.view")
     last_day = when(desk[-1]["end"])[:10]
     assert page.inner_text("#daylabel") == last_day

@@ -13,6 +13,9 @@ fi
 tools/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy
+# The layers (pyproject.toml [tool.importlinter], docs/design.md); quiet unless one is broken.
+.venv/bin/lint-imports --no-cache > .venv/lint-imports.log || { cat .venv/lint-imports.log; exit 1; }
+grep -h "^Contracts:" .venv/lint-imports.log
 # Test files run side by side in NVR_TEST_WORKERS processes (default 2, one a core: most
 # of the suite waits on real cameras in real time, not on the CPU); a file stays in one process,
 # so its module fixtures (a camera, a daemon) are shared as written. NVR_TEST_WORKERS=0: serial.

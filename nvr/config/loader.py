@@ -190,7 +190,7 @@ MASK_WARN_FRACTION = 0.5
 
 
 def _mask_warnings(tree: _Tree, cmap: CameraMap) -> list[ConfigProblem]:
-    from nvr.masks import coverage  # numpy: only when a map is checked, not for every import
+    from nvr.media.masks import coverage  # numpy: only when a map is checked, not for every import
 
     out: list[ConfigProblem] = []
     for i, cam in enumerate(cmap.cameras):

@@ -3,7 +3,7 @@
 The unmasked clip is first written exactly as for any camera (nvr.export.remux.write_planned:
 every source's sha256 checked, frames placed by wall clock) to a private file beside the
 output; it is then decoded frame by frame, each frame gets the masks filled
-(nvr.masks.fill), and encoded with libx264 at close to the source's quality, same size and
+(nvr.media.masks.fill), and encoded with libx264 at close to the source's quality, same size and
 timestamps, a keyframe wherever the source had one. The unmasked copy is deleted whatever
 happens. Runs in a worker thread, like write_planned.
 
@@ -22,7 +22,7 @@ import av
 from nvr import log
 from nvr.config.model import PrivacyMask
 from nvr.export.remux import ClipPlan, ClipResult, Progress, sha256_file, write_planned
-from nvr.masks import MaskPlanes, fill
+from nvr.media.masks import MaskPlanes, fill
 
 # x264 constant quality: 18-20 looks like the source to a viewer; veryfast keeps a 2-core box
 # at several times real time for 720p.

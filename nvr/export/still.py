@@ -18,7 +18,7 @@ import av
 from nvr import log
 from nvr.config.model import PrivacyMask
 from nvr.export.remux import NoFootage, check_hash
-from nvr.masks import MaskPlanes, fill
+from nvr.media.masks import MaskPlanes, fill
 from nvr.storage.index import Segment
 from nvr.timeutil import US, to_iso
 

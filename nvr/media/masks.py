@@ -1,6 +1,6 @@
 """Privacy masks as pixels: which samples of a picture a camera's masks cover, and filling them.
 
-A mask is a polygon in picture-relative coordinates (nvr.config.model.PrivacyMask). Here it
+A mask is a polygon in picture-relative coordinates (a camera's `privacy_masks`). Here it
 becomes a boolean array per resolution, computed once per export or still (not per frame), and
 every decoded frame gets those samples set to one solid colour before it is encoded. Solid, not
 blurred: a blur can be partly undone and still shows shapes and movement; a fill shows nothing.
@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import av
 import numpy as np
 import numpy.typing as npt
 
-from nvr.config.model import Point, PrivacyMask
+# (x, y) as fractions of the picture's width and height, 0-1.
+Point = tuple[float, float]
+
+
+class PrivacyMask(Protocol):
+    """What the raster needs of a mask (the camera map's PrivacyMask has it)."""
+
+    @property
+    def polygon(self) -> Sequence[Point]: ...
 
 # The fill: black in limited-range YUV (Y 16, U = V = 128). Uniform in every plane, so a
 # viewer (or a test) can tell a masked area from a dark part of the scene.

@@ -25,7 +25,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from nvr import log
 from nvr.config.model import PrivacyMask
-from nvr.masks import MaskPlanes, fill
+from nvr.media.masks import MaskPlanes, fill
 from nvr.web.fanout import Viewer
 
 _log = log.get("nvr.web.rtc")

@@ -21,7 +21,7 @@ from av.video.stream import VideoStream
 from nvr.config.model import PrivacyMask
 from nvr.export.remux import NoFootage
 from nvr.export.still import _jpeg, _wall
-from nvr.masks import MaskPlanes, fill
+from nvr.media.masks import MaskPlanes, fill
 from nvr.storage.index import Segment
 
 WIDTH = 240  # pixels: a popup over the timeline, not a picture to identify anyone from

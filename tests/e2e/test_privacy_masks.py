@@ -12,7 +12,7 @@ import av
 import pytest
 
 from nvr.export.preview import COLOURS
-from nvr.masks import FILL_Y
+from nvr.media.masks import FILL_Y
 from tests.camserver import TestCamera
 from tests.e2e.harness import ACCOUNTS, Recorder, run_cli
 from tests.export.masking import (

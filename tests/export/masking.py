@@ -15,7 +15,7 @@ from nvr.config.model import PrivacyMask
 MASK = PrivacyMask(note="public computers",
                    polygon=[(0.25, 0.25), (0.5, 0.25), (0.5, 0.75), (0.25, 0.75)])
 INSET = 4  # pixels: chroma edges and the encoder's blocks may blur the boundary this much
-# The fill is rounded out to 16-pixel blocks (nvr.masks.BLOCK): the picture is compared beyond.
+# The fill is rounded out to 16-pixel blocks (nvr.media.masks.BLOCK): the picture is compared beyond.
 GROWN = 16 + INSET
 
 Planes = tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]

@@ -15,7 +15,7 @@ from nvr.export.remux import plan_clip, sha256_file, write_planned
 from nvr.export.signing import load_or_create_key
 from nvr.export.still import extract_still
 from nvr.export.verify import main as verify_main
-from nvr.masks import FILL_Y
+from nvr.media.masks import FILL_Y
 from tests.export.conftest import T0, Footage
 from tests.export.masking import (
     MASK,

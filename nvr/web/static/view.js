@@ -266,7 +266,7 @@ function paintMasks(tile, g, w, h) {
   g.save();
   g.fillStyle = "#000"; g.strokeStyle = "#000"; g.lineWidth = 2;
   for (const m of masks) {
-    // One path per mask, even-odd as the server's raster (nvr/masks.py): overlapping masks
+    // One path per mask, even-odd as the server's raster (nvr/media/masks.py): overlapping masks
     // must not cancel each other out.
     g.beginPath();
     m.polygon.forEach(([x, y], i) => {

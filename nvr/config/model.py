@@ -289,7 +289,7 @@ class CameraConfig(Strict):
     # filled (nvr.web.rtc.MaskedTrack), so the browser never receives what is under them.
     # Playback is always `overlay` (the recorded files are served as they are).
     privacy_masks_live: Literal["overlay", "burn"] | None = None
-    # How the camera may be answered when it asks for a password (issue 27): `digest` never
+    # How the camera may be answered when it asks for a password: `digest` never
     # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic
     # only to a loopback address or over rtsps://, or where allow_basic_auth: true says the
     # network is trusted (nvr.ingest.rtsp.basic_auth_allowed).

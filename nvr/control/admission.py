@@ -1,4 +1,4 @@
-"""Who may hold how many control-socket connections at once (issue 11). Pure bookkeeping.
+"""Who may hold how many control-socket connections at once. Pure bookkeeping.
 
 One global cap protected nobody: an account listed nowhere could hold every slot and lock the
 Director out. Now, per account (uid):

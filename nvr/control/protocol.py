@@ -262,7 +262,7 @@ R = TypeVar("R", bound=Mapping[str, object], covariant=True)
 class Reply(Generic[R]):
     """A dispatch result. `fd`, if set, is sent with the final line (SCM_RIGHTS) and then closed
     by the server, and the final line's result says `"fd": true`; on the client side it is the
-    received descriptor, owned by the caller (and `fd` is no longer in the result)."""
+    received descriptor, owned by the caller (and the client takes `fd` out of the result)."""
 
     result: R
     fd: int | None = None

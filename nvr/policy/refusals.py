@@ -1,4 +1,4 @@
-"""Refusals are audited without letting one account grow the index without bound (issue 11).
+"""Refusals are audited without letting one account grow the index without bound.
 
 Every refusal is a fact worth keeping, but an account that is refused a thousand times a minute
 must not be able to fill the disk with audit rows (and so make retention delete footage). Per

@@ -199,7 +199,7 @@ class RequestInfo:
     id: str
     kind: str    # subpoena, court_order, voluntary, emergency, public
     status: str  # pending, approved, denied, refused
-    # Scope (issue 10): what an approval covers, and until when. None: not recorded.
+    # Scope: what an approval covers, and until when. None: not recorded.
     cameras: frozenset[str] | None = None
     start_us: int | None = None
     end_us: int | None = None

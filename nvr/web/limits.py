@@ -1,4 +1,4 @@
-"""Limits that keep the web server from spending the recorder's file descriptors (issue 27).
+"""Limits that keep the web server from spending the recorder's file descriptors.
 
 The web server (aiohttp, aiortc) lives in the recorder's process: every TCP connection, every
 WebRTC peer's UDP sockets and every segment file served is a descriptor out of the same

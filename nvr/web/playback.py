@@ -1,7 +1,7 @@
 """Recorded playback: a camera's runs and gaps inside the link's window, and the segment files
 themselves, served as they are (HTTP byte ranges; no copy per view).
 
-Only the link's window is served (issue 27): a segment wholly inside it is served as it is; one
+Only the link's window is served: a segment wholly inside it is served as it is; one
 the window's start or end cuts is served as a short fMP4 of its own (the segment's ftyp+moov
 and one fragment) holding exactly the frames an export of the window would take from it — from
 the keyframe at or before the start (the lead-in a player needs) to the last frame shown

@@ -1,4 +1,4 @@
-"""Timeline thumbnails (issue 25 item 4): a small JPEG of the keyframe nearest a moment, made on
+"""Timeline thumbnails: a small JPEG of the keyframe nearest a moment, made on
 demand from the recording, with the camera's privacy masks burned in.
 
 Only keyframes are decoded (one packet each, no GOP run-up), in a worker thread, at most

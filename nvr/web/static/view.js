@@ -674,7 +674,7 @@ function zoom(factor, atMs) {
 }
 
 // A window longer than a day: the previous / next day buttons show that local day of it (the
-// box's zone) on the timeline; the playhead stays where it is (the view no longer follows it) until a moment is picked.
+// box's zone) on the timeline; the playhead stays where it is (the view does not follow it) until a moment is picked.
 function dayStart(ms) { const p = parts(ms); return fromLocal(p.y, p.mo, p.d, 0, 0, 0); }
 function nextDayStart(ms) { const p = parts(dayStart(ms) + 36 * 3600000); return fromLocal(p.y, p.mo, p.d, 0, 0, 0); }
 function showDay(dir) {

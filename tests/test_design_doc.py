@@ -1,7 +1,7 @@
 """docs/design.md against the tree, as tests/policy/test_policy_doc.py holds docs/policy.md
 against the rules: its module table has one row for every package and top-level module of nvr
-(naming each module in it) and none for anything else, and every repository path and every
-`nvr.` name the document gives exists."""
+(naming each module in it) and none for anything else; every repository path and every `nvr.`
+name the document gives exists; and every section the tree quotes by title is a heading."""
 
 from __future__ import annotations
 
@@ -105,6 +105,33 @@ def test_every_nvr_name_the_document_gives_exists() -> None:
     assert name_problems(DOC.read_text()) == []
 
 
+# `docs/design.md, "Ingest hot path"` and the like, anywhere in the tree: a section by its title.
+SECTION_REF = re.compile(r'design\.md[,\s(]{0,4}"([^"]{2,80})"')
+SCANNED = ("nvr", "docs", "tests", "bench", "tools", "README.md", "pyproject.toml")
+
+
+def reference_problems(text: str) -> list[str]:
+    """Every section of design.md that a file quotes by its title is a heading there."""
+    headings = [" ".join(h.split()).lower() for h in re.findall(r"^#+ (.+)$", text, re.M)]
+    problems = []
+    for top in SCANNED:
+        base = ROOT / top
+        for path in [base] if base.is_file() else sorted(base.rglob("*")):
+            if path in (DOC, Path(__file__)) or not path.is_file() or path.suffix not in (
+                    ".py", ".md", ".toml", ".js", ".sh", ".html"):
+                continue
+            for title in SECTION_REF.findall(path.read_text(errors="replace")):
+                words = " ".join(title.replace("#", " ").split()).lower()  # a comment's lines
+                if not any(words in h for h in headings):
+                    problems.append(f'{path.relative_to(ROOT)} quotes "{words}", '
+                                    "which is no heading of docs/design.md")
+    return problems
+
+
+def test_every_section_the_tree_quotes_is_a_heading() -> None:
+    assert reference_problems(DOC.read_text()) == []
+
+
 def test_a_stale_document_is_caught() -> None:
     text = DOC.read_text()
     rows = module_table(text)
@@ -120,3 +147,6 @@ def test_a_stale_document_is_caught() -> None:
                                     ("nvr/fmp4.py", "nvr/masks.py", "nvr/storage/fmp4.py")]
     assert name_problems(stale) == [
         "nvr.policy.audit.log_head_forever is not a module or a name in nvr"]
+    renamed = text.replace("\n### Background tasks\n", "\n### Tasks\n")
+    assert ('nvr/runtime/tasks.py quotes "background tasks", which is no heading of '
+            "docs/design.md") in reference_problems(renamed)

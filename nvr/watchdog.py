@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nvr import alerts, log
+from nvr.ingest.session import CAMERA_STALL_S
 from nvr.retention.disk import disk_state
 from nvr.sdnotify import Notifier, status_line
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 logger = log.get("nvr.watchdog")
 
-CAMERA_STALL_S = float(os.environ.get("NVR_CAMERA_STALL_SECONDS", "90"))
 CHECK_INTERVAL_S = 10.0
 DISK_TIMEOUT_S = 2.0
 

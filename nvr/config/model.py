@@ -292,7 +292,7 @@ class CameraConfig(Strict):
     # How the camera may be answered when it asks for a password (issue 27): `digest` never
     # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic
     # only to a loopback address or over rtsps://, or where allow_basic_auth: true says the
-    # network is trusted (nvr.ingest.rtsp.basic_auth_allowed).
+    # network is trusted (nvr.media.rtsp.basic_auth_allowed).
     auth: Literal["digest", "any"] | None = None
     allow_basic_auth: bool = False
 

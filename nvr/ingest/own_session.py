@@ -1,7 +1,7 @@
 """One ingest session through the recorder's own RTSP reader (`reader: nvr` in the camera map).
 
 The same contract as nvr.ingest.session.run_session — the same SessionContext, SessionEnd kinds,
-timestamp repair, segment writer and live tap — with nvr.ingest.rtsp and nvr.ingest.rtp in place
+timestamp repair, segment writer and live tap — with nvr.media.rtsp and nvr.media.rtp in place
 of FFmpeg's RTSP demuxer: many RTP packets a recv(), and Python work per access unit rather than
 poll+recv pairs per RTP packet (docs/design.md, "Ingest hot path").
 
@@ -26,10 +26,10 @@ import av.stream
 from nvr import log
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.redact import host_of
-from nvr.ingest.rtp import Depacketizer
-from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
+from nvr.media.rtp import Depacketizer
+from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.storage.fmp4 import annexb
 
 _log = log.get("nvr.ingest.own_session")

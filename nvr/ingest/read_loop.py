@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 
 from nvr import log
 from nvr.ingest.own_session import Reading, end_of_error, starved
-from nvr.ingest.session import SessionEnd
-from nvr.watchdog import CAMERA_STALL_S
+from nvr.ingest.session import CAMERA_STALL_S, SessionEnd
 
 _log = log.get("nvr.ingest.read_loop")
 IDLE_SELECT_S = 1.0  # with nothing readable: look at stops and timeouts at least this often

@@ -23,7 +23,6 @@ from typing import Any, Protocol
 from nvr import log, timeutil
 from nvr.config.model import CameraConfig, StorageConfig
 from nvr.ingest.backoff import Backoff
-from nvr.ingest.rtsp import BASIC_REFUSED, basic_auth_allowed
 from nvr.ingest.session import (
     STOPPED,
     SessionContext,
@@ -33,6 +32,7 @@ from nvr.ingest.session import (
     WallClock,
     run_session,
 )
+from nvr.media.rtsp import BASIC_REFUSED, basic_auth_allowed
 from nvr.storage.index import NewSegment
 from nvr.storage.segment_writer import SegmentWriter
 
@@ -77,7 +77,7 @@ class CameraRecorder:
             mono_us=self.clock.mono_us,
         )
         self.writer.last_end_us = last_end_us
-        # The RTSP client in use (camera.reader `auto` starts with the own, nvr.ingest.rtsp)
+        # The RTSP client in use (camera.reader `auto` starts with the own, nvr.media.rtsp)
         self.reader: str = "ffmpeg" if camera.reader == "ffmpeg" else "nvr"
         # How RTP comes now: `transport: auto` starts on TCP and moves to UDP when the camera
         # refuses TCP. The own reader reads TCP only, so UDP means FFmpeg's reader.

@@ -9,6 +9,7 @@ safe to show (never the URL's credentials).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections import deque
@@ -29,6 +30,10 @@ from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, Timestamp
 from nvr.storage.segment_writer import SegmentWriter
 
 _log = log.get("nvr.ingest.session")
+# A camera thread that has not beaten its heart (should_stop(), a packet, a second of waiting)
+# for this long is wedged: the watchdog replaces it. It must exceed the longest single blocking
+# step of a camera thread: an ONVIF look-up (60 s) and an RTSP set-up (a few io timeouts).
+CAMERA_STALL_S = float(os.environ.get("NVR_CAMERA_STALL_SECONDS", "90"))
 
 
 class WallClock(Protocol):
@@ -117,7 +122,7 @@ class SessionContext:
     # Told the own reader's camera socket when it opens (None when it closes), so that the
     # watchdog abandoning a wedged thread can shut the socket and the thread ends.
     on_socket: Callable[[socket.socket | None], object] | None = None
-    # Whether the password may go out with Basic authentication (nvr.ingest.rtsp.
+    # Whether the password may go out with Basic authentication (nvr.media.rtsp.
     # basic_auth_allowed), and the status line that names the setting when it may not.
     allow_basic: bool = True
     basic_refusal: str = ""
@@ -206,7 +211,7 @@ def _basic_only(ctx: SessionContext) -> SessionEnd | None:
     it. Best effort: a camera whose RTSP the probe cannot parse is left to FFmpeg."""
     from urllib.parse import urlsplit
 
-    from nvr.ingest.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
+    from nvr.media.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
 
     try:
         has_user = bool(urlsplit(ctx.url).username)

@@ -131,18 +131,10 @@ class Depacketizer:
                 self._key = self._key or (p[i + 2] & 0x1F) == 5
                 self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 28 and b - a > 2:  # FU-A
+        elif kind == 28 and b - a > 2:  # FU-A: [indicator][FU header] payload
             fu = p[a + 1]
-            if fu & 0x80:
-                self._fu = bytearray(4)  # its length, written when it is complete
-                self._fu.append((p[a] & 0xE0) | (fu & 0x1F))
-                self._key = self._key or (fu & 0x1F) == 5
-            if self._fu is not None:
-                self._fu += memoryview(p)[a + 2:b]
-                if fu & 0x40:
-                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
-                    self._nals.append(bytes(self._fu))
-                    self._fu = None
+            self._fragment(p, fu, bytes(((p[a] & 0xE0) | (fu & 0x1F),)) if fu & 0x80 else b"",
+                           (fu & 0x1F) == 5, a + 2, b)
         else:
             self.unsupported += 1
 
@@ -163,19 +155,27 @@ class Depacketizer:
                 self._key = self._key or 16 <= (p[i + 2] >> 1) & 0x3F <= 21
                 self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 49 and b - a > 3:  # FU
+        elif kind == 49 and b - a > 3:  # FU: [payload header, 2][FU header] payload
             fu = p[a + 2]
             inner = fu & 0x3F
-            if fu & 0x80:
-                self._fu = bytearray(4)  # its length, written when it is complete
-                self._fu.append((p[a] & 0x81) | (inner << 1))
-                self._fu.append(p[a + 1])
-                self._key = self._key or 16 <= inner <= 21
-            if self._fu is not None:
-                self._fu += memoryview(p)[a + 3:b]
-                if fu & 0x40:
-                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
-                    self._nals.append(bytes(self._fu))
-                    self._fu = None
+            self._fragment(p, fu, bytes(((p[a] & 0x81) | (inner << 1), p[a + 1]))
+                           if fu & 0x80 else b"", 16 <= inner <= 21, a + 3, b)
         else:
             self.unsupported += 1
+
+    # -- fragmentation units, both codecs ---------------------------------------------------
+    def _fragment(self, p: bytes, fu: int, nal_header: bytes, key: bool, a: int, b: int) -> None:
+        """One fragment p[a:b] of a NAL unit (H.264 FU-A, H.265 FU: the start bit 0x80 and
+        the end bit 0x40 of `fu` are the same in both). `nal_header` is the unit's own
+        header, rebuilt from the fragment's (only looked at on the start fragment); `key`
+        whether the unit is a keyframe's. A fragment without its start is dropped."""
+        if fu & 0x80:
+            self._fu = bytearray(4)  # the unit's length, written when it is complete
+            self._fu += nal_header
+            self._key = self._key or key
+        if self._fu is not None:
+            self._fu += memoryview(p)[a:b]
+            if fu & 0x40:
+                _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
+                self._nals.append(bytes(self._fu))
+                self._fu = None

@@ -7,8 +7,8 @@ as one recv() brings (tens at 2 Mb/s) instead of FFmpeg's poll+recv for each pac
 and again for its payload. A GET_PARAMETER (or OPTIONS) keep-alive goes out every half of the
 session's timeout; replies that arrive between RTP packets are skipped.
 
-Errors are RtspError with the same kinds as the FFmpeg path's session ends (nvr.ingest.session):
-credentials, no_video, offline; a read that waits longer than the timeout raises TimeoutError.
+Errors are RtspError, whose kinds match a recorder's session ends:
+credentials, no_video, offline, protocol; a read that waits longer than the timeout raises TimeoutError.
 The URL's credentials never appear in a message.
 """
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from nvr.ingest.rtp import Codec
+from nvr.media.rtp import Codec
 
 RECV_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvr.ingest.rtp import MAX_UNIT_BYTES, Depacketizer
-from nvr.ingest.rtsp import (
+from nvr.media.rtp import MAX_UNIT_BYTES, Depacketizer
+from nvr.media.rtsp import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
     RtspError,

@@ -12,8 +12,8 @@ import av
 import pytest
 
 from nvr.ingest.own_session import template_stream
-from nvr.ingest.rtsp import VideoTrack
 from nvr.ingest.timestamps import OutPacket
+from nvr.media.rtsp import VideoTrack
 from nvr.storage import fmp4
 from nvr.storage import param_sets as ps
 from nvr.storage.index import NewSegment

@@ -28,7 +28,7 @@ from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
-from nvr.media.rtp import Depacketizer
+from nvr.media.rtp import AccessUnit, Depacketizer
 from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.storage.fmp4 import annexb
 
@@ -36,6 +36,10 @@ _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read
 LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
 PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP buffer (tcp_rmem)
+# Over UDP a full socket buffer drops datagrams: shorter waits, and less gathered in one (a
+# datagram takes about twice its size of the buffer, whose default is ~200 KB).
+UDP_PACE_S = 0.1
+UDP_PACE_BYTES = 32 * 1024
 # Video flowing this long without a keyframe (IDR/IRAP) the reader can start on: a stream it
 # cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
 NO_KEYFRAME_S = 30.0
@@ -116,7 +120,8 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
     reading: Reading | None = None
     try:
         rtsp = RtspSession(ctx.url, ctx.io_timeout_s, on_socket=ctx.on_socket,
-                           allow_basic=ctx.allow_basic)
+                           allow_basic=ctx.allow_basic,
+                           transport="udp" if ctx.transport == "udp" else "tcp")
     except RtspError as e:  # a URL it cannot read, or not rtsp://
         return SessionEnd("offline", str(e), permanent=True, own_reader_cannot=True)
     try:
@@ -179,6 +184,8 @@ class Reading:
     def __init__(self, ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
                  probes: list[av.container.InputContainer]) -> None:
         self.ctx, self.rtsp, self.track, self.probes = ctx, rtsp, track, probes
+        self.sockets = rtsp.sockets()  # what the read loop waits on
+        self.udp = rtsp.rtp_sock is not None
         self.tb = Fraction(1, track.clock_rate)
         self.us_per_tick = 1_000_000 / track.clock_rate  # a float: used for every frame
         self.depack = Depacketizer(track.codec)
@@ -198,6 +205,7 @@ class Reading:
         self.last_unit = self.last_data  # when a recv() last completed a frame (progress)
         self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
+        self.lost = 0  # RTP packets lost, counted so far
         self.steps = 0  # RTP timestamp steps repaired (nvr.ingest.decode_times), counted so far
 
     def step(self) -> None:
@@ -208,7 +216,18 @@ class Reading:
         self.last_data = time.monotonic()
         if units:
             self.last_unit = self.last_data
-        now = self.ctx.clock.mono_us()  # the arrival of what this recv() took
+        self._units(units, self.ctx.clock.mono_us())  # arrived now: what this recv() took
+        if self.times.steps != self.steps:
+            self._stepped()
+        if depack.lost != self.lost:
+            self._count_lost()
+
+    def _count_lost(self) -> None:
+        """RTP packets lost (sequence gaps the depacketizer met), into the camera's count."""
+        self.ctx.stats.packets_lost += self.depack.lost - self.lost
+        self.lost = self.depack.lost
+
+    def _units(self, units: list[AccessUnit], now: int) -> None:
         for au in units:
             if self.video is None:
                 if not au.key:
@@ -221,8 +240,6 @@ class Reading:
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
             self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
                                        len(au.data)))
-        if self.times.steps != self.steps:
-            self._stepped()
 
     def _stepped(self) -> None:
         """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""
@@ -253,11 +270,22 @@ class Reading:
             return 0.0
         watched = self.ctx.watched is not None and self.ctx.watched()
         pace = LIVE_PACE_S if watched else READ_PACE_S
+        if self.udp:
+            pace = min(pace, UDP_PACE_S)
+            return min(pace, pace * UDP_PACE_BYTES / max(self.got, 1))
         return min(pace, pace * PACE_BYTES / max(self.got, 1))
 
     def flush(self) -> None:
-        """The frames still held for decode-time derivation and repair, into the writer."""
+        """The frames still held for reordering, decode-time derivation and repair, into the
+        writer."""
+        held: list[bytes] = []
+        self.rtsp.reorder.flush(held)
+        for pkt in held:
+            self.depack.push_at(pkt, 0, len(pkt))
+        units, self.depack.ready = self.depack.ready, []
+        self._count_lost()
         if self.video is not None:
+            self._units(units, self.ctx.clock.mono_us())
             self._emit(self.times.flush())
             for last in self.repair.flush():
                 self._handle(last)

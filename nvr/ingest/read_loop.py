@@ -33,6 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -64,7 +65,7 @@ class ReadLoopFailed(RuntimeError):
 @dataclass(eq=False)
 class _Entry:
     reading: Reading
-    sock: socket.socket
+    socks: tuple[socket.socket, ...]  # the RTSP connection, and over UDP the RTP and RTCP
     done: threading.Event = field(default_factory=threading.Event)
     end: SessionEnd | None = None
     error: BaseException | None = None
@@ -90,9 +91,7 @@ class ReadLoop:
     # -- camera threads ------------------------------------------------------------------------
     def run(self, reading: Reading) -> SessionEnd:
         """Read the session in the loop until it ends; its end, or what it raised."""
-        sock = reading.rtsp.sock
-        assert sock is not None
-        entry = _Entry(reading, sock)
+        entry = _Entry(reading, reading.sockets)
         with self._lock:
             self._incoming.append(entry)
             if self._thread is None or not self._thread.is_alive():
@@ -146,7 +145,7 @@ class ReadLoop:
                         return
                 for entry in incoming:
                     try:
-                        sel.register(entry.sock, selectors.EVENT_READ, entry)
+                        _register(sel, entry)
                     except (OSError, ValueError) as e:  # (a socket closed under us)
                         entry.error = ReadLoopFailed(f"the read loop could not take the "
                                                      f"session: {type(e).__name__}: {e}")
@@ -177,7 +176,7 @@ class ReadLoop:
         while parked and parked[0][0] <= now:
             _, _, entry = heapq.heappop(parked)
             if entry in live:
-                sel.register(entry.sock, selectors.EVENT_READ, entry)
+                _register(sel, entry)
                 entry.parked, entry.waiting_since = False, now
         timeout = IDLE_SELECT_S if not parked else min(IDLE_SELECT_S, max(0.0, parked[0][0] - now))
         for key, _ in sel.select(timeout):
@@ -199,7 +198,7 @@ class ReadLoop:
                 self._release(sel, live, entry, end, None if end is not None else e)
                 continue
             if pace > 0:
-                sel.unregister(entry.sock)
+                _unregister(sel, entry)
                 entry.parked = True
                 heapq.heappush(parked, (_due(time.monotonic() + pace, pace), next(order), entry))
             else:
@@ -212,7 +211,7 @@ class ReadLoop:
                 if (why is None and not entry.parked
                         and now - max(entry.waiting_since, reading.last_data)
                         > reading.ctx.io_timeout_s
-                        and _silent(entry.sock)):
+                        and _silent(entry.socks)):
                     why = end_of_error(TimeoutError(), reading.ctx.io_timeout_s)
                 if why is None and not entry.parked:
                     why = starved(reading, now)
@@ -226,7 +225,7 @@ class ReadLoop:
                  end: SessionEnd | None, error: BaseException | None) -> None:
         live.discard(entry)
         if not entry.parked:
-            sel.unregister(entry.sock)  # invariant 2: before the thread wakes
+            _unregister(sel, entry)  # invariant 2: before the thread wakes
         entry.end, entry.error = end, error
         entry.done.set()
 
@@ -241,11 +240,27 @@ def _due(at: float, pace: float) -> float:
     return math.ceil(at / grid) * grid
 
 
-def _silent(sock: socket.socket) -> bool:
+def _register(sel: selectors.BaseSelector, entry: _Entry) -> None:
+    for sock in entry.socks:
+        try:
+            sel.register(sock, selectors.EVENT_READ, entry)
+        except BaseException:
+            _unregister(sel, entry)  # all of the session's sockets or none
+            raise
+
+
+def _unregister(sel: selectors.BaseSelector, entry: _Entry) -> None:
+    for sock in entry.socks:
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(sock)
+
+
+def _silent(socks: tuple[socket.socket, ...]) -> bool:
     """Nothing to read right now (bytes waiting, or the end of the stream, are not silence).
     (poll(), not a peeking recv(): on a socket with a timeout CPython waits before a recv.)"""
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
+    for sock in socks:
+        poller.register(sock.fileno(), select.POLLIN)
     return not poller.poll(0)
 
 

@@ -80,10 +80,8 @@ class CameraRecorder:
         # The RTSP client in use (camera.reader `auto` starts with the own, nvr.media.rtsp)
         self.reader: str = "ffmpeg" if camera.reader == "ffmpeg" else "nvr"
         # How RTP comes now: `transport: auto` starts on TCP and moves to UDP when the camera
-        # refuses TCP. The own reader reads TCP only, so UDP means FFmpeg's reader.
+        # refuses TCP.
         self.transport: str = "udp" if camera.transport == "udp" else "tcp"
-        if self.transport == "udp" and camera.reader == "auto":
-            self.reader = "ffmpeg"
         self.stats = Stats()
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
@@ -149,6 +147,7 @@ class CameraRecorder:
             fps, bps = 0.0, 0
         end = self.writer.last_end_us
         delay = self.writer.anchor_delay_us
+        offset = self.stats.clock_offset_us
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
             "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
@@ -159,6 +158,9 @@ class CameraRecorder:
                               else timeutil.to_iso(self.last_error_us)),
             # How long after its stamp the latest frame arrived (docs/time.md, "The anchor").
             "timestamp_steps": self.stats.timestamp_steps,
+            "packets_lost": self.stats.packets_lost,
+            # The camera's own clock minus the box's (RTCP sender reports; docs/time.md).
+            "clock_offset_s": None if offset is None else round(offset / 1e6, 1),
             "anchor_delay_s": None if delay is None or self.state != "recording"
             else round(delay / 1e6, 3),
         }
@@ -336,17 +338,14 @@ class CameraRecorder:
     def _failed(self, end: SessionEnd, uptime_s: float) -> None:
         if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:
             self._pending_gap = (self.writer.last_end_us, end.gap_reason, end.message)
-        if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto" \
-                and self.camera.reader != "nvr":
-            # The camera wants RTP over UDP: FFmpeg's reader reads it so, from now on.
-            self.reader, self.transport = "ffmpeg", "udp"
-            self._handed_over = end.message
+        if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto":
+            # The camera wants RTP over UDP: read so from now on (for this run).
+            self.transport = "udp"
             self.errors += 1
-            self.last_error = "the camera refuses RTP over TCP; recording over UDP " \
-                "(FFmpeg's reader)"
+            self.last_error = "the camera refuses RTP over TCP; recording over UDP"
             self.last_error_us = self.clock.wall_us()
             _log.warning("transport_fallback", camera=self.camera.id, reason=end.message,
-                         action="recording over UDP with FFmpeg's RTSP reader")
+                         action="recording over UDP")
             return
         if end.own_reader_cannot and self.reader == "nvr" and self.camera.reader == "auto":
             # `reader: auto`: FFmpeg's reader takes this camera over, at once and for the rest

@@ -73,6 +73,9 @@ class Stats:
     frames: int = 0
     bytes: int = 0
     timestamp_steps: int = 0  # RTP clock steps the own reader repaired (nvr.ingest.decode_times)
+    packets_lost: int = 0  # RTP packets that never came (sequence gaps; the own reader)
+    # The camera's own clock minus the box's, µs (RTCP sender reports), while it sends them.
+    clock_offset_us: int | None = None
     # (arrival µs, size, decode time µs on the camera's clock or None), newest last.
     _window: deque[tuple[int, int, int | None]] = field(default_factory=lambda: deque(maxlen=512))
     _lock: Lock = field(default_factory=Lock)
@@ -126,7 +129,7 @@ class SessionContext:
     # basic_auth_allowed), and the status line that names the setting when it may not.
     allow_basic: bool = True
     basic_refusal: str = ""
-    transport: str = "tcp"  # how RTP comes: "tcp" (interleaved) or "udp" (FFmpeg's reader)
+    transport: str = "tcp"  # how RTP comes: "tcp" (interleaved) or "udp"
 
 
 def open_input(url: str, io_timeout_s: float, transport: str = "tcp"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import subprocess
 import time
 from pathlib import Path
 
@@ -158,8 +159,8 @@ async def test_auto_reader_hands_over_on_its_own_failures_only(
 
 async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
         tmp_path: Path, index: Index) -> None:
-    """`transport: auto`: the own reader's SETUP over TCP is refused (461), and FFmpeg's reader
-    records the camera over UDP (on loopback), and status says so."""
+    """`transport: auto`: the own reader's SETUP over TCP is refused (461), and it records the
+    camera over UDP (on loopback); status says so, and every segment decodes clean."""
     cam = TestCamera("--protocols", "udp").start()
     sink = IndexSink(index)
     rec = make_recorder("udp-only", cam.url("h264"), tmp_path, sink, reader="auto")
@@ -170,9 +171,17 @@ async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
     finally:
         await rec.stop()
         cam.stop()
-    assert st["state"] == "recording" and st["reader"] == "ffmpeg", st
+    assert st["state"] == "recording" and st["reader"] == "nvr", st
     assert st["transport"] == "udp", st
-    assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP " \
-        "(FFmpeg's reader)", st
-    for seg in await index.segments("udp-only"):
+    assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP", st
+    assert st["packets_lost"] == 0, st
+    segs = await index.segments("udp-only")
+    for seg in segs:
         assert _decode_all(Path(seg.path)) == seg.frames
+        _xerror_clean(Path(seg.path))
+
+
+def _xerror_clean(path: Path) -> None:
+    out = subprocess.run(["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0 and not out.stderr.strip(), f"{path.name}: {out.stderr}"

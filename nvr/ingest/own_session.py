@@ -24,6 +24,7 @@ import av.container
 import av.stream
 
 from nvr import log
+from nvr.ingest.anchor import WallAnchor
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
@@ -199,6 +200,12 @@ class Reading:
         self.repair: TimestampRepair[bytes] = TimestampRepair(
             self.tb, track.clock_rate // 15)
         self.wall0, self.mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
+        # The box's time of a presentation time, for the camera's sender reports: an anchor
+        # of its own (the writer's follows decode times), fed each frame that shows later
+        # than every one before it.
+        self.pts_anchor = WallAnchor(self.wall0 - self.mono0)
+        self.max_pts = -1
+        self.clock_logged = False
         self.video: av.stream.Stream | None = None
         self.started = False
         self.last_data = time.monotonic()  # when a recv() last brought bytes
@@ -221,6 +228,25 @@ class Reading:
             self._stepped()
         if depack.lost != self.lost:
             self._count_lost()
+        if self.rtsp.sender_reports:
+            self._camera_clock()
+
+    def _camera_clock(self) -> None:
+        """The camera's own clock minus the box's, from its latest sender report: the NTP
+        time it gives an RTP timestamp, against the box's stamp of that timestamp (docs/time.md,
+        "The camera's clock"). Reports that carry no wall time (NTP 0) say nothing."""
+        reports, self.rtsp.sender_reports = self.rtsp.sender_reports, []
+        sr = reports[-1]
+        if self.pts_anchor.anchor_us is None or self.unwrap.base is None or sr.ntp_us <= 0:
+            return
+        delta = (sr.rtp_ts - self.unwrap.last) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        box_us = self.pts_anchor.wall_us(int((self.unwrap.value + delta) * self.us_per_tick))
+        offset = self.ctx.stats.clock_offset_us = sr.ntp_us - box_us
+        if not self.clock_logged:
+            self.clock_logged = True
+            _log.info("camera_clock", camera=self.ctx.camera_id, offset_ms=round(offset / 1000))
 
     def _count_lost(self) -> None:
         """RTP packets lost (sequence gaps the depacketizer met), into the camera's count."""
@@ -238,8 +264,11 @@ class Reading:
                 self.video = video
                 # The reorder depth the SPS declares (FFmpeg read it while probing).
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
-            self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
-                                       len(au.data)))
+            pts = self.unwrap(au.rtp_ts)
+            if pts > self.max_pts:
+                self.max_pts = pts
+                self.pts_anchor.frame(int(pts * self.us_per_tick), now)
+            self._emit(self.times.feed(pts, au.key, (au.data, now), len(au.data)))
 
     def _stepped(self) -> None:
         """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""

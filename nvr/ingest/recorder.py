@@ -141,13 +141,18 @@ class CameraRecorder:
     def resume(self) -> None:
         self._paused = None
 
+    @property
+    def clock_offset_s(self) -> float | None:
+        """The camera's own clock minus the box's (RTCP sender reports), or None."""
+        offset = self.stats.clock_offset_us
+        return None if offset is None else round(offset / 1e6, 1)
+
     def status(self) -> dict[str, Any]:
         fps, bps = self.stats.rates(self.clock.mono_us())
         if self.state != "recording":
             fps, bps = 0.0, 0
         end = self.writer.last_end_us
         delay = self.writer.anchor_delay_us
-        offset = self.stats.clock_offset_us
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
             "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
@@ -160,7 +165,7 @@ class CameraRecorder:
             "timestamp_steps": self.stats.timestamp_steps,
             "packets_lost": self.stats.packets_lost,
             # The camera's own clock minus the box's (RTCP sender reports; docs/time.md).
-            "clock_offset_s": None if offset is None else round(offset / 1e6, 1),
+            "clock_offset_s": self.clock_offset_s,
             "anchor_delay_s": None if delay is None or self.state != "recording"
             else round(delay / 1e6, 3),
         }

@@ -268,10 +268,11 @@ def _read(
     repair: TimestampRepair[av.Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
     wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
     started = False
-    first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera-clock log line
+    first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera's clock
+    clock_read = False  # its offset from the box's is known (status: clock_offset_s)
 
     def handle(op: OutPacket[av.Packet]) -> None:
-        nonlocal started, first
+        nonlocal started, first, clock_read
         if not started or op.discontinuity:
             # One wall/monotonic pairing a session, for every arrival: a step of the box's
             # clock mid-session cannot reorder segments (docs/time.md).
@@ -281,6 +282,13 @@ def _read(
                 started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
+        if op.key and not clock_read and first is not None:
+            # The camera's first sender report, once FFmpeg has read one (looked for at
+            # keyframes: it comes a second or so into the stream, and does not change).
+            rt = getattr(container, "start_time_realtime", None)
+            if rt:
+                ctx.stats.clock_offset_us = int(rt + first[1] * tb * 1_000_000) - first[0]
+                clock_read = True
         if ctx.on_packet is not None:
             ctx.on_packet(op, video)
         payloads = op.payloads

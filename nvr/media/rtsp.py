@@ -476,14 +476,18 @@ class RtspSession:
         if auth:
             lines.append(f"Authorization: {auth}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
+        self._send_raw(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._last_sent = time.monotonic()
+        return self.cseq
+
+    def _send_raw(self, data: bytes) -> None:
+        assert self.sock is not None
         try:
-            self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            self.sock.sendall(data)
         except TimeoutError:
             raise
         except OSError as e:
             raise RtspError("offline", f"camera connection failed: {e.strerror or e}") from None
-        self._last_sent = time.monotonic()
-        return self.cseq
 
     def _send_and_wait(self, method: str, uri: str, headers: dict[str, str]) -> Reply:
         cseq = self._send(method, uri, headers)
@@ -639,8 +643,9 @@ class RtspSession:
                 self.sender_reports.append(sr)
 
     def _send_rr(self, now: float) -> None:
-        """An RTCP receiver report to the camera's RTCP port (over UDP only: over TCP the
-        connection itself shows that the receiver is there)."""
+        """An RTCP receiver report to the camera's RTCP port, over UDP only (over TCP the
+        connection shows that the receiver is there, and servers of the kind put between
+        cameras and recorders have been seen to take interleaved RTCP for a request)."""
         self._last_rr = now
         sr, at = self.last_sr if self.last_sr is not None else (None, now)
         block = self.reception.report_block(sr, now - at) \

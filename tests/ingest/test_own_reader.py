@@ -175,6 +175,9 @@ async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
     assert st["transport"] == "udp", st
     assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP", st
     assert st["packets_lost"] == 0, st
+    # The test camera's clock is the box's (GStreamer sends sender reports only now and
+    # then: tests/ingest/test_udp.py checks them against a camera that always does).
+    assert st["clock_offset_s"] is None or abs(st["clock_offset_s"]) < 1.0, st
     segs = await index.segments("udp-only")
     for seg in segs:
         assert _decode_all(Path(seg.path)) == seg.frames
@@ -185,3 +188,4 @@ def _xerror_clean(path: Path) -> None:
     out = subprocess.run(["ffmpeg", "-v", "error", "-xerror", "-i", str(path), "-f", "null", "-"],
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0 and not out.stderr.strip(), f"{path.name}: {out.stderr}"
+

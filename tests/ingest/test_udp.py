@@ -3,6 +3,7 @@ RTSP over TCP and sends its RTP over UDP out of order, with a packet lost and a 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import struct
@@ -10,10 +11,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from nvr import alerts
+from nvr.alerts import CameraView
 from nvr.media.rtcp import NTP_UNIX_OFFSET_S, ReceptionStats, receiver_report, sender_reports
 from nvr.media.rtp import Depacketizer, Reorder
 from nvr.media.rtsp import RtspSession
+from nvr.storage.index import Index
+from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
+from tests.ingest.replay_camera import DIALECTS, ReplayCamera
+from tests.ingest.test_own_reader import _xerror_clean
 
 
 def _in_order(seqs: list[int], depth: int = 64, wait_us: int = 200_000,
@@ -192,3 +200,45 @@ def test_own_reader_reads_rtp_over_udp_in_order_and_counts_the_lost() -> None:
     assert [(r[1], r[0] & 0x1F) for r in reports] == [(201, 0), (201, 1)]
     assert struct.unpack_from(">I", reports[1], 8)[0] == 0xC0FFEE
     assert struct.unpack_from(">I", reports[1], 12)[0] & 0xFFFFFF == 1
+
+
+async def test_a_udp_only_camera_with_a_wrong_clock_is_recorded_and_its_clock_alerts(
+        tmp_path: Path, index: Index) -> None:
+    """A camera (a real dialect, real video) that refuses interleaved TCP and whose own clock
+    is an hour ahead: `transport: auto` records it over UDP with the own reader, every segment
+    decodes with `ffmpeg -xerror`, and status says why UDP and how far off its clock is; the
+    alert names the camera and the fix. Another, over TCP, is two minutes behind."""
+    sink = IndexSink(index)
+    udp = ReplayCamera(DIALECTS[0], udp_only=True, clock_offset_s=3600.0).start()
+    tcp = ReplayCamera(DIALECTS[0], clock_offset_s=-120.0).start()
+    recs = {"yard": make_recorder("yard", udp.url(), tmp_path, sink, segment_seconds=1.0,
+                                  reader="auto"),
+            "gate": make_recorder("gate", tcp.url(), tmp_path, sink, segment_seconds=1.0,
+                                  reader="auto")}
+    for rec in recs.values():
+        rec.start()
+    try:
+        await wait_for(lambda: all(sink.indexed.get(n, 0) >= 2
+                                   and r.status()["clock_offset_s"] is not None
+                                   for n, r in recs.items()))
+        st = {n: r.status() for n, r in recs.items()}
+        views = [CameraView(n, s["state"], clock_offset_s=r.clock_offset_s)
+                 for (n, s), r in zip(st.items(), recs.values(), strict=True)]
+    finally:
+        await asyncio.gather(*(r.stop() for r in recs.values()))
+        for cam in (udp, tcp):
+            await asyncio.to_thread(cam.stop)
+    yard, gate = st["yard"], st["gate"]
+    assert yard["state"] == "recording" and yard["reader"] == "nvr", yard
+    assert yard["transport"] == "udp" and yard["packets_lost"] == 0, yard
+    assert yard["last_error"] == "the camera refuses RTP over TCP; recording over UDP", yard
+    assert gate["transport"] == "tcp" and gate["last_error"] == "", gate
+    assert abs(yard["clock_offset_s"] - 3600) < 1.0, yard
+    assert abs(gate["clock_offset_s"] + 120) < 1.0, gate
+    assert [a.message for a in alerts.alerts(views, set(), None)] == [
+        "camera yard's own clock is 60 min ahead of the recorder's; set its NTP server (the "
+        "time it shows in its picture is wrong)",
+        "camera gate's own clock is 2 min behind the recorder's; set its NTP server (the "
+        "time it shows in its picture is wrong)"]
+    for seg in await index.segments("yard"):
+        _xerror_clean(Path(seg.path))

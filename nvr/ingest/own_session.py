@@ -26,6 +26,7 @@ import av.stream
 from nvr import log
 from nvr.ingest.anchor import WallAnchor
 from nvr.ingest.decode_times import DecodeTimes
+from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
@@ -135,8 +136,6 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
             return SessionEnd("timeout", "camera stopped answering while setting up the stream"
                               + (f" ({e})" if str(e) else ""))
         reading = Reading(ctx, rtsp, track, probes)
-        from nvr.ingest.read_loop import shared_read_loop
-
         return shared_read_loop().run(reading)
     except _Stop as e:
         return e.end
@@ -287,6 +286,12 @@ class Reading:
             raise _Stop(SessionEnd(
                 "no_video", f"no keyframe in {NO_KEYFRAME_S:g} s of video (intra refresh "
                 "without IDR frames?)", permanent=True, own_reader_cannot=True))
+
+    def end_of_error(self, e: BaseException) -> SessionEnd | None:
+        return end_of_error(e, self.ctx.io_timeout_s)
+
+    def starved(self, now: float) -> SessionEnd | None:
+        return starved(self, now)
 
     def pace(self) -> float:
         """How long this camera's bytes may gather in its socket before the next read: the

@@ -43,10 +43,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nvr import log
-from nvr.ingest.own_session import Reading, end_of_error, starved
-from nvr.ingest.session import CAMERA_STALL_S, SessionEnd
+from nvr.ingest.session import CAMERA_STALL_S, SessionContext, SessionEnd
 
 _log = log.get("nvr.ingest.read_loop")
 IDLE_SELECT_S = 1.0  # with nothing readable: look at stops and timeouts at least this often
@@ -57,6 +57,26 @@ PACE_GRID_S = 0.1  # parked sessions wake on this grid (_due)
 LIVE_GRID_S = 0.01  # ... and a session with a short pace (watched live) on this one
 
 
+class Session(Protocol):
+    """What the loop drives: one camera's stream after set-up (nvr.ingest.own_session.Reading)."""
+
+    ctx: SessionContext
+    sockets: tuple[socket.socket, ...]  # the loop waits on these; step() when one is readable
+    last_data: float  # time.monotonic() when a step last brought bytes
+
+    def step(self) -> None:
+        """Read what is readable (without blocking) and everything it completes."""
+
+    def pace(self) -> float:
+        """Seconds to leave the sockets alone after a step (0: wait on them at once)."""
+
+    def starved(self, now: float) -> SessionEnd | None:
+        """The end of a session whose bytes come but make no progress, else None."""
+
+    def end_of_error(self, e: BaseException) -> SessionEnd | None:
+        """The session end that an exception from step() means; None: not the camera's."""
+
+
 class ReadLoopFailed(RuntimeError):
     """The loop itself failed (not one camera's stream): raised in every waiting camera's
     thread. Not a reason to hand a `reader: auto` camera to FFmpeg's reader."""
@@ -64,7 +84,7 @@ class ReadLoopFailed(RuntimeError):
 
 @dataclass(eq=False)
 class _Entry:
-    reading: Reading
+    reading: Session
     socks: tuple[socket.socket, ...]  # the RTSP connection, and over UDP the RTP and RTCP
     done: threading.Event = field(default_factory=threading.Event)
     end: SessionEnd | None = None
@@ -89,7 +109,7 @@ class ReadLoop:
             return self._thread is not None and now - self.round_at > LOOP_STALL_S
 
     # -- camera threads ------------------------------------------------------------------------
-    def run(self, reading: Reading) -> SessionEnd:
+    def run(self, reading: Session) -> SessionEnd:
         """Read the session in the loop until it ends; its end, or what it raised."""
         entry = _Entry(reading, reading.sockets)
         with self._lock:
@@ -194,7 +214,7 @@ class ReadLoop:
                 entry.reading.step()
                 pace = entry.reading.pace()
             except BaseException as e:  # noqa: BLE001 - handed to the camera's thread
-                end = end_of_error(e, entry.reading.ctx.io_timeout_s)
+                end = entry.reading.end_of_error(e)
                 self._release(sel, live, entry, end, None if end is not None else e)
                 continue
             if pace > 0:
@@ -212,9 +232,9 @@ class ReadLoop:
                         and now - max(entry.waiting_since, reading.last_data)
                         > reading.ctx.io_timeout_s
                         and _silent(entry.socks)):
-                    why = end_of_error(TimeoutError(), reading.ctx.io_timeout_s)
+                    why = reading.end_of_error(TimeoutError())
                 if why is None and not entry.parked:
-                    why = starved(reading, now)
+                    why = reading.starved(now)
             except BaseException as e:  # noqa: BLE001 - handed to the camera's thread
                 self._release(sel, live, entry, None, e)
                 continue

@@ -22,7 +22,9 @@ from typing import Any, Protocol
 
 from nvr import log, timeutil
 from nvr.config.model import CameraConfig, StorageConfig
+from nvr.ingest import readers
 from nvr.ingest.backoff import Backoff
+from nvr.ingest.read_loop import ReadLoopFailed
 from nvr.ingest.session import (
     STOPPED,
     SessionContext,
@@ -30,7 +32,6 @@ from nvr.ingest.session import (
     Stats,
     SystemClock,
     WallClock,
-    run_session,
 )
 from nvr.media.rtsp import BASIC_REFUSED, basic_auth_allowed
 from nvr.storage.index import NewSegment
@@ -49,6 +50,16 @@ class SegmentSink(Protocol):
     def state_changed(self, camera: str, state: str, reason: str) -> None: ...
 
 
+class Reader(Protocol):
+    """One RTSP client, as the recorder drives it: records one session into ctx.writer until
+    the stream fails or ctx.should_stop() says why to stop, finishes the open segment, and
+    returns why it ended. Camera trouble is a SessionEnd, never an exception (an exception is
+    a bug or a disk error: logged, and the session retried). Chosen by name (camera map
+    `reader:`) through a factory, nvr.ingest.readers.by_name unless a test gives its own."""
+
+    def __call__(self, ctx: SessionContext, /) -> SessionEnd: ...
+
+
 class CameraRecorder:
     def __init__(
         self,
@@ -64,7 +75,9 @@ class CameraRecorder:
         last_end_us: int | None = None,  # end of the camera's last indexed segment, if any
         max_pending: int = 16,
         config_file: str = "the camera map",  # named in a refusal that a camera map key fixes
+        reader_for: Callable[[str], Reader] = readers.by_name,
     ) -> None:
+        self.reader_for = reader_for
         self.camera = camera
         self.config_file = config_file
         self.sink = sink
@@ -295,8 +308,6 @@ class CameraRecorder:
                 _log.exception("session_crashed", camera=self.camera.id, reader=self.reader)
                 # Not a disk error, nor the read loop failing for every camera: the own reader
                 # met something in this camera's stream it cannot take.
-                from nvr.ingest.read_loop import ReadLoopFailed
-
                 end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}",
                                  own_reader_cannot=not isinstance(e, OSError | ReadLoopFailed))
             if end is STOPPED or self._stop.is_set():
@@ -317,11 +328,7 @@ class CameraRecorder:
                                                 self.camera.allow_basic_auth),
             self._basic_refusal(), self.transport,
         )
-        if self.reader == "nvr":
-            from nvr.ingest.own_session import run_own_session
-
-            return run_own_session(ctx)
-        return run_session(ctx)
+        return self.reader_for(self.reader)(ctx)
 
     def _basic_refusal(self) -> str:
         where = f"camera {self.camera.id} in {self.config_file}"

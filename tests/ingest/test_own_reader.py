@@ -127,9 +127,9 @@ async def test_auto_reader_keeps_its_own_for_h264_and_hands_mjpeg_to_ffmpegs(
     ("loop", False),  # the read loop failing fails every camera: not this camera's stream
 ])
 async def test_auto_reader_hands_over_on_its_own_failures_only(
-        tmp_path: Path, index: Index, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path, index: Index,
         raised: BaseException | str, switches: bool) -> None:
-    from nvr.ingest import own_session, session
+    from nvr.ingest import session
     from nvr.ingest.read_loop import ReadLoopFailed
 
     error = ReadLoopFailed("the read loop failed: KeyError") if raised == "loop" else raised
@@ -144,10 +144,8 @@ async def test_auto_reader_hands_over_on_its_own_failures_only(
         calls.append("ffmpeg")
         return session.SessionEnd("offline", "camera unreachable: test")
 
-    monkeypatch.setattr(own_session, "run_own_session", own)
-    monkeypatch.setattr("nvr.ingest.recorder.run_session", ffmpeg)
     rec = make_recorder("desk", "rtsp://127.0.0.1:9/x", tmp_path, IndexSink(index),
-                        reader="auto")
+                        reader="auto", reader_for={"nvr": own, "ffmpeg": ffmpeg}.__getitem__)
     rec.start()
     try:
         await wait_for(lambda: len(calls) >= 2)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from threading import Lock
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -27,9 +28,12 @@ import av.stream
 from nvr import log
 from nvr.ingest.redact import host_of, redact_text
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
+from nvr.media.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
 from nvr.storage.segment_writer import SegmentWriter
 
 _log = log.get("nvr.ingest.session")
+if TYPE_CHECKING:  # PyAV's stubs make Packet generic in its stream (not so at run time)
+    Packet: TypeAlias = av.Packet[av.stream.Stream]
 # A camera thread that has not beaten its heart (should_stop(), a packet, a second of waiting)
 # for this long is wedged: the watchdog replaces it. It must exceed the longest single blocking
 # step of a camera thread: an ONVIF look-up (60 s) and an RTSP set-up (a few io timeouts).
@@ -118,7 +122,7 @@ class SessionContext:
     on_started: Callable[[int], None]  # the first segment's start_us
     io_timeout_s: float = 5.0
     # Live view (nvr.web.fanout): every packet written, with its stream; returns at once.
-    on_packet: Callable[[OutPacket[av.Packet] | OutPacket[bytes], av.stream.Stream],
+    on_packet: Callable[[OutPacket[Packet] | OutPacket[bytes], av.stream.Stream],
                         None] | None = None
     # Whether somebody watches live now (the own reader then waits less between reads).
     watched: Callable[[], bool] | None = None
@@ -212,10 +216,6 @@ def _basic_only(ctx: SessionContext) -> SessionEnd | None:
     to refuse it; so where Basic is not allowed, the camera is first asked, without
     credentials, how it challenges, and a Basic-only camera is refused before FFmpeg talks to
     it. Best effort: a camera whose RTSP the probe cannot parse is left to FFmpeg."""
-    from urllib.parse import urlsplit
-
-    from nvr.media.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
-
     try:
         has_user = bool(urlsplit(ctx.url).username)
     except ValueError:
@@ -265,13 +265,13 @@ def _read(
     tb = Fraction(video.time_base or Fraction(1, 90000))
     us_per_tick = float(tb) * 1_000_000  # a float: this runs for every frame
     rate = video.average_rate or video.guessed_rate or 15
-    repair: TimestampRepair[av.Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
+    repair: TimestampRepair[Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
     wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
     started = False
     first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera's clock
     clock_read = False  # its offset from the box's is known (status: clock_offset_s)
 
-    def handle(op: OutPacket[av.Packet]) -> None:
+    def handle(op: OutPacket[Packet]) -> None:
         nonlocal started, first, clock_read
         if not started or op.discontinuity:
             # One wall/monotonic pairing a session, for every arrival: a step of the box's

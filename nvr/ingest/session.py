@@ -166,6 +166,12 @@ def open_input(url: str, io_timeout_s: float, transport: str = "tcp"
         # the PLAY that follows is refused with a 4xx (seen: GStreamer's rtsp-server).
         _log.info("open_refused", error=redact_text(str(e), url))
         raise _End(SessionEnd("no_video", "stream has no video", True)) from None
+    except av.error.OSError as e:
+        if e.errno == errno.EPROTONOSUPPORT and transport == "tcp":
+            # FFmpeg's word for a SETUP answered 461 Unsupported Transport.
+            raise _End(SessionEnd("offline", "the camera refuses RTP over TCP (SETUP: 461 "
+                                  "Unsupported Transport)", tcp_refused=True)) from None
+        raise _End(_classify(e, url)) from None
     except Exception as e:  # noqa: BLE001 - every other failure is "camera unreachable"
         raise _End(_classify(e, url)) from None
 

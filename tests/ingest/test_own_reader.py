@@ -155,13 +155,14 @@ async def test_auto_reader_hands_over_on_its_own_failures_only(
     assert rec.status()["reader"] == ("ffmpeg" if switches else "nvr")
 
 
+@pytest.mark.parametrize(("reader", "reads"), [("auto", "nvr"), ("ffmpeg", "ffmpeg")])
 async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
-        tmp_path: Path, index: Index) -> None:
-    """`transport: auto`: the own reader's SETUP over TCP is refused (461), and it records the
+        tmp_path: Path, index: Index, reader: str, reads: str) -> None:
+    """`transport: auto`: the SETUP over TCP is refused (461), and the same reader records the
     camera over UDP (on loopback); status says so, and every segment decodes clean."""
     cam = TestCamera("--protocols", "udp").start()
     sink = IndexSink(index)
-    rec = make_recorder("udp-only", cam.url("h264"), tmp_path, sink, reader="auto")
+    rec = make_recorder("udp-only", cam.url("h264"), tmp_path, sink, reader=reader)
     rec.start()
     try:
         await wait_for(lambda: sink.indexed.get("udp-only", 0) >= 2)
@@ -169,7 +170,7 @@ async def test_a_camera_that_refuses_rtp_over_tcp_is_recorded_over_udp(
     finally:
         await rec.stop()
         cam.stop()
-    assert st["state"] == "recording" and st["reader"] == "nvr", st
+    assert st["state"] == "recording" and st["reader"] == reads, st
     assert st["transport"] == "udp", st
     assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP", st
     assert st["packets_lost"] == 0, st

@@ -375,6 +375,9 @@ class CameraRecorder:
             return  # not an error of the camera; the pause loop shows the reason
         self.errors += 1
         message = end.message
+        if end.tcp_refused and self.camera.transport == "tcp":
+            message += (f"; set transport: auto (or udp) for camera {self.camera.id} in "
+                        f"{self.config_file}, then `nvr reload`")
         if self._handed_over:  # the first reason stays in sight, not only in the log
             message += (f"; FFmpeg's reader reads it since the recorder's own could not "
                         f"({self._handed_over})")

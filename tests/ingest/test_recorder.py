@@ -210,3 +210,5 @@ async def test_a_camera_refusing_rtp_over_tcp_moves_to_udp_under_transport_auto_
         assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP", st
     else:
         assert st["last_error"].startswith("the camera refuses RTP over TCP (SETUP: 461"), st
+        assert st["last_error"].endswith("set transport: auto (or udp) for camera porch in "
+                                         "the camera map, then `nvr reload`"), st

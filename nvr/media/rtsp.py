@@ -382,16 +382,14 @@ class RtspSession:
                 port = rtp.getsockname()[1]
                 if port % 2 == 0 and port < 65535:
                     rtcp.bind((local, port + 1))
-                    for s in (rtp, rtcp):
-                        s.setblocking(False)
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                    rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                    rtp.setblocking(False)
+                    rtcp.setblocking(False)
                     self.rtp_sock, self.rtcp_sock = rtp, rtcp
-            except OSError:
-                pass
-            else:
-                if self.rtp_sock is not None:
                     self._control.register(self.sock.fileno(), select.POLLIN)
                     return int(port)
+            except OSError:
+                pass  # the odd port is taken: another pair
             rtp.close()
             rtcp.close()
         raise RtspError("offline", "no free pair of UDP ports (even and odd) for RTP and RTCP")

@@ -38,7 +38,11 @@ to just above every pts so far, by as much as a frame can come below the running
 the first GOP (B-pyramid): no later frame of the new timeline then shares or falls below a
 pts of the old one and every dts rises, at the cost of a few frames' worth of display time.
 `steps` counts them, `last_step` is the last one's size (ticks, beyond the expected change).
-Steps of under 3 frames forward (+0.5 s below 6 fps) stay as they come.
+A change off the pattern but within what the first GOP showed, that lands in order (above
+the last dts, on no pts handed on, no higher above the largest pts than the first GOP rose),
+is the encoder choosing another GOP, not a step. At the end of the first GOP, before any
+pattern, a keyframe is expected just above every frame before it (closed GOPs). Not repaired:
+a step within the first GOP, and steps under those thresholds, which stay as they come.
 """
 
 from __future__ import annotations

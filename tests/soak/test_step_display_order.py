@@ -7,9 +7,15 @@ pattern (nvr/ingest/decode_times.py)."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from nvr.ingest.decode_times import DecodeTimes
+from tests.camserver import TestCamera
+from tests.ingest.recording_helpers import IndexSink, make_recorder, open_index, wait_for
+from tests.ingest.rtsp_relay import Relay
 
 FRAME = 6000  # 90 kHz ticks at 15 fps
 GOP = 15
@@ -42,3 +48,40 @@ def test_a_step_mid_gop_keeps_every_frame_in_display_order(step: int) -> None:
         out_of_order += [(at, a, b) for a, b in zip(shown, shown[1:], strict=False)
                          if b[1] <= a[1]]
     assert not out_of_order, out_of_order[:4]
+
+
+def decode_strictly(path: Path) -> tuple[int, str]:
+    """(exit code, stderr) of `ffmpeg -v error -xerror` decoding every picture of a file."""
+    r = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-xerror", "-i", str(path),
+                        "-f", "null", "-"], capture_output=True, text=True, timeout=60)
+    return r.returncode, r.stderr
+
+
+@pytest.mark.slow
+async def test_a_b_frame_camera_through_a_relay_that_steps_its_clock_records_clean_segments(
+        testcam: TestCamera, tmp_path: Path) -> None:
+    # x264 bframes=2, B-pyramid (tools/testcam.py /h264-bframes) behind a relay that steps its
+    # RTP clock by +0.5 s and -0.8 s, twice each, mid-GOP wherever the time falls: every
+    # segment decodes with FFmpeg's strictest check, silently.
+    steps = [(3.0, 45000), (4.7, -72000), (6.3, 45000), (8.0, -72000)]
+    index = await open_index(tmp_path)
+    try:
+        with Relay(testcam.url("h264-bframes"), steps=steps) as relay:
+            relay.wait_buffered(0.2)
+            sink = IndexSink(index)
+            rec = make_recorder("stacks", relay.url(), tmp_path, sink, reader="nvr")
+            rec.start()
+            try:
+                await wait_for(relay.stepped.is_set, within_s=30)
+                after = sink.indexed.get("stacks", 0)
+                await wait_for(lambda: sink.indexed.get("stacks", 0) >= after + 1, within_s=15)
+                status = rec.status()
+            finally:
+                await rec.stop()
+        segs = await index.segments("stacks")
+    finally:
+        await index.db.close()
+    assert status["timestamp_steps"] >= 1 and status["errors"] == 0, status
+    assert len(segs) >= 4
+    for s in segs:
+        assert decode_strictly(Path(s.path)) == (0, ""), Path(s.path).name

@@ -190,7 +190,6 @@ def test_a_step_at_every_position_of_a_gop_continues_the_timeline_in_display_ord
     frames = gops([PATTERNS[pattern]] * 5)
     n = sum(PATTERNS[pattern]) + 1
     for at in range(n, 3 * n):  # the second and third GOPs' keyframes and every frame after
-
         dt, got = run_stepped(frames, {at: step})
         assert_valid(frames, got)
         assert dt.steps == 1 and dt.last_step == step, at
@@ -220,15 +219,17 @@ def test_steps_in_gops_that_change_their_structure_still_give_rising_dts(
     assert_valid(frames, got)
 
 
-def test_a_step_where_the_gop_changes_its_structure_is_moved_above_every_frame() -> None:
-    # The pattern says a P-frame comes next (P3 B1 B2); the encoder sends a run of one instead
-    # (P1) and the clock steps back 0.8 s there: the pattern would put it on P3's pts, handed
-    # on already, so it goes above every frame so far.
-    frames = gops([[3, 3, 3]] * 3 + [[3, 1, 1, 3]] + [[3, 3, 3]])
-    at = 3 * 10 + 4  # the fourth GOP's P4 after its P3 B1 B2
-    assert frames[at - 1:at + 1] == [(32, False), (34, False)]
+def test_a_frame_the_pattern_misplaces_onto_a_pts_handed_on_goes_above_every_frame() -> None:
+    # The pattern says a P-frame 3 frames on comes next (I30 P33 B31 B32); the encoder sends
+    # a run of 4 instead (I30 P34 B32 b31 b33) and the clock steps back 0.8 s at its P34. The
+    # pattern puts P34 on 33, B32 on 31, and b31 on 30, the keyframe's pts: b31 goes above
+    # every frame so far instead (out of its place, but no pts shared, every dts rising).
+    frames = gops([[3, 3, 3]] * 3 + [[4, 4, 1]] + [[3, 3, 3]])
+    at = 3 * 10 + 1
+    assert frames[at - 1:at + 3] == [(30, True), (34, False), (32, False), (31, False)]
     dt, got = run_stepped(frames, {at: -72000})
     assert_valid(frames, got)
     assert dt.steps == 1
     pts = [p for _, p, _ in got]
-    assert pts[at] > max(pts[:at]) and len(set(pts)) == len(pts)
+    assert pts[at:at + 2] == [33 * STEP, 31 * STEP]
+    assert pts[at + 2] > max(pts[:at + 2]) and len(set(pts)) == len(pts)

@@ -278,8 +278,7 @@ class CameraConfig(Strict):
     # camera the own cannot read or keeps failing on (docs/design.md, "Ingest hot path").
     reader: Literal["auto", "ffmpeg", "nvr"] = "auto"
     # How RTP comes: `auto` (the default) interleaved in the RTSP connection (TCP), and over UDP
-    # for a camera that refuses that; `tcp` or `udp` only. The own reader reads TCP only: a
-    # camera on UDP is read by FFmpeg's reader (docs/design.md, "Ingest hot path").
+    # for a camera that refuses that; `tcp` or `udp` only. Both readers read either.
     transport: Literal["auto", "tcp", "udp"] = "auto"
     # Parts of the picture burned into every export and still (docs/policy.md, "Privacy
     # masks"); the recorded segments themselves are never re-encoded.
@@ -292,7 +291,7 @@ class CameraConfig(Strict):
     # How the camera may be answered when it asks for a password: `digest` never
     # sends it in clear (a Basic-only camera is refused), `any` answers Basic too. Unset: Basic
     # only to a loopback address or over rtsps://, or where allow_basic_auth: true says the
-    # network is trusted (nvr.ingest.rtsp.basic_auth_allowed).
+    # network is trusted (nvr.media.rtsp.basic_auth_allowed).
     auth: Literal["digest", "any"] | None = None
     allow_basic_auth: bool = False
 
@@ -321,9 +320,6 @@ class CameraConfig(Strict):
         if self.auth == "digest" and self.allow_basic_auth:
             raise ValueError("auth: digest refuses Basic authentication, allow_basic_auth: true "
                              "allows it; keep one of them")
-        if self.reader == "nvr" and self.transport == "udp":
-            raise ValueError("reader: nvr reads RTP over TCP only, transport: udp asks for UDP; "
-                             "set reader: auto or ffmpeg for this camera")
         return self
 
 

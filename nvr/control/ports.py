@@ -35,6 +35,10 @@ class CameraStatus(Protocol):
     reason: str
     errors: int
 
+    @property
+    def clock_offset_s(self) -> float | None:
+        """The camera's own clock minus the box's (RTCP sender reports), or None."""
+
     def status(self) -> dict[str, Any]: ...
 
 

@@ -43,6 +43,8 @@ class CameraBase(TypedDict):
     last_error_at: NotRequired[str | None]
     timestamp_steps: NotRequired[int]
     anchor_delay_s: NotRequired[float | None]
+    clock_offset_s: NotRequired[float | None]
+    packets_lost: NotRequired[int]
 
 
 class CameraStatus(CameraBase):

@@ -1,7 +1,7 @@
 """One ingest session through the recorder's own RTSP reader (`reader: nvr` in the camera map).
 
 The same contract as nvr.ingest.session.run_session — the same SessionContext, SessionEnd kinds,
-timestamp repair, segment writer and live tap — with nvr.ingest.rtsp and nvr.ingest.rtp in place
+timestamp repair, segment writer and live tap — with nvr.media.rtsp and nvr.media.rtp in place
 of FFmpeg's RTSP demuxer: many RTP packets a recv(), and Python work per access unit rather than
 poll+recv pairs per RTP packet (docs/design.md, "Ingest hot path").
 
@@ -24,18 +24,24 @@ import av.container
 import av.stream
 
 from nvr import log
+from nvr.ingest.anchor import WallAnchor
 from nvr.ingest.decode_times import DecodeTimes
+from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
-from nvr.ingest.rtp import Depacketizer
-from nvr.ingest.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
 from nvr.media.access_unit import annexb
+from nvr.media.rtp import AccessUnit, Depacketizer
+from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 
 _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read
 LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
 PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP buffer (tcp_rmem)
+# Over UDP a full socket buffer drops datagrams: shorter waits, and less gathered in one (a
+# datagram takes about twice its size of the buffer, whose default is ~200 KB).
+UDP_PACE_S = 0.1
+UDP_PACE_BYTES = 32 * 1024
 # Video flowing this long without a keyframe (IDR/IRAP) the reader can start on: a stream it
 # cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
 NO_KEYFRAME_S = 30.0
@@ -116,7 +122,8 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
     reading: Reading | None = None
     try:
         rtsp = RtspSession(ctx.url, ctx.io_timeout_s, on_socket=ctx.on_socket,
-                           allow_basic=ctx.allow_basic)
+                           allow_basic=ctx.allow_basic,
+                           transport="udp" if ctx.transport == "udp" else "tcp")
     except RtspError as e:  # a URL it cannot read, or not rtsp://
         return SessionEnd("offline", str(e), permanent=True, own_reader_cannot=True)
     try:
@@ -129,8 +136,6 @@ def run_own_session(ctx: SessionContext) -> SessionEnd:
             return SessionEnd("timeout", "camera stopped answering while setting up the stream"
                               + (f" ({e})" if str(e) else ""))
         reading = Reading(ctx, rtsp, track, probes)
-        from nvr.ingest.read_loop import shared_read_loop
-
         return shared_read_loop().run(reading)
     except _Stop as e:
         return e.end
@@ -179,6 +184,8 @@ class Reading:
     def __init__(self, ctx: SessionContext, rtsp: RtspSession, track: VideoTrack,
                  probes: list[av.container.InputContainer]) -> None:
         self.ctx, self.rtsp, self.track, self.probes = ctx, rtsp, track, probes
+        self.sockets = rtsp.sockets()  # what the read loop waits on
+        self.udp = rtsp.rtp_sock is not None
         self.tb = Fraction(1, track.clock_rate)
         self.us_per_tick = 1_000_000 / track.clock_rate  # a float: used for every frame
         self.depack = Depacketizer(track.codec)
@@ -192,12 +199,19 @@ class Reading:
         self.repair: TimestampRepair[bytes] = TimestampRepair(
             self.tb, track.clock_rate // 15)
         self.wall0, self.mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
+        # The box's time of a presentation time, for the camera's sender reports: an anchor
+        # of its own (the writer's follows decode times), fed each frame that shows later
+        # than every one before it.
+        self.pts_anchor = WallAnchor(self.wall0 - self.mono0)
+        self.max_pts = -1
+        self.clock_logged = False
         self.video: av.stream.Stream | None = None
         self.started = False
         self.last_data = time.monotonic()  # when a recv() last brought bytes
         self.last_unit = self.last_data  # when a recv() last completed a frame (progress)
         self.first_unit: float | None = None  # when the first access unit arrived
         self.got = 0  # what the last recv() took
+        self.lost = 0  # RTP packets lost, counted so far
         self.steps = 0  # RTP timestamp steps repaired (nvr.ingest.decode_times), counted so far
 
     def step(self) -> None:
@@ -208,7 +222,37 @@ class Reading:
         self.last_data = time.monotonic()
         if units:
             self.last_unit = self.last_data
-        now = self.ctx.clock.mono_us()  # the arrival of what this recv() took
+        self._units(units, self.ctx.clock.mono_us())  # arrived now: what this recv() took
+        if self.times.steps != self.steps:
+            self._stepped()
+        if depack.lost != self.lost:
+            self._count_lost()
+        if self.rtsp.sender_reports:
+            self._camera_clock()
+
+    def _camera_clock(self) -> None:
+        """The camera's own clock minus the box's, from its latest sender report: the NTP
+        time it gives an RTP timestamp, against the box's stamp of that timestamp (docs/time.md,
+        "The camera's clock"). Reports that carry no wall time (NTP 0) say nothing."""
+        reports, self.rtsp.sender_reports = self.rtsp.sender_reports, []
+        sr = reports[-1]
+        if self.pts_anchor.anchor_us is None or self.unwrap.base is None or sr.ntp_us <= 0:
+            return
+        delta = (sr.rtp_ts - self.unwrap.last) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            delta -= 0x100000000
+        box_us = self.pts_anchor.wall_us(int((self.unwrap.value + delta) * self.us_per_tick))
+        offset = self.ctx.stats.clock_offset_us = sr.ntp_us - box_us
+        if not self.clock_logged:
+            self.clock_logged = True
+            _log.info("camera_clock", camera=self.ctx.camera_id, offset_ms=round(offset / 1000))
+
+    def _count_lost(self) -> None:
+        """RTP packets lost (sequence gaps the depacketizer met), into the camera's count."""
+        self.ctx.stats.packets_lost += self.depack.lost - self.lost
+        self.lost = self.depack.lost
+
+    def _units(self, units: list[AccessUnit], now: int) -> None:
         for au in units:
             if self.video is None:
                 if not au.key:
@@ -219,10 +263,11 @@ class Reading:
                 self.video = video
                 # The reorder depth the SPS declares (FFmpeg read it while probing).
                 self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
-            self._emit(self.times.feed(self.unwrap(au.rtp_ts), au.key, (au.data, now),
-                                       len(au.data)))
-        if self.times.steps != self.steps:
-            self._stepped()
+            pts = self.unwrap(au.rtp_ts)
+            if pts > self.max_pts:
+                self.max_pts = pts
+                self.pts_anchor.frame(int(pts * self.us_per_tick), now)
+            self._emit(self.times.feed(pts, au.key, (au.data, now), len(au.data)))
 
     def _stepped(self) -> None:
         """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""
@@ -242,6 +287,12 @@ class Reading:
                 "no_video", f"no keyframe in {NO_KEYFRAME_S:g} s of video (intra refresh "
                 "without IDR frames?)", permanent=True, own_reader_cannot=True))
 
+    def end_of_error(self, e: BaseException) -> SessionEnd | None:
+        return end_of_error(e, self.ctx.io_timeout_s)
+
+    def starved(self, now: float) -> SessionEnd | None:
+        return starved(self, now)
+
     def pace(self) -> float:
         """How long this camera's bytes may gather in its socket before the next read: the
         socket is drained, so one wake-up and one recv() take several frames, not one RTP
@@ -253,11 +304,22 @@ class Reading:
             return 0.0
         watched = self.ctx.watched is not None and self.ctx.watched()
         pace = LIVE_PACE_S if watched else READ_PACE_S
+        if self.udp:
+            pace = min(pace, UDP_PACE_S)
+            return min(pace, pace * UDP_PACE_BYTES / max(self.got, 1))
         return min(pace, pace * PACE_BYTES / max(self.got, 1))
 
     def flush(self) -> None:
-        """The frames still held for decode-time derivation and repair, into the writer."""
+        """The frames still held for reordering, decode-time derivation and repair, into the
+        writer."""
+        held: list[bytes] = []
+        self.rtsp.reorder.flush(held)
+        for pkt in held:
+            self.depack.push_at(pkt, 0, len(pkt))
+        units, self.depack.ready = self.depack.ready, []
+        self._count_lost()
         if self.video is not None:
+            self._units(units, self.ctx.clock.mono_us())
             self._emit(self.times.flush())
             for last in self.repair.flush():
                 self._handle(last)

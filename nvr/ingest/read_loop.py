@@ -33,6 +33,7 @@ Invariants:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import math
@@ -42,11 +43,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from nvr import log
-from nvr.ingest.own_session import Reading, end_of_error, starved
-from nvr.ingest.session import SessionEnd
-from nvr.runtime.watchdog import CAMERA_STALL_S
+from nvr.ingest.session import CAMERA_STALL_S, SessionContext, SessionEnd
 
 _log = log.get("nvr.ingest.read_loop")
 IDLE_SELECT_S = 1.0  # with nothing readable: look at stops and timeouts at least this often
@@ -57,6 +57,26 @@ PACE_GRID_S = 0.1  # parked sessions wake on this grid (_due)
 LIVE_GRID_S = 0.01  # ... and a session with a short pace (watched live) on this one
 
 
+class Session(Protocol):
+    """What the loop drives: one camera's stream after set-up (nvr.ingest.own_session.Reading)."""
+
+    ctx: SessionContext
+    sockets: tuple[socket.socket, ...]  # the loop waits on these; step() when one is readable
+    last_data: float  # time.monotonic() when a step last brought bytes
+
+    def step(self) -> None:
+        """Read what is readable (without blocking) and everything it completes."""
+
+    def pace(self) -> float:
+        """Seconds to leave the sockets alone after a step (0: wait on them at once)."""
+
+    def starved(self, now: float) -> SessionEnd | None:
+        """The end of a session whose bytes come but make no progress, else None."""
+
+    def end_of_error(self, e: BaseException) -> SessionEnd | None:
+        """The session end that an exception from step() means; None: not the camera's."""
+
+
 class ReadLoopFailed(RuntimeError):
     """The loop itself failed (not one camera's stream): raised in every waiting camera's
     thread. Not a reason to hand a `reader: auto` camera to FFmpeg's reader."""
@@ -64,8 +84,8 @@ class ReadLoopFailed(RuntimeError):
 
 @dataclass(eq=False)
 class _Entry:
-    reading: Reading
-    sock: socket.socket
+    reading: Session
+    socks: tuple[socket.socket, ...]  # the RTSP connection, and over UDP the RTP and RTCP
     done: threading.Event = field(default_factory=threading.Event)
     end: SessionEnd | None = None
     error: BaseException | None = None
@@ -89,11 +109,9 @@ class ReadLoop:
             return self._thread is not None and now - self.round_at > LOOP_STALL_S
 
     # -- camera threads ------------------------------------------------------------------------
-    def run(self, reading: Reading) -> SessionEnd:
+    def run(self, reading: Session) -> SessionEnd:
         """Read the session in the loop until it ends; its end, or what it raised."""
-        sock = reading.rtsp.sock
-        assert sock is not None
-        entry = _Entry(reading, sock)
+        entry = _Entry(reading, reading.sockets)
         with self._lock:
             self._incoming.append(entry)
             if self._thread is None or not self._thread.is_alive():
@@ -147,7 +165,7 @@ class ReadLoop:
                         return
                 for entry in incoming:
                     try:
-                        sel.register(entry.sock, selectors.EVENT_READ, entry)
+                        _register(sel, entry)
                     except (OSError, ValueError) as e:  # (a socket closed under us)
                         entry.error = ReadLoopFailed(f"the read loop could not take the "
                                                      f"session: {type(e).__name__}: {e}")
@@ -178,7 +196,7 @@ class ReadLoop:
         while parked and parked[0][0] <= now:
             _, _, entry = heapq.heappop(parked)
             if entry in live:
-                sel.register(entry.sock, selectors.EVENT_READ, entry)
+                _register(sel, entry)
                 entry.parked, entry.waiting_since = False, now
         timeout = IDLE_SELECT_S if not parked else min(IDLE_SELECT_S, max(0.0, parked[0][0] - now))
         for key, _ in sel.select(timeout):
@@ -196,11 +214,11 @@ class ReadLoop:
                 entry.reading.step()
                 pace = entry.reading.pace()
             except BaseException as e:  # noqa: BLE001 - handed to the camera's thread
-                end = end_of_error(e, entry.reading.ctx.io_timeout_s)
+                end = entry.reading.end_of_error(e)
                 self._release(sel, live, entry, end, None if end is not None else e)
                 continue
             if pace > 0:
-                sel.unregister(entry.sock)
+                _unregister(sel, entry)
                 entry.parked = True
                 heapq.heappush(parked, (_due(time.monotonic() + pace, pace), next(order), entry))
             else:
@@ -213,10 +231,10 @@ class ReadLoop:
                 if (why is None and not entry.parked
                         and now - max(entry.waiting_since, reading.last_data)
                         > reading.ctx.io_timeout_s
-                        and _silent(entry.sock)):
-                    why = end_of_error(TimeoutError(), reading.ctx.io_timeout_s)
+                        and _silent(entry.socks)):
+                    why = reading.end_of_error(TimeoutError())
                 if why is None and not entry.parked:
-                    why = starved(reading, now)
+                    why = reading.starved(now)
             except BaseException as e:  # noqa: BLE001 - handed to the camera's thread
                 self._release(sel, live, entry, None, e)
                 continue
@@ -227,7 +245,7 @@ class ReadLoop:
                  end: SessionEnd | None, error: BaseException | None) -> None:
         live.discard(entry)
         if not entry.parked:
-            sel.unregister(entry.sock)  # invariant 2: before the thread wakes
+            _unregister(sel, entry)  # invariant 2: before the thread wakes
         entry.end, entry.error = end, error
         entry.done.set()
 
@@ -242,11 +260,27 @@ def _due(at: float, pace: float) -> float:
     return math.ceil(at / grid) * grid
 
 
-def _silent(sock: socket.socket) -> bool:
+def _register(sel: selectors.BaseSelector, entry: _Entry) -> None:
+    for sock in entry.socks:
+        try:
+            sel.register(sock, selectors.EVENT_READ, entry)
+        except BaseException:
+            _unregister(sel, entry)  # all of the session's sockets or none
+            raise
+
+
+def _unregister(sel: selectors.BaseSelector, entry: _Entry) -> None:
+    for sock in entry.socks:
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(sock)
+
+
+def _silent(socks: tuple[socket.socket, ...]) -> bool:
     """Nothing to read right now (bytes waiting, or the end of the stream, are not silence).
     (poll(), not a peeking recv(): on a socket with a timeout CPython waits before a recv.)"""
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
+    for sock in socks:
+        poller.register(sock.fileno(), select.POLLIN)
     return not poller.poll(0)
 
 

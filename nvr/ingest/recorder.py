@@ -22,8 +22,9 @@ from typing import Any, Protocol
 
 from nvr import log, timeutil
 from nvr.config.model import CameraConfig, StorageConfig
+from nvr.ingest import readers
 from nvr.ingest.backoff import Backoff
-from nvr.ingest.rtsp import BASIC_REFUSED, basic_auth_allowed
+from nvr.ingest.read_loop import ReadLoopFailed
 from nvr.ingest.session import (
     STOPPED,
     SessionContext,
@@ -31,8 +32,8 @@ from nvr.ingest.session import (
     Stats,
     SystemClock,
     WallClock,
-    run_session,
 )
+from nvr.media.rtsp import BASIC_REFUSED, basic_auth_allowed
 from nvr.storage.index import NewSegment
 from nvr.storage.segment_writer import SegmentWriter
 
@@ -47,6 +48,16 @@ class SegmentSink(Protocol):
     async def segment_closed(self, seg: NewSegment) -> None: ...
     async def gap(self, camera: str, start_us: int, end_us: int, reason: str, detail: str) -> None: ...
     def state_changed(self, camera: str, state: str, reason: str) -> None: ...
+
+
+class Reader(Protocol):
+    """One RTSP client, as the recorder drives it: records one session into ctx.writer until
+    the stream fails or ctx.should_stop() says why to stop, finishes the open segment, and
+    returns why it ended. Camera trouble is a SessionEnd, never an exception (an exception is
+    a bug or a disk error: logged, and the session retried). Chosen by name (camera map
+    `reader:`) through a factory, nvr.ingest.readers.by_name unless a test gives its own."""
+
+    def __call__(self, ctx: SessionContext, /) -> SessionEnd: ...
 
 
 class CameraRecorder:
@@ -64,7 +75,9 @@ class CameraRecorder:
         last_end_us: int | None = None,  # end of the camera's last indexed segment, if any
         max_pending: int = 16,
         config_file: str = "the camera map",  # named in a refusal that a camera map key fixes
+        reader_for: Callable[[str], Reader] = readers.by_name,
     ) -> None:
+        self.reader_for = reader_for
         self.camera = camera
         self.config_file = config_file
         self.sink = sink
@@ -77,13 +90,11 @@ class CameraRecorder:
             mono_us=self.clock.mono_us,
         )
         self.writer.last_end_us = last_end_us
-        # The RTSP client in use (camera.reader `auto` starts with the own, nvr.ingest.rtsp)
+        # The RTSP client in use (camera.reader `auto` starts with the own, nvr.media.rtsp)
         self.reader: str = "ffmpeg" if camera.reader == "ffmpeg" else "nvr"
         # How RTP comes now: `transport: auto` starts on TCP and moves to UDP when the camera
-        # refuses TCP. The own reader reads TCP only, so UDP means FFmpeg's reader.
+        # refuses TCP.
         self.transport: str = "udp" if camera.transport == "udp" else "tcp"
-        if self.transport == "udp" and camera.reader == "auto":
-            self.reader = "ffmpeg"
         self.stats = Stats()
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
@@ -144,6 +155,12 @@ class CameraRecorder:
     def resume(self) -> None:
         self._paused = None
 
+    @property
+    def clock_offset_s(self) -> float | None:
+        """The camera's own clock minus the box's (RTCP sender reports), or None."""
+        offset = self.stats.clock_offset_us
+        return None if offset is None else round(offset / 1e6, 1)
+
     def status(self) -> dict[str, Any]:
         fps, bps = self.stats.rates(self.clock.mono_us())
         if self.state != "recording":
@@ -160,6 +177,9 @@ class CameraRecorder:
                               else timeutil.to_iso(self.last_error_us)),
             # How long after its stamp the latest frame arrived (docs/time.md, "The anchor").
             "timestamp_steps": self.stats.timestamp_steps,
+            "packets_lost": self.stats.packets_lost,
+            # The camera's own clock minus the box's (RTCP sender reports; docs/time.md).
+            "clock_offset_s": self.clock_offset_s,
             "anchor_delay_s": None if delay is None or self.state != "recording"
             else round(delay / 1e6, 3),
         }
@@ -289,8 +309,6 @@ class CameraRecorder:
                 _log.exception("session_crashed", camera=self.camera.id, reader=self.reader)
                 # Not a disk error, nor the read loop failing for every camera: the own reader
                 # met something in this camera's stream it cannot take.
-                from nvr.ingest.read_loop import ReadLoopFailed
-
                 end = SessionEnd("offline", f"recording failed: {type(e).__name__}: {e}",
                                  own_reader_cannot=not isinstance(e, OSError | ReadLoopFailed))
             if end is STOPPED or self._stop.is_set():
@@ -311,11 +329,7 @@ class CameraRecorder:
                                                 self.camera.allow_basic_auth),
             self._basic_refusal(), self.transport,
         )
-        if self.reader == "nvr":
-            from nvr.ingest.own_session import run_own_session
-
-            return run_own_session(ctx)
-        return run_session(ctx)
+        return self.reader_for(self.reader)(ctx)
 
     def _basic_refusal(self) -> str:
         where = f"camera {self.camera.id} in {self.config_file}"
@@ -345,17 +359,14 @@ class CameraRecorder:
     def _failed(self, end: SessionEnd, uptime_s: float) -> None:
         if self._pending_gap is None and self._recorded_any and self.writer.last_end_us:
             self._pending_gap = (self.writer.last_end_us, end.gap_reason, end.message)
-        if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto" \
-                and self.camera.reader != "nvr":
-            # The camera wants RTP over UDP: FFmpeg's reader reads it so, from now on.
-            self.reader, self.transport = "ffmpeg", "udp"
-            self._handed_over = end.message
+        if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto":
+            # The camera wants RTP over UDP: read so from now on (for this run).
+            self.transport = "udp"
             self.errors += 1
-            self.last_error = "the camera refuses RTP over TCP; recording over UDP " \
-                "(FFmpeg's reader)"
+            self.last_error = "the camera refuses RTP over TCP; recording over UDP"
             self.last_error_us = self.clock.wall_us()
             _log.warning("transport_fallback", camera=self.camera.id, reason=end.message,
-                         action="recording over UDP with FFmpeg's RTSP reader")
+                         action="recording over UDP")
             return
         if end.own_reader_cannot and self.reader == "nvr" and self.camera.reader == "auto":
             # `reader: auto`: FFmpeg's reader takes this camera over, at once and for the rest
@@ -373,6 +384,9 @@ class CameraRecorder:
             return  # not an error of the camera; the pause loop shows the reason
         self.errors += 1
         message = end.message
+        if end.tcp_refused and self.camera.transport == "tcp":
+            message += (f"; set transport: auto (or udp) for camera {self.camera.id} in "
+                        f"{self.config_file}, then `nvr reload`")
         if self._handed_over:  # the first reason stays in sight, not only in the log
             message += (f"; FFmpeg's reader reads it since the recorder's own could not "
                         f"({self._handed_over})")

@@ -9,6 +9,7 @@ safe to show (never the URL's credentials).
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections import deque
@@ -16,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from threading import Lock
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
+from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -26,9 +28,16 @@ import av.stream
 from nvr import log
 from nvr.ingest.redact import host_of, redact_text
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
+from nvr.media.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
 from nvr.storage.segment_writer import SegmentWriter
 
 _log = log.get("nvr.ingest.session")
+if TYPE_CHECKING:  # PyAV's stubs make Packet generic in its stream (not so at run time)
+    Packet: TypeAlias = av.Packet[av.stream.Stream]
+# A camera thread that has not beaten its heart (should_stop(), a packet, a second of waiting)
+# for this long is wedged: the watchdog replaces it. It must exceed the longest single blocking
+# step of a camera thread: an ONVIF look-up (60 s) and an RTSP set-up (a few io timeouts).
+CAMERA_STALL_S = float(os.environ.get("NVR_CAMERA_STALL_SECONDS", "90"))
 
 
 class WallClock(Protocol):
@@ -68,6 +77,9 @@ class Stats:
     frames: int = 0
     bytes: int = 0
     timestamp_steps: int = 0  # RTP clock steps the own reader repaired (nvr.ingest.decode_times)
+    packets_lost: int = 0  # RTP packets that never came (sequence gaps; the own reader)
+    # The camera's own clock minus the box's, µs (RTCP sender reports), while it sends them.
+    clock_offset_us: int | None = None
     # (arrival µs, size, decode time µs on the camera's clock or None), newest last.
     _window: deque[tuple[int, int, int | None]] = field(default_factory=lambda: deque(maxlen=512))
     _lock: Lock = field(default_factory=Lock)
@@ -110,18 +122,18 @@ class SessionContext:
     on_started: Callable[[int], None]  # the first segment's start_us
     io_timeout_s: float = 5.0
     # Live view (nvr.web.fanout): every packet written, with its stream; returns at once.
-    on_packet: Callable[[OutPacket[av.Packet] | OutPacket[bytes], av.stream.Stream],
+    on_packet: Callable[[OutPacket[Packet] | OutPacket[bytes], av.stream.Stream],
                         None] | None = None
     # Whether somebody watches live now (the own reader then waits less between reads).
     watched: Callable[[], bool] | None = None
     # Told the own reader's camera socket when it opens (None when it closes), so that the
     # watchdog abandoning a wedged thread can shut the socket and the thread ends.
     on_socket: Callable[[socket.socket | None], object] | None = None
-    # Whether the password may go out with Basic authentication (nvr.ingest.rtsp.
+    # Whether the password may go out with Basic authentication (nvr.media.rtsp.
     # basic_auth_allowed), and the status line that names the setting when it may not.
     allow_basic: bool = True
     basic_refusal: str = ""
-    transport: str = "tcp"  # how RTP comes: "tcp" (interleaved) or "udp" (FFmpeg's reader)
+    transport: str = "tcp"  # how RTP comes: "tcp" (interleaved) or "udp"
 
 
 def open_input(url: str, io_timeout_s: float, transport: str = "tcp"
@@ -154,6 +166,12 @@ def open_input(url: str, io_timeout_s: float, transport: str = "tcp"
         # the PLAY that follows is refused with a 4xx (seen: GStreamer's rtsp-server).
         _log.info("open_refused", error=redact_text(str(e), url))
         raise _End(SessionEnd("no_video", "stream has no video", True)) from None
+    except av.error.OSError as e:
+        if e.errno == errno.EPROTONOSUPPORT and transport == "tcp":
+            # FFmpeg's word for a SETUP answered 461 Unsupported Transport.
+            raise _End(SessionEnd("offline", "the camera refuses RTP over TCP (SETUP: 461 "
+                                  "Unsupported Transport)", tcp_refused=True)) from None
+        raise _End(_classify(e, url)) from None
     except Exception as e:  # noqa: BLE001 - every other failure is "camera unreachable"
         raise _End(_classify(e, url)) from None
 
@@ -204,10 +222,6 @@ def _basic_only(ctx: SessionContext) -> SessionEnd | None:
     to refuse it; so where Basic is not allowed, the camera is first asked, without
     credentials, how it challenges, and a Basic-only camera is refused before FFmpeg talks to
     it. Best effort: a camera whose RTSP the probe cannot parse is left to FFmpeg."""
-    from urllib.parse import urlsplit
-
-    from nvr.ingest.rtsp import BASIC_REFUSED, RtspError, only_basic_offered
-
     try:
         has_user = bool(urlsplit(ctx.url).username)
     except ValueError:
@@ -257,13 +271,14 @@ def _read(
     tb = Fraction(video.time_base or Fraction(1, 90000))
     us_per_tick = float(tb) * 1_000_000  # a float: this runs for every frame
     rate = video.average_rate or video.guessed_rate or 15
-    repair: TimestampRepair[av.Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
+    repair: TimestampRepair[Packet] = TimestampRepair(tb, max(1, int(1 / (tb * rate))))
     wall0, mono0 = ctx.clock.wall_us(), ctx.clock.mono_us()
     started = False
-    first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera-clock log line
+    first: tuple[int, int] | None = None  # (anchor µs, its dts) for the camera's clock
+    clock_read = False  # its offset from the box's is known (status: clock_offset_s)
 
-    def handle(op: OutPacket[av.Packet]) -> None:
-        nonlocal started, first
+    def handle(op: OutPacket[Packet]) -> None:
+        nonlocal started, first, clock_read
         if not started or op.discontinuity:
             # One wall/monotonic pairing a session, for every arrival: a step of the box's
             # clock mid-session cannot reorder segments (docs/time.md).
@@ -273,6 +288,13 @@ def _read(
                 started = True
                 ctx.on_started(start)
         ctx.writer.write(op)
+        if op.key and not clock_read and first is not None:
+            # The camera's first sender report, once FFmpeg has read one (looked for at
+            # keyframes: it comes a second or so into the stream, and does not change).
+            rt = getattr(container, "start_time_realtime", None)
+            if rt:
+                ctx.stats.clock_offset_us = int(rt + first[1] * tb * 1_000_000) - first[0]
+                clock_read = True
         if ctx.on_packet is not None:
             ctx.on_packet(op, video)
         payloads = op.payloads

@@ -20,7 +20,11 @@ STORAGE_PAUSED, CLOCK, CAMERA_FAILED = "storage_paused", "clock", "camera_failed
 # The viewing pages could not start (port taken, TLS key unreadable): recording goes on, but
 # no live or playback link can be made until it is fixed.
 WEB = "web_unavailable"
-KINDS = (STORAGE_PAUSED, CLOCK, CAMERA_FAILED, WEB)
+# A camera's own clock (its RTCP sender reports) is off the box's by more than
+# CAMERA_CLOCK_LIMIT_S: what it burns into its picture disagrees with the recording's times.
+CAMERA_CLOCK = "camera_clock"
+CAMERA_CLOCK_LIMIT_S = 60.0
+KINDS = (STORAGE_PAUSED, CLOCK, CAMERA_FAILED, CAMERA_CLOCK, WEB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,7 @@ class CameraView:
     state: str
     reason: str = ""
     errors: int = 0
+    clock_offset_s: float | None = None
 
 
 def camera_down(state: str, errors: int) -> bool:
@@ -53,7 +58,7 @@ def camera_down(state: str, errors: int) -> bool:
 def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: str | None,
            clock_alert: str | None = None, web_alert: str | None = None) -> list[Alert]:
     """Storage first (it stops every camera), then the clock, then each camera down, then
-    the viewing pages."""
+    each camera whose own clock is off, then the viewing pages."""
     out: list[Alert] = []
     if paused or pause_alert:
         what = pause_alert or "the disk is full"
@@ -67,9 +72,25 @@ def alerts(cameras: Sequence[CameraView], paused: Collection[str], pause_alert: 
         why = cam.reason or f"{cam.errors} error{'' if cam.errors == 1 else 's'}"
         out.append(Alert(CAMERA_FAILED, f"camera {cam.id} is not recording ({cam.state}): "
                          f"{why}", cam.id))
+    for cam in cameras:
+        off = cam.clock_offset_s
+        if off is not None and abs(off) > CAMERA_CLOCK_LIMIT_S:
+            out.append(Alert(CAMERA_CLOCK, f"camera {cam.id}'s own clock is {_span(abs(off))} "
+                             f"{'ahead of' if off > 0 else 'behind'} the recorder's; set its "
+                             "NTP server (the time it shows in its picture is wrong)", cam.id))
     if web_alert:
         out.append(Alert(WEB, web_alert))
     return out
+
+
+def _span(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.0f} h"
+    return f"{s / 86400:.0f} days"
 
 
 class CameraState(Protocol):
@@ -78,6 +99,9 @@ class CameraState(Protocol):
     state: str
     reason: str
     errors: int
+
+    @property
+    def clock_offset_s(self) -> float | None: ...
 
 
 class AlertsPort(Protocol):
@@ -106,7 +130,7 @@ def active(port: AlertsPort) -> list[Alert]:
     for n, cam in enumerate(port.config.cameras):
         rec = port.recorders.get(cam.id)
         views.append(CameraView(cam.id, rec.state, with_fix(rec.reason, n, cam, port.config_path),
-                                rec.errors)
+                                rec.errors, rec.clock_offset_s)
                      if rec is not None else CameraView(cam.id, "disabled"))  # fmt: skip
     return alerts(views, port.paused, port.pause_alert, port.clock_alert, port.web_alert)
 

@@ -23,13 +23,13 @@ from typing import Protocol
 
 from nvr import log
 from nvr.config.model import CameraConfig, CameraMap
+from nvr.ingest.session import CAMERA_STALL_S
 from nvr.retention.disk import disk_state
 from nvr.runtime import alerts
 from nvr.runtime.sdnotify import Notifier, status_line
 
 logger = log.get("nvr.watchdog")
 
-CAMERA_STALL_S = float(os.environ.get("NVR_CAMERA_STALL_SECONDS", "90"))
 CHECK_INTERVAL_S = 10.0
 DISK_TIMEOUT_S = 2.0
 

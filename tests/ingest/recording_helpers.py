@@ -10,8 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nvr.config.model import CameraConfig, StorageConfig
+from nvr.ingest import readers
 from nvr.ingest.backoff import Backoff
-from nvr.ingest.recorder import CameraRecorder
+from nvr.ingest.recorder import CameraRecorder, Reader
 from nvr.storage import db as dbmod
 from nvr.storage.index import Gap, Index, NewSegment
 
@@ -44,10 +45,11 @@ async def open_index(root: Path) -> Index:
 
 def make_recorder(
     cam_id: str, url: str, root: Path, sink: IndexSink, *, segment_seconds: float = 2.0,
-    io_timeout_s: float = 3.0, reader: str = "ffmpeg",
+    io_timeout_s: float = 3.0, reader: str = "ffmpeg", transport: str = "auto",
+    reader_for: Callable[[str], Reader] = readers.by_name,
 ) -> CameraRecorder:
     camera = CameraConfig(id=cam_id, name=cam_id, area="entrance", rtsp=url,
-                          reader=reader)  # type: ignore[arg-type]
+                          reader=reader, transport=transport)  # type: ignore[arg-type]
 
     async def resolve(force: bool) -> str:
         return url
@@ -55,6 +57,7 @@ def make_recorder(
     return CameraRecorder(
         camera, StorageConfig(root=root, segment_seconds=segment_seconds), root, sink, resolve,
         backoff=Backoff(initial_s=0.5, cap_s=2.0, slow_s=30.0), io_timeout_s=io_timeout_s,
+        reader_for=reader_for,
     )
 
 

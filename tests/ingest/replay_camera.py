@@ -137,8 +137,15 @@ def _reply(recorded: str, cseq: str, body: str | None = None) -> bytes:
 class ReplayCamera:
     """One dialect on 127.0.0.1:port; serves connections until stop()."""
 
-    def __init__(self, d: Dialect) -> None:
+    def __init__(self, d: Dialect, *, udp_only: bool = False,
+                 clock_offset_s: float | None = None) -> None:
+        """`udp_only`: a SETUP for interleaved TCP is refused (461) and the video goes over UDP
+        to the client_port asked for. `clock_offset_s`: RTCP sender reports every second,
+        from a wall clock this far ahead of the box's."""
         self.d = d
+        self.udp_only, self.clock_offset_s = udp_only, clock_offset_s
+        self._udp: socket.socket | None = None
+        self._client: tuple[str, int] | None = None  # where RTP goes over UDP
         describe = _read(d.describe)
         if describe.startswith("RTSP/"):
             self.describe_head, _, sdp = describe.replace("\r\n", "\n").partition("\n\n")
@@ -198,9 +205,16 @@ class ReplayCamera:
         if method == "SETUP":
             if line.split(" ")[1] != self.d.setup_uri.format(url=self.url()):
                 return _reply("RTSP/1.0 404 Not Found\n\n", cseq), False
-            if self.d.setup:
-                return _reply(_read(self.d.setup), cseq), False
             transport = re.search(r"(?im)^transport:\s*(.*)$", request)
+            ports = re.search(r"client_port=(\d+)", transport.group(1) if transport else "")
+            if self.udp_only and not ports:
+                return _reply("RTSP/1.0 461 Unsupported Transport\n\n", cseq), False
+            if ports:
+                self._client = ("127.0.0.1", int(ports.group(1)))
+                self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                self._udp.bind(("127.0.0.1", 0))
+            elif self.d.setup:
+                return _reply(_read(self.d.setup), cseq), False
             return _reply("RTSP/1.0 200 OK\nSession: 12345678;timeout=60\nTransport: "
                           + (transport.group(1).strip() if transport else "") + "\n\n",
                           cseq), False
@@ -224,6 +238,7 @@ class ReplayCamera:
         playing_since: float | None = None
         seq, frame = 0, 0
         c = self.clip
+        next_sr = 0.0
         try:
             conn.settimeout(0.01)
             while not self._stop.is_set():
@@ -252,14 +267,36 @@ class ReplayCamera:
                         marker = 0x80 if i == len(payloads) - 1 else 0
                         rtp = struct.pack(">BBHII", 0x80, marker | self.payload_type,
                                           seq & 0xFFFF, ts, 0x4CACC3D1) + p
-                        out += b"$" + bytes([self._channel()]) + struct.pack(">H", len(rtp)) + rtp
+                        if self._udp is not None and self._client is not None:
+                            self._udp.sendto(rtp, self._client)
+                        else:
+                            out += b"$" + bytes([self._channel()]) + struct.pack(">H", len(rtp))
+                            out += rtp
                         seq += 1
                     conn.sendall(bytes(out))
                     frame += 1
+                now = time.monotonic()
+                if self.clock_offset_s is not None and now >= next_sr:
+                    next_sr = now + 1.0
+                    self._sender_report(conn, now - playing_since)
         except OSError:
             return
         finally:
             conn.close()
+            if self._udp is not None:
+                self._udp.close()
+
+    def _sender_report(self, conn: socket.socket, since_play_s: float) -> None:
+        """An RTCP SR: the (offset) wall clock now, and the RTP timestamp of now."""
+        assert self.clock_offset_s is not None
+        ntp = time.time() + self.clock_offset_s + 2_208_988_800
+        ts = (int(since_play_s * 90000) + 0x12345678) & 0xFFFFFFFF
+        sr = struct.pack(">BBHIIIIII", 0x80, 200, 6, 0x4CACC3D1, int(ntp),
+                         int((ntp % 1) * 2**32), ts, 0, 0)
+        if self._udp is not None and self._client is not None:
+            self._udp.sendto(sr, (self._client[0], self._client[1] + 1))
+        else:
+            conn.sendall(b"$" + bytes([self._channel() + 1]) + struct.pack(">H", len(sr)) + sr)
 
 
 # Every recorded camera with an H.264/H.265 track: its DESCRIBE (or SDP) and, where retina

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nvr.ingest.rtsp import RtspSession, VideoTrack
+from nvr.media.rtsp import RtspSession, VideoTrack
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -129,3 +130,106 @@ def test_steps_of_a_relays_clock_mid_gop_keep_every_frame_and_rising_dts() -> No
     # Each step costs at most a few frames of display time, not the 0.5 s or 0.8 s.
     span = max(o.pts for o in out) - min(o.pts for o in out)
     assert abs(span - (len(pts) - 1) * STEP) <= 2 * 6 * STEP
+
+
+# x264's B-pyramid orders, by size of the run between reference frames: the P first, then the
+# B-frames (bframes=2: P3 B1 B2; bframes=3 with b-pyramid: P4 B2 b1 b3).
+MINI = {1: [1], 2: [2, 1], 3: [3, 1, 2], 4: [4, 2, 1, 3]}
+
+
+def gops(runs: list[list[int]]) -> list[tuple[int, bool]]:
+    """(display index, keyframe) in decode order: one GOP per item of `runs`, each the
+    keyframe then runs of the given sizes (MINI's orders)."""
+    out: list[tuple[int, bool]] = []
+    base = 0
+    for sizes in runs:
+        out.append((base, True))
+        at = base
+        for m in sizes:
+            out += [(at + k, False) for k in MINI[m]]
+            at += m
+        base = at + 1
+    return out
+
+
+PATTERNS = {
+    "bframes=2 pyramid": [3, 3, 3, 3, 1, 1],  # I0 P3 B1 B2 … P12 B10 B11 P13 P14: 15 frames
+    "bframes=3 b-pyramid": [4, 4, 4, 1, 1, 1],  # I0 P4 B2 b1 b3 … P13 P14 P15: 16 frames
+    "no B-frames": [1] * 14,
+}
+
+
+def run_stepped(frames: list[tuple[int, bool]], steps: dict[int, int], min_depth: int = 0
+                ) -> tuple[DecodeTimes[int], list[tuple[int, int, int | None]]]:
+    """(display index, pts, dts) as DecodeTimes gives them, the clock stepping by
+    steps[i] ticks from the i-th frame in decode order on."""
+    dt: DecodeTimes[int] = DecodeTimes(min_depth=min_depth, max_jump=10 * 90000)
+    got: list[tuple[int, int, int | None]] = []
+    shift = 0
+    for i, (display, key) in enumerate(frames):
+        shift += steps.get(i, 0)
+        got += [(d, p, q) for p, q, _, d in dt.feed(display * STEP + shift, key, display)]
+    got += [(d, p, q) for p, q, _, d in dt.flush()]
+    return dt, got
+
+
+def assert_valid(frames: list[tuple[int, bool]], got: list[tuple[int, int, int | None]]
+                 ) -> None:
+    """Every frame once, in decode order; dts strictly rise and none above its pts."""
+    assert [d for d, _, _ in got] == [d for d, _ in frames], "every frame, once, in decode order"
+    assert all(q is not None for _, _, q in got)
+    ds = [q for _, _, q in got if q is not None]
+    assert all(a < b for a, b in zip(ds, ds[1:], strict=False)), "dts strictly rise"
+    assert all(q is not None and q <= p for _, p, q in got), "none shows before it decodes"
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("step", [45000, -72000])  # +0.5 s, -0.8 s at 15 fps
+def test_a_step_at_every_position_of_a_gop_continues_the_timeline_in_display_order(
+        pattern: str, step: int) -> None:
+    frames = gops([PATTERNS[pattern]] * 5)
+    n = sum(PATTERNS[pattern]) + 1
+    for at in range(n, 3 * n):  # the second and third GOPs' keyframes and every frame after
+        dt, got = run_stepped(frames, {at: step})
+        assert_valid(frames, got)
+        assert dt.steps == 1 and dt.last_step == step, at
+        # Display order as the bitstream gives it, and the old timeline continued as if the
+        # clock had not stepped: no display time lost or added.
+        assert [p for _, p, _ in sorted(got)] == [d * STEP for d, _ in sorted(frames)], at
+
+
+@given(st.lists(st.lists(st.sampled_from([1, 2, 3, 4]), min_size=1, max_size=6),
+                min_size=2, max_size=6),
+       st.dictionaries(st.integers(min_value=0, max_value=120),
+                       st.one_of(st.integers(min_value=-9 * 90000, max_value=-12 * STEP),
+                                 st.integers(min_value=11 * STEP, max_value=9 * 90000)),
+                       max_size=3))
+def test_steps_in_gops_that_change_their_structure_still_give_rising_dts(
+        runs: list[list[int]], steps: dict[int, int]) -> None:
+    # Where the GOP's pattern cannot tell (the encoder chose other runs of B-frames), or
+    # misleads (it changed them at the step), dts still strictly rise and never pass pts.
+    # (Steps as large as 0.8 s back or 0.73 s forward at 15 fps: smaller ones are told only
+    # where the pattern tells, docs/time.md.)
+    frames = gops([[4, *runs[0]], *runs[1:]])  # the first GOP shows the deepest reordering
+    # Steps once the first GOP is measured (at least 8 frames: DecodeTimes.min_probe).
+    first = next((i for i, (_, k) in enumerate(frames) if k and i >= 8), len(frames))
+    steps = {first + i: s for i, s in steps.items()}
+    depth = reorder_depth([d for d, _ in frames])
+    _, got = run_stepped(frames, steps, min_depth=depth)
+    assert_valid(frames, got)
+
+
+def test_a_frame_the_pattern_misplaces_onto_a_pts_handed_on_goes_above_every_frame() -> None:
+    # The pattern says a P-frame 3 frames on comes next (I30 P33 B31 B32); the encoder sends
+    # a run of 4 instead (I30 P34 B32 b31 b33) and the clock steps back 0.8 s at its P34. The
+    # pattern puts P34 on 33, B32 on 31, and b31 on 30, the keyframe's pts: b31 goes above
+    # every frame so far instead (out of its place, but no pts shared, every dts rising).
+    frames = gops([[3, 3, 3]] * 3 + [[4, 4, 1]] + [[3, 3, 3]])
+    at = 3 * 10 + 1
+    assert frames[at - 1:at + 3] == [(30, True), (34, False), (32, False), (31, False)]
+    dt, got = run_stepped(frames, {at: -72000})
+    assert_valid(frames, got)
+    assert dt.steps == 1
+    pts = [p for _, p, _ in got]
+    assert pts[at:at + 2] == [33 * STEP, 31 * STEP]
+    assert pts[at + 2] > max(pts[:at + 2]) and len(set(pts)) == len(pts)

@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvr.ingest.rtp import MAX_UNIT_BYTES, Depacketizer
-from nvr.ingest.rtsp import (
+from nvr.media.rtcp import sender_reports
+from nvr.media.rtp import MAX_UNIT_BYTES, Depacketizer, Reorder
+from nvr.media.rtsp import (
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
     RtspError,
@@ -304,3 +305,28 @@ def test_the_depacketizers_take_any_packets(codec: str, packets: list[bytes]) ->
             assert n > 0 and i + 4 + n <= len(u.data)
             i += 4 + n
         assert i == len(u.data)
+
+
+@FUZZ
+@given(st.binary(max_size=2048))
+def test_rtcp_reports_are_read_from_anything_without_raising(data: bytes) -> None:
+    for sr in sender_reports(data):
+        assert 0 <= sr.rtp_ts < 2**32
+    assert len(sender_reports(data)) <= len(data) // 28
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, 0xFFFF), st.integers(0, 400_000)), max_size=300))
+def test_the_reorder_buffer_stays_bounded_and_never_gives_a_packet_twice(
+        arrivals: list[tuple[int, int]]) -> None:
+    """Any sequence numbers at any times: the buffer holds at most `depth` packets, and each
+    packet is given out once, or counted late (a duplicate, or after its turn)."""
+    reorder, out = Reorder(depth=16, wait_us=200_000), []
+    now = 0
+    for n, (seq, dt) in enumerate(arrivals):
+        now += dt
+        reorder.push(seq, n.to_bytes(2) + seq.to_bytes(2), now, out)
+        assert len(reorder._held) <= 16
+    reorder.flush(out)
+    ids = [p[:2] for p in out]
+    assert len(ids) == len(set(ids)) and len(out) + reorder.late == len(arrivals)

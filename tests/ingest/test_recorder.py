@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 import pytest
 
+from nvr.ingest.recorder import Reader
+from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.storage.anchor import RISE_PPM
 from nvr.storage.index import Index, Segment
 from tests.camserver import TestCamera
@@ -171,3 +173,42 @@ async def test_unrecordable_cameras_fail_with_a_reason_while_another_records(
     assert not (tmp_path / "segments" / "wrong-pass").exists()
     logs = capsys.readouterr().out
     assert "camera_state" in logs and "wrong-pw" not in logs  # never log credentials
+
+
+@pytest.mark.parametrize(("transport", "moves"), [("auto", True), ("tcp", False)])
+async def test_a_camera_refusing_rtp_over_tcp_moves_to_udp_under_transport_auto_only(
+        tmp_path: Path, index: Index, transport: str, moves: bool) -> None:
+    """A scripted reader (no server): its camera refuses RTP over TCP. `transport: auto`
+    asks the same reader for UDP next, and status says why; `transport: tcp` keeps asking
+    for TCP and shows the refusal as the camera's error."""
+    asked: list[tuple[str, str]] = []
+
+    def scripted(name: str) -> Reader:
+        def run(ctx: SessionContext) -> SessionEnd:
+            asked.append((name, ctx.transport))
+            if ctx.transport == "udp":  # records until told to stop
+                ctx.on_started(0)
+                while (why := ctx.should_stop()) is None:
+                    time.sleep(0.02)
+                return why
+            return SessionEnd("offline", "the camera refuses RTP over TCP (SETUP: 461 "
+                              "Unsupported Transport)", tcp_refused=ctx.transport == "tcp")
+        return run
+
+    rec = make_recorder("porch", "rtsp://127.0.0.1:9/x", tmp_path, IndexSink(index),
+                        reader="auto", transport=transport, reader_for=scripted)
+    rec.start()
+    try:
+        await wait_for(lambda: len(asked) >= 2)
+        st = rec.status()
+    finally:
+        await rec.stop()
+    assert asked[:2] == [("nvr", "tcp"), ("nvr", "udp" if moves else "tcp")]
+    assert st["transport"] == ("udp" if moves else "tcp") and st["reader"] == "nvr", st
+    if moves:
+        assert st["state"] == "recording", st
+        assert st["last_error"] == "the camera refuses RTP over TCP; recording over UDP", st
+    else:
+        assert st["last_error"].startswith("the camera refuses RTP over TCP (SETUP: 461"), st
+        assert st["last_error"].endswith("set transport: auto (or udp) for camera porch in "
+                                         "the camera map, then `nvr reload`"), st

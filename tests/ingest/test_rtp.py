@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nvr.ingest.rtp import Depacketizer
+from nvr.media.rtp import Depacketizer
 
 
 def lp(*nals: bytes) -> bytes:
@@ -66,7 +66,7 @@ def test_duplicates_and_garbage_are_ignored() -> None:
 
 
 def test_a_unit_that_never_ends_is_dropped_not_kept_in_memory() -> None:
-    from nvr.ingest import rtp as rtpmod
+    from nvr.media import rtp as rtpmod
 
     d = Depacketizer("h264")
     body = b"x" * 1400
@@ -91,7 +91,7 @@ def test_a_camera_that_restarts_its_sequence_is_followed() -> None:
 
 
 def test_after_an_oversized_unit_without_markers_the_next_units_come_through() -> None:
-    from nvr.ingest import rtp as rtpmod
+    from nvr.media import rtp as rtpmod
 
     d = Depacketizer("h264")
     body = b"x" * 60000

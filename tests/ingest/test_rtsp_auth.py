@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nvr.ingest.rtsp import (
+from nvr.media.rtsp import (
     BASIC_REFUSED,
     RtspError,
     RtspSession,

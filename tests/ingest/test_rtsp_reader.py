@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import av
 import pytest
 
-from nvr.ingest.rtp import AccessUnit, Depacketizer
-from nvr.ingest.rtsp import RtspError, RtspSession
 from nvr.media.access_unit import annexb
+from nvr.media.rtp import AccessUnit, Depacketizer
+from nvr.media.rtsp import RtspError, RtspSession
 from tests.camserver import TestCamera
 
 
@@ -156,7 +156,7 @@ def test_urls_it_cannot_read_are_refused_without_their_secrets() -> None:
 
 
 def test_digest_challenges_with_commas_and_qop_lists_are_answered() -> None:
-    from nvr.ingest.rtsp import challenge_params, digest_header
+    from nvr.media.rtsp import challenge_params, digest_header
 
     ch = 'Digest realm="IP Camera, Inc", nonce="abc", qop="auth-int,auth", algorithm=MD5'
     assert challenge_params(ch)["realm"] == "IP Camera, Inc"
@@ -216,7 +216,7 @@ def test_refusals_are_told_apart(status: bytes, headers: bytes, kind: str) -> No
 ])
 def test_the_base_is_content_base_then_content_location_then_the_request_url(
         content_base: str, content_location: str, want: str) -> None:
-    from nvr.ingest.rtsp import request_base
+    from nvr.media.rtsp import request_base
 
     assert request_base(content_base, content_location, "rtsp://cam.example/live") == want
 
@@ -230,14 +230,14 @@ def test_the_base_is_content_base_then_content_location_then_the_request_url(
     ("rtsp://h:554/stream0/", "/media/video1", "rtsp://h:554/media/video1"),
 ])
 def test_control_urls_resolve_to_absolute_urls(base: str, control: str, want: str) -> None:
-    from nvr.ingest.rtsp import resolve_control
+    from nvr.media.rtsp import resolve_control
 
     assert resolve_control(base, control) == want
 
 
 def test_every_request_uri_is_absolute_with_a_content_base_without_scheme() -> None:
     # A real TCP server (tests/ingest/rtsp_relay.py) answering as such a camera does.
-    from nvr.ingest.rtsp import VideoTrack
+    from nvr.media.rtsp import VideoTrack
     from tests.ingest.rtsp_relay import Relay
 
     track = VideoTrack("h264", 90000, 96, "", (b"\x67\x42\xc0\x1e\xd9", b"\x68\xce\x3c\x80"))

@@ -114,3 +114,18 @@ def test_days_left_counts_only_the_space_above_the_retention_floor() -> None:
     assert days_left(40 * 10**9, 500 * 10**9, 10, 10 * 10**9) == 0.0  # below the floor
     assert days_left(150 * 10**9, 500 * 10**9, 10, None) is None
     assert days_left(150 * 10**9, 500 * 10**9, 10, 0) is None
+
+
+def test_a_camera_whose_own_clock_is_off_by_over_a_minute_is_an_alert() -> None:
+    """The camera's RTCP clock against the box's: within 60 s no alert; beyond, one line that
+    says which way and by how much, and the fix."""
+    cams = [CameraView("lobby", "recording", clock_offset_s=59.0),
+            CameraView("door", "recording", clock_offset_s=-3 * 3600.0),
+            CameraView("dock", "recording", clock_offset_s=75.4),
+            CameraView("new", "recording")]
+    found = alerts.alerts(cams, set(), None)
+    assert [(a.kind, a.camera) for a in found] == [("camera_clock", "door"),
+                                                   ("camera_clock", "dock")]
+    assert found[0].message == ("camera door's own clock is 3 h behind the recorder's; set its "
+                                "NTP server (the time it shows in its picture is wrong)")
+    assert found[1].message.startswith("camera dock's own clock is 75 s ahead of the recorder's")

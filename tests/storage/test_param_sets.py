@@ -12,10 +12,10 @@ import av
 import pytest
 
 from nvr.ingest.own_session import template_stream
-from nvr.ingest.rtsp import VideoTrack
 from nvr.ingest.timestamps import OutPacket
 from nvr.media import access_unit
 from nvr.media import param_sets as ps
+from nvr.media.rtsp import VideoTrack
 from nvr.storage.index import NewSegment
 from nvr.storage.segment_writer import SegmentWriter
 from tests.ingest.recording_helpers import ffprobe

@@ -131,18 +131,10 @@ class Depacketizer:
                 self._key = self._key or (p[i + 2] & 0x1F) == 5
                 self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 28 and b - a > 2:  # FU-A
+        elif kind == 28 and b - a > 2:  # FU-A: [indicator][FU header] payload
             fu = p[a + 1]
-            if fu & 0x80:
-                self._fu = bytearray(4)  # its length, written when it is complete
-                self._fu.append((p[a] & 0xE0) | (fu & 0x1F))
-                self._key = self._key or (fu & 0x1F) == 5
-            if self._fu is not None:
-                self._fu += memoryview(p)[a + 2:b]
-                if fu & 0x40:
-                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
-                    self._nals.append(bytes(self._fu))
-                    self._fu = None
+            self._fragment(p, fu, bytes(((p[a] & 0xE0) | (fu & 0x1F),)) if fu & 0x80 else b"",
+                           (fu & 0x1F) == 5, a + 2, b)
         else:
             self.unsupported += 1
 
@@ -163,19 +155,111 @@ class Depacketizer:
                 self._key = self._key or 16 <= (p[i + 2] >> 1) & 0x3F <= 21
                 self._nals.append(_LEN.pack(size) + p[i + 2:i + 2 + size])
                 i += 2 + size
-        elif kind == 49 and b - a > 3:  # FU
+        elif kind == 49 and b - a > 3:  # FU: [payload header, 2][FU header] payload
             fu = p[a + 2]
             inner = fu & 0x3F
-            if fu & 0x80:
-                self._fu = bytearray(4)  # its length, written when it is complete
-                self._fu.append((p[a] & 0x81) | (inner << 1))
-                self._fu.append(p[a + 1])
-                self._key = self._key or 16 <= inner <= 21
-            if self._fu is not None:
-                self._fu += memoryview(p)[a + 3:b]
-                if fu & 0x40:
-                    _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
-                    self._nals.append(bytes(self._fu))
-                    self._fu = None
+            self._fragment(p, fu, bytes(((p[a] & 0x81) | (inner << 1), p[a + 1]))
+                           if fu & 0x80 else b"", 16 <= inner <= 21, a + 3, b)
         else:
             self.unsupported += 1
+
+    # -- fragmentation units, both codecs ---------------------------------------------------
+    def _fragment(self, p: bytes, fu: int, nal_header: bytes, key: bool, a: int, b: int) -> None:
+        """One fragment p[a:b] of a NAL unit (H.264 FU-A, H.265 FU: the start bit 0x80 and
+        the end bit 0x40 of `fu` are the same in both). `nal_header` is the unit's own
+        header, rebuilt from the fragment's (only looked at on the start fragment); `key`
+        whether the unit is a keyframe's. A fragment without its start is dropped."""
+        if fu & 0x80:
+            self._fu = bytearray(4)  # the unit's length, written when it is complete
+            self._fu += nal_header
+            self._key = self._key or key
+        if self._fu is not None:
+            self._fu += memoryview(p)[a:b]
+            if fu & 0x40:
+                _LEN.pack_into(self._fu, 0, len(self._fu) - 4)
+                self._nals.append(bytes(self._fu))
+                self._fu = None
+
+
+class Reorder:
+    """RTP packets that came over UDP, back in sequence order, for the depacketizer.
+
+    Bounded both ways: a packet waits for a missing one before it for at most `wait_us`
+    (or until `depth` packets wait); then the missing ones are given up for lost and the
+    depacketizer, seeing the gap, counts them. A packet behind the next one due (a duplicate,
+    or one given up for) is dropped and counted `late`; one far ahead or far behind (the
+    camera restarted its sequence, RFC 3550 A.1) restarts the order from itself.
+    """
+
+    __slots__ = ("depth", "wait_us", "late", "reordered", "_next", "_held")
+
+    def __init__(self, depth: int = 64, wait_us: int = 200_000) -> None:
+        self.depth, self.wait_us = depth, wait_us
+        self.late = 0  # dropped: came after their turn (or twice)
+        self.reordered = 0  # came early, and waited for one before them
+        self._next: int | None = None  # the sequence number due next
+        self._held: dict[int, tuple[bytes, int]] = {}  # seq → (packet, arrival µs)
+
+    def push(self, seq: int, pkt: bytes, now_us: int, out: list[bytes]) -> None:
+        """One packet with sequence number `seq`, arrived at `now_us`; the packets now in
+        order are appended to `out`."""
+        nxt = self._next
+        if nxt is None or (not self._held and seq == nxt):
+            out.append(pkt)  # the common case: in order, nothing waiting
+            self._next = (seq + 1) & 0xFFFF
+            return
+        ahead = (seq - nxt) & 0xFFFF
+        if ahead >= 0x8000:  # behind the one due
+            if 0x10000 - ahead <= 4 * self.depth:
+                self.late += 1
+                return
+            self._restart(seq, pkt, out)
+            return
+        if ahead > 4 * self.depth:
+            self._restart(seq, pkt, out)
+            return
+        if seq in self._held:
+            self.late += 1
+            return
+        if ahead:
+            self.reordered += 1
+        self._held[seq] = (pkt, now_us)
+        self._release(now_us, out)
+
+    def expire(self, now_us: int, out: list[bytes]) -> None:
+        """Give up on what has been missing for longer than the wait (called on each read,
+        so that a lost packet holds the ones after it back for `wait_us` at most)."""
+        if self._held:
+            self._release(now_us, out)
+
+    def flush(self, out: list[bytes]) -> None:
+        """Everything held, in order (the session ends)."""
+        while self._held:
+            self._skip()
+            self._in_order(out)
+
+    def _restart(self, seq: int, pkt: bytes, out: list[bytes]) -> None:
+        self.flush(out)
+        out.append(pkt)
+        self._next = (seq + 1) & 0xFFFF
+
+    def _in_order(self, out: list[bytes]) -> None:
+        held, nxt = self._held, self._next
+        assert nxt is not None
+        while nxt in held:
+            out.append(held.pop(nxt)[0])
+            nxt = (nxt + 1) & 0xFFFF
+        self._next = nxt
+
+    def _skip(self) -> None:
+        """The next due becomes the first held: the ones before it are lost."""
+        nxt = self._next
+        assert nxt is not None
+        self._next = min(self._held, key=lambda s: (s - nxt) & 0xFFFF)
+
+    def _release(self, now_us: int, out: list[bytes]) -> None:
+        self._in_order(out)
+        while self._held and (len(self._held) > self.depth or now_us - min(
+                t for _, t in self._held.values()) > self.wait_us):
+            self._skip()
+            self._in_order(out)

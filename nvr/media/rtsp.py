@@ -1,14 +1,17 @@
-"""A minimal RTSP client for one camera's video over TCP (RFC 2326, interleaved RTP).
+"""A minimal RTSP client for one camera's video (RFC 2326), RTP interleaved over TCP or over UDP.
 
 Plain blocking code for the camera's own thread: DESCRIBE (Basic or Digest authentication, from
 the URL's user:password), SETUP of the first video track only (audio is never set up:
-docs/policy.md), PLAY, then `read_some()` hands over the video channel's RTP packets, taking as many
-as one recv() brings (tens at 2 Mb/s) instead of FFmpeg's poll+recv for each packet's header
-and again for its payload. A GET_PARAMETER (or OPTIONS) keep-alive goes out every half of the
-session's timeout; replies that arrive between RTP packets are skipped.
+docs/policy.md), PLAY, then `read_some()` hands over the video's RTP packets. Over TCP it takes
+as many as one recv() brings (tens at 2 Mb/s) instead of FFmpeg's poll+recv for each packet's
+header and again for its payload; over UDP (`transport="udp"`: a client_port pair, even and
+odd) it drains the RTP socket and puts the packets back in order (nvr.media.rtp.Reorder). A
+GET_PARAMETER (or OPTIONS) keep-alive goes out every half of the session's timeout, over UDP an
+RTCP receiver report every RR_INTERVAL_S; replies that arrive between RTP packets are skipped, and
+the camera's RTCP sender reports are kept (`sender_reports`: its own wall clock).
 
-Errors are RtspError with the same kinds as the FFmpeg path's session ends (nvr.ingest.session):
-credentials, no_video, offline; a read that waits longer than the timeout raises TimeoutError.
+Errors are RtspError, whose kinds match a recorder's session ends:
+credentials, no_video, offline, protocol; a read that waits longer than the timeout raises TimeoutError.
 The URL's credentials never appear in a message.
 """
 
@@ -19,6 +22,7 @@ import hashlib
 import ipaddress
 import re
 import secrets
+import select
 import socket
 import time
 from collections.abc import Callable
@@ -26,7 +30,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from nvr.ingest.rtp import Codec
+from nvr.media.rtcp import ReceptionStats, SenderReport, receiver_report, sender_reports
+from nvr.media.rtp import Codec, Reorder
 
 RECV_BYTES = 256 * 1024
 MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header
@@ -35,6 +40,12 @@ USER_AGENT = "nvr"
 # The whole set-up (OPTIONS … PLAY) must finish within this many io timeouts: the socket's
 # timeout is per recv(), and a camera that trickles a byte now and then never hits it.
 SETUP_TIMEOUTS = 3
+RR_INTERVAL_S = 5.0  # RTCP receiver reports (RFC 3550 §6.2: 5 s is the usual minimum)
+# Over UDP: datagrams taken in one read at most (the rest wait for the next), and the socket
+# buffer asked for (the kernel caps it at net.core.rmem_max), which must hold a read's pace.
+MAX_DATAGRAMS = 512
+UDP_RCVBUF = 2 * 1024 * 1024
+Transport = Literal["tcp", "udp"]
 Kind = Literal["credentials", "no_video", "offline", "protocol"]
 
 
@@ -243,7 +254,7 @@ def digest_header(user: str, password: str, challenge: str, method: str, uri: st
 class RtspSession:
     def __init__(self, url: str, timeout_s: float = 5.0,
                  on_socket: Callable[[socket.socket | None], object] | None = None,
-                 *, allow_basic: bool = True) -> None:
+                 *, allow_basic: bool = True, transport: Transport = "tcp") -> None:
         try:
             u = urlsplit(url)
             port = u.port
@@ -275,6 +286,19 @@ class RtspSession:
         self._last_sent = 0.0
         self.track: VideoTrack | None = None
         self.play_url = self.url
+        self.transport: Transport = transport
+        self.rtp_sock: socket.socket | None = None  # over UDP: the client_port pair
+        self.rtcp_sock: socket.socket | None = None
+        self._peer = ""  # the camera's address (UDP packets from elsewhere are dropped)
+        self._server_rtcp: tuple[str, int] | None = None  # where receiver reports go over UDP
+        self.reorder = Reorder()
+        self.reception = ReceptionStats()
+        self._ordered: list[bytes] = []
+        self._control = select.poll()  # over UDP: whether the RTSP connection has bytes
+        self._own_ssrc = secrets.randbits(32)
+        self._last_rr = 0.0
+        self.last_sr: tuple[SenderReport, float] | None = None  # and when it came (monotonic)
+        self.sender_reports: list[SenderReport] = []  # new since the caller last took them
 
     # -- set-up ---------------------------------------------------------------------------------
     def open(self) -> VideoTrack:
@@ -320,12 +344,19 @@ class RtspSession:
                 raise RtspError("no_video", "stream's video is neither H.264 nor H.265",
                                 codec_unsupported=True)
             raise RtspError("no_video", "stream has no video")
-        reply = self.request("SETUP", track.control,
-                             {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
-        self._check(reply, "SETUP")
-        # The camera may pick other channels than the 0-1 asked for: take what it answered.
-        chosen = re.search(r"interleaved=(\d+)", reply.header("transport"))
-        self.channel = int(chosen.group(1)) if chosen else 0
+        if self.transport == "udp":
+            port = self._bind_udp()
+            reply = self.request("SETUP", track.control,
+                                 {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"})
+            self._check(reply, "SETUP")
+            self._udp_peer(reply.header("transport"))
+        else:
+            reply = self.request("SETUP", track.control,
+                                 {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+            self._check(reply, "SETUP")
+            # The camera may pick other channels than the 0-1 asked for: take what it answered.
+            chosen = re.search(r"interleaved=(\d+)", reply.header("transport"))
+            self.channel = int(chosen.group(1)) if chosen else 0
         session = reply.header("session")
         self.session = session.split(";")[0].strip()
         timeout = re.search(r"timeout=(\d+)", session)
@@ -334,7 +365,54 @@ class RtspSession:
         # PLAY goes to the presentation (the session-level control, else Content-Base).
         self._check(self.request("PLAY", self.play_url, {"Range": "npt=0.000-"}), "PLAY")
         self.track = track
+        if self.transport == "udp":
+            self._send_rr(time.monotonic())  # also opens the way back through a NAT
         return track
+
+    def _bind_udp(self) -> int:
+        """Bind the RTP and RTCP sockets to an even port and the odd one above it (RFC 3550
+        §11), on the address the RTSP connection goes out from; the RTP port."""
+        assert self.sock is not None
+        family, local = self.sock.family, self.sock.getsockname()[0]
+        for _ in range(16):
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((local, 0))
+                port = rtp.getsockname()[1]
+                if port % 2 == 0 and port < 65535:
+                    rtcp.bind((local, port + 1))
+                    rtp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+                    rtp.setblocking(False)
+                    rtcp.setblocking(False)
+                    self.rtp_sock, self.rtcp_sock = rtp, rtcp
+                    self._control.register(self.sock.fileno(), select.POLLIN)
+                    return int(port)
+            except OSError:
+                pass  # the odd port is taken: another pair
+            rtp.close()
+            rtcp.close()
+        raise RtspError("offline", "no free pair of UDP ports (even and odd) for RTP and RTCP")
+
+    def _udp_peer(self, transport: str) -> None:
+        assert self.sock is not None
+        self._peer = self.sock.getpeername()[0]
+        source = re.search(r"source=([^;\s]+)", transport)
+        if source:
+            self._peer = source.group(1)
+        ports = re.search(r"server_port=(\d+)(?:-(\d+))?", transport)
+        if ports:
+            rtcp = int(ports.group(2)) if ports.group(2) else int(ports.group(1)) + 1
+            if 0 < rtcp < 65536:
+                self._server_rtcp = (self._peer, rtcp)
+
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """What to wait on for read_some(): the RTSP connection, and over UDP the RTP and
+        RTCP sockets too (RTP first)."""
+        assert self.sock is not None
+        if self.rtp_sock is not None and self.rtcp_sock is not None:
+            return (self.rtp_sock, self.rtcp_sock, self.sock)
+        return (self.sock,)
 
     def _check(self, reply: Reply, what: str) -> None:
         if reply.status == 401:
@@ -396,14 +474,18 @@ class RtspSession:
         if auth:
             lines.append(f"Authorization: {auth}")
         lines += [f"{k}: {v}" for k, v in headers.items()]
+        self._send_raw(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self._last_sent = time.monotonic()
+        return self.cseq
+
+    def _send_raw(self, data: bytes) -> None:
+        assert self.sock is not None
         try:
-            self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+            self.sock.sendall(data)
         except TimeoutError:
             raise
         except OSError as e:
             raise RtspError("offline", f"camera connection failed: {e.strerror or e}") from None
-        self._last_sent = time.monotonic()
-        return self.cseq
 
     def _send_and_wait(self, method: str, uri: str, headers: dict[str, str]) -> Reply:
         cseq = self._send(method, uri, headers)
@@ -471,13 +553,24 @@ class RtspSession:
 
     # -- streaming ------------------------------------------------------------------------------
     def read_some(self, on_packet: Callable[[bytes, int, int], object]) -> int:
-        """One recv(): every complete RTP packet of the video channel in it goes to
-        `on_packet(data, start, stop)`, the packet being data[start:stop] (offsets, so that a
-        packet costs no slice of its own). Returns the bytes that recv() took (RECV_BYTES:
-        there may be more waiting)."""
-        if time.monotonic() - self._last_sent >= self.keepalive_s:
+        """Every video RTP packet now readable (it does not block: one of sockets() is
+        readable) goes to `on_packet(data, start, stop)`, the packet being data[start:stop]
+        (offsets, so that a packet costs no slice of its own). Returns the RTP bytes taken;
+        RECV_BYTES or more means that there may be more waiting."""
+        now = time.monotonic()
+        if now - self._last_sent >= self.keepalive_s:
             self._send(self.keepalive_method, self.play_url, {})
-        got = self._fill()
+        if self.rtp_sock is None:
+            got = self._fill()
+            self._take(on_packet)
+            return got
+        if now - self._last_rr >= RR_INTERVAL_S:
+            self._send_rr(now)
+        return self._read_udp(on_packet, now)
+
+    def _take(self, on_packet: Callable[[bytes, int, int], object] | None) -> None:
+        """The complete interleaved packets and replies in the buffer: the video channel's
+        RTP to on_packet, its RTCP read, replies skipped."""
         buf = bytes(self.buf)  # one copy a recv(): packets are read from it by offset
         pos, end, channel = 0, len(buf), self.channel
         while end - pos >= 4:
@@ -500,13 +593,74 @@ class RtspSession:
             n = (buf[pos + 2] << 8) | buf[pos + 3]
             if end - pos - 4 < n:
                 break
-            if buf[pos + 1] == channel:
+            if buf[pos + 1] == channel and on_packet is not None:
                 on_packet(buf, pos + 4, pos + 4 + n)
+            elif buf[pos + 1] == channel + 1:
+                self._rtcp(buf, pos + 4, pos + 4 + n)
             pos += 4 + n
         del self.buf[:pos]
+
+    def _read_udp(self, on_packet: Callable[[bytes, int, int], object], now: float) -> int:
+        assert self.rtp_sock is not None and self.rtcp_sock is not None and self.sock is not None
+        if self._control.poll(0):  # the RTSP connection: keep-alive replies, or its end
+            self._fill()  # (readable: does not wait)
+            self._take(None)
+        got, peer, reorder, ordered = 0, self._peer, self.reorder, self._ordered
+        packet, now_us = self.reception.packet, int(now * 1_000_000)
+        recvfrom = self.rtp_sock.recvfrom
+        for _ in range(MAX_DATAGRAMS):
+            try:
+                data, addr = recvfrom(65536)
+            except BlockingIOError:
+                break
+            if addr[0] != peer or len(data) < 12 or data[0] >> 6 != 2:
+                continue  # not the camera's, or not RTP
+            got += len(data)
+            seq = (data[2] << 8) | data[3]
+            packet(int.from_bytes(data[8:12]), seq)
+            reorder.push(seq, data, now_us, ordered)
+        else:
+            got = max(got, RECV_BYTES)  # more may be waiting
+        reorder.expire(now_us, ordered)
+        for data in ordered:
+            on_packet(data, 0, len(data))
+        ordered.clear()
+        for _ in range(16):
+            try:
+                data, addr = self.rtcp_sock.recvfrom(65536)
+            except BlockingIOError:
+                break
+            if addr[0] == peer:
+                self._rtcp(data, 0, len(data))
         return got
 
+    def _rtcp(self, data: bytes, start: int, end: int) -> None:
+        for sr in sender_reports(data, start, end):
+            self.last_sr = (sr, time.monotonic())
+            if len(self.sender_reports) < 16:
+                self.sender_reports.append(sr)
+
+    def _send_rr(self, now: float) -> None:
+        """An RTCP receiver report to the camera's RTCP port, over UDP only (over TCP the
+        connection shows that the receiver is there, and servers of the kind put between
+        cameras and recorders have been seen to take interleaved RTCP for a request)."""
+        self._last_rr = now
+        sr, at = self.last_sr if self.last_sr is not None else (None, now)
+        block = self.reception.report_block(sr, now - at) \
+            if self.reception.base_seq is not None else None
+        rr = receiver_report(self._own_ssrc, block)
+        if self.rtcp_sock is None or self._server_rtcp is None:
+            return
+        try:
+            self.rtcp_sock.sendto(rr, self._server_rtcp)
+        except OSError:
+            pass  # a report is not worth waiting for, nor ending the session over (ICMP)
+
     def close(self) -> None:
+        for udp in (self.rtp_sock, self.rtcp_sock):
+            if udp is not None:
+                udp.close()
+        self.rtp_sock = self.rtcp_sock = None
         sock, self.sock = self.sock, None
         if sock is None:
             return

@@ -1,0 +1,245 @@
+"""RTP over UDP in the own reader: the reorder buffer, RTCP, and a scripted camera that speaks
+RTSP over TCP and sends its RTP over UDP out of order, with a packet lost and a sender report."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nvr.alerts import CameraView
+
+from nvr import alerts
+from nvr.media.rtcp import NTP_UNIX_OFFSET_S, ReceptionStats, receiver_report, sender_reports
+from nvr.media.rtp import Depacketizer, Reorder
+from nvr.media.rtsp import RtspSession
+from nvr.storage.index import Index
+from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
+from tests.ingest.replay_camera import DIALECTS, ReplayCamera
+from tests.ingest.test_own_reader import _xerror_clean
+
+
+def _in_order(seqs: list[int], depth: int = 64, wait_us: int = 200_000,
+              at: list[int] | None = None) -> tuple[list[int], Reorder]:
+    r, out = Reorder(depth, wait_us), []
+    for i, seq in enumerate(seqs):
+        r.push(seq, seq.to_bytes(2), (at or [0] * len(seqs))[i], out)
+    return [int.from_bytes(p) for p in out], r
+
+
+def test_reorder_puts_swapped_packets_back_and_passes_order_through() -> None:
+    assert _in_order([1, 2, 3, 4])[0] == [1, 2, 3, 4]
+    got, r = _in_order([1, 3, 2, 4])
+    assert got == [1, 2, 3, 4] and r.reordered == 1 and r.late == 0
+    assert _in_order([65534, 0, 65535, 1])[0] == [65534, 65535, 0, 1]  # across the wrap
+
+
+def test_reorder_drops_duplicates_and_gives_a_lost_packet_up_within_its_bounds() -> None:
+    got, r = _in_order([1, 2, 2, 3])
+    assert got == [1, 2, 3] and r.late == 1
+    # 2 never comes: after `depth` packets wait, the ones after it go on without it...
+    got, _ = _in_order([1] + list(range(3, 8)), depth=4)
+    assert got == [1, 3, 4, 5, 6, 7]
+    # ... or after the wait, on the next read.
+    r, out = Reorder(64, 200_000), []
+    for seq, t in ((1, 0), (3, 10_000), (4, 20_000)):
+        r.push(seq, seq.to_bytes(2), t, out)
+    assert [int.from_bytes(p) for p in out] == [1]
+    r.expire(150_000, out)
+    assert len(out) == 1
+    r.expire(250_000, out)
+    assert [int.from_bytes(p) for p in out] == [1, 3, 4]
+    r.push(2, b"\0\2", 260_000, out)  # too late now: dropped, not sent out of order
+    assert len(out) == 3 and r.late == 1
+
+
+def test_reorder_follows_a_camera_that_restarts_its_sequence() -> None:
+    assert _in_order([100, 101, 30_000, 30_001])[0] == [100, 101, 30_000, 30_001]
+
+
+def _sr(ssrc: int, unix_s: float, rtp_ts: int) -> bytes:
+    sec = int(unix_s) + NTP_UNIX_OFFSET_S
+    frac = int((unix_s % 1) * 2**32)
+    return struct.pack(">BBHIIIIII", 0x80, 200, 6, ssrc, sec, frac, rtp_ts, 10, 1000)
+
+
+def test_sender_report_is_read_from_a_compound_packet() -> None:
+    rr = receiver_report(7, None)
+    [sr] = sender_reports(rr + _sr(42, 1_790_000_000.25, 123456) + rr)
+    assert sr.ssrc == 42 and sr.rtp_ts == 123456
+    assert abs(sr.ntp_us - 1_790_000_000_250_000) <= 1
+    assert sender_reports(b"\x80\xc8\xff\xff" + b"\0" * 20) == []  # length overruns: nothing
+
+
+def test_receiver_report_counts_what_never_came() -> None:
+    stats = ReceptionStats()
+    for seq in (65534, 65535, 1, 2):  # 0 lost, across the wrap
+        stats.packet(99, seq)
+    block = stats.report_block(None, 0.0)
+    ssrc, lost, highest = struct.unpack_from(">III", block)
+    assert ssrc == 99 and lost & 0xFFFFFF == 1 and lost >> 24 == 256 // 5  # 1 of 5
+    assert highest == 0x10000 + 2
+    packet = receiver_report(5, block)
+    assert len(packet) % 4 == 0 and packet[1] == 201
+    assert 4 * (struct.unpack_from(">H", packet, 2)[0] + 1) == 8 + len(block)
+
+
+SDP = ("v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=udp\r\nt=0 0\r\n"
+       "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+       "a=fmtp:96 packetization-mode=1\r\na=control:trackID=0\r\n")
+
+
+def _rtp(seq: int, ts: int, nal: bytes) -> bytes:
+    return struct.pack(">BBHII", 0x80, 0x80 | 96, seq, ts, 0xC0FFEE) + nal
+
+
+class UdpCamera:
+    """RTSP over TCP that refuses interleaved RTP (461) and sends RTP over UDP: packets in the
+    order given, then a sender report; it keeps what arrives on its RTCP port."""
+
+    def __init__(self, order: list[int]) -> None:
+        self.order = order
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtp.bind(("127.0.0.1", 0))
+        self.rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.rtcp.bind(("127.0.0.1", 0))
+        self.rtcp.settimeout(5)
+        self.setups: list[str] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        buf = b""
+        client: tuple[str, int] | None = None
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode().split("\r\n")
+                cseq = next(x.split(":", 1)[1].strip() for x in lines if x.lower().startswith("cseq"))
+                transport = next((x.split(":", 1)[1].strip() for x in lines
+                                  if x.lower().startswith("transport")), "")
+                status, extra, body = "200 OK", "", ""
+                if lines[0].startswith("DESCRIBE"):
+                    body, extra = SDP, "Content-Type: application/sdp\r\n"
+                elif lines[0].startswith("SETUP"):
+                    self.setups.append(transport)
+                    ports = re.search(r"client_port=(\d+)-(\d+)", transport)
+                    if ports is None:
+                        status = "461 Unsupported Transport"
+                    else:
+                        client = ("127.0.0.1", int(ports.group(1)))
+                        extra = (f"Transport: {transport};server_port={self.rtp.getsockname()[1]}"
+                                 f"-{self.rtcp.getsockname()[1]}\r\nSession: 77;timeout=60\r\n")
+                conn.sendall((f"RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{extra}"
+                              f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+                if lines[0].startswith("PLAY") and client is not None:
+                    self._send(client)
+                if lines[0].startswith("TEARDOWN"):
+                    return
+
+    def _send(self, client: tuple[str, int]) -> None:
+        idr = bytes([0x65]) + b"\x88" * 50
+        for i in self.order:
+            self.rtp.sendto(_rtp(1000 + i, 3000 * i, idr if i == 0 else bytes([0x41]) + b"\1" * 50),
+                            client)
+        self.rtcp.sendto(_sr(0xC0FFEE, time.time() + 120.0, 3000 * max(self.order)),
+                         (client[0], client[1] + 1))
+
+
+@contextmanager
+def udp_camera(order: list[int]) -> Iterator[UdpCamera]:
+    cam = UdpCamera(order)
+    cam.thread.start()
+    try:
+        yield cam
+    finally:
+        cam.listener.close()
+        cam.rtp.close()
+        cam.rtcp.close()
+
+
+def test_own_reader_reads_rtp_over_udp_in_order_and_counts_the_lost() -> None:
+    """Frames 0-9 sent as 0 1 3 2 4 6 7 8 9 (2 and 3 swapped, 5 lost): the depacketizer gets
+    them in order, one packet is counted lost, the camera's clock comes from its sender report,
+    and the camera receives a receiver report that says one packet was lost."""
+    with udp_camera([0, 1, 3, 2, 4, 6, 7, 8, 9]) as cam:
+        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
+        depack = Depacketizer("h264")
+        try:
+            s.open()
+            assert len(s.sockets()) == 3
+            deadline = time.monotonic() + 5
+            while (len(depack.ready) < 9 or not s.sender_reports) and time.monotonic() < deadline:
+                s.read_some(depack.push_at)
+                time.sleep(0.01)
+            s.read_some(depack.push_at)
+            s.reorder.expire(10**18, [])  # (nothing is left waiting)
+            s._send_rr(time.monotonic())
+            reports = [cam.rtcp.recv(1500), cam.rtcp.recv(1500)]  # after PLAY, and now
+        finally:
+            s.close()
+    assert cam.setups and "client_port=" in cam.setups[0]
+    assert [u.rtp_ts // 3000 for u in depack.ready] == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    assert depack.lost == 1 and s.reorder.reordered == 5  # 3 waited for 2; 6-9 for 5
+    assert depack.ready[5].damaged  # the frame after the hole
+    [sr] = s.sender_reports
+    assert abs(sr.ntp_us / 1e6 - time.time() - 120) < 5
+    # Before any packet, an RR without a block; now one that counts 1 packet lost of 10.
+    assert [(r[1], r[0] & 0x1F) for r in reports] == [(201, 0), (201, 1)]
+    assert struct.unpack_from(">I", reports[1], 8)[0] == 0xC0FFEE
+    assert struct.unpack_from(">I", reports[1], 12)[0] & 0xFFFFFF == 1
+
+
+async def test_a_udp_only_camera_with_a_wrong_clock_is_recorded_and_its_clock_alerts(
+        tmp_path: Path, index: Index) -> None:
+    """A camera (a real dialect, real video) that refuses interleaved TCP and whose own clock
+    is an hour ahead: `transport: auto` records it over UDP with the own reader, every segment
+    decodes with `ffmpeg -xerror`, and status says why UDP and how far off its clock is; the
+    alert names the camera and the fix. Another, over TCP, is two minutes behind."""
+    sink = IndexSink(index)
+    udp = ReplayCamera(DIALECTS[0], udp_only=True, clock_offset_s=3600.0).start()
+    tcp = ReplayCamera(DIALECTS[0], clock_offset_s=-120.0).start()
+    recs = {"yard": make_recorder("yard", udp.url(), tmp_path, sink, segment_seconds=1.0,
+                                  reader="auto"),
+            "gate": make_recorder("gate", tcp.url(), tmp_path, sink, segment_seconds=1.0,
+                                  reader="auto")}
+    for rec in recs.values():
+        rec.start()
+    try:
+        await wait_for(lambda: all(sink.indexed.get(n, 0) >= 2
+                                   and r.status()["clock_offset_s"] is not None
+                                   for n, r in recs.items()))
+        st = {n: r.status() for n, r in recs.items()}
+        views = [CameraView(n, s["state"], clock_offset_s=r.clock_offset_s)
+                 for (n, s), r in zip(st.items(), recs.values(), strict=True)]
+    finally:
+        await asyncio.gather(*(r.stop() for r in recs.values()))
+        for cam in (udp, tcp):
+            await asyncio.to_thread(cam.stop)
+    yard, gate = st["yard"], st["gate"]
+    assert yard["state"] == "recording" and yard["reader"] == "nvr", yard
+    assert yard["transport"] == "udp" and yard["packets_lost"] == 0, yard
+    assert yard["last_error"] == "the camera refuses RTP over TCP; recording over UDP", yard
+    assert gate["transport"] == "tcp" and gate["last_error"] == "", gate
+    assert abs(yard["clock_offset_s"] - 3600) < 1.0, yard
+    assert abs(gate["clock_offset_s"] + 120) < 1.0, gate
+    assert [a.message for a in alerts.alerts(views, set(), None)] == [
+        "camera yard's own clock is 60 min ahead of the recorder's; set its NTP server (the "
+        "time it shows in its picture is wrong)",
+        "camera gate's own clock is 2 min behind the recorder's; set its NTP server (the "
+        "time it shows in its picture is wrong)"]
+    for seg in await index.segments("yard"):
+        _xerror_clean(Path(seg.path))

@@ -40,8 +40,8 @@ LIVE_PACE_S = 0.04  # somebody watches live: under one frame at 25 fps
 PACE_BYTES = 128 * 1024  # at most this much gathered in one wait: a fresh TCP buffer (tcp_rmem)
 # Over UDP a full socket buffer drops datagrams: shorter waits, and less gathered in one (a
 # datagram takes about twice its size of the buffer, whose default is ~200 KB).
-UDP_PACE_S = 0.1
-UDP_PACE_BYTES = 32 * 1024
+UDP_PACE_S = 0.25
+UDP_PACE_BYTES = 64 * 1024
 # Video flowing this long without a keyframe (IDR/IRAP) the reader can start on: a stream it
 # cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
 NO_KEYFRAME_S = 30.0

@@ -24,7 +24,7 @@ import av.container
 import av.stream
 
 from nvr import log
-from nvr.ingest.anchor import WallAnchor
+from nvr.storage.anchor import WallAnchor
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of

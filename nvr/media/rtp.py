@@ -6,7 +6,7 @@ recv() instead of FFmpeg's four syscalls per packet (docs/design.md, "Ingest hot
 
 An access unit ends at the RTP marker bit, or when the timestamp changes (a lost marker). Its
 NAL units are written each behind its 4-byte big-endian length: MP4's form, so the segment
-writer stores them as they are (nvr.storage.fmp4.annexb gives the start-code form FFmpeg's
+writer stores them as they are (nvr.media.access_unit.annexb gives the start-code form FFmpeg's
 parsers and the live view take). A sequence-number gap drops the fragment in
 progress and marks the access unit `damaged`: the recorder decides what to do with it (the
 bytes of a damaged picture still decode up to the hole; counting them is what matters).

@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nvr.alerts import CameraView
-
-from nvr import alerts
 from nvr.media.rtcp import NTP_UNIX_OFFSET_S, ReceptionStats, receiver_report, sender_reports
 from nvr.media.rtp import Depacketizer, Reorder
 from nvr.media.rtsp import RtspSession
+from nvr.runtime import alerts
+from nvr.runtime.alerts import CameraView
 from nvr.storage.index import Index
 from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
 from tests.ingest.replay_camera import DIALECTS, ReplayCamera

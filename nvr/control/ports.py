@@ -109,8 +109,9 @@ class ViewingPort(Protocol):
     def base_url(self) -> str: ...
 
 
-class RecorderPort(Protocol):
-    """The running recorder as the handlers see it (nvr.runtime.service implements it)."""
+class RecorderParts(Protocol):
+    """What every reader of the running recorder starts from: the camera map, the clock
+    (microseconds, UTC), the storage root, the index and its connection, the audit log."""
 
     config: CameraMap
     clock: Callable[[], int]
@@ -118,6 +119,11 @@ class RecorderPort(Protocol):
     db: Db
     index: Index
     audit: AuditLog
+
+
+class RecorderPort(RecorderParts, Protocol):
+    """The running recorder as the handlers see it (nvr.runtime.service implements it)."""
+
     holds: Holds
     grants: Grants
     requests: Requests

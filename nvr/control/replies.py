@@ -126,30 +126,28 @@ class EmergencyRow(LinkRow):
     seconds_left: int
 
 
-class StatusBase(TypedDict):
+class _StatusCommon(TypedDict):
+    """What `status` says of the site, the retention, the pause and the recovery, as gathered."""
+
+    site: str
+    retention: RetentionStatus
+    paused: list[str]
+    alert: str | None
+    clock_alert: str | None
+    recovery: RecoveryProgress
+    emergencies: list[EmergencyRow]
+
+
+class StatusBase(_StatusCommon):
     """`status` as the handler gathers it, before nvr.control.status adds what people read."""
 
-    site: str
     cameras: list[CameraBase]
     disk: DiskUse
-    retention: RetentionStatus
-    paused: list[str]
-    alert: str | None
-    clock_alert: str | None
-    recovery: RecoveryProgress
-    emergencies: list[EmergencyRow]
 
 
-class StatusReply(TypedDict):
-    site: str
+class StatusReply(_StatusCommon):
     cameras: list[CameraStatus]
     disk: DiskStatus
-    retention: RetentionStatus
-    paused: list[str]
-    alert: str | None
-    clock_alert: str | None
-    recovery: RecoveryProgress
-    emergencies: list[EmergencyRow]
     held: HeldTotal
     alerts: list[AlertRow]
     at: str
@@ -256,15 +254,9 @@ class MasksPreviewReply(TypedDict):
     masks: list[MaskOutline]
 
 
-class MasksPreviewShown(TypedDict):
+class MasksPreviewShown(MasksPreviewReply):
     """`nvr masks preview --json`."""
 
-    camera: str
-    at: str
-    sha256: str
-    width: int
-    height: int
-    masks: list[MaskOutline]
     path: str
 
 

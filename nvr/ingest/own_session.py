@@ -24,7 +24,6 @@ import av.container
 import av.stream
 
 from nvr import log
-from nvr.storage.anchor import WallAnchor
 from nvr.ingest.decode_times import DecodeTimes
 from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
@@ -33,6 +32,7 @@ from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, Timestamp
 from nvr.media.access_unit import annexb
 from nvr.media.rtp import AccessUnit, Depacketizer
 from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
+from nvr.storage.anchor import WallAnchor
 
 _log = log.get("nvr.ingest.own_session")
 READ_PACE_S = 0.5  # nobody watches: half a second of video a read

@@ -39,14 +39,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from nvr import log
-from nvr.config.model import CameraMap
-from nvr.policy.audit import AuditLog
+from nvr.control.ports import RecorderParts
 from nvr.retention.disk import disk_state
 from nvr.runtime import alerts
 from nvr.runtime.alerts import Alert
 from nvr.storage import footage_stats
-from nvr.storage.db import Db
-from nvr.storage.index import Index
 from nvr.web.limits import HEADER_TIMEOUT_S, Acceptor
 
 MAX_CONNECTIONS = 16  # GET /metrics on metrics.listen: a scraper or two
@@ -84,15 +81,8 @@ class CameraCounters(Protocol):
     def writer(self) -> _Writer: ...
 
 
-class MetricsPort(Protocol):
+class MetricsPort(RecorderParts, Protocol):
     """What the metrics read of the running recorder (nvr.runtime.service implements it)."""
-
-    config: CameraMap
-    clock: Callable[[], int]
-    root: Path
-    db: Db
-    index: Index
-    audit: AuditLog
 
     @property
     def recorders(self) -> Mapping[str, CameraCounters]: ...
@@ -158,6 +148,28 @@ async def snapshot(service: MetricsPort) -> Snapshot:
     return snap
 
 
+# One sample per camera: (family, name, help, the figure of a CameraFigures or None).
+_CAMERA_FIGURES: list[tuple[type[CounterMetricFamily] | type[GaugeMetricFamily], str, str,
+                            Callable[[CameraFigures], float | None]]] = [
+    (CounterMetricFamily, "nvr_camera_frames",
+     "Video frames recorded since the camera's thread started", lambda c: c.frames),
+    (CounterMetricFamily, "nvr_camera_bytes",
+     "Video bytes recorded since the camera's thread started", lambda c: c.bytes),
+    (CounterMetricFamily, "nvr_camera_reconnects",
+     "Camera sessions that failed and were retried", lambda c: c.reconnects),
+    (CounterMetricFamily, "nvr_camera_thread_restarts",
+     "Wedged camera threads the watchdog replaced", lambda c: c.thread_restarts),
+    (GaugeMetricFamily, "nvr_camera_last_segment_age_seconds",
+     "Seconds since the end of the camera's last finished segment",
+     lambda c: c.last_segment_age_s),
+    (GaugeMetricFamily, "nvr_camera_retention_horizon_seconds",
+     "Age of the camera's oldest footage kept", lambda c: c.horizon_s),
+    (GaugeMetricFamily, "nvr_camera_retention_target_seconds",
+     "How long the camera's footage is kept (retention.days)",
+     lambda c: c.retention_days * 86400),
+]
+
+
 class _SnapshotCollector:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -166,33 +178,17 @@ class _SnapshotCollector:
         s = self.snap
         state = GaugeMetricFamily("nvr_camera_state", "1 for the state each camera is in now",
                                   labels=["camera", "state"])
-        frames = CounterMetricFamily("nvr_camera_frames", "Video frames recorded since the "
-                                     "camera's thread started", labels=["camera"])
-        data = CounterMetricFamily("nvr_camera_bytes", "Video bytes recorded since the camera's "
-                                   "thread started", labels=["camera"])
-        reconnects = CounterMetricFamily("nvr_camera_reconnects", "Camera sessions that failed "
-                                         "and were retried", labels=["camera"])
-        restarts = CounterMetricFamily("nvr_camera_thread_restarts", "Wedged camera threads the "
-                                       "watchdog replaced", labels=["camera"])
-        age = GaugeMetricFamily("nvr_camera_last_segment_age_seconds", "Seconds since the end of "
-                                "the camera's last finished segment", labels=["camera"])
-        horizon = GaugeMetricFamily("nvr_camera_retention_horizon_seconds", "Age of the camera's "
-                                    "oldest footage kept", labels=["camera"])
-        keep = GaugeMetricFamily("nvr_camera_retention_target_seconds", "How long the camera's "
-                                 "footage is kept (retention.days)", labels=["camera"])
+        per_camera = [(family(name, text, labels=["camera"]), value)
+                      for family, name, text, value in _CAMERA_FIGURES]
         for c in s.cameras:
             for st in CAMERA_STATES:
                 state.add_metric([c.id, st], 1.0 if c.state == st else 0.0)
-            frames.add_metric([c.id], c.frames)
-            data.add_metric([c.id], c.bytes)
-            reconnects.add_metric([c.id], c.reconnects)
-            restarts.add_metric([c.id], c.thread_restarts)
-            if c.last_segment_age_s is not None:
-                age.add_metric([c.id], c.last_segment_age_s)
-            if c.horizon_s is not None:
-                horizon.add_metric([c.id], c.horizon_s)
-            keep.add_metric([c.id], c.retention_days * 86400)
-        yield from (state, frames, data, reconnects, restarts, age, horizon, keep)
+            for metric, value in per_camera:
+                v = value(c)
+                if v is not None:  # a camera without a figure yet (no segment) has no sample
+                    metric.add_metric([c.id], v)
+        yield state
+        yield from (metric for metric, _ in per_camera)
         yield GaugeMetricFamily("nvr_disk_free_bytes", "Free bytes on the storage filesystem "
                                 "(for the recorder's account)", value=s.disk_free)
         yield GaugeMetricFamily("nvr_disk_size_bytes", "Size of the storage filesystem",

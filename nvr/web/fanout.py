@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from nvr import log
+from nvr.storage.segment_writer import Frame
 
 _log = log.get("nvr.web.fanout")
 
@@ -208,21 +209,9 @@ class TappedStream(Protocol):
     def codec_context(self) -> _CodecContext: ...
 
 
-class TappedPacket(Protocol):
-    """A packet as the recorder wrote it (nvr.ingest.timestamps.OutPacket)."""
-
-    # Each supports bytes(): av.Packets from FFmpeg's reader, bytes-likes from the own reader.
-    @property
-    def payloads(self) -> Sequence[Any]: ...
-
-    @property
-    def key(self) -> bool: ...
-
-    @property
-    def pts(self) -> int: ...
-
-    @property
-    def dts(self) -> int: ...
+# A packet as the recorder wrote it: the segment writer's frame (nvr.ingest.timestamps.OutPacket);
+# its payloads each support bytes() (av.Packets from FFmpeg's reader, bytes from the own one).
+TappedPacket = Frame
 
 
 def tap_for(feed: LiveFeed) -> Callable[[TappedPacket, TappedStream], None]:

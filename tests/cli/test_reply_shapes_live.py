@@ -13,7 +13,7 @@ import pytest
 from nvr.control import replies
 from tests.camserver import TestCamera
 from tests.cli.shapes import problems
-from tests.e2e.harness import ACCOUNTS, Recorder, cams_for
+from tests.e2e.harness import ACCOUNTS, Recorder, recording_lobby
 from tests.support import is_root
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root")
@@ -27,12 +27,8 @@ def iso(t: dt.datetime) -> str:
 
 @pytest.fixture(scope="module")
 def rec(testcam: TestCamera) -> Iterator[Recorder]:
-    r = Recorder(cams_for(testcam)).start()
-    try:
-        r.wait_for_segments("lobby", 3, timeout=90)
+    with recording_lobby(testcam, 3) as r:
         yield r
-    finally:
-        r.cleanup()
 
 
 def answer(rec: Recorder, td: Any, *argv: str, who: str = "director") -> Any:

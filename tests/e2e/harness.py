@@ -7,6 +7,7 @@ import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,3 +169,15 @@ def cams_for(testcam: TestCamera) -> list[dict[str, Any]]:
 
 
 __all__ = ["ACCOUNTS", "CliResult", "Recorder", "cams_for", "run_cli", "os"]
+
+
+@contextlib.contextmanager
+def recording_lobby(testcam: TestCamera, segments: int, timeout: float = 90) -> Iterator[Recorder]:
+    """The usual cameras (cams_for) recording until the lobby has `segments` segments; cleaned
+    up after (a module fixture's body: `with recording_lobby(testcam, 3) as r: yield r`)."""
+    r = Recorder(cams_for(testcam)).start()
+    try:
+        r.wait_for_segments("lobby", segments, timeout=timeout)
+        yield r
+    finally:
+        r.cleanup()

@@ -18,7 +18,7 @@ import pytest
 
 from nvr.control.protocol import ARGS
 from tests.camserver import TestCamera
-from tests.e2e.harness import ACCOUNTS, Recorder, cams_for
+from tests.e2e.harness import ACCOUNTS, Recorder, recording_lobby
 from tests.support import is_root, raw_exchange, run_as
 
 pytestmark = pytest.mark.skipif(not is_root(), reason="runs as real accounts: needs root")
@@ -38,12 +38,8 @@ S = 1_000_000
 
 @pytest.fixture(scope="module")
 def rec(testcam: TestCamera) -> Iterator[Recorder]:
-    r = Recorder(cams_for(testcam)).start()
-    try:
-        r.wait_for_segments("lobby", 8, timeout=90)
+    with recording_lobby(testcam, 8) as r:
         yield r
-    finally:
-        r.cleanup()
 
 
 def audit_rows(rec: Recorder) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nvr.config.model import CameraConfig, StorageConfig
 from nvr.ingest import readers
@@ -80,3 +81,25 @@ def ffprobe(path: Path) -> dict:  # type: ignore[type-arg]
         capture_output=True, text=True, timeout=30, check=True,
     )
     return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+async def record_through_stepping_relay(source_url: str, tmp_path: Path, index: Index,
+                                        steps: list[tuple[float, int]],
+                                        within_s: float = 40.0) -> dict[str, Any]:
+    """Camera `stacks` recorded by the own reader through a relay (tests/ingest/rtsp_relay.py)
+    that steps its RTP clock at `steps` ((seconds into the stream, ticks added)), until every
+    step is past and one more segment is in `index`; the recorder's status then."""
+    from tests.ingest.rtsp_relay import Relay
+
+    with Relay(source_url, steps=steps) as relay:
+        relay.wait_buffered(0.2)
+        sink = IndexSink(index)
+        rec = make_recorder("stacks", relay.url(), tmp_path, sink, reader="nvr")
+        rec.start()
+        try:
+            await wait_for(relay.stepped.is_set, within_s=within_s)
+            after = sink.indexed.get("stacks", 0)
+            await wait_for(lambda: sink.indexed.get("stacks", 0) >= after + 1, within_s=20)
+            return rec.status()
+        finally:
+            await rec.stop()

@@ -14,8 +14,7 @@ import pytest
 
 from nvr.ingest.decode_times import DecodeTimes
 from tests.camserver import TestCamera
-from tests.ingest.recording_helpers import IndexSink, make_recorder, open_index, wait_for
-from tests.ingest.rtsp_relay import Relay
+from tests.ingest.recording_helpers import open_index, record_through_stepping_relay
 
 FRAME = 6000  # 90 kHz ticks at 15 fps
 GOP = 15
@@ -67,18 +66,7 @@ async def test_a_b_frame_camera_through_a_relay_that_steps_its_clock_records_cle
     steps = [(3.0, 45000), (4.7, -72000), (6.3, 45000), (8.0, -72000)]
     index = await open_index(tmp_path)
     try:
-        with Relay(testcam.url(mount), steps=steps) as relay:
-            relay.wait_buffered(0.2)
-            sink = IndexSink(index)
-            rec = make_recorder("stacks", relay.url(), tmp_path, sink, reader="nvr")
-            rec.start()
-            try:
-                await wait_for(relay.stepped.is_set, within_s=30)
-                after = sink.indexed.get("stacks", 0)
-                await wait_for(lambda: sink.indexed.get("stacks", 0) >= after + 1, within_s=15)
-                status = rec.status()
-            finally:
-                await rec.stop()
+        status = await record_through_stepping_relay(testcam.url(mount), tmp_path, index, steps)
         segs = await index.segments("stacks")
     finally:
         await index.db.close()

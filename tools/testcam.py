@@ -181,6 +181,8 @@ def main() -> int:
                    help="with --require-auth: what the camera asks for (most ask for digest)")
     p.add_argument("--user", default="camuser")
     p.add_argument("--password", default="campass")
+    p.add_argument("--no-rtcp", action="store_true",
+                   help="send no RTCP (no sender reports, so no clock of the camera's to read)")
     a = p.parse_args()
 
     Gst.init(None)
@@ -205,6 +207,8 @@ def main() -> int:
         factory.set_launch(line)
         if a.protocols == "udp":
             factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)
+        if a.no_rtcp:
+            factory.set_enable_rtcp(False)
         factory.connect("media-configure", live_only)
         if path == "/timecode":
             factory.connect("media-configure", feed_timecode, a)

@@ -229,6 +229,7 @@ def rig(testcam_factory: type[TestCamera]) -> Iterator[tuple[Recorder, dict[str,
             relay.stop()  # (the cameras are stopped by their fixture)
 
 
+@pytest.mark.timeout(SOAK_S + 1200)  # the checks of the last segments, and set-up, on a busy box
 def test_soak_sixteen_cameras_eight_behind_misbehaving_relays(
         rig: tuple[Recorder, dict[str, SoakRelay]]) -> None:
     rec, relays = rig

@@ -4,7 +4,10 @@
 Content-Base without a scheme, connections dropped every few minutes) and 8 straight from the
 GStreamer test camera. Afterwards:
 
-- every segment decodes with `ffmpeg -v error -xerror` silently;
+- every segment decodes with `ffmpeg -v error -xerror -i SEG -f null -` silently (where FFmpeg's
+  only words are its null output's rounding of a jittery source's frame times to the frame
+  rate, it is asked again in the file's own time base: check_segment);
+- every segment's span in the index matches the video it holds;
 - no segment ends after the moment it was written, and none was written more than 1 s after it
   ended (the camera's stamps against the box clock), bursts aside;
 - where the camera prints its capture time on the picture (the /timecode mount), every frame
@@ -51,6 +54,7 @@ pytestmark = [
 ]
 
 SEGMENT_S = 10
+FPS = 15  # tools/testcam.py's default, for every camera here
 KEEP_S = 10.0  # the relays' buffer, sent at every connect
 DRIFT_S = 1.0
 POLL_S = 30.0
@@ -286,10 +290,17 @@ def test_soak_sixteen_cameras_eight_behind_misbehaving_relays(
     write_lag: dict[str, list[float]] = {}
     holes: list[str] = []
     overlaps: dict[str, int] = {}
+    # The index's span of a segment against the video it holds (15 fps test cameras): a file of
+    # 10 s of video listed as 2.7 s plays footage under the wrong times.
+    span_mismatch: list[str] = []
     for cid, segs in by_cam.items():
         relay = relays.get(cid)
         windows = connect_windows(relay)
         for s in segs:
+            media_s, span_s = s.frames / FPS, (s.end_us - s.start_us) / 1e6
+            if abs(media_s - span_s) > DRIFT_S:
+                span_mismatch.append(f"{cid} {Path(s.path).name}: {s.frames} frames "
+                                     f"({media_s:.1f} s) listed as {span_s:.2f} s")
             lag = (s.written_us - s.end_us) / 1e6
             write_lag.setdefault(cid, []).append(lag)
             if lag < -0.05:
@@ -334,6 +345,8 @@ def test_soak_sixteen_cameras_eight_behind_misbehaving_relays(
                                    for c, v in found.burst_capture.items() if v},
         "future_frames": found.future_frames[:20],
         "holes": holes[:20],
+        "span_mismatch": span_mismatch[:20],
+        "span_mismatch_count": len(span_mismatch),
         "overlaps": overlaps,
         "relay_connects": {c: len(r.connects) for c, r in relays.items()},
         "relay_drops": {c: len(r.drops) for c, r in relays.items()},
@@ -346,6 +359,8 @@ def test_soak_sixteen_cameras_eight_behind_misbehaving_relays(
     print(text)
     if out := os.environ.get("NVR_SOAK_REPORT"):
         Path(out).write_text(text + "\n")
+        Path(out + ".segments.jsonl").write_text("".join(
+            json.dumps(vars(s)) + "\n" for s in sorted(seen.values(), key=lambda s: s.start_us)))
         shutil.copy(rec.daemon.log_path, out + ".daemon.log")
 
     assert found.checked == len(seen), "not every segment was checked in time"
@@ -358,4 +373,5 @@ def test_soak_sixteen_cameras_eight_behind_misbehaving_relays(
     assert capture_all and max(abs(v) for v in capture_all) <= DRIFT_S, \
         summary["capture_offset_s"]
     assert not holes, holes[:10]
+    assert not span_mismatch, span_mismatch[:10]
     assert all(st == "recording" and reader == "nvr" for st, reader, _ in states.values()), states

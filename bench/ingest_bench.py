@@ -14,7 +14,8 @@ measured over the same window and reported: it must be small and the same for bo
 Per side: clients start 50 ms apart; after --warmup seconds the CPU counters are read, again
 --seconds later, then the side is stopped. Reported:
   CPU-s        utime+stime over the measured window (daemon: its process, all threads;
-               ffmpeg: the sum over its N processes)
+               ffmpeg: the sum over its N processes); also per camera-minute, and the ratio
+               daemon/ffmpeg per round with its spread over the rounds
   RSS          peak resident memory (VmHWM) read just before stopping: daemon process against
                the sum over the ffmpeg processes
   frames       per camera, counted on disk by demuxing every file (all footage, warm-up included),
@@ -22,6 +23,8 @@ Per side: clients start 50 ms apart; after --warmup seconds the CPU counters are
   loop lag     daemon only: an asyncio task asks for 100 ms sleeps; p99 of the overshoot
   durable      daemon only: median time from a frame's arrival (the demuxer handing it over) to
                its segment being closed, fsynced with its folder (what the index row waits for)
+The machine's load averages before and after each side go into the JSON with it (a shared
+machine moves both sides' figures; the ratio of the same round moves less).
 The daemon side is the real thing minus the control socket: CameraRecorder threads, the real
 SQLite index (a row per segment), uvloop. JSON of the whole run goes to bench/results/.
 """

@@ -14,7 +14,8 @@ measured over the same window and reported: it must be small and the same for bo
 Per side: clients start 50 ms apart; after --warmup seconds the CPU counters are read, again
 --seconds later, then the side is stopped. Reported:
   CPU-s        utime+stime over the measured window (daemon: its process, all threads;
-               ffmpeg: the sum over its N processes)
+               ffmpeg: the sum over its N processes); also per camera-minute, and the ratio
+               daemon/ffmpeg per round with its spread over the rounds
   RSS          peak resident memory (VmHWM) read just before stopping: daemon process against
                the sum over the ffmpeg processes
   frames       per camera, counted on disk by demuxing every file (all footage, warm-up included),
@@ -22,6 +23,8 @@ Per side: clients start 50 ms apart; after --warmup seconds the CPU counters are
   loop lag     daemon only: an asyncio task asks for 100 ms sleeps; p99 of the overshoot
   durable      daemon only: median time from a frame's arrival (the demuxer handing it over) to
                its segment being closed, fsynced with its folder (what the index row waits for)
+The machine's load averages before and after each side go into the JSON with it (a shared
+machine moves both sides' figures; the ratio of the same round moves less).
 The daemon side is the real thing minus the control socket: CameraRecorder threads, the real
 SQLite index (a row per segment), uvloop. JSON of the whole run goes to bench/results/.
 """
@@ -116,7 +119,7 @@ async def daemon_child(url: str, root: Path, n: int, warmup: float, seconds: flo
         return new
 
     segment_writer.SegmentWriter.write = write  # type: ignore[method-assign]
-    segment_writer.SegmentWriter._finish = finish  # type: ignore[method-assign]
+    segment_writer.SegmentWriter._finish = finish  # type: ignore[method-assign,assignment]
 
     db = await connect(root / "index.db")
     index = Index(db)
@@ -268,6 +271,7 @@ def run_ffmpeg(cam: LoopCamera, url: str, n: int, a: argparse.Namespace, out: Pa
 
 
 def side(name: str, n: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    load_before = os.getloadavg()  # the machine may be shared: its load goes with each figure
     with LoopCamera() as cam:
         url = cam.url(a.stream)
         fn = run_daemon if name == "daemon" else run_ffmpeg
@@ -277,6 +281,8 @@ def side(name: str, n: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     res["frames_total"] = sum(frames)
     res["missing_total"] = sum(c["missing"] for c in res["cameras"].values())
     res["cameras_with_footage"] = sum(f > 0 for f in frames)
+    res["cpu_s_per_camera_minute"] = res["cpu_s"] / n / (a.seconds / 60)
+    res["loadavg_before"], res["loadavg_after"] = load_before, os.getloadavg()
     return res
 
 
@@ -316,6 +322,7 @@ def main() -> int:
         return 0
     subprocess.run([sys.executable, str(REPO / "bench" / "camsource.py"), a.stream], check=True)
     runs: list[dict[str, Any]] = []
+    load_at_start = os.getloadavg()
     print(f"stream {a.stream} ({STREAMS[a.stream][0]} {FPS} fps {STREAMS[a.stream][1]}b/s), "
           f"{a.seconds:g} s measured after {a.warmup:g} s warm-up, {a.rounds} round(s)", flush=True)
     hdr = (f"{'N':>4} {'rnd':>3} {'side':7} {'CPU-s':>8} {'core':>7} {'RSS MB':>9} {'srv CPU':>8} "
@@ -345,20 +352,32 @@ def main() -> int:
             "rss_ratio": statistics.mean(r["rss_ratio"] for r in rs),
             "daemon_cores": statistics.mean(r["daemon"]["cpu_s"] for r in rs) / a.seconds,
             "ffmpeg_cores": statistics.mean(r["ffmpeg"]["cpu_s"] for r in rs) / a.seconds,
+            "cpu_ratio_min": min(r["cpu_ratio"] for r in rs),
+            "cpu_ratio_max": max(r["cpu_ratio"] for r in rs),
+            "daemon_cpu_s_per_camera_minute": statistics.mean(
+                r["daemon"]["cpu_s_per_camera_minute"] for r in rs),
+            "ffmpeg_cpu_s_per_camera_minute": statistics.mean(
+                r["ffmpeg"]["cpu_s_per_camera_minute"] for r in rs),
+            "daemon_rss_mb": statistics.mean(r["daemon"]["rss"] for r in rs) / 2**20,
+            "ffmpeg_rss_mb": statistics.mean(r["ffmpeg"]["rss"] for r in rs) / 2**20,
             "missing_daemon": sum(r["daemon"]["missing_total"] for r in rs),
+            "missing_ffmpeg": sum(r["ffmpeg"]["missing_total"] for r in rs),
             "loop_lag_p99_ms": max(r["daemon"]["loop_lag_p99_ms"] or 0 for r in rs),
         }
         s = summary[str(n)]
         print(f"N={n}: CPU {s['cpu_ratio']:.2f}x, RSS {s['rss_ratio']:.3f}x of ffmpeg; daemon "
-              f"{s['daemon_cores']:.3f} cores = {n / max(s['daemon_cores'], 1e-9):.0f} cameras/core",
-              flush=True)
+              f"{s['daemon_cores']:.3f} cores = {n / max(s['daemon_cores'], 1e-9):.0f} cameras/core; "
+              f"CPU-s per camera-minute {s['daemon_cpu_s_per_camera_minute']:.3f} against "
+              f"{s['ffmpeg_cpu_s_per_camera_minute']:.3f}, RSS {s['daemon_rss_mb']:.0f} MB against "
+              f"{s['ffmpeg_rss_mb']:.0f} MB; ratio over rounds {s['cpu_ratio_min']:.2f}-"
+              f"{s['cpu_ratio_max']:.2f}", flush=True)
     path = a.json or REPO / "bench" / "results" / f"ingest-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "command": " ".join(sys.argv), "stream": a.stream, "seconds": a.seconds,
         "warmup": a.warmup, "rounds": a.rounds, "segment_seconds": a.segment_seconds,
         "note": a.note, "reader": a.reader, "host": platform.node(), "cpus": os.cpu_count(),
-        "loadavg_at_end": os.getloadavg(), "git": _git_rev(), "summary": summary, "runs": runs,
+        "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg(), "git": _git_rev(), "summary": summary, "runs": runs,
     }, indent=1))
     print(f"JSON: {path}")
     return 0

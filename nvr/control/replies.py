@@ -42,6 +42,7 @@ class CameraBase(TypedDict):
     dropped: NotRequired[int]
     last_error_at: NotRequired[str | None]
     timestamp_steps: NotRequired[int]
+    resent_frames_dropped: NotRequired[int]
     anchor_delay_s: NotRequired[float | None]
     clock_offset_s: NotRequired[float | None]
     packets_lost: NotRequired[int]

@@ -177,6 +177,8 @@ class CameraRecorder:
                               else timeutil.to_iso(self.last_error_us)),
             # How long after its stamp the latest frame arrived (docs/time.md, "The anchor").
             "timestamp_steps": self.stats.timestamp_steps,
+            # Frames a source sent again at a reconnection, already recorded (docs/time.md, 8).
+            "resent_frames_dropped": self.writer.resent_frames_dropped,
             "packets_lost": self.stats.packets_lost,
             # The camera's own clock minus the box's (RTCP sender reports; docs/time.md).
             "clock_offset_s": self.clock_offset_s,

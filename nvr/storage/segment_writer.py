@@ -15,7 +15,9 @@ with every frame so that no frame is stamped later than it arrived. A segment's 
 fixed when it closes: segment N ends at the anchor + the media time of N+1's first frame, and
 N+1 starts exactly there, so no frame is dropped or doubled at a cut. The first segment of a
 session also gets its start then (the anchor may have fallen since it opened: a burst of
-buffered video), and its file is renamed to match.
+buffered video), and its file is renamed to match. A session that follows a recorded segment
+holds its frames until the anchor settles, then drops those stamped before that segment's end
+(video a relay sent again at a reconnection) up to the first keyframe at or after it.
 
 Frames come in decode order (`Frame`), H.264 and H.265 ones either length-prefixed (the own
 RTSP reader's: stored as they are) or in Annex-B (FFmpeg's reader's: converted,
@@ -57,6 +59,11 @@ FRAGMENT_MAX_BYTES = 16 * 1024 * 1024
 # closed, since its end would be stamped from an anchor that is still falling; but for at most
 # this long past its length.
 BURST_HOLD_MAX_S = 60.0
+# A session that follows recorded footage holds its frames until its anchor settles, to drop
+# what a relay re-sends of video already recorded (docs/time.md, "The anchor", 8); but at most
+# this much (bytes or media time), beyond which they are written as they stand.
+HOLD_MAX_BYTES = 32 * 1024 * 1024
+HOLD_MAX_S = 60.0
 _IOV_MAX = 1024  # buffers one writev() takes (Linux UIO_MAXIOV)
 
 _log = log.get("nvr.storage.segment_writer")
@@ -79,6 +86,19 @@ class Frame(Protocol):
     def payloads(self) -> Sequence[av.Packet[Any]] | Sequence[bytes]: ...
     @property
     def arrival_mono_us(self) -> int: ...
+
+
+@dataclasses.dataclass(slots=True)
+class _Held:
+    """A frame held while the session's anchor settles: what the writer needs of it."""
+
+    pts: int
+    dts: int
+    duration: int
+    key: bool
+    arrival_mono_us: int
+    data: bytes | bytearray
+    params: tuple[bytes, ...]
 
 
 def stagger_fraction(camera_id: str) -> float:
@@ -148,6 +168,15 @@ class SegmentWriter:
         self._tb = Fraction(1, 90000)
         self._us_num, self._us_den = 1_000_000, 90000  # µs a tick, as an integer fraction
         self.last_end_us: int | None = None
+        # Frames held while the session's anchor settles (only when last_end_us is known).
+        self._held: list[_Held] = []
+        self._held_bytes = 0
+        self._holding = False
+        # Until the session's first segment opens: frames stamped before last_end_us are
+        # dropped (already recorded), then the rest up to a keyframe (undecodable without it).
+        self._resent = 0  # of this session: stamped before last_end_us
+        self._undecodable = 0  # of this session: after it, before the first keyframe kept
+        self.resent_frames_dropped = 0  # all sessions'
 
     # -- session -------------------------------------------------------------------------------
     def start_session(self, template: av.stream.Stream, anchor_us: int, *,
@@ -163,6 +192,8 @@ class SegmentWriter:
         self.close_segment()
         self._session_wall_us = anchor_us
         self._anchor = None
+        self._holding = self.last_end_us is not None
+        self._resent = self._undecodable = 0
         if self.last_end_us is not None:
             anchor_us = max(anchor_us, self.last_end_us)
         if template is not self._template:
@@ -202,7 +233,6 @@ class SegmentWriter:
 
     # -- packets -------------------------------------------------------------------------------
     def write(self, op: Frame) -> None:
-        seg = self._open
         params: tuple[bytes, ...] = ()
         if self._template is None:
             raise RuntimeError("write() outside a session: call start_session() first")
@@ -220,10 +250,46 @@ class SegmentWriter:
             anchor = self._anchor = WallAnchor(self._session_wall_us - op.arrival_mono_us)
         anchor.frame((op.dts - self._anchor_dts) * self._us_num // self._us_den,
                      op.arrival_mono_us)
+        if not self._holding:
+            self._place(op, data, params)
+            return
+        self._held.append(_Held(op.pts, op.dts, op.duration, op.key, op.arrival_mono_us,
+                                data, params))
+        self._held_bytes += len(data)
+        if anchor.settled() or self._held_bytes >= HOLD_MAX_BYTES or \
+                self._media_us(op.dts) - self._media_us(self._held[0].dts) >= HOLD_MAX_S * 1e6:
+            self._release()
+
+    def _release(self) -> None:
+        """The held frames, by the anchor as it is now (settled, or as far as it got)."""
+        held, self._held, self._held_bytes, self._holding = self._held, [], 0, False
+        for h in held:
+            self._place(h, h.data, h.params)
+
+    def _place(self, op: Frame | _Held, data: bytes | bytearray,
+               params: tuple[bytes, ...]) -> None:
+        seg = self._open
+        anchor = self._anchor
+        assert anchor is not None
         if seg is None:
-            if not op.key:
-                return
+            # Re-sent (a relay's buffer, sent again at a reconnection): stamped before the last
+            # segment's end, though it arrived after it. By the anchor now, and so by the
+            # settled one (which only falls while a burst comes: stamps only move earlier).
+            # A box clock that stepped back gives arrivals before that end: clamped, as ever.
             start = self._us(op.dts)
+            end = self.last_end_us
+            if end is not None and start < end and \
+                    op.arrival_mono_us + anchor.wall_minus_mono >= end:
+                self._resent += 1
+                return
+            if not op.key:  # (only after dropped frames: sessions start on a keyframe)
+                self._undecodable += 1 if self._resent else 0
+                return
+            if self._resent or self._undecodable:
+                self.resent_frames_dropped += self._resent
+                _log.info("resent_frames_dropped", camera=self.camera_id, count=self._resent,
+                          undecodable=self._undecodable)
+                self._resent = self._undecodable = 0
             if self.last_end_us is not None:  # never before the last segment ended
                 start = max(start, self.last_end_us)
             seg = self._begin(op.dts, params, data, start, first_of_session=True)
@@ -241,7 +307,7 @@ class SegmentWriter:
                 seg = self._begin(op.dts, params, data, start, first_of_session=False)
         self._add(seg, op, data)
 
-    def _add(self, seg: _Open, op: Frame, data: bytes | bytearray) -> None:
+    def _add(self, seg: _Open, op: Frame | _Held, data: bytes | bytearray) -> None:
         ticks = seg.init.timescale
         if seg.same_clock:
             dts, cts, duration = op.dts - seg.first_dts, op.pts - op.dts, op.duration
@@ -351,7 +417,16 @@ class SegmentWriter:
         seg.offset = start + done_total
 
     def close_segment(self) -> NewSegment | None:
-        """Finish the open segment (end = start + media duration) and hand it on."""
+        """Write what is held, finish the open segment (end = start + media duration) and hand
+        it on."""
+        if self._held:
+            self._release()
+        self._holding = False
+        if self._resent or self._undecodable:  # the session ended before it recorded anything
+            self.resent_frames_dropped += self._resent
+            _log.info("resent_frames_dropped", camera=self.camera_id, count=self._resent,
+                      undecodable=self._undecodable)
+            self._resent = self._undecodable = 0
         seg = self._open
         if seg is None:
             return None

@@ -2,7 +2,8 @@
 (docs/time.md, "The anchor" and "Discontinuities, steps and gaps"):
 
 - it reads a real camera (the GStreamer test camera) and keeps every RTP packet it got;
-- a client that connects gets all of them at once, interleaved over TCP (seconds of video
+- a client that connects gets all of them at once (again at every connection: `drop_client()`
+  ends the connections, as a relay restarting or a network blip does), interleaved over TCP (seconds of video
   within a fraction of a second), and then the live packets as they come;
 - its Content-Base may be given without a scheme, as some cameras send it;
 - its RTP clock may step (`steps`: seconds into the stream, ticks added from then on), at the
@@ -55,6 +56,8 @@ class Relay:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._upstream: RtspSession | None = None
+        self._streaming: list[socket.socket] = []  # connections past PLAY
+        self._lock = threading.Lock()
 
     def url(self, path: str = "stream0") -> str:
         return f"rtsp://127.0.0.1:{self.port}/{path}"
@@ -82,6 +85,18 @@ class Relay:
                 if left <= 0:
                     raise AssertionError(f"the relay got under {seconds} s of video in {within_s} s")
                 self.packets.cond.wait(left)
+
+    def drop_client(self) -> int:
+        """End every connection that is streaming (the client sees the stream close); returns
+        how many."""
+        with self._lock:
+            conns, self._streaming = self._streaming, []
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        return len(conns)
 
     def stop(self) -> None:
         self._stop.set()
@@ -228,6 +243,8 @@ class Relay:
         conn.setblocking(True)
         conn.settimeout(0.05)
         buf = rest
+        with self._lock:
+            self._streaming.append(conn)
         while not self._stop.is_set():
             with pk.cond:
                 batch = pk.items[sent:]

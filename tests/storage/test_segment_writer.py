@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Iterator
 from fractions import Fraction
@@ -9,9 +10,11 @@ from pathlib import Path
 
 import av
 import av.container
+import pytest
 
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampRepair
 from nvr.media.param_sets import in_access_unit
+from nvr.storage import segment_writer
 from nvr.storage.index import NewSegment
 from nvr.storage.segment_writer import SegmentWriter
 from tests.ingest.recording_helpers import ffprobe
@@ -159,3 +162,44 @@ def test_a_burst_of_buffered_video_is_stamped_in_the_past_not_the_future(
     for a, b in zip(closed, closed[1:], strict=False):
         assert a.end_us == b.start_us
     assert closed[0].frames >= buffered, "the burst is not cut while the anchor still falls"
+
+
+def _record_then_resend(root: Path) -> tuple[SegmentWriter, list[NewSegment]]:
+    """A relay re-sends its buffer at every connection: the second session starts with the 3 s
+    already recorded (and 0.5 s more), all arriving at once 3.5 s in, then live video."""
+    closed: list[NewSegment] = []
+    w = _writer(root, closed)
+    clip = _encode(64, 48, 75)  # 5 s, a keyframe a second
+    with av.open(io.BytesIO(clip)) as c:
+        w.start_session(c.streams.video[0], T0)
+        for op in list(_packets(c))[:45]:
+            w.write(op)
+        w.end_session()
+    assert closed[-1].end_us == T0 + 3 * 10**6
+    with av.open(io.BytesIO(clip)) as c:
+        w.start_session(c.streams.video[0], T0 + 3_500_000)
+        for op in _packets(c):
+            w.write(dataclasses.replace(op, arrival_mono_us=max(op.arrival_mono_us, 3_500_000)))
+        w.end_session()
+    return w, closed
+
+
+def test_video_sent_again_at_a_reconnection_is_not_written_twice(tmp_path: Path) -> None:
+    w, closed = _record_then_resend(tmp_path)
+    assert w.resent_frames_dropped == 45  # frames 0-44, stamped before the first session's end
+    again = closed[2:]
+    assert again[0].start_us == T0 + 3 * 10**6 and again[-1].end_us == T0 + 5 * 10**6
+    assert sum(s.frames for s in again) == 30
+    for a, b in zip(closed, closed[1:], strict=False):
+        assert a.end_us == b.start_us
+    assert all(len(ffprobe(Path(s.path))["packets"]) == s.frames for s in closed)
+
+
+def test_holding_for_the_anchor_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Beyond the bound the frames are written as they come: judged by the anchor of the
+    # moment, which has not seen the burst's end, nothing is dropped; the clamp keeps order.
+    monkeypatch.setattr(segment_writer, "HOLD_MAX_BYTES", 1)
+    w, closed = _record_then_resend(tmp_path)
+    assert w.resent_frames_dropped == 0 and sum(s.frames for s in closed[2:]) == 75
+    for a, b in zip(closed, closed[1:], strict=False):
+        assert a.end_us == b.start_us

@@ -233,6 +233,21 @@ class Relay:
 
         return rewrite
 
+    def _answer_requests(self, conn: socket.socket, buf: bytes) -> bytes | None:
+        """Read what the client sent (waiting at most the socket's timeout) and answer each
+        whole request in it; what is left of `buf`, or None when the client hung up."""
+        try:
+            chunk = conn.recv(4096)
+            if chunk == b"":
+                return None
+            buf += chunk
+        except TimeoutError:
+            pass
+        while (end := buf.find(b"\r\n\r\n")) >= 0:
+            head, buf = buf[:end].decode(), buf[end + 4:]
+            self._answer(conn, head)
+        return buf
+
     def _stream(self, conn: socket.socket, rest: bytes) -> None:
         """Everything buffered at once, then the live packets; requests are read and
         answered in between (keep-alives, TEARDOWN)."""
@@ -262,13 +277,7 @@ class Relay:
                 conn.settimeout(0.05)
                 if first:
                     self.burst_sent_at, self.burst_packets, first = time.monotonic(), len(batch), False
-            try:
-                chunk = conn.recv(4096)
-                if chunk == b"":
-                    return
-                buf += chunk
-            except TimeoutError:
-                pass
-            while (end := buf.find(b"\r\n\r\n")) >= 0:
-                head, buf = buf[:end].decode(), buf[end + 4:]
-                self._answer(conn, head)
+            got = self._answer_requests(conn, buf)
+            if got is None:
+                return
+            buf = got

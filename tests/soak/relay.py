@@ -152,13 +152,7 @@ class SoakRelay(Relay):
                     self.burst_sent_at, self.burst_packets, first = \
                         time.monotonic(), len(batch), False
                     self.connects.append(time.time())
-            try:
-                chunk = conn.recv(4096)
-                if chunk == b"":
-                    return
-                buf += chunk
-            except TimeoutError:
-                pass
-            while (end := buf.find(b"\r\n\r\n")) >= 0:
-                head, buf = buf[:end].decode(), buf[end + 4:]
-                self._answer(conn, head)
+            got = self._answer_requests(conn, buf)
+            if got is None:
+                return
+            buf = got

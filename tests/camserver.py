@@ -23,6 +23,18 @@ def camera_env() -> dict[str, str]:
             if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
 
 
+def recorder_ahead_of_camera_ms() -> float:
+    """How far the recorder's clock is ahead of the test camera's: 0, but under faketime's
+    offset form (`FAKETIME=+N` seconds, what `faketime DATE` sets) the camera keeps this
+    machine's clock (camera_env) and the recorder runs N s ahead. A capture time burned into
+    the picture by the camera is compared with the recorder's stamps after this shift."""
+    offset = os.environ.get("FAKETIME", "")
+    try:
+        return float(offset) * 1000 if offset[:1] in "+-" and offset else 0.0
+    except ValueError:
+        return 0.0
+
+
 class TestCamera:
     """One RTSP server process. stop() is the camera going offline; start() brings it back
     on the same port."""

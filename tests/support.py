@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -119,10 +120,23 @@ def remove_accounts(names: set[str]) -> list[str]:
     return failed
 
 
+def _drop_thread_caches_freed_after_fork() -> None:
+    """os.fork() runs CPython's after-fork clean-up in the child, which frees the thread-local
+    objects of every other thread. PyAV (>= 18.1.1) keeps one FFmpeg scaler per thread that
+    has converted a frame, and freeing one waits for its worker threads, which the child does
+    not have: the child hangs before it runs a line (seen: run_as timing out after a test left
+    such a thread behind). Freeing the caches here, in the parent where the worker threads
+    still live, leaves the child nothing to wait for; PyAV makes a new scaler when next asked."""
+    frame_module = sys.modules.get("av.video.frame")
+    if frame_module is not None and hasattr(frame_module, "_thread_local"):
+        vars(frame_module)["_thread_local"] = threading.local()  # the old one, its scalers go
+
+
 def run_as(user: str, fn: Callable[[], T], timeout: float = 60) -> T:
     """Run fn in a forked child that has dropped to `user` (no exec: the venv's interpreter may
     live where other accounts cannot execute it). Returns fn's value or re-raises its error."""
     entry = ensure_account(user)
+    _drop_thread_caches_freed_after_fork()
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child

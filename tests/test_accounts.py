@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import is_root, remove_accounts
+from tests.support import is_root, remove_accounts, run_as
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,3 +42,29 @@ def test_session_end_removes_the_accounts_it_used_unless_kept() -> None:
         assert not _exists(name), f"{name} left behind at the end of the session"
     finally:
         remove_accounts({name})
+
+
+@pytest.mark.skipif(not is_root(), reason="runs as a real account: needs root")
+def test_run_as_works_beside_a_thread_that_converted_video() -> None:
+    """The test process itself forks for run_as; a thread left holding PyAV's per-thread
+    scaler made every forked child hang before it ran (CI: run_as timed out in five tests)."""
+    import threading
+
+    import av
+
+    ready, done = threading.Event(), threading.Event()
+
+    def convert_and_stay() -> None:
+        av.VideoFrame(1280, 720, "yuv420p").reformat(width=640, height=360, format="rgb24")
+        ready.set()
+        done.wait()
+
+    holder = threading.Thread(target=convert_and_stay, daemon=True)
+    holder.start()
+    try:
+        assert ready.wait(10)
+        assert run_as("nvrtest-public", os.getuid, timeout=15) == pwd.getpwnam(
+            "nvrtest-public").pw_uid
+    finally:
+        done.set()
+        holder.join()

@@ -29,14 +29,15 @@ if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv .venv
 fi
 # Install (editable, so code changes need no reinstall) only when the dependencies changed:
-# the stamp holds the hash of pyproject.toml as last installed.
+# the stamp holds the hash of pyproject.toml and constraints.txt as last installed. The
+# versions are the ones in constraints.txt, the set the suite last passed with.
 stamp=.venv/.nvr-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
 if [ ! -x .venv/bin/nvr ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/pip install -q --disable-pip-version-check --upgrade pip
   # setuptools says "Editable installation: mind same-named folders", information only.
   PYTHONWARNINGS="ignore:Editable installation" \
-    .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+    .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
   echo "$want" > "$stamp"
 fi
 echo "setup: ok ($(.venv/bin/nvr --version 2>/dev/null || echo nvr installed))"

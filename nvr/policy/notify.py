@@ -10,8 +10,10 @@ caller's command.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 TIMEOUT_S = 30.0
@@ -37,25 +39,56 @@ async def notify_director(
     if not command:
         return True
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE, env=notify_env(),
+        # Started by the subprocess module in a worker thread, never by the event loop:
+        # uvloop's spawn runs CPython's after-fork clean-up in the child before exec, which
+        # frees every other thread's thread-local objects there, and a freed FFmpeg scaler
+        # (PyAV >= 18.1.1 keeps one per thread) waits for its worker threads, which do not
+        # exist in the child: the child never reaches exec and the loop waits on it for ever
+        # (seen: every command stopped answering after a still). The subprocess module forks
+        # and execs without running Python in the child. The outer deadline bounds the wait
+        # even if the start itself stalls.
+        outcome = await asyncio.wait_for(
+            asyncio.to_thread(_run, command, details.encode("utf-8"), timeout_s),
+            timeout_s + _START_GRACE_S,
         )
-    except OSError as exc:
-        logger.error("breach_notify_failed", command=command[0], error=str(exc))
-        return False
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(details.encode("utf-8")), timeout_s)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        logger.error("breach_notify_failed", command=command[0], error="timeout",
-                     timeout_s=timeout_s)
+        outcome = _Outcome(error="timeout")
+    if outcome.error is not None:
+        logger.error("breach_notify_failed", command=command[0], error=outcome.error,
+                     **({"timeout_s": timeout_s} if outcome.error == "timeout" else {}))
         return False
-    if proc.returncode != 0:
-        logger.error("breach_notify_failed", command=command[0], returncode=proc.returncode,
-                     stderr=err.decode("utf-8", "replace")[-500:])
+    if outcome.returncode != 0:
+        logger.error("breach_notify_failed", command=command[0], returncode=outcome.returncode,
+                     stderr=outcome.stderr_tail)
         return False
     logger.info("breach_notified", command=command[0])
     return True
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    returncode: int | None = None
+    stderr_tail: str = ""
+    error: str | None = None  # the command could not run or did not finish
+
+
+_START_GRACE_S = 5.0
+_STDERR_KEPT = 500  # bytes of the command's stderr kept for the log line
+
+
+def _run(command: list[str], stdin: bytes, timeout_s: float) -> _Outcome:
+    """Blocking: run the command to its end or its deadline (then it is killed)."""
+    # stderr goes to a file, not a pipe: a chatty script costs disk it frees at once, not
+    # the daemon's memory; only its tail is read back.
+    with tempfile.TemporaryFile() as err:
+        try:
+            proc = subprocess.run(command, input=stdin, stdout=subprocess.DEVNULL, stderr=err,
+                                  env=notify_env(), timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:  # run() has killed and reaped it
+            return _Outcome(error="timeout")
+        except OSError as exc:
+            return _Outcome(error=str(exc))
+        size = err.seek(0, os.SEEK_END)
+        err.seek(max(0, size - _STDERR_KEPT))
+        tail = err.read().decode("utf-8", "replace")
+    return _Outcome(returncode=proc.returncode, stderr_tail=tail)

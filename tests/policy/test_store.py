@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -192,3 +193,40 @@ async def test_notify_command_gets_an_empty_environment(tmp_path: Path,
     assert "s3cret-lobby" not in json.dumps(env)
     assert set(env) <= {"PATH", "LANG", "LC_ALL", "TZ", "NVR_EVENT", "LC_CTYPE"}, env
     assert env["NVR_EVENT"] == "breach_reported" and env["PATH"]
+
+
+# A recorder that has made a still keeps PyAV's scaler (with its worker threads) cached on the
+# thread that made it. The breach story then hung the daemon: uvloop's spawn freed that cache
+# in the forked child, which waited for the scaler's threads for ever, and the whole loop with it.
+_NOTIFY_AFTER_A_STILL = """
+import sys, threading
+import av, structlog, uvloop
+from nvr.policy.notify import notify_director
+
+ready, done = threading.Event(), threading.Event()
+
+def convert_and_stay() -> None:
+    av.VideoFrame(1280, 720, "yuv420p").reformat(width=640, height=360, format="rgb24")
+    ready.set()
+    done.wait()
+
+threading.Thread(target=convert_and_stay, daemon=True).start()
+ready.wait()
+command = ["sh", "-c", "cat > " + sys.argv[1]]
+print(uvloop.run(notify_director(command, "a photo was posted", structlog.get_logger(),
+                                 timeout_s=10)))
+done.set()
+"""
+
+
+def test_notify_runs_under_uvloop_beside_a_thread_that_converted_video(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox.txt"
+    try:
+        proc = subprocess.run([sys.executable, "-c", _NOTIFY_AFTER_A_STILL, str(inbox)],
+                              capture_output=True, text=True, timeout=40)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the notify command never started: the event loop waited on a forked child")
+    finally:  # a child stuck before exec would outlive the script
+        subprocess.run(["pkill", "-9", "-f", str(inbox)], check=False)
+    assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout + proc.stderr
+    assert inbox.read_text() == "a photo was posted"

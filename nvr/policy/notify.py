@@ -13,6 +13,7 @@ import asyncio
 import os
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +48,8 @@ async def notify_director(
         # (seen: every command stopped answering after a still). The subprocess module forks
         # and execs without running Python in the child. The outer deadline bounds the wait
         # even if the start itself stalls.
-        outcome = await asyncio.wait_for(
-            asyncio.to_thread(_run, command, details.encode("utf-8"), timeout_s),
-            timeout_s + _START_GRACE_S,
-        )
+        outcome = await asyncio.wait_for(_start(command, details, timeout_s),
+                                         timeout_s + _START_GRACE_S)
     except TimeoutError:
         outcome = _Outcome(error="timeout")
     if outcome.error is not None:
@@ -73,6 +72,28 @@ class _Outcome:
 
 
 _START_GRACE_S = 5.0
+# Notify commands run in threads of their own, never the loop's default pool, which the index
+# and the disk work share: a slow mail script can hold these, not those. Past the queue's
+# bound a report is still stored and audited, only not mailed (logged as such).
+_THREADS = 2
+_MAX_WAITING = 16
+_pool: ThreadPoolExecutor | None = None
+_waiting = 0
+
+
+async def _start(command: list[str], details: str, timeout_s: float) -> _Outcome:
+    global _pool, _waiting
+    if _waiting >= _MAX_WAITING:
+        return _Outcome(error=f"{_MAX_WAITING} notify commands are already waiting")
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="nvr-notify")
+    _waiting += 1
+    try:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(_pool, _run, command, details.encode("utf-8"),
+                                          timeout_s)
+    finally:
+        _waiting -= 1
 _STDERR_KEPT = 500  # bytes of the command's stderr kept for the log line
 
 

@@ -230,3 +230,21 @@ def test_notify_runs_under_uvloop_beside_a_thread_that_converted_video(tmp_path:
         subprocess.run(["pkill", "-9", "-f", str(inbox)], check=False)
     assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout + proc.stderr
     assert inbox.read_text() == "a photo was posted"
+
+
+async def test_notify_commands_waiting_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow mail script holds the notify threads, not the daemon: past the bound a report
+    is not mailed (it is stored and audited before notify runs) and the log says why."""
+    import asyncio
+
+    from nvr.policy import notify
+
+    monkeypatch.setattr(notify, "_MAX_WAITING", 2)
+    slow = [sys.executable, "-c", "import time; time.sleep(1)"]
+    with capture_logs() as logs:
+        results = await asyncio.gather(
+            *(notify_director(slow, "details", structlog.get_logger(), timeout_s=5)
+              for _ in range(3)))
+    assert sorted(results) == [False, True, True]
+    failed = [e for e in logs if e["event"] == "breach_notify_failed"]
+    assert len(failed) == 1 and "already waiting" in failed[0]["error"]

@@ -248,3 +248,15 @@ async def test_notify_commands_waiting_are_bounded(monkeypatch: pytest.MonkeyPat
     assert sorted(results) == [False, True, True]
     failed = [e for e in logs if e["event"] == "breach_notify_failed"]
     assert len(failed) == 1 and "already waiting" in failed[0]["error"]
+
+
+def test_the_daemon_starts_no_process_through_the_event_loop() -> None:
+    """Invariant I22 (docs/design.md): only the subprocess module starts processes."""
+    import re
+
+    package = Path(__file__).resolve().parents[2] / "nvr"
+    spawns = [f"{p.relative_to(package.parent)}:{n}"
+              for p in sorted(package.rglob("*.py"))
+              for n, line in enumerate(p.read_text().splitlines(), 1)
+              if re.search(r"create_subprocess_(exec|shell)|\.subprocess_(exec|shell)\(", line)]
+    assert spawns == []

@@ -34,7 +34,13 @@ def b_pyramid(frames: int) -> list[tuple[int, bool]]:
     return out[:frames]
 
 
-@pytest.mark.parametrize("step", [45000, -72000])  # +0.5 s, -0.8 s
+@pytest.mark.parametrize("step", [
+    45000, -72000, 27000,  # +0.5 s, -0.8 s, +0.3 s: the soak's relays (27000 failed there)
+    3000, -3000, -45000, 21000, 33000, 36000,
+    pytest.param(24000, marks=pytest.mark.xfail(strict=True, reason=(
+        "known: a forward step of exactly 4 frames lands in order and on the frame grid, "
+        "so it is taken for the encoder choosing another GOP (nvr/ingest/decode_times.py)"))),
+])
 def test_a_step_mid_gop_keeps_every_frame_in_display_order(step: int) -> None:
     out_of_order = []
     for at in range(GOP, 2 * GOP):  # the step lands on each frame of the second GOP

@@ -72,6 +72,7 @@ class _Outcome:
 
 
 _START_GRACE_S = 5.0
+_STDERR_KEPT = 500  # bytes of the command's stderr kept for the log line
 # Notify commands run in threads of their own, never the loop's default pool, which the index
 # and the disk work share: a slow mail script can hold these, not those. Past the queue's
 # bound a report is still stored and audited, only not mailed (logged as such).
@@ -94,7 +95,6 @@ async def _start(command: list[str], details: str, timeout_s: float) -> _Outcome
                                           timeout_s)
     finally:
         _waiting -= 1
-_STDERR_KEPT = 500  # bytes of the command's stderr kept for the log line
 
 
 def _run(command: list[str], stdin: bytes, timeout_s: float) -> _Outcome:

@@ -433,6 +433,9 @@ def status(out: Out, result: StatusReply) -> None:
             for c in cams:
                 if c.get("reason") and c.get("id") not in alerted:
                     items.append((f"{c.get('id')}", f"{c.get('state')}: {c.get('reason')}"))
+                if c.get("transport_reason"):
+                    items.append((f"{c.get('id')}",
+                                  f"recording over UDP: {c.get('transport_reason')}"))
                 if c.get("last_error") and c.get("last_error") != c.get("reason"):
                     at = c.get("last_error_at")
                     when = f" at {out.when(at, same_day_as=today)}" if at else ""

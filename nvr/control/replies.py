@@ -36,6 +36,7 @@ class CameraBase(TypedDict):
     frames: NotRequired[int]
     reader: NotRequired[str]
     transport: NotRequired[str]
+    transport_reason: NotRequired[str]
     last_segment_end: NotRequired[str | None]
     errors: NotRequired[int]
     last_error: NotRequired[str | None]

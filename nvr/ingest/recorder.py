@@ -95,6 +95,8 @@ class CameraRecorder:
         # How RTP comes now: `transport: auto` starts on TCP and moves to UDP when the camera
         # refuses TCP.
         self.transport: str = "udp" if camera.transport == "udp" else "tcp"
+        # Why RTP comes over UDP under `transport: auto` (kept in sight after later errors).
+        self.transport_reason = ""
         self.stats = Stats()
         self.state, self.reason = "connecting", ""
         self._announced = ("", "")
@@ -170,7 +172,7 @@ class CameraRecorder:
         return {
             "id": self.camera.id, "state": self.state, "reason": self.reason, "fps": fps,
             "bitrate_bps": bps, "frames": self.stats.frames, "reader": self.reader,
-            "transport": self.transport,
+            "transport": self.transport, "transport_reason": self.transport_reason,
             "last_segment_end": None if end is None else timeutil.to_iso(end),
             "errors": self.errors, "last_error": self.last_error, "dropped": self.dropped,
             "last_error_at": (None if self.last_error_us is None
@@ -364,6 +366,7 @@ class CameraRecorder:
         if end.tcp_refused and self.transport == "tcp" and self.camera.transport == "auto":
             # The camera wants RTP over UDP: read so from now on (for this run).
             self.transport = "udp"
+            self.transport_reason = "the camera refuses RTP over TCP"
             self.errors += 1
             self.last_error = "the camera refuses RTP over TCP; recording over UDP"
             self.last_error_us = self.clock.wall_us()

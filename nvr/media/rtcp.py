@@ -2,6 +2,8 @@
 
 - Sender reports (SR, packet type 200) give the camera's own wall clock: the NTP time at which
   the RTP clock read a given timestamp. `sender_reports()` finds them in a compound packet.
+- A BYE (203) says a source has left: a server that ends its stream (a file served in a loop
+  reaching its end, a relay losing its camera) sends it, and then nothing more comes.
 - Receiver reports (RR, 201) with a source description (SDES CNAME: RFC 3550 §6.1 wants one in
   every compound packet) tell the camera what arrives; a server that times out a receiver
   without them (over UDP, where the RTSP connection may stay quiet) keeps the stream going.
@@ -41,6 +43,24 @@ def sender_reports(data: bytes, start: int = 0, end: int | None = None) -> list[
             ssrc, sec, frac, rtp_ts, _ = _SR.unpack_from(data, pos + 4)
             ntp_us = (sec - NTP_UNIX_OFFSET_S) * 1_000_000 + (frac * 1_000_000 >> 32)
             out.append(SenderReport(ssrc, ntp_us, ((sec & 0xFFFF) << 16) | (frac >> 16), rtp_ts))
+        pos += size
+    return out
+
+
+def bye_sources(data: bytes, start: int = 0, end: int | None = None) -> list[int]:
+    """The SSRCs that the BYE packets in the compound RTCP packet data[start:end] say have left
+    (RFC 3550 §6.6); malformed packets are skipped as by sender_reports()."""
+    end = len(data) if end is None else end
+    out: list[int] = []
+    pos = start
+    while end - pos >= 4:
+        b0, pt = data[pos], data[pos + 1]
+        size = 4 * (((data[pos + 2] << 8) | data[pos + 3]) + 1)
+        if b0 >> 6 != 2 or pos + size > end:
+            break
+        if pt == 203:
+            count = min(b0 & 0x1F, (size - 4) // 4)
+            out.extend(struct.unpack_from(f">{count}I", data, pos + 4))
         pos += size
     return out
 

@@ -8,7 +8,9 @@ header and again for its payload; over UDP (`transport="udp"`: a client_port pai
 odd) it drains the RTP socket and puts the packets back in order (nvr.media.rtp.Reorder). A
 GET_PARAMETER (or OPTIONS) keep-alive goes out every half of the session's timeout, over UDP an
 RTCP receiver report every RR_INTERVAL_S; replies that arrive between RTP packets are skipped, and
-the camera's RTCP sender reports are kept (`sender_reports`: its own wall clock).
+the camera's RTCP sender reports are kept (`sender_reports`: its own wall clock). A BYE for the
+session ends it at once (RtspError "offline"), after the packets that came before it, so that
+the recorder reconnects now rather than after the read timeout.
 
 Errors are RtspError, whose kinds match a recorder's session ends:
 credentials, no_video, offline, protocol; a read that waits longer than the timeout raises TimeoutError.
@@ -30,7 +32,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from nvr.media.rtcp import ReceptionStats, SenderReport, receiver_report, sender_reports
+from nvr.media.rtcp import (
+    ReceptionStats,
+    SenderReport,
+    bye_sources,
+    receiver_report,
+    sender_reports,
+)
 from nvr.media.rtp import Codec, Reorder
 
 RECV_BYTES = 256 * 1024
@@ -299,6 +307,7 @@ class RtspSession:
         self._last_rr = 0.0
         self.last_sr: tuple[SenderReport, float] | None = None  # and when it came (monotonic)
         self.sender_reports: list[SenderReport] = []  # new since the caller last took them
+        self.bye = False  # the camera said (RTCP BYE) that the stream has ended
 
     # -- set-up ---------------------------------------------------------------------------------
     def open(self) -> VideoTrack:
@@ -423,6 +432,10 @@ class RtspSession:
                                             "this reader does not speak")
             raise RtspError("credentials", "credentials refused by camera")
         if reply.status == 404:
+            if what != "DESCRIBE":  # it described the stream a moment ago: gone for now
+                # (VLC's server, between two loops of the file it serves).
+                raise RtspError("offline", f"the camera's stream went away ({what}: 404 Not "
+                                           "Found)")
             raise RtspError("no_video", f"camera has no such stream ({what}: 404 Not Found)")
         if reply.status != 200:
             reason = "".join(c for c in reply.reason[:60] if c.isprintable())
@@ -563,10 +576,18 @@ class RtspSession:
         if self.rtp_sock is None:
             got = self._fill()
             self._take(on_packet)
-            return got
-        if now - self._last_rr >= RR_INTERVAL_S:
-            self._send_rr(now)
-        return self._read_udp(on_packet, now)
+        else:
+            if now - self._last_rr >= RR_INTERVAL_S:
+                self._send_rr(now)
+            got = self._read_udp(on_packet, now)
+        if self.bye:
+            if self.rtp_sock is not None:  # what waited for a lost packet is all there will be
+                self.reorder.flush(self._ordered)
+                for data in self._ordered:
+                    on_packet(data, 0, len(data))
+                self._ordered.clear()
+            raise RtspError("offline", "the camera ended the stream (RTCP BYE)")
+        return got
 
     def _take(self, on_packet: Callable[[bytes, int, int], object] | None) -> None:
         """The complete interleaved packets and replies in the buffer: the video channel's
@@ -635,7 +656,14 @@ class RtspSession:
         return got
 
     def _rtcp(self, data: bytes, start: int, end: int) -> None:
+        # Any BYE on the session's RTCP ends it, whatever SSRC it names: VLC's name SSRC 0
+        # about as often as the stream's. (A source that changes its SSRC, RFC 3550 §8.2, also
+        # says BYE: that costs a reconnection, about a second.)
+        if bye_sources(data, start, end):
+            self.bye = True
         for sr in sender_reports(data, start, end):
+            if self.reception.received and sr.ssrc != self.reception.ssrc:
+                continue  # not the stream's (VLC sends some for SSRC 0, RTP time 0)
             self.last_sr = (sr, time.monotonic())
             if len(self.sender_reports) < 16:
                 self.sender_reports.append(sr)

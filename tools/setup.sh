@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 DEBS=(python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
       gstreamer1.0-plugins-bad ffmpeg passwd util-linux faketime
-      chromium)  # chromium: the browser tests (WebRTC and MSE play H.264 in Debian's build)
+      chromium   # the browser tests (WebRTC and MSE play H.264 in Debian's build)
+      vlc-bin vlc-plugin-base)  # VLC's RTSP server: an implementation the tests did not write
 
 missing=()
 for pkg in "${DEBS[@]}"; do

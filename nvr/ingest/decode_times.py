@@ -51,10 +51,13 @@ a step within the first GOP, and steps under those thresholds, which stay as the
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+RECENT_PTS = 128  # how far back a frame's pts is checked against those before it
 
 
 def reorder_depth(pts: list[int]) -> int:
@@ -67,6 +70,8 @@ def reorder_depth(pts: list[int]) -> int:
 class DecodeTimes(Generic[T]):
     min_depth: int = 0  # what the SPS declares (av CodecContext.reorder_depth)
     max_jump: int | None = None  # ticks; None: no jump detection
+    # Whether no other picture refers to this frame's (asked only of a frame sharing a pts).
+    droppable: Callable[[T], bool] | None = None
     min_probe: int = 8
     max_probe: int = 64
     max_probe_bytes: int = 32 * 1024 * 1024
@@ -99,6 +104,12 @@ class DecodeTimes(Generic[T]):
     max_gop: int = 1024  # frames; a longer GOP gives no pattern
     steps: int = 0  # steps repaired
     last_step: int = 0  # the last one, in ticks beyond the change expected
+    # Frames that came with the (shifted) pts of one of the last RECENT_PTS: dropped, or moved.
+    shared_dropped: int = 0
+    shared_moved: int = 0
+    _recent: set[int] = field(default_factory=set)
+    _recent_ring: list[int] = field(default_factory=list)
+    _recent_at: int = 0
 
     def feed(self, pts: int, key: bool, item: T, size: int = 0
              ) -> list[tuple[int, int | None, bool, T]]:
@@ -133,9 +144,31 @@ class DecodeTimes(Generic[T]):
             self._follow(pts - (last + before), key)
         elif key:
             self._gop, self._follows, self._learnable = [0], True, True
+        if pts in self._recent:
+            # Two pictures sent with one time (VLC, in the first GOP of a file with B-frames):
+            # one decode time for both would make them one sample ("two slices reporting being
+            # the first in the same frame"). One no picture refers to is dropped; a reference
+            # picture is moved a tick past every pts of the last RECENT_PTS frames.
+            if self.droppable is not None and self.droppable(item):
+                self.shared_dropped += 1
+                return out
+            self.shared_moved += 1
+            while pts in self._recent:
+                pts += 1
+        self._remember(pts)
         if self._max_pts is None or pts > self._max_pts:
             self._max_pts = pts
         return out + self._feed(pts, key, item, size)
+
+    def _remember(self, pts: int) -> None:
+        ring = self._recent_ring
+        if len(ring) < RECENT_PTS:
+            ring.append(pts)
+        else:
+            self._recent.discard(ring[self._recent_at])
+            ring[self._recent_at] = pts
+            self._recent_at = (self._recent_at + 1) % RECENT_PTS
+        self._recent.add(pts)
 
     def _expected(self, key: bool) -> int | None:
         """The pts change the pattern expects into this frame, or None if it cannot tell."""

@@ -29,7 +29,7 @@ from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
-from nvr.media.access_unit import annexb
+from nvr.media.access_unit import annexb, is_reference
 from nvr.media.rtp import AccessUnit, Depacketizer
 from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.storage.anchor import WallAnchor
@@ -46,6 +46,9 @@ UDP_PACE_BYTES = 64 * 1024
 # cannot record (e.g. intra refresh, which FFmpeg's reader starts on at a recovery point).
 NO_KEYFRAME_S = 30.0
 FRAME_TIMEOUTS = 2  # a whole frame at least every two io timeouts (10 s by default)
+# A sender report's RTP time is the stream's now: one further than this from the latest frame's
+# (a relay's burst is ~10 s) is not about this stream, and its wall time is not used.
+SR_RTP_SLACK_S = 60
 
 
 class _Stop(Exception):
@@ -190,10 +193,13 @@ class Reading:
         self.us_per_tick = 1_000_000 / track.clock_rate  # a float: used for every frame
         self.depack = Depacketizer(track.codec)
         self.unwrap = _Unwrap()
+        self.shared_pts = 0  # frames moved off another's pts, as last logged
         # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
         # timestamp repairer calls the same jump a discontinuity: a new segment).
+        codec = track.codec
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
-            max_jump=10 * track.clock_rate)
+            max_jump=10 * track.clock_rate,
+            droppable=lambda frame: not is_reference(frame[0], codec))
         # One frame at 15 fps until the repairer has seen real durations. Frames stay the
         # depacketizer's bytes (length-prefixed NAL units) all the way into the segment file.
         self.repair: TimestampRepair[bytes] = TimestampRepair(
@@ -225,6 +231,8 @@ class Reading:
         self._units(units, self.ctx.clock.mono_us())  # arrived now: what this recv() took
         if self.times.steps != self.steps:
             self._stepped()
+        if self.times.shared_dropped + self.times.shared_moved != self.shared_pts:
+            self._shared_pts()
         if depack.lost != self.lost:
             self._count_lost()
         if self.rtsp.sender_reports:
@@ -233,7 +241,8 @@ class Reading:
     def _camera_clock(self) -> None:
         """The camera's own clock minus the box's, from its latest sender report: the NTP
         time it gives an RTP timestamp, against the box's stamp of that timestamp (docs/time.md,
-        "The camera's clock"). Reports that carry no wall time (NTP 0) say nothing."""
+        "The camera's clock"). Reports that carry no wall time (NTP 0), or whose RTP time is
+        far from the frames' (VLC sends some with RTP time 0), say nothing."""
         reports, self.rtsp.sender_reports = self.rtsp.sender_reports, []
         sr = reports[-1]
         if self.pts_anchor.anchor_us is None or self.unwrap.base is None or sr.ntp_us <= 0:
@@ -241,6 +250,8 @@ class Reading:
         delta = (sr.rtp_ts - self.unwrap.last) & 0xFFFFFFFF
         if delta >= 0x80000000:
             delta -= 0x100000000
+        if abs(delta) > SR_RTP_SLACK_S * self.track.clock_rate:
+            return  # its RTP time is not this stream's now: it says nothing of the clock
         box_us = self.pts_anchor.wall_us(int((self.unwrap.value + delta) * self.us_per_tick))
         offset = self.ctx.stats.clock_offset_us = sr.ntp_us - box_us
         if not self.clock_logged:
@@ -268,6 +279,14 @@ class Reading:
                 self.max_pts = pts
                 self.pts_anchor.frame(int(pts * self.us_per_tick), now)
             self._emit(self.times.feed(pts, au.key, (au.data, now), len(au.data)))
+
+    def _shared_pts(self) -> None:
+        times = self.times
+        if not self.shared_pts:  # once a session: VLC does it in a file's first GOP only
+            _log.info("timestamp_shared", camera=self.ctx.camera_id,
+                      action="a frame sent with another's RTP timestamp is dropped if no "
+                      "other refers to it, else kept a tick later")
+        self.shared_pts = times.shared_dropped + times.shared_moved
 
     def _stepped(self) -> None:
         """The camera's RTP clock stepped (a relay re-syncing): repaired; counted and told."""
@@ -325,6 +344,9 @@ class Reading:
                 self._handle(last)
         if self.depack.lost:
             _log.warning("rtp_packets_lost", camera=self.ctx.camera_id, packets=self.depack.lost)
+        if self.shared_pts:
+            _log.info("timestamp_shared_total", camera=self.ctx.camera_id,
+                      dropped=self.times.shared_dropped, moved=self.times.shared_moved)
 
     def _handle(self, op: OutPacket[bytes]) -> None:
         ctx, video = self.ctx, self.video

@@ -96,3 +96,25 @@ def _general(data: bytes) -> bytes:
         out.append(data[start:end])
         start = end
     return b"".join(out)
+
+
+def is_reference(sample: bytes | bytearray, codec: str) -> bool:
+    """Whether other pictures may refer to this one (length-prefixed access unit), by its first
+    slice's NAL header: H.264 nal_ref_idc ≠ 0; H.265 anything but a sub-layer non-reference
+    type (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N, RSV_VCL_N: the even types below 16). Unsure
+    (no slice found) says True: dropping such a picture could break the ones after it."""
+    i, end = 0, len(sample)
+    while end - i > 4:
+        n = _U32.unpack_from(sample, i)[0]
+        if n == 0 or i + 4 + n > end:
+            return True
+        head = sample[i + 4]
+        if codec == "h264":
+            if 1 <= head & 0x1F <= 5:
+                return bool(head & 0x60)
+        else:
+            kind = (head >> 1) & 0x3F
+            if kind < 32:
+                return kind >= 16 or kind & 1 == 1
+        i += 4 + n
+    return True

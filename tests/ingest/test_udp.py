@@ -13,9 +13,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from nvr.media.rtcp import NTP_UNIX_OFFSET_S, ReceptionStats, receiver_report, sender_reports
+from nvr.ingest.decode_times import RECENT_PTS, DecodeTimes
+from nvr.media.access_unit import is_reference
+from nvr.media.rtcp import (
+    NTP_UNIX_OFFSET_S,
+    ReceptionStats,
+    bye_sources,
+    receiver_report,
+    sender_reports,
+)
 from nvr.media.rtp import Depacketizer, Reorder
-from nvr.media.rtsp import RtspSession
+from nvr.media.rtsp import RtspError, RtspSession
 from nvr.runtime import alerts
 from nvr.runtime.alerts import CameraView
 from nvr.storage.index import Index
@@ -76,6 +84,19 @@ def test_sender_report_is_read_from_a_compound_packet() -> None:
     assert sender_reports(b"\x80\xc8\xff\xff" + b"\0" * 20) == []  # length overruns: nothing
 
 
+def _bye(*ssrcs: int) -> bytes:
+    return struct.pack(f">BBH{len(ssrcs)}I", 0x80 | len(ssrcs), 203, len(ssrcs), *ssrcs)
+
+
+def test_bye_is_read_from_a_compound_packet() -> None:
+    rr = receiver_report(7, None)
+    assert bye_sources(_sr(42, 1_790_000_000.0, 0) + rr + _bye(42, 43)) == [42, 43]
+    assert bye_sources(_sr(42, 1_790_000_000.0, 0) + rr) == []
+    # A source count beyond the packet's length names only what is there.
+    assert bye_sources(struct.pack(">BBHI", 0x80 | 31, 203, 1, 42)) == [42]
+    assert bye_sources(b"\x81\xcb\x00\x09" + b"\0" * 4) == []  # length overruns: nothing
+
+
 def test_receiver_report_counts_what_never_came() -> None:
     stats = ReceptionStats()
     for seq in (65534, 65535, 1, 2):  # 0 lost, across the wrap
@@ -102,8 +123,11 @@ class UdpCamera:
     """RTSP over TCP that refuses interleaved RTP (461) and sends RTP over UDP: packets in the
     order given, then a sender report; it keeps what arrives on its RTCP port."""
 
-    def __init__(self, order: list[int]) -> None:
+    def __init__(self, order: list[int], bye: int | None = None,
+                 sr_ssrc: int = 0xC0FFEE) -> None:
         self.order = order
+        self.sr_ssrc = sr_ssrc
+        self.bye = bye  # after the sender report, a BYE for this SSRC
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -154,13 +178,15 @@ class UdpCamera:
         for i in self.order:
             self.rtp.sendto(_rtp(1000 + i, 3000 * i, idr if i == 0 else bytes([0x41]) + b"\1" * 50),
                             client)
-        self.rtcp.sendto(_sr(0xC0FFEE, time.time() + 120.0, 3000 * max(self.order)),
+        sr = _sr(self.sr_ssrc, time.time() + 120.0, 3000 * max(self.order))
+        self.rtcp.sendto(sr + (_bye(self.bye) if self.bye is not None else b""),
                          (client[0], client[1] + 1))
 
 
 @contextmanager
-def udp_camera(order: list[int]) -> Iterator[UdpCamera]:
-    cam = UdpCamera(order)
+def udp_camera(order: list[int], bye: int | None = None,
+               sr_ssrc: int = 0xC0FFEE) -> Iterator[UdpCamera]:
+    cam = UdpCamera(order, bye, sr_ssrc)
     cam.thread.start()
     try:
         yield cam
@@ -200,6 +226,74 @@ def test_own_reader_reads_rtp_over_udp_in_order_and_counts_the_lost() -> None:
     assert [(r[1], r[0] & 0x1F) for r in reports] == [(201, 0), (201, 1)]
     assert struct.unpack_from(">I", reports[1], 8)[0] == 0xC0FFEE
     assert struct.unpack_from(">I", reports[1], 12)[0] & 0xFFFFFF == 1
+
+
+def _read_until_bye(s: RtspSession, depack: Depacketizer, frames: int) -> RtspError | None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            s.read_some(depack.push_at)
+        except RtspError as e:
+            return e
+        if len(depack.ready) >= frames and s.sender_reports:
+            return None
+        time.sleep(0.01)
+    raise AssertionError("neither the frames nor a BYE came within 5 s")
+
+
+def test_a_bye_for_the_stream_ends_the_session_after_every_frame_before_it() -> None:
+    """VLC's RTSP server, for one, sends an RTCP BYE when its file ends and then nothing: the
+    session ends at once (the recorder reconnects now, not after its read timeout), every frame
+    sent before the BYE delivered, those behind a lost packet without waiting for it."""
+    with udp_camera([0, 1, 2, 3, 4, 6, 7], bye=0xC0FFEE) as cam:
+        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
+        depack = Depacketizer("h264")
+        try:
+            s.open()
+            err = _read_until_bye(s, depack, 99)
+        finally:
+            s.close()
+    assert err is not None and err.kind == "offline", err
+    assert str(err) == "the camera ended the stream (RTCP BYE)"
+    assert [u.rtp_ts // 3000 for u in depack.ready] == [0, 1, 2, 3, 4, 6, 7]
+
+
+def test_a_bye_naming_ssrc_0_ends_the_session_too() -> None:
+    """VLC's BYE names SSRC 0 about as often as its stream's: it ends the session all the same
+    (otherwise the recorder waits out its read timeout, and loses those seconds)."""
+    with udp_camera([0, 1, 2, 3], bye=0) as cam:
+        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
+        depack = Depacketizer("h264")
+        try:
+            s.open()
+            err = _read_until_bye(s, depack, 99)
+        finally:
+            s.close()
+    assert err is not None and "RTCP BYE" in str(err), err
+    assert [u.rtp_ts // 3000 for u in depack.ready] == [0, 1, 2, 3]
+
+
+def test_a_sender_report_for_another_ssrc_is_not_believed() -> None:
+    """VLC sends, besides its stream's, reports for SSRC 0 at RTP time 0: read as the stream's,
+    they put its clock hours behind."""
+    with udp_camera([0, 1, 2, 3], sr_ssrc=0) as cam:
+        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
+        depack = Depacketizer("h264")
+        try:
+            s.open()
+            deadline = time.monotonic() + 5
+            while len(depack.ready) < 4 and time.monotonic() < deadline:
+                s.read_some(depack.push_at)
+                time.sleep(0.01)
+            cam.rtcp.sendto(_sr(0xC0FFEE, 1_790_000_000.0, 0), s.rtcp_sock.getsockname()
+                            if s.rtcp_sock else ("127.0.0.1", 9))  # the stream's: taken
+            deadline = time.monotonic() + 5
+            while not s.sender_reports and time.monotonic() < deadline:
+                s.read_some(depack.push_at)
+                time.sleep(0.01)
+        finally:
+            s.close()
+    assert [sr.ssrc for sr in s.sender_reports] == [0xC0FFEE]
 
 
 async def test_a_udp_only_camera_with_a_wrong_clock_is_recorded_and_its_clock_alerts(
@@ -242,3 +336,38 @@ async def test_a_udp_only_camera_with_a_wrong_clock_is_recorded_and_its_clock_al
         "time it shows in its picture is wrong)"]
     for seg in await index.segments("yard"):
         _xerror_clean(Path(seg.path))
+
+
+def _au(*nal_headers: bytes) -> bytes:
+    return b"".join(struct.pack(">I", len(h) + 4) + h + b"\x88" * 4 for h in nal_headers)
+
+
+def test_a_picture_no_other_refers_to_is_told_by_its_nal_header() -> None:
+    assert not is_reference(_au(b"\x01"), "h264")  # non-IDR slice, nal_ref_idc 0
+    assert is_reference(_au(b"\x06", b"\x41"), "h264")  # SEI, then a slice with ref_idc 2
+    assert is_reference(_au(b"\x65"), "h264")  # IDR
+    hevc = lambda kind: bytes(((kind << 1), 1))  # noqa: E731
+    assert not is_reference(_au(hevc(35), hevc(0)), "hevc")  # AUD, TRAIL_N
+    assert not is_reference(_au(hevc(8)), "hevc")  # RASL_N
+    assert is_reference(_au(hevc(1)), "hevc") and is_reference(_au(hevc(21)), "hevc")
+    assert is_reference(b"\x00\x00\x00\x09\x01", "h264")  # cut short: unsure, so kept
+
+
+def test_frames_sharing_a_timestamp_keep_distinct_times_and_lose_no_reference() -> None:
+    """VLC's first GOP: a B (no picture refers to it) and a P sent with the time of a P before
+    them. Merged with it, they would be one sample; the B is dropped, the P kept a tick later,
+    and every frame has its own dts, rising."""
+    p, b, idr = _au(b"\x41"), _au(b"\x01"), _au(b"\x65")
+    times: DecodeTimes[bytes] = DecodeTimes(
+        droppable=lambda data: not is_reference(data, "h264"))
+    sent = [(0, idr), (3600, p), (-3600, b), (7200, p), (3600, b), (3600, p), (14400, p),
+            (10800, b)]
+    out = [o for pts, data in sent for o in times.feed(pts, data == idr, data)]
+    out += times.flush()
+    assert [o[0] for o in out] == [0, 3600, -3600, 7200, 3601, 14400, 10800]
+    dts = [o[1] for o in out]
+    assert all(d is not None for d in dts) and dts == sorted(set(dts)), dts  # type: ignore[type-var]
+    assert (times.shared_dropped, times.shared_moved) == (1, 1)
+    for i in range(200):  # the memory is bounded: RECENT_PTS frames back
+        times.feed(20_000 + 3600 * i, False, p)
+    assert len(times._recent) == RECENT_PTS

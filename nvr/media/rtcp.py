@@ -47,11 +47,10 @@ def sender_reports(data: bytes, start: int = 0, end: int | None = None) -> list[
     return out
 
 
-def bye_sources(data: bytes, start: int = 0, end: int | None = None) -> list[int]:
-    """The SSRCs that the BYE packets in the compound RTCP packet data[start:end] say have left
-    (RFC 3550 §6.6); malformed packets are skipped as by sender_reports()."""
+def says_bye(data: bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether the compound RTCP packet data[start:end] holds a BYE (RFC 3550 §6.6), for any
+    SSRC or none; malformed packets end the walk as in sender_reports()."""
     end = len(data) if end is None else end
-    out: list[int] = []
     pos = start
     while end - pos >= 4:
         b0, pt = data[pos], data[pos + 1]
@@ -59,10 +58,9 @@ def bye_sources(data: bytes, start: int = 0, end: int | None = None) -> list[int
         if b0 >> 6 != 2 or pos + size > end:
             break
         if pt == 203:
-            count = min(b0 & 0x1F, (size - 4) // 4)
-            out.extend(struct.unpack_from(f">{count}I", data, pos + 4))
+            return True
         pos += size
-    return out
+    return False
 
 
 @dataclass(slots=True)

@@ -35,8 +35,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from nvr.media.rtcp import (
     ReceptionStats,
     SenderReport,
-    bye_sources,
     receiver_report,
+    says_bye,
     sender_reports,
 )
 from nvr.media.rtp import Codec, Reorder
@@ -659,7 +659,7 @@ class RtspSession:
         # Any BYE on the session's RTCP ends it, whatever SSRC it names: VLC's name SSRC 0
         # about as often as the stream's. (A source that changes its SSRC, RFC 3550 §8.2, also
         # says BYE: that costs a reconnection, about a second.)
-        if bye_sources(data, start, end):
+        if says_bye(data, start, end):
             self.bye = True
         for sr in sender_reports(data, start, end):
             if self.reception.received and sr.ssrc != self.reception.ssrc:

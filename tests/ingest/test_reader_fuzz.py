@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvr.media.rtcp import sender_reports
+from nvr.media.access_unit import is_reference
+from nvr.media.rtcp import says_bye, sender_reports
 from nvr.media.rtp import MAX_UNIT_BYTES, Depacketizer, Reorder
 from nvr.media.rtsp import (
     MAX_BODY_BYTES,
@@ -313,6 +314,14 @@ def test_rtcp_reports_are_read_from_anything_without_raising(data: bytes) -> Non
     for sr in sender_reports(data):
         assert 0 <= sr.rtp_ts < 2**32
     assert len(sender_reports(data)) <= len(data) // 28
+    assert says_bye(data) in (True, False)
+
+
+@FUZZ
+@given(st.binary(max_size=512), st.sampled_from(["h264", "hevc"]))
+def test_whether_a_picture_is_a_reference_is_told_of_anything_without_raising(
+        data: bytes, codec: str) -> None:
+    assert is_reference(data, codec) in (True, False)
 
 
 @FUZZ

@@ -70,8 +70,9 @@ def reorder_depth(pts: list[int]) -> int:
 class DecodeTimes(Generic[T]):
     min_depth: int = 0  # what the SPS declares (av CodecContext.reorder_depth)
     max_jump: int | None = None  # ticks; None: no jump detection
-    # Whether no other picture refers to this frame's (asked only of a frame sharing a pts).
-    droppable: Callable[[T], bool] | None = None
+    # What a frame that shares a recent pts holds (nvr.media.access_unit.picture_kind):
+    # "piece" (of the picture before), "unreferenced" or "reference". None: no such check.
+    kind: Callable[[T], str] | None = None
     min_probe: int = 8
     max_probe: int = 64
     max_probe_bytes: int = 32 * 1024 * 1024
@@ -123,6 +124,7 @@ class DecodeTimes(Generic[T]):
             if self.max_jump is not None and abs(d) > self.max_jump:
                 out = self.flush()  # the probe of the old timeline, if it was still probing
                 self.depth, self._heap, self._seen, self._max_pts = None, [], 0, None
+                self._recent, self._recent_ring, self._recent_at = set(), [], 0
                 self._last_dts, self._gop = None, None  # its position in the GOP: unknown
             else:
                 if self.depth is None and self._probe_ends(key, size):
@@ -144,18 +146,25 @@ class DecodeTimes(Generic[T]):
             self._follow(pts - (last + before), key)
         elif key:
             self._gop, self._follows, self._learnable = [0], True, True
-        if pts in self._recent:
-            # Two pictures sent with one time (VLC, in the first GOP of a file with B-frames):
-            # one decode time for both would make them one sample ("two slices reporting being
-            # the first in the same frame"). One no picture refers to is dropped; a reference
-            # picture is moved a tick past every pts of the last RECENT_PTS frames.
-            if self.droppable is not None and self.droppable(item):
-                self.shared_dropped += 1
-                return out
-            self.shared_moved += 1
-            while pts in self._recent:
-                pts += 1
-        self._remember(pts)
+        if self.kind is not None:
+            if pts in self._recent:
+                # Two pictures sent with one time (VLC, in the first GOP of a file with
+                # B-frames): one decode time for both would make them one sample ("two slices
+                # reporting being the first in the same frame"). One no picture refers to is
+                # dropped; a reference picture is moved a tick past every pts of the last
+                # RECENT_PTS frames. A piece of the picture before (a camera that marks each
+                # slice's end) keeps its time: the timestamp repairer joins the pieces.
+                kind = self.kind(item)
+                if kind == "unreferenced":
+                    self.shared_dropped += 1
+                    return out
+                if kind == "reference":
+                    self.shared_moved += 1
+                    while pts in self._recent:
+                        pts += 1
+                    self._remember(pts)
+            else:
+                self._remember(pts)
         if self._max_pts is None or pts > self._max_pts:
             self._max_pts = pts
         return out + self._feed(pts, key, item, size)

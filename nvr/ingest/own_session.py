@@ -29,7 +29,7 @@ from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
-from nvr.media.access_unit import annexb, is_reference
+from nvr.media.access_unit import annexb, hevc_single_layer, picture_kind
 from nvr.media.rtp import AccessUnit, Depacketizer
 from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.storage.anchor import WallAnchor
@@ -197,9 +197,10 @@ class Reading:
         # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
         # timestamp repairer calls the same jump a discontinuity: a new segment).
         codec = track.codec
+        single_layer = codec == "h264" or hevc_single_layer(track.params)
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
             max_jump=10 * track.clock_rate,
-            droppable=lambda frame: not is_reference(frame[0], codec))
+            kind=lambda frame: picture_kind(frame[0], codec, single_layer))
         # One frame at 15 fps until the repairer has seen real durations. Frames stay the
         # depacketizer's bytes (length-prefixed NAL units) all the way into the segment file.
         self.repair: TimestampRepair[bytes] = TimestampRepair(

@@ -98,23 +98,46 @@ def _general(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def is_reference(sample: bytes | bytearray, codec: str) -> bool:
-    """Whether other pictures may refer to this one (length-prefixed access unit), by its first
-    slice's NAL header: H.264 nal_ref_idc ≠ 0; H.265 anything but a sub-layer non-reference
-    type (TRAIL_N, TSA_N, STSA_N, RADL_N, RASL_N, RSV_VCL_N: the even types below 16). Unsure
-    (no slice found) says True: dropping such a picture could break the ones after it."""
+def picture_kind(sample: bytes | bytearray, codec: str, single_layer: bool) -> str:
+    """What a length-prefixed access unit holds, by its first slice: "piece" if it does not
+    start a picture (no slice, or a slice that is not the picture's first: a camera that marks
+    the end of each slice, or of its parameter sets, sends a picture in such pieces), else
+    "unreferenced" if no other picture may refer to it, else "reference". H.264: first_mb_in_slice
+    0 starts a picture (its ue(v) code is a single 1 bit), nal_ref_idc 0 is unreferenced. H.265:
+    first_slice_segment_in_pic_flag; the sub-layer non-reference types (TRAIL_N, TSA_N, STSA_N,
+    RADL_N, RASL_N, RSV_VCL_N: even types below 16) are unreferenced only when the stream has one
+    temporal sub-layer (`single_layer`, from its SPS): pictures of a higher one may refer to them.
+    Anything unreadable says "reference", so that nothing is dropped for it."""
     i, end = 0, len(sample)
     while end - i > 4:
         n = _U32.unpack_from(sample, i)[0]
         if n == 0 or i + 4 + n > end:
-            return True
+            return "reference"
         head = sample[i + 4]
         if codec == "h264":
             if 1 <= head & 0x1F <= 5:
-                return bool(head & 0x60)
+                if n < 2:
+                    return "reference"
+                if not sample[i + 5] & 0x80:
+                    return "piece"
+                return "reference" if head & 0x60 else "unreferenced"
         else:
             kind = (head >> 1) & 0x3F
             if kind < 32:
-                return kind >= 16 or kind & 1 == 1
+                if n < 3:
+                    return "reference"
+                if not sample[i + 6] & 0x80:
+                    return "piece"
+                sub_layer_non_ref = kind < 16 and kind & 1 == 0
+                return "unreferenced" if sub_layer_non_ref and single_layer else "reference"
         i += 4 + n
-    return True
+    return "piece"
+
+
+def hevc_single_layer(params: tuple[bytes, ...]) -> bool:
+    """Whether an H.265 stream's SPS (among its parameter sets, NAL units without start codes)
+    declares one temporal sub-layer (sps_max_sub_layers_minus1 = 0). No SPS: False."""
+    for nal in params:
+        if len(nal) >= 3 and (nal[0] >> 1) & 0x3F == 33:
+            return (nal[2] >> 1) & 0x07 == 0
+    return False

@@ -42,6 +42,7 @@ from nvr.media.rtcp import (
 from nvr.media.rtp import Codec, Reorder
 
 RECV_BYTES = 256 * 1024
+BYE_DRAIN_READS = 8  # at a BYE over UDP, reads (of MAX_DATAGRAMS each) of what is still queued
 MAX_HEADER_BYTES = 64 * 1024  # an RTSP reply's header
 MAX_BODY_BYTES = 1024 * 1024  # an RTSP reply's body (an SDP is a few hundred bytes)
 USER_AGENT = "nvr"
@@ -581,7 +582,11 @@ class RtspSession:
                 self._send_rr(now)
             got = self._read_udp(on_packet, now)
         if self.bye:
-            if self.rtp_sock is not None:  # what waited for a lost packet is all there will be
+            if self.rtp_sock is not None:
+                for _ in range(BYE_DRAIN_READS):  # what came before the BYE, still queued
+                    if self._read_udp(on_packet, now) < RECV_BYTES:
+                        break
+                # What waited for a lost packet is all there will be.
                 self.reorder.flush(self._ordered)
                 for data in self._ordered:
                     on_packet(data, 0, len(data))

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from nvr.ingest.decode_times import RECENT_PTS, DecodeTimes
-from nvr.media.access_unit import is_reference
+from nvr.media.access_unit import hevc_single_layer, picture_kind
 from nvr.media.rtcp import (
     NTP_UNIX_OFFSET_S,
     ReceptionStats,
@@ -341,24 +341,35 @@ def _au(*nal_headers: bytes) -> bytes:
     return b"".join(struct.pack(">I", len(h) + 4) + h + b"\x88" * 4 for h in nal_headers)
 
 
-def test_a_picture_no_other_refers_to_is_told_by_its_nal_header() -> None:
-    assert not is_reference(_au(b"\x01"), "h264")  # non-IDR slice, nal_ref_idc 0
-    assert is_reference(_au(b"\x06", b"\x41"), "h264")  # SEI, then a slice with ref_idc 2
-    assert is_reference(_au(b"\x65"), "h264")  # IDR
-    hevc = lambda kind: bytes(((kind << 1), 1))  # noqa: E731
-    assert not is_reference(_au(hevc(35), hevc(0)), "hevc")  # AUD, TRAIL_N
-    assert not is_reference(_au(hevc(8)), "hevc")  # RASL_N
-    assert is_reference(_au(hevc(1)), "hevc") and is_reference(_au(hevc(21)), "hevc")
-    assert is_reference(b"\x00\x00\x00\x09\x01", "h264")  # cut short: unsure, so kept
+def test_what_a_unit_holds_is_told_by_its_first_slice() -> None:
+    assert picture_kind(_au(b"\x01\x80"), "h264", True) == "unreferenced"  # ref_idc 0
+    assert picture_kind(_au(b"\x06", b"\x41\x80"), "h264", True) == "reference"  # SEI, ref 2
+    assert picture_kind(_au(b"\x65\x80"), "h264", True) == "reference"  # IDR
+    assert picture_kind(_au(b"\x41\x40"), "h264", True) == "piece"  # first_mb_in_slice 1
+    assert picture_kind(_au(b"\x67", b"\x68"), "h264", True) == "piece"  # SPS, PPS only
+    hevc = lambda kind, first=0x80: bytes((kind << 1, 1, first))  # noqa: E731
+    assert picture_kind(_au(hevc(35), hevc(0)), "hevc", True) == "unreferenced"  # AUD, TRAIL_N
+    assert picture_kind(_au(hevc(8)), "hevc", True) == "unreferenced"  # RASL_N
+    assert picture_kind(_au(hevc(0)), "hevc", False) == "reference"  # a higher layer may use it
+    assert picture_kind(_au(hevc(1)), "hevc", True) == "reference"
+    assert picture_kind(_au(hevc(21)), "hevc", True) == "reference"
+    assert picture_kind(_au(hevc(1, 0x00)), "hevc", True) == "piece"  # not the first segment
+    assert picture_kind(b"\x00\x00\x00\x09\x01", "h264", True) == "reference"  # cut short
+    vps, sps1, sps3 = bytes((64, 1, 0x0C)), bytes((66, 1, 0x01)), bytes((66, 1, 0x05))
+    assert hevc_single_layer((vps, sps1)) and not hevc_single_layer((vps, sps3))
+    assert not hevc_single_layer(())
+
+
+def _kinds(data: bytes) -> str:
+    return picture_kind(data, "h264", True)
 
 
 def test_frames_sharing_a_timestamp_keep_distinct_times_and_lose_no_reference() -> None:
     """VLC's first GOP: a B (no picture refers to it) and a P sent with the time of a P before
     them. Merged with it, they would be one sample; the B is dropped, the P kept a tick later,
     and every frame has its own dts, rising."""
-    p, b, idr = _au(b"\x41"), _au(b"\x01"), _au(b"\x65")
-    times: DecodeTimes[bytes] = DecodeTimes(
-        droppable=lambda data: not is_reference(data, "h264"))
+    p, b, idr = _au(b"\x41\x80"), _au(b"\x01\x80"), _au(b"\x65\x80")
+    times: DecodeTimes[bytes] = DecodeTimes(kind=_kinds)
     sent = [(0, idr), (3600, p), (-3600, b), (7200, p), (3600, b), (3600, p), (14400, p),
             (10800, b)]
     out = [o for pts, data in sent for o in times.feed(pts, data == idr, data)]
@@ -370,3 +381,19 @@ def test_frames_sharing_a_timestamp_keep_distinct_times_and_lose_no_reference() 
     for i in range(200):  # the memory is bounded: RECENT_PTS frames back
         times.feed(20_000 + 3600 * i, False, p)
     assert len(times._recent) == RECENT_PTS
+
+
+def test_pieces_of_one_picture_keep_its_time_and_a_clock_jump_forgets_the_old_times() -> None:
+    """A camera that marks the end of each slice sends a picture in pieces with one time: they
+    are not moved apart (the timestamp repairer joins them). After a jump of the clock, times
+    of the old timeline are free again."""
+    first, second = _au(b"\x41\x80"), _au(b"\x41\x40")  # slices 0 and 1 of a P
+    times: DecodeTimes[bytes] = DecodeTimes(kind=_kinds, max_jump=90_000)
+    out = [o for i in range(20) for data in (first, second)
+           for o in times.feed(3600 * i, i == 0, data)]
+    out += times.flush()
+    assert sorted({o[0] for o in out}) == [3600 * i for i in range(20)]
+    assert times.shared_moved == times.shared_dropped == 0
+    times.feed(10_000_000, True, _au(b"\x65\x80"))  # the clock jumps ...
+    times.feed(0, True, _au(b"\x65\x80"))  # ... and back onto old times
+    assert times.shared_moved == times.shared_dropped == 0

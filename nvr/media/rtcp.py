@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 NTP_UNIX_OFFSET_S = 2_208_988_800  # seconds from 1900-01-01 (NTP's epoch) to 1970-01-01
@@ -28,39 +29,35 @@ class SenderReport:
     rtp_ts: int  # the RTP timestamp that goes with ntp_us
 
 
+def _packets(data: bytes, start: int, end: int | None) -> Iterator[tuple[int, int, int]]:
+    """(packet type, offset, size) of each packet of the compound RTCP packet data[start:end];
+    a malformed one (not version 2, or a length that overruns) ends the walk."""
+    end = len(data) if end is None else end
+    pos = start
+    while end - pos >= 4:
+        size = 4 * (((data[pos + 2] << 8) | data[pos + 3]) + 1)
+        if data[pos] >> 6 != 2 or pos + size > end:
+            return
+        yield data[pos + 1], pos, size
+        pos += size
+
+
 def sender_reports(data: bytes, start: int = 0, end: int | None = None) -> list[SenderReport]:
     """The sender reports in the compound RTCP packet data[start:end]; anything else in it, or
     anything malformed, is skipped (a packet whose length overruns ends the walk)."""
-    end = len(data) if end is None else end
     out: list[SenderReport] = []
-    pos = start
-    while end - pos >= 4:
-        b0, pt = data[pos], data[pos + 1]
-        size = 4 * (((data[pos + 2] << 8) | data[pos + 3]) + 1)
-        if b0 >> 6 != 2 or pos + size > end:
-            break
+    for pt, pos, size in _packets(data, start, end):
         if pt == 200 and size >= 28:
             ssrc, sec, frac, rtp_ts, _ = _SR.unpack_from(data, pos + 4)
             ntp_us = (sec - NTP_UNIX_OFFSET_S) * 1_000_000 + (frac * 1_000_000 >> 32)
             out.append(SenderReport(ssrc, ntp_us, ((sec & 0xFFFF) << 16) | (frac >> 16), rtp_ts))
-        pos += size
     return out
 
 
 def says_bye(data: bytes, start: int = 0, end: int | None = None) -> bool:
     """Whether the compound RTCP packet data[start:end] holds a BYE (RFC 3550 §6.6), for any
     SSRC or none; malformed packets end the walk as in sender_reports()."""
-    end = len(data) if end is None else end
-    pos = start
-    while end - pos >= 4:
-        b0, pt = data[pos], data[pos + 1]
-        size = 4 * (((data[pos + 2] << 8) | data[pos + 3]) + 1)
-        if b0 >> 6 != 2 or pos + size > end:
-            break
-        if pt == 203:
-            return True
-        pos += size
-    return False
+    return any(pt == 203 for pt, _, _ in _packets(data, start, end))
 
 
 @dataclass(slots=True)

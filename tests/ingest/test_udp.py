@@ -227,31 +227,31 @@ def test_own_reader_reads_rtp_over_udp_in_order_and_counts_the_lost() -> None:
     assert struct.unpack_from(">I", reports[1], 12)[0] & 0xFFFFFF == 1
 
 
-def _read_until_bye(s: RtspSession, depack: Depacketizer, frames: int) -> RtspError | None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+def _read_until_bye(order: list[int], bye: int) -> tuple[RtspError | None, Depacketizer]:
+    """A session with a camera that sends `order`, then a sender report and a BYE for `bye`:
+    the error that ended it (None: none within 5 s) and what the depacketizer took."""
+    depack = Depacketizer("h264")
+    with udp_camera(order, bye=bye) as cam:
+        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
         try:
-            s.read_some(depack.push_at)
-        except RtspError as e:
-            return e
-        if len(depack.ready) >= frames and s.sender_reports:
-            return None
-        time.sleep(0.01)
-    raise AssertionError("neither the frames nor a BYE came within 5 s")
+            s.open()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    s.read_some(depack.push_at)
+                except RtspError as e:
+                    return e, depack
+                time.sleep(0.01)
+        finally:
+            s.close()
+    return None, depack
 
 
 def test_a_bye_for_the_stream_ends_the_session_after_every_frame_before_it() -> None:
     """VLC's RTSP server, for one, sends an RTCP BYE when its file ends and then nothing: the
     session ends at once (the recorder reconnects now, not after its read timeout), every frame
     sent before the BYE delivered, those behind a lost packet without waiting for it."""
-    with udp_camera([0, 1, 2, 3, 4, 6, 7], bye=0xC0FFEE) as cam:
-        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
-        depack = Depacketizer("h264")
-        try:
-            s.open()
-            err = _read_until_bye(s, depack, 99)
-        finally:
-            s.close()
+    err, depack = _read_until_bye([0, 1, 2, 3, 4, 6, 7], 0xC0FFEE)
     assert err is not None and err.kind == "offline", err
     assert str(err) == "the camera ended the stream (RTCP BYE)"
     assert [u.rtp_ts // 3000 for u in depack.ready] == [0, 1, 2, 3, 4, 6, 7]
@@ -260,14 +260,7 @@ def test_a_bye_for_the_stream_ends_the_session_after_every_frame_before_it() -> 
 def test_a_bye_naming_ssrc_0_ends_the_session_too() -> None:
     """VLC's BYE names SSRC 0 about as often as its stream's: it ends the session all the same
     (otherwise the recorder waits out its read timeout, and loses those seconds)."""
-    with udp_camera([0, 1, 2, 3], bye=0) as cam:
-        s = RtspSession(f"rtsp://127.0.0.1:{cam.port}/x", 5.0, transport="udp")
-        depack = Depacketizer("h264")
-        try:
-            s.open()
-            err = _read_until_bye(s, depack, 99)
-        finally:
-            s.close()
+    err, depack = _read_until_bye([0, 1, 2, 3], 0)
     assert err is not None and "RTCP BYE" in str(err), err
     assert [u.rtp_ts // 3000 for u in depack.ready] == [0, 1, 2, 3]
 

@@ -25,11 +25,13 @@ import av.stream
 
 from nvr import log
 from nvr.ingest.decode_times import DecodeTimes
+from nvr.ingest.display_order import DisplayOrder
 from nvr.ingest.read_loop import shared_read_loop
 from nvr.ingest.redact import host_of
 from nvr.ingest.session import SessionContext, SessionEnd
 from nvr.ingest.timestamps import InPacket, OutPacket, TimestampError, TimestampRepair
 from nvr.media.access_unit import annexb, hevc_single_layer, picture_kind
+from nvr.media.poc import PictureOrder
 from nvr.media.rtp import AccessUnit, Depacketizer
 from nvr.media.rtsp import RECV_BYTES, RtspError, RtspSession, VideoTrack
 from nvr.storage.anchor import WallAnchor
@@ -198,6 +200,11 @@ class Reading:
         # timestamp repairer calls the same jump a discontinuity: a new segment).
         codec = track.codec
         single_layer = codec == "h264" or hevc_single_layer(track.params)
+        # A server that stamps frames in decode order: presentation times from the pictures'
+        # own order (docs/time.md, "Stamps in decode order").
+        pictures = PictureOrder(codec, track.params)
+        self.order: DisplayOrder[tuple[bytes, int]] = DisplayOrder(
+            lambda frame: pictures.picture(frame[0]))
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
             max_jump=10 * track.clock_rate,
             kind=lambda frame: picture_kind(frame[0], codec, single_layer))
@@ -212,6 +219,7 @@ class Reading:
         self.pts_anchor = WallAnchor(self.wall0 - self.mono0)
         self.max_pts = -1
         self.clock_logged = False
+        self.decode_order_logged = False
         self.video: av.stream.Stream | None = None
         self.started = False
         self.last_data = time.monotonic()  # when a recv() last brought bytes
@@ -279,7 +287,15 @@ class Reading:
             if pts > self.max_pts:
                 self.max_pts = pts
                 self.pts_anchor.frame(int(pts * self.us_per_tick), now)
-            self._emit(self.times.feed(pts, au.key, (au.data, now), len(au.data)))
+            self._ordered(self.order.feed(pts, au.key, (au.data, now), len(au.data)))
+
+    def _ordered(self, ready: list[tuple[int, bool, tuple[bytes, int]]]) -> None:
+        if self.order.mode == "decode" and not self.decode_order_logged:
+            self.decode_order_logged = True
+            _log.warning("timestamps_in_decode_order", camera=self.ctx.camera_id,
+                         action="display times taken from the pictures' own order (POC)")
+        for pts, key, frame in ready:
+            self._emit(self.times.feed(pts, key, frame, len(frame[0])))
 
     def _shared_pts(self) -> None:
         times = self.times
@@ -340,6 +356,7 @@ class Reading:
         self._count_lost()
         if self.video is not None:
             self._units(units, self.ctx.clock.mono_us())
+            self._ordered(self.order.flush())
             self._emit(self.times.flush())
             for last in self.repair.flush():
                 self._handle(last)

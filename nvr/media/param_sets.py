@@ -65,7 +65,7 @@ def in_access_unit(data: bytes | bytearray, codec: str, *,
     return tuple(out)
 
 
-class _Bits:
+class Bits:
     """An RBSP bit reader (emulation prevention bytes removed first)."""
 
     def __init__(self, ebsp: bytes) -> None:
@@ -85,7 +85,7 @@ class _Bits:
         for _ in range(n):
             byte = self.pos >> 3
             if byte >= len(self.data):
-                raise ValueError("parameter set ends early")
+                raise ValueError("the bits end early")
             v = (v << 1) | ((self.data[byte] >> (7 - (self.pos & 7))) & 1)
             self.pos += 1
         return v
@@ -98,29 +98,39 @@ class _Bits:
                 raise ValueError("bad exp-Golomb code")
         return (1 << zeros) - 1 + self.u(zeros)
 
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+def skip_hevc_profile_tier_level(bits: Bits) -> None:
+    """Past an H.265 SPS's sps_max_sub_layers_minus1, temporal_id_nesting flag and
+    profile_tier_level (7.3.3): to its sps_seq_parameter_set_id."""
+    sub_layers = bits.u(3)  # sps_max_sub_layers_minus1
+    bits.u(1)
+    bits.u(96)  # general profile, tier and level
+    present = [(bits.u(1), bits.u(1)) for _ in range(sub_layers)]
+    if sub_layers:
+        bits.u(2 * (8 - sub_layers))
+    for profile, level in present:
+        bits.u(88 * profile + 8 * level)
+
 
 def key_of(nal: bytes, codec: str) -> Key:
     """The kind and id of a parameter set NAL unit."""
     kind = nal_type(nal, codec)
     try:
         if codec == "h264":
-            bits = _Bits(nal[1:40])
+            bits = Bits(nal[1:40])
             if kind == 7:
                 bits.u(24)  # profile_idc, constraint flags, level_idc
             return kind, bits.ue()  # seq_ / pic_parameter_set_id
-        bits = _Bits(nal[2:80])
+        bits = Bits(nal[2:80])
         if kind == 32:
             return kind, bits.u(4)  # vps_video_parameter_set_id
         if kind == 33:
             bits.u(4)  # sps_video_parameter_set_id
-            sub_layers = bits.u(3)  # sps_max_sub_layers_minus1
-            bits.u(1)
-            bits.u(96)  # general profile, tier and level
-            present = [(bits.u(1), bits.u(1)) for _ in range(sub_layers)]
-            if sub_layers:
-                bits.u(2 * (8 - sub_layers))
-            for profile, level in present:
-                bits.u(88 * profile + 8 * level)
+            skip_hevc_profile_tier_level(bits)
             return kind, bits.ue()  # sps_seq_parameter_set_id
         return kind, bits.ue()  # pps_pic_parameter_set_id
     except ValueError:

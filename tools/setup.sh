@@ -10,7 +10,8 @@ DEBS=(python3 python3-venv python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-to
       gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
       gstreamer1.0-plugins-bad ffmpeg passwd util-linux faketime
       chromium   # the browser tests (WebRTC and MSE play H.264 in Debian's build)
-      vlc-bin vlc-plugin-base)  # VLC's RTSP server: an implementation the tests did not write
+      vlc-bin vlc-plugin-base  # VLC's RTSP server: an implementation the tests did not write
+      nodejs)  # runs rtsp-streaming-server, a relay the tests did not write (npm, below)
 
 missing=()
 for pkg in "${DEBS[@]}"; do
@@ -24,6 +25,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# npm comes with NodeSource's nodejs; Debian's nodejs has it in a package of its own.
+if ! command -v npm >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need root to install Debian's npm (run this as root)" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
 fi
 
 if [ ! -x .venv/bin/python ]; then
@@ -40,5 +50,15 @@ if [ ! -x .venv/bin/nvr ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   PYTHONWARNINGS="ignore:Editable installation" \
     .venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
   echo "$want" > "$stamp"
+fi
+# The test relay's npm packages, exactly as tests/relay-node/package-lock.json pins them, in
+# .venv/node (not in git; GPL-3.0, used by the tests only), again only when the lock changed.
+node_stamp=.venv/node/.nvr-installed
+node_want="$(sha256sum tests/relay-node/package-lock.json | cut -d' ' -f1)"
+if [ "$(cat "$node_stamp" 2>/dev/null)" != "$node_want" ]; then
+  mkdir -p .venv/node
+  cp tests/relay-node/package.json tests/relay-node/package-lock.json .venv/node/
+  (cd .venv/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$node_want" > "$node_stamp"
 fi
 echo "setup: ok ($(.venv/bin/nvr --version 2>/dev/null || echo nvr installed))"

@@ -2,33 +2,44 @@
 
 RTP stamps each frame with its presentation time (RFC 6184 5.1, RFC 7798 4.1): with B-frames
 the times go down and up in the order frames are sent (I0 P3 B1 B2 …). Some servers stamp
-frames in the order they send them instead, rising evenly (aio-rtsp-toolkit's file server: its
-times are the file's, held above a running cursor, so a B-frame gets the time after the P-frame
-before it). Taken as they come, the segment shows every B-frame after the frame it precedes
-(decoders: "non monotonically increasing dts"); FFmpeg's own RTSP reader records such a stream
-the same broken way.
+frames in the order they send them instead, rising (aio-rtsp-toolkit's file server: its times
+are the file's, held above a running cursor, so a B-frame gets the time after the P-frame before
+it). Taken as they come, the segment shows every B-frame after the frame it precedes (decoders:
+"non monotonically increasing dts"); FFmpeg's own RTSP reader records such a stream the same
+broken way.
 
 The pictures still know their order: each carries its picture order count (POC,
-nvr.media.poc). The first frames of a session are held (until three frames that show before
-the frame decoded ahead of them have been seen, or at most the first group of pictures,
-`hold_frames`, `hold_bytes`; the decode-time derivation holds that GOP anyway) and compared:
+nvr.media.poc). The first group of pictures of a session is held (`hold_frames`, `hold_bytes`,
+as the decode-time derivation holds it anyway; less if a frame shown before the frame decoded
+ahead of it comes with a falling time) and compared:
 
 1. where a picture's POC goes down from the frame before, its RTP time goes down too: the stamps
    are presentation times, and every frame passes unchanged from then on (the POC is no
    longer read);
 2. where the RTP time rises at three such frames and never falls: the stamps are in decode
-   order. From then on each frame's time is its RTP time moved by as many frames as its place
-   in display order differs from its place in decode order, since the last IDR:
-   pts = rtp + ((poc - poc_idr) / poc_step - n) · frame + depth · frame, with n the frame's
-   index since that IDR, `poc_step` and `frame` the smallest changes of POC and RTP time the
-   held frames show, and `depth` the most a held frame came ahead of its display place (so no
-   frame is moved below its RTP time). A frame whose POC cannot be read keeps its place.
+   order. From then on the times that came are handed out again in display order: the k-th
+   picture shown gets the k-th smallest time received. With at most `depth` frames decoded
+   after their place in display order (what the SPS declares, or the held GOP shows, if more;
+   raised if a later frame comes deeper), the next picture to show is known once `depth`
+   frames more have come, so frames wait a few frames' time. The times stay the camera's (no frame rate is assumed:
+   jitter, lost frames, a changing rate keep every time distinct and in display order).
+   Display order is (sequence, POC): a sequence starts at an IDR (or BLA, or a CRA first or
+   after an end of sequence), and at any keyframe whose POC is not above every POC of its
+   sequence (a server looping a file that starts at a CRA; H.264's memory_management_control
+   5). A unit that is a piece of the picture before (a later slice) takes that picture's time;
+   one whose POC cannot be read is shown after the frame decoded before it.
 3. With no frame shown out of decode order in the hold (no B-frames), the stamps are taken as
    they come.
+
+A frame after lost packets is no evidence either way: its POC's high bits are guessed from the
+frame before, and after a few lost frames guessed wrong. Nor is a POC that falls by about its
+low bits' range (a relay that renumbers its packets hides a loss).
 """
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -41,49 +52,75 @@ EVIDENCE = 3  # frames out of decode order, all stamped rising, that make the ve
 
 
 @dataclass
+class _Frame(Generic[T]):
+    key: bool
+    item: T
+    order: tuple[int, int, int]  # (sequence, POC, n): display order
+    pts: int | None = None
+    pieces: list[tuple[bool, T]] = field(default_factory=list)  # units after it, of it
+
+
+@dataclass
 class DisplayOrder(Generic[T]):
     picture: Callable[[T], Picture | None]  # the frame's POC (nvr.media.poc.PictureOrder)
+    piece: Callable[[T], bool] = lambda _: False  # a unit that does not start a picture
     hold_frames: int = 64
     hold_bytes: int = 32 * 1024 * 1024
     min_hold: int = 8  # frames before a keyframe may end the hold (as the GOP probe)
     mode: str = "undecided"  # then "presentation" or "decode"
+    min_depth: int = 0  # what the SPS declares (av CodecContext.reorder_depth)
+    depth: int = 0
     _held: list[tuple[int, bool, T, Picture | None]] = field(default_factory=list)
     _held_bytes: int = 0
     _rising: int = 0  # frames shown before the one decoded ahead, stamped above it
     _falling: int = 0  # … stamped below it, as RTP says
     _last: tuple[int, Picture | None] | None = None
-    _frame: int = 0  # RTP ticks per frame
-    _poc_step: int = 0
-    _depth: int = 0
-    _base: int | None = None  # the POC of the last IDR (or of the first picture)
-    _n: int = 0  # frames since
+    # Decode order: frames not yet handed on (in decode order), those without a time (by
+    # display order), and the times received and not yet handed out.
+    _pending: deque[_Frame[T]] = field(default_factory=deque)
+    _unplaced: list[tuple[tuple[int, int, int], _Frame[T]]] = field(default_factory=list)
+    _times: list[int] = field(default_factory=list)
+    _sequence: int = 0
+    _top: int | None = None  # the largest POC of the sequence
+    _n: int = 0  # frames so far: ties broken in decode order
+    _last_order: tuple[int, int, int] | None = None  # of the frame decoded last
+    _placed: tuple[int, int, int] | None = None  # of the frame given a time last
+    _last_pts: int | None = None  # handed on last
 
-    def feed(self, pts: int, key: bool, item: T, size: int = 0) -> list[tuple[int, bool, T]]:
-        """(pts, key, item) for the frames now ready, in decode order."""
+    def feed(self, pts: int, key: bool, item: T, size: int = 0, damaged: bool = False
+             ) -> list[tuple[int, bool, T]]:
+        """(pts, key, item) for the frames now ready, in decode order. `damaged`: packets were
+        lost before or inside this frame (its POC may be misread: no evidence)."""
         if self.mode == "presentation":
             return [(pts, key, item)]
         pic = self.picture(item)
         if self.mode == "decode":
-            return [(self._moved(pts, pic), key, item)]
+            return self._reorder(pts, key, item, pic)
         if key and len(self._held) >= self.min_hold or len(self._held) >= self.hold_frames \
                 or self._held_bytes + size > self.hold_bytes:
-            return self._decide() + self.feed(pts, key, item, size)
-        self._evidence(pts, pic)
+            return self._decide() + self.feed(pts, key, item, size, damaged)
+        self._evidence(pts, None if damaged else pic)
         self._held.append((pts, key, item, pic))
         self._held_bytes += size
-        if self._falling or self._rising >= EVIDENCE:
+        if self._falling:
             return self._decide()
         return []
 
     def flush(self) -> list[tuple[int, bool, T]]:
-        """What is still held (a session shorter than the hold)."""
-        return self._decide() if self.mode == "undecided" else []
+        """What is still held (a session shorter than the hold, or the frames waiting for their
+        place at its end)."""
+        if self.mode == "undecided":
+            return self._decide() + self.flush()
+        while self._unplaced:
+            self._place()
+        return self._ready()
 
     def _evidence(self, pts: int, pic: Picture | None) -> None:
         last, self._last = self._last, (pts, pic)
         if last is None or pic is None or last[1] is None or pic.new_sequence:
             return
-        if pic.poc < last[1].poc:  # shown before the frame decoded ahead of it
+        drop = last[1].poc - pic.poc
+        if 0 < drop and (not pic.wrap or 2 * drop < pic.wrap):  # shown before the frame before
             if pts > last[0]:
                 self._rising += 1
             elif pts < last[0]:
@@ -92,38 +129,72 @@ class DisplayOrder(Generic[T]):
     def _decide(self) -> list[tuple[int, bool, T]]:
         held, self._held, self._held_bytes = self._held, [], 0
         self.mode = "presentation"
-        if self._rising >= EVIDENCE and not self._falling and self._learn(held):
-            self.mode = "decode"
-            return [(self._moved(p, pic), k, it) for p, k, it, pic in held]
-        return [(p, k, it) for p, k, it, _ in held]
+        if self._rising < EVIDENCE or self._falling:
+            return [(p, k, it) for p, k, it, _ in held]
+        self.mode = "decode"
+        orders: list[tuple[int, int, int]] = []
+        for _, k, it, pic in held:
+            order = self._order(k, it, pic)
+            if not orders or order != orders[-1]:  # a piece is its picture's
+                orders.append(order)
+        ranks = {o: r for r, o in enumerate(sorted(orders))}
+        self.depth = max(self.min_depth, *(i - ranks[o] for i, o in enumerate(orders)))
+        self._sequence, self._top, self._n, self._last_order = 0, None, 0, None
+        out: list[tuple[int, bool, T]] = []
+        for p, k, it, pic in held:
+            out += self._reorder(p, k, it, pic)
+        return out
 
-    def _learn(self, held: list[tuple[int, bool, T, Picture | None]]) -> bool:
-        """The frame's length in RTP ticks, the POC's step, and the depth, from the held
-        frames; False if they do not show them."""
-        frames = [b[0] - a[0] for a, b in zip(held, held[1:], strict=False) if b[0] > a[0]]
-        steps = [abs(b[3].poc - a[3].poc) for a, b in zip(held, held[1:], strict=False)
-                 if a[3] is not None and b[3] is not None and not b[3].new_sequence
-                 and b[3].poc != a[3].poc]
-        if not frames or not steps:
-            return False
-        self._frame, self._poc_step = min(frames), min(steps)
-        base, n, depth = None, 0, 0
-        for _, _, _, pic in held:
-            if pic is None:
-                n += 1
-                continue
-            if base is None or pic.new_sequence:
-                base, n = pic.poc, 0
-            depth = max(depth, n - (pic.poc - base) // self._poc_step)
-            n += 1
-        self._depth = depth
-        return True
-
-    def _moved(self, pts: int, pic: Picture | None) -> int:
-        frame = self._frame
-        if pic is not None and (self._base is None or pic.new_sequence):
-            self._base, self._n = pic.poc, 0
+    def _order(self, key: bool, item: T, pic: Picture | None) -> tuple[int, int, int]:
+        """A frame's place in display order; a piece's is its picture's."""
         n, self._n = self._n, self._n + 1
-        if pic is None or self._base is None:
-            return pts + self._depth * frame
-        return pts + (pic.poc - self._base) * frame // self._poc_step + (self._depth - n) * frame
+        if pic is None:
+            last = self._last_order
+            if last is not None and self.piece(item):
+                return last
+            order = (last[0], last[1], n) if last is not None else (self._sequence, 0, n)
+        else:
+            if pic.new_sequence or key and self._top is not None and pic.poc <= self._top:
+                self._sequence += 1
+                self._top = None
+            self._top = pic.poc if self._top is None else max(self._top, pic.poc)
+            order = (self._sequence, pic.poc, n)
+        self._last_order = order
+        return order
+
+    def _reorder(self, pts: int, key: bool, item: T, pic: Picture | None
+                 ) -> list[tuple[int, bool, T]]:
+        last = self._last_order
+        order = self._order(key, item, pic)
+        if order == last:  # a piece of the frame before
+            if self._pending:
+                self._pending[-1].pieces.append((key, item))
+                return []
+            return [(self._last_pts if self._last_pts is not None else pts, key, item)]
+        frame = _Frame(key, item, order)
+        self._pending.append(frame)
+        heapq.heappush(self._unplaced, (order, frame))
+        heapq.heappush(self._times, pts)
+        while len(self._unplaced) > self.depth or len(self._pending) > self.hold_frames:
+            self._place()
+        return self._ready()
+
+    def _place(self) -> None:
+        """The next picture to show gets the smallest time not handed out."""
+        order, frame = heapq.heappop(self._unplaced)
+        if self._placed is not None and order < self._placed:
+            # It came later than the depth allowed: wait longer from now on.
+            self.depth = min(self.depth + 1, self.hold_frames)
+        self._placed = order
+        frame.pts = heapq.heappop(self._times)
+
+    def _ready(self) -> list[tuple[int, bool, T]]:
+        out: list[tuple[int, bool, T]] = []
+        pending = self._pending
+        while pending and pending[0].pts is not None:
+            frame = pending.popleft()
+            assert frame.pts is not None
+            out.append((frame.pts, frame.key, frame.item))
+            out += [(frame.pts, k, piece) for k, piece in frame.pieces]
+            self._last_pts = frame.pts
+        return out

@@ -196,15 +196,16 @@ class Reading:
         self.depack = Depacketizer(track.codec)
         self.unwrap = _Unwrap()
         self.shared_pts = 0  # frames moved off another's pts, as last logged
-        # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
-        # timestamp repairer calls the same jump a discontinuity: a new segment).
         codec = track.codec
         single_layer = codec == "h264" or hevc_single_layer(track.params)
         # A server that stamps frames in decode order: presentation times from the pictures'
         # own order (docs/time.md, "Stamps in decode order").
         pictures = PictureOrder(codec, track.params)
         self.order: DisplayOrder[tuple[bytes, int]] = DisplayOrder(
-            lambda frame: pictures.picture(frame[0]))
+            lambda frame: pictures.picture(frame[0]),
+            lambda frame: picture_kind(frame[0], codec, single_layer) == "piece")
+        # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
+        # timestamp repairer calls the same jump a discontinuity: a new segment).
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(
             max_jump=10 * track.clock_rate,
             kind=lambda frame: picture_kind(frame[0], codec, single_layer))
@@ -282,12 +283,14 @@ class Reading:
                 self.probes.append(probe)
                 self.video = video
                 # The reorder depth the SPS declares (FFmpeg read it while probing).
-                self.times.min_depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
+                depth = int(getattr(video.codec_context, "reorder_depth", 0) or 0)
+                self.times.min_depth = self.order.min_depth = depth
             pts = self.unwrap(au.rtp_ts)
             if pts > self.max_pts:
                 self.max_pts = pts
                 self.pts_anchor.frame(int(pts * self.us_per_tick), now)
-            self._ordered(self.order.feed(pts, au.key, (au.data, now), len(au.data)))
+            self._ordered(self.order.feed(pts, au.key, (au.data, now), len(au.data),
+                                          au.damaged))
 
     def _ordered(self, ready: list[tuple[int, bool, tuple[bytes, int]]]) -> None:
         if self.order.mode == "decode" and not self.decode_order_logged:

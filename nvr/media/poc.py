@@ -45,7 +45,10 @@ class _Pps:
 @dataclass(frozen=True)
 class Picture:
     poc: int  # the full picture order count
-    new_sequence: bool  # the POC starts afresh here (IDR; H.265 also BLA, a first CRA)
+    new_sequence: bool  # the POC starts afresh here (IDR; H.265 also BLA, a CRA first or after
+    # an end of sequence)
+    wrap: int = 0  # the range of the POC's low bits (0: counted, H.264 type 2): a POC that falls
+    # by about this much was misread (its high bits guessed wrong after frames were lost)
 
 
 class PictureOrder:
@@ -65,7 +68,13 @@ class PictureOrder:
 
     def picture(self, sample: bytes | bytearray) -> Picture | None:
         """The POC of a length-prefixed access unit (its parameter sets taken first), or None
-        if its first slice does not say (or is not a picture's first)."""
+        if its first slice does not say (or is not a picture's first). Raises nothing."""
+        try:
+            return self._picture(sample)
+        except (ValueError, IndexError):
+            return None
+
+    def _picture(self, sample: bytes | bytearray) -> Picture | None:
         i, end = 0, len(sample)
         while end - i > 4:
             n = int.from_bytes(sample[i:i + 4], "big")
@@ -83,31 +92,29 @@ class PictureOrder:
                 kind = (nal[0] >> 1) & 0x3F
                 if 32 <= kind <= 34:
                     self._param(bytes(nal))
+                elif kind in (36, 37):  # end of sequence, of bitstream: a CRA next starts afresh
+                    self._started = False
                 elif kind < 32 and len(nal) >= 3:
                     return self._hevc(bytes(nal[:48]), kind)
         return None
 
     def _param(self, nal: bytes) -> None:
+        h264 = self.codec == "h264"
+        kind = (nal[0] & 0x1F) if h264 else (nal[0] >> 1) & 0x3F
+        body = nal[1:] if h264 else nal[2:]
+        is_sps = kind == (7 if h264 else 33)
         try:
-            if self.codec == "h264":
-                kind = nal[0] & 0x1F
-                if kind == 7:
-                    _keep(self._sps, *_h264_sps(Bits(nal[1:256])))
-                elif kind == 8:
-                    bits = Bits(nal[1:16])
-                    pps_id = bits.ue()
-                    _keep(self._pps, pps_id, _Pps(bits.ue()))
-            else:
-                kind = (nal[0] >> 1) & 0x3F
-                if kind == 33:
-                    _keep(self._sps, *_hevc_sps(Bits(nal[2:128])))
-                elif kind == 34:
-                    bits = Bits(nal[2:16])
-                    pps_id, sps_id = bits.ue(), bits.ue()
-                    _keep(self._pps, pps_id, _Pps(sps_id, bool(bits.u(1)),
-                                                       bool(bits.u(1)), bits.u(3)))
+            if is_sps:
+                _keep(self._sps, *(_h264_sps if h264 else _hevc_sps)(Bits(body[:255])))
+            elif kind == (8 if h264 else 34):
+                bits = Bits(body[:16])
+                pps_id, sps_id = bits.ue(), bits.ue()
+                _keep(self._pps, pps_id, _Pps(sps_id) if h264 else _Pps(
+                    sps_id, bool(bits.u(1)), bool(bits.u(1)), bits.u(3)))
         except (ValueError, IndexError):
-            return  # an unreadable set: slices that name it say "unknown"
+            # An unreadable set replaces one we cannot name: slices then say "unknown" rather
+            # than be read with an old set's widths (cameras use one id of each).
+            (self._sps if is_sps else self._pps).clear()
 
     def _h264(self, nal: bytes, kind: int) -> Picture | None:
         try:
@@ -139,7 +146,7 @@ class PictureOrder:
         msb = self._msb(lsb, sps.poc_lsb_bits)
         if nal[0] & 0x60:  # nal_ref_idc: a reference picture carries the POC on
             self._prev_msb, self._prev_lsb = msb, lsb
-        return Picture(msb + lsb, idr)
+        return Picture(msb + lsb, idr, 1 << sps.poc_lsb_bits)
 
     def _hevc(self, nal: bytes, kind: int) -> Picture | None:
         try:
@@ -174,7 +181,7 @@ class PictureOrder:
         if temporal_id == 0 and not (6 <= kind <= 9 or (kind <= 14 and kind % 2 == 0)):
             self._prev_msb, self._prev_lsb = msb, lsb
         self._started = True
-        return Picture(msb + lsb, fresh)
+        return Picture(msb + lsb, fresh, 1 << sps.poc_lsb_bits)
 
     def _msb(self, lsb: int, lsb_bits: int) -> int:
         half = 1 << (lsb_bits - 1)
@@ -208,6 +215,8 @@ def _h264_sps(bits: Bits) -> tuple[int, _Sps]:
                     _skip_scaling_list(bits, 16 if i < 6 else 64)
     frame_num_bits = bits.ue() + 4
     poc_type = bits.ue()
+    if poc_type > 2:
+        raise ValueError("no such pic_order_cnt_type")
     if poc_type != 0:
         return sps_id, _Sps(0, frame_num_bits, poc_type=poc_type)
     poc_lsb_bits = bits.ue() + 4

@@ -24,10 +24,14 @@ ahead of it comes with a falling time) and compared:
    frames more have come, so frames wait a few frames' time. The times stay the camera's (no frame rate is assumed:
    jitter, lost frames, a changing rate keep every time distinct and in display order).
    Display order is (sequence, POC): a sequence starts at an IDR (or BLA, or a CRA first or
-   after an end of sequence), and at any keyframe whose POC is not above every POC of its
-   sequence (a server looping a file that starts at a CRA; H.264's memory_management_control
-   5). A unit that is a piece of the picture before (a later slice) takes that picture's time;
-   one whose POC cannot be read is shown after the frame decoded before it.
+   after an end of sequence), at any keyframe whose POC is not above every POC of its sequence
+   (a server looping a file that starts at a CRA), after lost packets (a POC read after them
+   may be wrong) and at a jump of the clock (`max_jump`); what waits is placed first. Not
+   followed: H.264's memory_management_control_operation 5 (a POC reset in a slice header's
+   reference marking, rare in cameras). A unit that is a piece of the picture before (a later
+   slice) takes that picture's time; one whose POC cannot be read is shown after the frame
+   decoded before it. What waits is bounded as the hold is (`hold_frames` units,
+   `hold_bytes`): beyond it, pictures are placed until the first waiting frame has its time.
 3. With no frame shown out of decode order in the hold (no B-frames), the stamps are taken as
    they come.
 
@@ -56,8 +60,9 @@ class _Frame(Generic[T]):
     key: bool
     item: T
     order: tuple[int, int, int]  # (sequence, POC, n): display order
+    size: int
     pts: int | None = None
-    pieces: list[tuple[bool, T]] = field(default_factory=list)  # units after it, of it
+    pieces: list[tuple[bool, T, int]] = field(default_factory=list)  # units after it, of it
 
 
 @dataclass
@@ -69,8 +74,9 @@ class DisplayOrder(Generic[T]):
     min_hold: int = 8  # frames before a keyframe may end the hold (as the GOP probe)
     mode: str = "undecided"  # then "presentation" or "decode"
     min_depth: int = 0  # what the SPS declares (av CodecContext.reorder_depth)
+    max_jump: int | None = None  # ticks: a jump of the clock (as DecodeTimes.max_jump)
     depth: int = 0
-    _held: list[tuple[int, bool, T, Picture | None]] = field(default_factory=list)
+    _held: list[tuple[int, bool, T, Picture | None, int, bool]] = field(default_factory=list)
     _held_bytes: int = 0
     _rising: int = 0  # frames shown before the one decoded ahead, stamped above it
     _falling: int = 0  # … stamped below it, as RTP says
@@ -86,6 +92,9 @@ class DisplayOrder(Generic[T]):
     _last_order: tuple[int, int, int] | None = None  # of the frame decoded last
     _placed: tuple[int, int, int] | None = None  # of the frame given a time last
     _last_pts: int | None = None  # handed on last
+    _last_stamp: int | None = None  # received last
+    _units: int = 0  # units waiting (frames and their pieces), and their bytes
+    _bytes: int = 0
 
     def feed(self, pts: int, key: bool, item: T, size: int = 0, damaged: bool = False
              ) -> list[tuple[int, bool, T]]:
@@ -95,12 +104,13 @@ class DisplayOrder(Generic[T]):
             return [(pts, key, item)]
         pic = self.picture(item)
         if self.mode == "decode":
-            return self._reorder(pts, key, item, pic)
+            return self._reorder(pts, key, item, pic, size, damaged)
         if key and len(self._held) >= self.min_hold or len(self._held) >= self.hold_frames \
                 or self._held_bytes + size > self.hold_bytes:
             return self._decide() + self.feed(pts, key, item, size, damaged)
-        self._evidence(pts, None if damaged else pic)
-        self._held.append((pts, key, item, pic))
+        if pic is not None or not self.piece(item):  # a piece says nothing of the order
+            self._evidence(pts, None if damaged else pic)
+        self._held.append((pts, key, item, pic, size, damaged))
         self._held_bytes += size
         if self._falling:
             return self._decide()
@@ -111,8 +121,7 @@ class DisplayOrder(Generic[T]):
         place at its end)."""
         if self.mode == "undecided":
             return self._decide() + self.flush()
-        while self._unplaced:
-            self._place()
+        self._place_all()
         return self._ready()
 
     def _evidence(self, pts: int, pic: Picture | None) -> None:
@@ -130,10 +139,10 @@ class DisplayOrder(Generic[T]):
         held, self._held, self._held_bytes = self._held, [], 0
         self.mode = "presentation"
         if self._rising < EVIDENCE or self._falling:
-            return [(p, k, it) for p, k, it, _ in held]
+            return [(p, k, it) for p, k, it, _, _, _ in held]
         self.mode = "decode"
         orders: list[tuple[int, int, int]] = []
-        for _, k, it, pic in held:
+        for _, k, it, pic, _, _ in held:
             order = self._order(k, it, pic)
             if not orders or order != orders[-1]:  # a piece is its picture's
                 orders.append(order)
@@ -141,8 +150,8 @@ class DisplayOrder(Generic[T]):
         self.depth = max(self.min_depth, *(i - ranks[o] for i, o in enumerate(orders)))
         self._sequence, self._top, self._n, self._last_order = 0, None, 0, None
         out: list[tuple[int, bool, T]] = []
-        for p, k, it, pic in held:
-            out += self._reorder(p, k, it, pic)
+        for p, k, it, pic, size, damaged in held:
+            out += self._reorder(p, k, it, pic, size, damaged)
         return out
 
     def _order(self, key: bool, item: T, pic: Picture | None) -> tuple[int, int, int]:
@@ -162,22 +171,41 @@ class DisplayOrder(Generic[T]):
         self._last_order = order
         return order
 
-    def _reorder(self, pts: int, key: bool, item: T, pic: Picture | None
-                 ) -> list[tuple[int, bool, T]]:
+    def _reorder(self, pts: int, key: bool, item: T, pic: Picture | None, size: int,
+                 damaged: bool) -> list[tuple[int, bool, T]]:
+        if damaged or self.max_jump is not None and self._last_stamp is not None \
+                and abs(pts - self._last_stamp) > self.max_jump:
+            # After lost packets a POC may be misread; after a jump the times are another
+            # clock's. What waits is placed, and what comes now shows after it.
+            self._place_all()
+            self._sequence, self._top = self._sequence + 1, None
+        self._last_stamp = pts
         last = self._last_order
         order = self._order(key, item, pic)
         if order == last:  # a piece of the frame before
-            if self._pending:
-                self._pending[-1].pieces.append((key, item))
-                return []
-            return [(self._last_pts if self._last_pts is not None else pts, key, item)]
-        frame = _Frame(key, item, order)
-        self._pending.append(frame)
-        heapq.heappush(self._unplaced, (order, frame))
-        heapq.heappush(self._times, pts)
-        while len(self._unplaced) > self.depth or len(self._pending) > self.hold_frames:
+            if not self._pending:
+                return [(self._last_pts if self._last_pts is not None else pts, key, item)]
+            self._pending[-1].pieces.append((key, item, size))
+        else:
+            frame = _Frame(key, item, order, size)
+            self._pending.append(frame)
+            heapq.heappush(self._unplaced, (order, frame))
+            heapq.heappush(self._times, pts)
+        self._units += 1
+        self._bytes += size
+        while len(self._unplaced) > self.depth:
             self._place()
-        return self._ready()
+        out = self._ready()
+        while self._pending and (self._units > self.hold_frames or self._bytes > self.hold_bytes):
+            # The first frame waits too long (a POC far ahead of its place, a POC reset not
+            # seen): the next pictures to show get their times until it has its own.
+            self._place()
+            out += self._ready()
+        return out
+
+    def _place_all(self) -> None:
+        while self._unplaced:
+            self._place()
 
     def _place(self) -> None:
         """The next picture to show gets the smallest time not handed out."""
@@ -195,6 +223,8 @@ class DisplayOrder(Generic[T]):
             frame = pending.popleft()
             assert frame.pts is not None
             out.append((frame.pts, frame.key, frame.item))
-            out += [(frame.pts, k, piece) for k, piece in frame.pieces]
+            out += [(frame.pts, k, piece) for k, piece, _ in frame.pieces]
+            self._units -= 1 + len(frame.pieces)
+            self._bytes -= frame.size + sum(size for _, _, size in frame.pieces)
             self._last_pts = frame.pts
         return out

@@ -203,7 +203,8 @@ class Reading:
         pictures = PictureOrder(codec, track.params)
         self.order: DisplayOrder[tuple[bytes, int]] = DisplayOrder(
             lambda frame: pictures.picture(frame[0]),
-            lambda frame: picture_kind(frame[0], codec, single_layer) == "piece")
+            lambda frame: picture_kind(frame[0], codec, single_layer) == "piece",
+            max_jump=10 * track.clock_rate)
         # A jump of the camera's clock of more than 10 s starts the dts derivation afresh (the
         # timestamp repairer calls the same jump a discontinuity: a new segment).
         self.times: DecodeTimes[tuple[bytes, int]] = DecodeTimes(

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from nvr.ingest.decode_times import reorder_depth
 from nvr.ingest.display_order import DisplayOrder
-from nvr.media.access_unit import length_prefixed
+from nvr.media.access_unit import length_prefixed, picture_kind
 from nvr.media.poc import Picture, PictureOrder
 from tests.ingest.test_reader_fuzz import FUZZ
 
@@ -28,6 +28,8 @@ ENCODERS = {
                                "log-level=error:bframes=3:b-pyramid=1"]),
     "hevc-idr": ("hevc", ["libx265", "-x265-params",
                           "log-level=error:bframes=2:open-gop=0"]),
+    # Four slices a picture: a camera that marks each slice's end sends them one unit each.
+    "h264-slices": ("h264", ["libx264", "-bf", "3", "-x264-params", "slices=4"]),
     # IDRs with leading pictures: shown before the IDR, after the GOP before it.
     "hevc-radl": ("hevc", ["libx265", "-x265-params",
                            "log-level=error:bframes=3:open-gop=0:radl=2"]),
@@ -45,15 +47,19 @@ def frames_of(path: Path) -> list[tuple[int, bool, bytes]]:
     return out
 
 
-@pytest.fixture(scope="module", params=sorted(ENCODERS))
-def clip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-         ) -> tuple[str, list[tuple[int, bool, bytes]]]:
-    codec, args = ENCODERS[request.param]
-    path = tmp_path_factory.mktemp("poc") / f"{request.param}.ts"  # MPEG-TS: sets in band
+def encode(name: str, folder: Path) -> tuple[str, list[tuple[int, bool, bytes]]]:
+    codec, args = ENCODERS[name]
+    path = folder / f"{name}.ts"  # MPEG-TS: parameter sets in band
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc2=size=320x180:rate=25", "-t", "5", "-g", "50", "-c:v", *args,
                     "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
     return codec, frames_of(path)
+
+
+@pytest.fixture(scope="module", params=sorted(ENCODERS))
+def clip(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[str, list[tuple[int, bool, bytes]]]:
+    return encode(request.param, tmp_path_factory.mktemp("poc"))
 
 
 def test_the_poc_orders_every_picture_as_the_encoder_stamped_it(
@@ -153,6 +159,71 @@ def test_decode_order_stamps_get_the_display_order_back(
     assert stage.mode == "decode"
     shown_as_meant(frames, got, how)
     assert sorted(got) == sorted(stamps), "the times handed out are the ones that came"
+
+
+def test_slices_sent_one_unit_each_keep_their_picture_s_time(tmp_path: Path) -> None:
+    """Each slice its own unit (the later ones "pieces"), all with their picture's stamp: the
+    pieces say nothing of the order, and each takes its picture's time."""
+    codec, frames = encode("h264-slices", tmp_path)
+    stamps = server_stamps(frames)
+    units, stamp_of, picture_of = [], [], []
+    for n, ((_, key, data), ts) in enumerate(zip(frames, stamps, strict=True)):
+        nals, i = [], 0
+        while i < len(data):
+            size = int.from_bytes(data[i:i + 4], "big")
+            nals.append(data[i:i + 4 + size])
+            i += 4 + size
+        first = next(j for j, nal in enumerate(nals) if 1 <= nal[4] & 0x1F <= 5)
+        for j, chunk in enumerate([b"".join(nals[:first + 1]), *nals[first + 1:]]):
+            units.append((key and j == 0, chunk))
+            stamp_of.append(ts)
+            picture_of.append(n)
+    order = PictureOrder(codec)
+    stage: DisplayOrder[bytes] = DisplayOrder(
+        order.picture, lambda u: picture_kind(u, codec, True) == "piece")
+    got: list[int] = []
+    for (key, unit), ts in zip(units, stamp_of, strict=True):
+        got += [p for p, _, _ in stage.feed(ts, key, unit, len(unit))]
+    got += [p for p, _, _ in stage.flush()]
+    assert stage.mode == "decode" and len(got) == len(units)
+    per_picture: dict[int, set[int]] = {}
+    for n, pts in zip(picture_of, got, strict=True):
+        per_picture.setdefault(n, set()).add(pts)
+    assert all(len(times) == 1 for times in per_picture.values())
+    shown_as_meant(frames, [next(iter(per_picture[n])) for n in range(len(frames))], "server")
+
+
+def test_a_jump_of_the_clock_in_decode_order_is_one_jump() -> None:
+    """Stamps in decode order that jump back a minute: every frame before the jump keeps a
+    time from before it, every one after gets one from after (mixed, a segment would go back
+    and forth across the minute)."""
+    pocs = [0] + [2 * p for k in range(60) for p in (3 * k + 3, 3 * k + 1, 3 * k + 2)]
+    stage: DisplayOrder[int] = DisplayOrder(
+        lambda i: Picture(pocs[i], i == 0), max_jump=900_000)
+    stamps = [i * 3600 - (5_400_000 if i >= 100 else 0) for i in range(len(pocs))]
+    got: list[int] = []
+    for i, ts in enumerate(stamps):
+        got += [p for p, _, _ in stage.feed(ts, i == 0, i, 100)]
+    got += [p for p, _, _ in stage.flush()]
+    assert stage.mode == "decode" and len(got) == len(pocs)
+    assert all(g >= 0 for g in got[:100]) and all(g < 0 for g in got[100:])
+    assert sorted(got) == sorted(stamps)
+
+
+def test_a_poc_far_ahead_holds_at_most_the_hold_and_raises_nothing() -> None:
+    """One picture whose POC reads far ahead of its place (misread, or a reset not seen) would
+    hold every frame after it back: at most `hold_frames` wait, then pictures are placed."""
+    pocs = [0] + [2 * p for k in range(100) for p in (3 * k + 3, 3 * k + 1, 3 * k + 2)]
+    pocs[100] = 100_000
+    stage: DisplayOrder[int] = DisplayOrder(lambda i: Picture(pocs[i], i == 0))
+    out: list[tuple[int, bool, int]] = []
+    for i in range(len(pocs)):
+        out += stage.feed(i * 3600, i == 0, i, 100)
+        assert stage._units <= stage.hold_frames
+    out += stage.flush()
+    assert stage.mode == "decode"
+    assert [i for _, _, i in out] == list(range(len(pocs)))
+    assert sorted(p for p, _, _ in out) == [i * 3600 for i in range(len(pocs))]
 
 
 def test_presentation_stamps_pass_unchanged(

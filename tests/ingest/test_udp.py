@@ -390,3 +390,30 @@ def test_pieces_of_one_picture_keep_its_time_and_a_clock_jump_forgets_the_old_ti
     times.feed(10_000_000, True, _au(b"\x65\x80"))  # the clock jumps ...
     times.feed(0, True, _au(b"\x65\x80"))  # ... and back onto old times
     assert times.shared_moved == times.shared_dropped == 0
+
+
+def test_rtp_and_rtcp_ports_are_an_even_odd_pair_whichever_port_the_system_picks() -> None:
+    """The system picks odd ports as often as even ones: either way the pair is an even RTP
+    port and the odd one above it (RFC 3550 §11), and a taken port is tried around."""
+    server = socket.create_server(("127.0.0.1", 0))
+    taken = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(64)]
+    try:
+        for t in taken:  # odd and even ports in use
+            t.bind(("127.0.0.1", 0))
+        picked = set()
+        for _ in range(64):
+            s = RtspSession(f"rtsp://127.0.0.1:{server.getsockname()[1]}/x", 1.0)
+            s.sock = socket.create_connection(server.getsockname())
+            try:
+                port = s._bind_udp()
+                assert s.rtp_sock is not None and s.rtcp_sock is not None
+                assert port % 2 == 0 and s.rtp_sock.getsockname()[1] == port
+                assert s.rtcp_sock.getsockname()[1] == port + 1
+                picked.add(port)
+            finally:
+                s.close()
+        assert len(picked) > 1
+    finally:
+        for t in taken:
+            t.close()
+        server.close()

@@ -21,8 +21,9 @@ ahead of it comes with a falling time) and compared:
    picture shown gets the k-th smallest time received. With at most `depth` frames decoded
    after their place in display order (what the SPS declares, or the held GOP shows, if more;
    raised if a later frame comes deeper), the next picture to show is known once `depth`
-   frames more have come, so frames wait a few frames' time. The times stay the camera's (no frame rate is assumed:
-   jitter, lost frames, a changing rate keep every time distinct and in display order).
+   frames more have come, so frames wait a few frames' time. The times stay the camera's (no
+   frame rate is assumed: jitter, lost frames, a changing rate keep every time distinct and in
+   display order).
    Display order is (sequence, POC): a sequence starts at an IDR (or BLA, or a CRA first or
    after an end of sequence), at any keyframe whose POC is not above every POC of its sequence
    (a server looping a file that starts at a CRA), after lost packets (a POC read after them

@@ -117,26 +117,23 @@ class PictureOrder:
             (self._sps if is_sps else self._pps).clear()
 
     def _h264(self, nal: bytes, kind: int) -> Picture | None:
-        try:
-            bits = Bits(nal[1:])
-            if bits.ue() != 0:
-                return None  # first_mb_in_slice: not the picture's first slice
-            bits.ue()  # slice_type
-            pps = self._pps.get(bits.ue())
-            sps = self._sps.get(pps.sps_id) if pps is not None else None
-            if sps is None or sps.poc_type == 1:
-                return None
-            if sps.separate_colour_planes:
-                bits.u(2)
-            bits.u(sps.frame_num_bits)
-            if not sps.frame_mbs_only and bits.u(1):
-                return None  # a field: not followed
-            idr = kind == 5
-            if idr:
-                bits.ue()  # idr_pic_id
-            lsb = bits.u(sps.poc_lsb_bits) if sps.poc_type == 0 else 0
-        except ValueError:
+        bits = Bits(nal[1:])
+        if bits.ue() != 0:
+            return None  # first_mb_in_slice: not the picture's first slice
+        bits.ue()  # slice_type
+        pps = self._pps.get(bits.ue())
+        sps = self._sps.get(pps.sps_id) if pps is not None else None
+        if sps is None or sps.poc_type == 1:
             return None
+        if sps.separate_colour_planes:
+            bits.u(2)
+        bits.u(sps.frame_num_bits)
+        if not sps.frame_mbs_only and bits.u(1):
+            return None  # a field: not followed
+        idr = kind == 5
+        if idr:
+            bits.ue()  # idr_pic_id
+        lsb = bits.u(sps.poc_lsb_bits) if sps.poc_type == 0 else 0
         if idr:
             self._prev_msb = self._prev_lsb = self._decoded = 0
         self._started = True
@@ -149,27 +146,24 @@ class PictureOrder:
         return Picture(msb + lsb, idr, 1 << sps.poc_lsb_bits)
 
     def _hevc(self, nal: bytes, kind: int) -> Picture | None:
-        try:
-            bits = Bits(nal[2:])
-            if not bits.u(1):
-                return None  # first_slice_segment_in_pic_flag
-            irap = 16 <= kind <= 23
-            if irap:
-                bits.u(1)  # no_output_of_prior_pics_flag
-            pps = self._pps.get(bits.ue())
-            sps = self._sps.get(pps.sps_id) if pps is not None else None
-            if pps is None or sps is None:
-                return None
-            bits.u(pps.extra_bits)
-            bits.ue()  # slice_type
-            if pps.output_flag:
-                bits.u(1)
-            if sps.separate_colour_planes:
-                bits.u(2)
-            idr = kind in (19, 20)
-            lsb = 0 if idr else bits.u(sps.poc_lsb_bits)
-        except ValueError:
+        bits = Bits(nal[2:])
+        if not bits.u(1):
+            return None  # first_slice_segment_in_pic_flag
+        irap = 16 <= kind <= 23
+        if irap:
+            bits.u(1)  # no_output_of_prior_pics_flag
+        pps = self._pps.get(bits.ue())
+        sps = self._sps.get(pps.sps_id) if pps is not None else None
+        if pps is None or sps is None:
             return None
+        bits.u(pps.extra_bits)
+        bits.ue()  # slice_type
+        if pps.output_flag:
+            bits.u(1)
+        if sps.separate_colour_planes:
+            bits.u(2)
+        idr = kind in (19, 20)
+        lsb = 0 if idr else bits.u(sps.poc_lsb_bits)
         # An IDR or BLA picture, or a CRA that starts the stream, starts the POC afresh.
         fresh = 16 <= kind <= 20 or (kind == 21 and not self._started)
         if fresh:

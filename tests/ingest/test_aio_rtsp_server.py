@@ -12,11 +12,9 @@ an H.265 stream, through the file's loop, and checks every segment as a user wou
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,17 +25,12 @@ from structlog.testing import capture_logs
 from nvr.ingest.recorder import CameraRecorder
 from nvr.storage.index import Index
 from tests.ingest.recording_helpers import make_recorder, wait_for
+from tests.ingest.servers import free_port, stop_process, wait_listening
 from tests.ingest.test_own_reader import _xerror_clean
 from tests.ingest.test_vlc_server import WrittenSink
 from tests.support import remove_tree, shared_tmpdir
 
 LOOP_S = 4  # the served files' length: the loop is crossed within the test
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -60,34 +53,20 @@ class AioRtspServer:
     """`rtsp-server` (from the venv) publishing `folder`; its messages go to a file."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = tempfile.TemporaryFile()
         server = Path(sys.executable).parent / "rtsp-server"
         self.proc = subprocess.Popen(
             [str(server), "--dir", str(folder), "--host", "127.0.0.1", "--port", str(self.port),
-             "--control-port", str(_free_port())],
+             "--control-port", str(free_port())],
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 15
-        while True:  # it listens when its port answers
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise AssertionError(f"rtsp-server did not listen on {self.port}") from None
-                time.sleep(0.1)
+        wait_listening(self.proc, self.port, self.log, "rtsp-server")
 
     def url(self, name: str) -> str:
         return f"rtsp://127.0.0.1:{self.port}/{name}?play_count=0"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 

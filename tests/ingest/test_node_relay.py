@@ -23,6 +23,7 @@ import pytest
 from nvr.ingest.recorder import CameraRecorder
 from nvr.storage.index import Index
 from tests.ingest.recording_helpers import make_recorder, wait_for
+from tests.ingest.servers import b_frame_clips, free_port
 from tests.ingest.test_own_reader import _xerror_clean
 from tests.ingest.test_vlc_server import WrittenSink
 from tests.support import remove_tree, shared_tmpdir
@@ -31,31 +32,17 @@ REPO = Path(__file__).resolve().parents[2]
 MODULES = REPO / ".venv" / "node" / "node_modules"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def clips() -> Iterator[dict[str, Path]]:
     folder = shared_tmpdir("nvrtest-relay-")
-    encoders = {"h264": ["libx264", "-bf", "2", "-g", "25"],
-                "hevc": ["libx265", "-x265-params", "log-level=error:keyint=25:bframes=2"]}
-    out = {}
-    for codec, args in encoders.items():
-        out[codec] = folder / f"{codec}.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=640x360:rate=25", "-t", "10", "-c:v", *args,
-                        "-pix_fmt", "yuv420p", str(out[codec])], check=True, timeout=60)
-    yield out
+    yield b_frame_clips(folder, 10)
     remove_tree(folder)
 
 
 class NodeRelay:
     def __init__(self) -> None:
         assert (MODULES / "rtsp-streaming-server").is_dir(), "run tools/setup.sh"
-        self.publish, self.client = _free_port(), _free_port()
+        self.publish, self.client = free_port(), free_port()
         rtp = random.randrange(20000, 50000, 2)
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(

@@ -9,7 +9,6 @@ BYE reconnected at once, every segment decoding silently, and none ending after 
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,32 +20,17 @@ import pytest
 from nvr.ingest.recorder import CameraRecorder
 from nvr.storage.index import Index, NewSegment
 from tests.ingest.recording_helpers import IndexSink, make_recorder, wait_for
+from tests.ingest.servers import b_frame_clips, free_port, stop_process, wait_listening
 from tests.ingest.test_own_reader import _xerror_clean
 from tests.support import is_root, remove_tree, shared_tmpdir
 
 LOOP_S = 6  # the served file's length: one BYE every LOOP_S seconds of a session
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def clips() -> Iterator[dict[str, Path]]:
     """Two short files VLC can read as any account: H.264 with B-frames, and H.265."""
     folder = shared_tmpdir("nvrtest-vlc-")
-    encoders = {"h264": ["libx264", "-bf", "2", "-g", "25"],
-                "hevc": ["libx265", "-x265-params", "log-level=error:keyint=25:bframes=2"]}
-    out = {}
-    for codec, args in encoders.items():
-        path = folder / f"{codec}.mp4"
-        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=640x360:rate=25", "-t", str(LOOP_S), "-c:v", *args,
-                        "-pix_fmt", "yuv420p", str(path)], check=True, timeout=60)
-        path.chmod(0o644)
-        out[codec] = path
-    yield out
+    yield b_frame_clips(folder, LOOP_S)
     remove_tree(folder)
 
 
@@ -55,7 +39,7 @@ class VlcServer:
     root, so as root it runs as nobody."""
 
     def __init__(self, clip: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         # Its messages go to a file: a pipe nobody reads would fill and stop it.
         self.log = tempfile.TemporaryFile()
         drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
@@ -64,32 +48,14 @@ class VlcServer:
             [*drop, "cvlc", "-q", "--no-audio", str(clip), "--loop", "--sout-keep",
              "--sout", f"#rtp{{sdp=rtsp://127.0.0.1:{self.port}/cam}}"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.log)
-        deadline = time.monotonic() + 15
-        while True:  # VLC says nothing when it listens: its port answers
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    self.log.seek(0)
-                    err = self.log.read().decode(errors="replace")
-                    self.log.close()
-                    raise AssertionError(
-                        f"VLC did not listen on {self.port}: {err[-500:]}") from None
-                time.sleep(0.1)
+        wait_listening(self.proc, self.port, self.log, "VLC")
 
     @property
     def url(self) -> str:
         return f"rtsp://127.0.0.1:{self.port}/cam"
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.log.close()
 
 
